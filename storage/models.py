@@ -1,0 +1,304 @@
+"""The tables. Times are stored in UTC and are always timezone-aware in Python."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# Stable constraint names, so migrations and IntegrityError handling can refer to them.
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out, on every database.
+
+    SQLite has no time zone type and hands back naive values; normalising here means no
+    code above the storage layer ever sees a naive datetime.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; use an aware one")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+Json = JSON().with_variant(JSONB(), "postgresql")
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets 64-bit ids.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UtcDateTime,
+        dict[str, Any]: Json,
+        list[Any]: Json,
+    }
+
+
+class Channel(StrEnum):
+    WEBCHAT = "webchat"
+    TELEGRAM = "telegram"
+    WHATSAPP = "whatsapp"
+
+
+class ConversationState(StrEnum):
+    BOT = "bot"  # the bot answers
+    WAITING = "waiting"  # handed off, waiting for an agent
+    AGENT = "agent"  # an agent owns it; the bot is silent
+    CLOSED = "closed"  # ended; the next inbound message reopens it with the bot
+
+
+class Direction(StrEnum):
+    IN = "in"
+    OUT = "out"
+
+
+class Author(StrEnum):
+    LEAD = "lead"
+    BOT = "bot"
+    AGENT = "agent"
+
+
+class DeliveryStatus(StrEnum):
+    RECEIVED = "received"  # inbound
+    PENDING = "pending"  # in the outbox
+    SENT = "sent"
+    DELIVERED = "delivered"
+    READ = "read"
+    FAILED = "failed"
+    BLOCKED = "blocked"  # never sent on purpose (opted out, unreachable, outside a window)
+
+
+class OutboxState(StrEnum):
+    PENDING = "pending"
+    SENDING = "sending"  # claimed by a dispatcher until lease_until
+    DONE = "done"
+    FAILED = "failed"
+    BLOCKED = "blocked"
+
+
+class HandoffState(StrEnum):
+    WAITING = "waiting"
+    CLAIMED = "claimed"
+    DONE = "done"
+
+
+class AgentRole(StrEnum):
+    AGENT = "agent"
+    ADMIN = "admin"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Agent(Base):
+    __tablename__ = "agents"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    name: Mapped[str] = mapped_column(String(120))
+    email: Mapped[str | None] = mapped_column(String(254), unique=True)
+    role: Mapped[AgentRole] = mapped_column(String(16), default=AgentRole.AGENT)
+    # sha256 of the agent's API token; the token itself is shown once and never stored.
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Lead(Base):
+    __tablename__ = "leads"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    email: Mapped[str | None] = mapped_column(String(254))
+    source: Mapped[str | None] = mapped_column(String(64))
+    stage: Mapped[str] = mapped_column(String(64))
+    score: Mapped[int] = mapped_column(Integer)
+    tier: Mapped[str] = mapped_column(String(16))
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
+    timezone: Mapped[str] = mapped_column(String(64))
+    opted_out_at: Mapped[datetime | None]
+    first_contact_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_activity_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    phones: Mapped[list[LeadPhone]] = relationship(
+        back_populates="lead", lazy="selectin", cascade="all, delete-orphan"
+    )
+
+    __table_args__ = (Index("ix_leads_last_activity_at", "last_activity_at"),)
+
+
+class LeadPhone(Base):
+    """A lead's phone number in E.164; one number belongs to one lead."""
+
+    __tablename__ = "lead_phones"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"), index=True)
+    e164: Mapped[str] = mapped_column(String(20), unique=True)
+
+    lead: Mapped[Lead] = relationship(back_populates="phones")
+
+
+class ChannelIdentity(Base):
+    """Who the lead is on one channel. The phone may be absent (web chat, WhatsApp user ids)."""
+
+    __tablename__ = "channel_identities"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"), index=True)
+    channel: Mapped[Channel] = mapped_column(String(16))
+    external_id: Mapped[str] = mapped_column(String(128))
+    phone: Mapped[str | None] = mapped_column(String(20))
+    display_name: Mapped[str | None] = mapped_column(String(200))
+    # False once the channel says the lead cannot be reached (blocked the bot, opted out there).
+    reachable: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (UniqueConstraint("channel", "external_id"),)
+
+
+class Conversation(Base):
+    """One lead's thread on one channel (one row per channel identity)."""
+
+    __tablename__ = "conversations"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"), index=True)
+    identity_id: Mapped[int] = mapped_column(
+        ForeignKey("channel_identities.id", ondelete="CASCADE"), unique=True
+    )
+    channel: Mapped[Channel] = mapped_column(String(16))
+    state: Mapped[ConversationState] = mapped_column(String(16), default=ConversationState.BOT)
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
+    # Dialogue memory the policy reads and writes (pending question, consecutive misses, ...).
+    context: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    last_inbound_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    identity: Mapped[ChannelIdentity] = relationship(lazy="joined")
+    lead: Mapped[Lead] = relationship(lazy="joined")
+
+
+class Message(Base):
+    __tablename__ = "messages"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
+    channel: Mapped[Channel] = mapped_column(String(16))
+    direction: Mapped[Direction] = mapped_column(String(8))
+    author: Mapped[Author] = mapped_column(String(8))
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
+    text: Mapped[str] = mapped_column(Text, default="")
+    # Media references as the channel gave them: [{"kind", "ref", "content_type"}]
+    media: Mapped[list[Any]] = mapped_column(default=list)
+    # The channel's id for this message; the unique key that turns a redelivery into a no-op.
+    channel_message_id: Mapped[str | None] = mapped_column(String(128))
+    intent: Mapped[str | None] = mapped_column(String(64))
+    confidence: Mapped[float | None] = mapped_column(Float)
+    # For outgoing bot messages: which script and which of its variants was sent (A/B reports).
+    script: Mapped[str | None] = mapped_column(String(64))
+    script_variant: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[DeliveryStatus] = mapped_column(String(16))
+    error: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    edited_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        UniqueConstraint("channel", "channel_message_id"),
+        Index("ix_messages_conversation_id_id", "conversation_id", "id"),
+    )
+
+
+class OutboxItem(Base):
+    """An outgoing message committed for sending; the dispatcher works through these rows."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    message_id: Mapped[int] = mapped_column(
+        ForeignKey("messages.id", ondelete="CASCADE"), unique=True
+    )
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"))
+    channel: Mapped[Channel] = mapped_column(String(16))
+    recipient: Mapped[str] = mapped_column(String(128))  # the channel identity's external id
+    # Channel extras beyond the text: buttons, template name and variables.
+    extras: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # The opt-out confirmation is the one message an opted-out lead still gets.
+    optout_confirmation: Mapped[bool] = mapped_column(Boolean, default=False)
+    state: Mapped[OutboxState] = mapped_column(String(16), default=OutboxState.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    lease_until: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    settled_at: Mapped[datetime | None]
+
+    message: Mapped[Message] = relationship(lazy="joined", innerjoin=True)
+
+    __table_args__ = (
+        Index("ix_outbox_state_next_attempt_at", "state", "next_attempt_at"),
+        Index("ix_outbox_channel_recipient_id", "channel", "recipient", "id"),
+    )
+
+
+class Handoff(Base):
+    """A conversation handed to people: waiting in the queue, then claimed by one agent."""
+
+    __tablename__ = "handoffs"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE"), index=True
+    )
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"))
+    reason: Mapped[str] = mapped_column(String(64))
+    priority: Mapped[int] = mapped_column(Integer)
+    state: Mapped[HandoffState] = mapped_column(String(16), default=HandoffState.WAITING)
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
+    requested_at: Mapped[datetime] = mapped_column(default=utcnow)
+    claimed_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]
+
+    conversation: Mapped[Conversation] = relationship(lazy="joined")
+
+    __table_args__ = (Index("ix_handoffs_state_priority", "state", "priority", "requested_at"),)

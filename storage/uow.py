@@ -1,0 +1,61 @@
+"""The unit of work: one session, one transaction, committed only on purpose."""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.db import Database
+from storage.repositories import (
+    Agents,
+    Conversations,
+    Handoffs,
+    Identities,
+    Leads,
+    Messages,
+    Outbox,
+)
+
+
+class UnitOfWork:
+    """`async with UnitOfWork(db) as uow: ...; await uow.commit()`. Anything else rolls back."""
+
+    session: AsyncSession
+    leads: Leads
+    identities: Identities
+    conversations: Conversations
+    messages: Messages
+    outbox: Outbox
+    handoffs: Handoffs
+    agents: Agents
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def __aenter__(self) -> UnitOfWork:
+        self.session = self._db.session()
+        self.leads = Leads(self.session)
+        self.identities = Identities(self.session)
+        self.conversations = Conversations(self.session)
+        self.messages = Messages(self.session)
+        self.outbox = Outbox(self.session)
+        self.handoffs = Handoffs(self.session)
+        self.agents = Agents(self.session)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # close() rolls back whatever was not committed and detaches the objects without
+        # expiring them, so values read in the unit of work stay readable after it.
+        await self.session.close()
+
+    async def commit(self) -> None:
+        await self.session.commit()
+
+    async def rollback(self) -> None:
+        await self.session.rollback()
