@@ -1,0 +1,217 @@
+"""What a channel is to the rest of Seguibot: two small objects and the values they exchange.
+
+A channel's `Inbound` turns a raw HTTP request into an event (verifying it first); its `Sender`
+delivers an outgoing message. The engine and the policy import this module, never `handlers`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from storage.models import Channel, DeliveryStatus
+
+__all__ = [
+    "Button",
+    "Channel",
+    "ChatLine",
+    "DeliveryUpdate",
+    "InboundEvent",
+    "InboundMessage",
+    "InlineReply",
+    "Intake",
+    "MediaRef",
+    "MessageEdited",
+    "OutboundMessage",
+    "Outcome",
+    "RawRequest",
+    "ReachabilityChanged",
+    "SendReceipt",
+    "Sender",
+    "Transcript",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class RawRequest:
+    """An HTTP request as a channel receives it, before any parsing."""
+
+    method: str
+    url: str  # the public URL the remote service called (what signatures cover)
+    headers: Mapping[str, str]
+    body: bytes
+    form: Mapping[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class MediaRef:
+    """A photo, document or voice note the lead sent, by reference (never fetched on receipt)."""
+
+    kind: str  # photo | document | voice | video | sticker | audio | location | other
+    ref: str  # the channel's file id or URL
+    content_type: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    """A message from a lead.
+
+    `message_id` is the channel's id for it, the key that makes a redelivery a no-op.
+    `reply_inline` asks the engine to deliver the replies in the HTTP response (web chat)
+    instead of sending them later.
+    """
+
+    channel: Channel
+    sender_id: str
+    message_id: str
+    text: str
+    sent_at: datetime
+    media: tuple[MediaRef, ...] = ()
+    sender_name: str | None = None
+    sender_phone: str | None = None  # E.164, only when the channel vouches for it
+    source: str | None = None  # acquisition source or campaign (e.g. a deep-link payload)
+    reply_inline: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MessageEdited:
+    """The lead edited a message already received: update the record, never reply again."""
+
+    channel: Channel
+    message_id: str
+    text: str
+    edited_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryUpdate:
+    """The channel reports what happened to a message we sent."""
+
+    channel: Channel
+    message_id: str  # the channel's id, as recorded from the send receipt
+    status: DeliveryStatus
+    at: datetime
+    error_code: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReachabilityChanged:
+    """The lead blocked or unblocked us on this channel."""
+
+    channel: Channel
+    sender_id: str
+    reachable: bool
+    at: datetime
+
+
+InboundEvent = InboundMessage | MessageEdited | DeliveryUpdate | ReachabilityChanged
+
+
+@dataclass(frozen=True, slots=True)
+class InlineReply:
+    """A reply delivered in the HTTP response itself; `id` is the stored message's id."""
+
+    id: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What the engine did with one event.
+
+    `replies` holds the replies when the event asked for inline delivery.
+    """
+
+    message_id: int | None = None
+    duplicate: bool = False
+    replies: tuple[InlineReply, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Button:
+    """A choice offered with a message; `payload` comes back as the lead's answer."""
+
+    title: str
+    payload: str
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundMessage:
+    """One message to deliver. `key` is stable across retries (the outbox row id)."""
+
+    key: int
+    channel: Channel
+    recipient: str
+    text: str
+    buttons: tuple[Button, ...] = ()
+    conversation_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SendReceipt:
+    """The channel accepted the message; its id lets delivery reports find it."""
+
+    channel_message_id: str | None = None
+    status: DeliveryStatus = DeliveryStatus.SENT
+
+
+class Inbound(Protocol):
+    """Turns a channel's requests into events."""
+
+    channel: Channel
+
+    def parse(self, raw: RawRequest) -> InboundEvent | None:
+        """Verify, then parse. `None` means valid but nothing to do (answered 200).
+
+        Raises:
+            WebhookRejected: the request is not authentic (401/403) or malformed (400).
+        """
+        ...
+
+
+class Sender(Protocol):
+    """Delivers outgoing messages on one channel."""
+
+    channel: Channel
+
+    async def send(self, message: OutboundMessage) -> SendReceipt:
+        """Deliver one message.
+
+        Raises:
+            RetryLater: a transient failure (network, rate limit); `after` when the channel says.
+            SendFailed: the channel refused it for good.
+        """
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ChatLine:
+    """One message of a conversation as a chat page shows it."""
+
+    id: int
+    author: str  # lead | bot | agent
+    text: str
+
+
+class Transcript(Protocol):
+    """Read access to a chat's messages, for channels that show history (web chat)."""
+
+    async def lines(
+        self, channel: Channel, sender_id: str, *, after_id: int, limit: int
+    ) -> list[ChatLine]:
+        """The conversation's messages after `after_id` (the latest `limit` when it is 0)."""
+        ...
+
+    async def sent_to_lead(
+        self, channel: Channel, sender_id: str, *, after_id: int, limit: int
+    ) -> list[ChatLine]:
+        """Messages to the lead that went out (not pending, failed or blocked)."""
+        ...
+
+
+class Intake(Protocol):
+    """What channels hand their events to (the engine)."""
+
+    async def receive(self, event: InboundEvent) -> Outcome: ...

@@ -1,0 +1,50 @@
+"""Effects: what the policy decides, as data. The engine carries them out in one transaction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """Send the lead one variant of a script, placeholders filled by the engine."""
+
+    script: str
+    values: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class AskWhich:
+    """The message could mean either intent: ask the lead which one (script `clarify.which`)."""
+
+    intents: tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class EnqueueHandoff:
+    """Put the conversation in the queue for a person; the bot goes silent until handed back."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class OptOut:
+    """The lead asked for no more messages: stop everything on every channel, for good."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rescore:
+    """Move the lead's score by `delta` points (clamped to 1-50); the tier follows."""
+
+    delta: int
+
+
+@dataclass(frozen=True, slots=True)
+class Remember:
+    """Replace the conversation's dialogue memory with `context`."""
+
+    context: dict[str, Any]
+
+
+Effect = Reply | AskWhich | EnqueueHandoff | OptOut | Rescore | Remember

@@ -1,0 +1,418 @@
+"""The engine: one database transaction per inbound event.
+
+For a message: dedupe on (channel, message id) by the unique index, find or create the lead by
+channel identity, append the message, and, unless a person owns the conversation or the lead
+opted out, understand it, let the policy decide, and carry out the effects (replies become
+outbox rows) - all committed together or not at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.exc import IntegrityError
+
+from bot import metrics, outbox
+from bot.channel import (
+    DeliveryUpdate,
+    InboundEvent,
+    InboundMessage,
+    InlineReply,
+    MessageEdited,
+    Outcome,
+    ReachabilityChanged,
+)
+from bot.effects import AskWhich, Effect, EnqueueHandoff, OptOut, Remember, Reply, Rescore
+from bot.phones import spellings
+from bot.policy import ConversationView, InboundView, LeadView, Rules, decide
+from bot.scripts import Renderer
+from bot.settings import Settings
+from intents.model import NONE, NluResult
+from storage.db import Database
+from storage.models import (
+    Author,
+    ChannelIdentity,
+    Conversation,
+    ConversationState,
+    DeliveryStatus,
+    Direction,
+    Handoff,
+    Lead,
+    utcnow,
+)
+from storage.uow import UnitOfWork
+
+log = logging.getLogger(__name__)
+
+# Delivery statuses only move forward; a late "sent" never overwrites "read".
+_STATUS_RANK = {
+    DeliveryStatus.PENDING: 0,
+    DeliveryStatus.SENT: 1,
+    DeliveryStatus.DELIVERED: 2,
+    DeliveryStatus.READ: 3,
+    DeliveryStatus.FAILED: 4,
+    DeliveryStatus.BLOCKED: 4,
+}
+
+
+class Understanding(Protocol):
+    """The intent matcher, as the engine needs it."""
+
+    def match(self, text: str, now: datetime, tz: str | ZoneInfo) -> NluResult: ...
+
+
+@dataclass(frozen=True, slots=True)
+class LeadRules:
+    """How new leads start and how scores map to tiers and handoffs to priorities."""
+
+    timezone: str
+    initial_score: int
+    first_stage: str
+    tiers: Mapping[str, int]  # tier -> lowest score, highest tier first
+    handoff_priority: Mapping[str, int]
+    hot_bonus: int
+    policy: Rules = field(default_factory=Rules)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LeadRules:
+        tiers = settings.scoring.tiers
+        return cls(
+            timezone=settings.business.timezone,
+            initial_score=settings.scoring.initial,
+            first_stage=settings.pipeline.stages[0],
+            tiers={"hot": tiers.hot, "warm": tiers.warm, "cold": tiers.cold},
+            handoff_priority=settings.handoff.priority,
+            hot_bonus=settings.handoff.hot_bonus,
+            policy=Rules(
+                miss_limit=settings.conversation.miss_limit, points=settings.scoring.points
+            ),
+        )
+
+    def tier(self, score: int) -> str:
+        return next((tier for tier, low in self.tiers.items() if score >= low), "disqualified")
+
+
+class _RaceLost(Exception):
+    """Another transaction created the same lead or identity first; run again."""
+
+
+class Engine:
+    """Handles inbound events; the only writer of conversations on the lead's side."""
+
+    MAX_RACE_RETRIES = 3
+
+    def __init__(
+        self,
+        db: Database,
+        matcher: Understanding,
+        renderer: Renderer,
+        rules: LeadRules,
+        *,
+        on_commit: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.db = db
+        self.matcher = matcher
+        self.renderer = renderer
+        self.rules = rules
+        self.on_commit = on_commit
+
+    async def receive(self, event: InboundEvent) -> Outcome:
+        """Handle one event in one transaction.
+
+        Raises:
+            sqlalchemy errors when the database is unreachable; callers answer 503 so the
+            channel delivers again later (the dedupe key makes that safe).
+        """
+        started = time.perf_counter()
+        for attempt in range(1, self.MAX_RACE_RETRIES + 1):
+            try:
+                outcome = await self._dispatch(event)
+                break
+            except (_RaceLost, IntegrityError):
+                if attempt == self.MAX_RACE_RETRIES:
+                    raise
+                log.info("engine_race_retry", extra={"channel": event.channel, "attempt": attempt})
+        metrics.ENGINE_LATENCY.labels(event.channel).observe(time.perf_counter() - started)
+        return outcome
+
+    async def _dispatch(self, event: InboundEvent) -> Outcome:
+        match event:
+            case InboundMessage():
+                return await self._message(event)
+            case MessageEdited():
+                return await self._edited(event)
+            case DeliveryUpdate():
+                return await self._delivery(event)
+            case ReachabilityChanged():
+                return await self._reachability(event)
+
+    async def _message(self, event: InboundMessage) -> Outcome:
+        now = utcnow()
+        async with UnitOfWork(self.db) as uow:
+            identity, lead = await self._identify(uow, event, now)
+            conversation = await uow.conversations.for_identity(identity.id)
+            if conversation is None:
+                conversation = await uow.conversations.add(
+                    Conversation(
+                        lead_id=lead.id,
+                        identity_id=identity.id,
+                        channel=event.channel,
+                        state=ConversationState.BOT,
+                        context={},
+                        created_at=now,
+                    )
+                )
+            # PostgreSQL text cannot hold NUL; nobody types one on purpose.
+            stored_text = event.text.replace("\x00", "")
+            text = stored_text.strip()
+            nlu = self.matcher.match(text, now, lead.timezone) if text else None
+            message_id = await uow.messages.add_inbound(
+                {
+                    "conversation_id": conversation.id,
+                    "channel": event.channel,
+                    "direction": Direction.IN,
+                    "author": Author.LEAD,
+                    "text": stored_text,
+                    "media": [
+                        {"kind": m.kind, "ref": m.ref, "content_type": m.content_type}
+                        for m in event.media
+                    ],
+                    "channel_message_id": event.message_id,
+                    "intent": nlu.intent if nlu else None,
+                    "confidence": round(nlu.confidence, 4) if nlu else None,
+                    "status": DeliveryStatus.RECEIVED,
+                    "created_at": now,
+                }
+            )
+            if message_id is None:
+                metrics.INBOUND.labels(event.channel, "duplicate").inc()
+                log.info("message_duplicate", extra={"channel": event.channel})
+                return Outcome(duplicate=True)
+
+            lead.last_activity_at = now
+            conversation.last_inbound_at = min(event.sent_at, now)
+            if event.sender_name and not lead.name:
+                lead.name = event.sender_name[:200]
+            if event.source and not lead.source:
+                lead.source = event.source[:64]
+            if conversation.state == ConversationState.CLOSED:
+                conversation.state = ConversationState.BOT
+                conversation.agent_id = None
+
+            replies: list[InlineReply] = []
+            if lead.opted_out_at is None and conversation.state == ConversationState.BOT:
+                replies = await self._converse(uow, event, nlu, lead, conversation, message_id, now)
+            await uow.commit()
+
+        metrics.INBOUND.labels(event.channel, "stored").inc()
+        log.info(
+            "message_received",
+            extra={
+                "channel": event.channel,
+                "lead_id": lead.id,
+                "conversation_id": conversation.id,
+                "state": conversation.state,
+                "replies": len(replies),
+            },
+        )
+        log.debug("message_text", extra={"message_id": message_id, "text": event.text})
+        if replies and not event.reply_inline:
+            self.on_commit()
+        return Outcome(message_id=message_id, replies=tuple(replies) if event.reply_inline else ())
+
+    async def _identify(
+        self, uow: UnitOfWork, event: InboundMessage, now: datetime
+    ) -> tuple[ChannelIdentity, Lead]:
+        identity = await uow.identities.find(event.channel, event.sender_id)
+        if identity is not None:
+            lead = await uow.leads.get(identity.lead_id)
+            assert lead is not None
+            return identity, lead
+
+        lead = None
+        if event.sender_phone:
+            # One person is one lead: a number already known from another channel or an
+            # import (in any of its spellings) joins this identity to that lead.
+            lead = await uow.leads.by_phone(spellings(event.sender_phone))
+        if lead is None:
+            lead = await uow.leads.add(
+                Lead(
+                    name=event.sender_name[:200] if event.sender_name else None,
+                    source=event.source[:64] if event.source else event.channel.value,
+                    stage=self.rules.first_stage,
+                    score=self.rules.initial_score,
+                    tier=self.rules.tier(self.rules.initial_score),
+                    timezone=self.rules.timezone,
+                    first_contact_at=now,
+                    last_activity_at=now,
+                )
+            )
+            if event.sender_phone:
+                await uow.leads.add_phone(lead.id, event.sender_phone)
+        identity_id = await uow.identities.create(
+            {
+                "lead_id": lead.id,
+                "channel": event.channel,
+                "external_id": event.sender_id,
+                "phone": event.sender_phone,
+                "display_name": event.sender_name[:200] if event.sender_name else None,
+                "reachable": True,
+                "created_at": now,
+            }
+        )
+        if identity_id is None:
+            raise _RaceLost
+        identity = await uow.session.get(ChannelIdentity, identity_id)
+        assert identity is not None
+        return identity, lead
+
+    async def _converse(
+        self,
+        uow: UnitOfWork,
+        event: InboundMessage,
+        nlu: NluResult | None,
+        lead: Lead,
+        conversation: Conversation,
+        message_id: int,
+        now: datetime,
+    ) -> list[InlineReply]:
+        effects = decide(
+            ConversationView(conversation.state, dict(conversation.context)),
+            InboundView(has_text=nlu is not None, has_media=bool(event.media)),
+            nlu or NluResult(NONE, 0.0),
+            LeadView(lead.id, lead.name, lead.score, lead.tier),
+            now,
+            self.rules.policy,
+        )
+        replies: list[InlineReply] = []
+        for effect in effects:
+            if reply := await self._apply(uow, effect, event, lead, conversation, message_id, now):
+                replies.append(reply)
+        if replies:
+            metrics.REPLIES.labels(event.channel).inc(len(replies))
+        return replies
+
+    async def _apply(
+        self,
+        uow: UnitOfWork,
+        effect: Effect,
+        event: InboundMessage,
+        lead: Lead,
+        conversation: Conversation,
+        message_id: int,
+        now: datetime,
+    ) -> InlineReply | None:
+        """Carry out one effect; returns the message when it produced a reply."""
+        match effect:
+            case Reply(script=script, values=values):
+                return await self._reply(
+                    uow, conversation, lead, script, values, message_id, event, now
+                )
+            case AskWhich(intents=(first, second)):
+                values = {"a": self.renderer.label(first), "b": self.renderer.label(second)}
+                return await self._reply(
+                    uow, conversation, lead, "clarify.which", values, message_id, event, now
+                )
+            case Remember(context=context):
+                conversation.context = dict(context)
+            case Rescore(delta=delta):
+                lead.score = max(1, min(50, lead.score + delta))
+                lead.tier = self.rules.tier(lead.score)
+            case OptOut():
+                lead.opted_out_at = now
+                blocked = await uow.outbox.block_unsent_for_lead(lead.id, outbox.OPTED_OUT, now)
+                log.info("lead_opted_out", extra={"lead_id": lead.id, "blocked": blocked})
+            case EnqueueHandoff(reason=reason):
+                await self._hand_off(uow, conversation, lead, reason, now)
+        return None
+
+    async def _reply(
+        self,
+        uow: UnitOfWork,
+        conversation: Conversation,
+        lead: Lead,
+        script: str,
+        values: Mapping[str, str],
+        message_id: int,
+        event: InboundMessage,
+        now: datetime,
+    ) -> InlineReply:
+        first_name = (lead.name or "").split(" ")[0]
+        rendered = self.renderer.render(
+            script, seed=f"{conversation.id}:{message_id}", values={"nombre": first_name, **values}
+        )
+        message = await outbox.stage(
+            uow,
+            conversation,
+            rendered.text,
+            author=Author.BOT,
+            now=now,
+            script=rendered.script,
+            variant=rendered.variant,
+            optout_confirmation=script == "optout.confirm",
+            delivered_inline=event.reply_inline,
+        )
+        return InlineReply(message.id, rendered.text)
+
+    async def _hand_off(
+        self, uow: UnitOfWork, conversation: Conversation, lead: Lead, reason: str, now: datetime
+    ) -> None:
+        if await uow.handoffs.open_for(conversation.id) is not None:
+            return
+        priority = self.rules.handoff_priority.get(reason, 0)
+        if lead.tier == "hot":
+            priority += self.rules.hot_bonus
+        conversation.state = ConversationState.WAITING
+        await uow.handoffs.add(
+            Handoff(
+                conversation_id=conversation.id,
+                lead_id=lead.id,
+                reason=reason,
+                priority=priority,
+                requested_at=now,
+            )
+        )
+        metrics.HANDOFFS.labels(reason).inc()
+        log.info(
+            "handoff_requested",
+            extra={"conversation_id": conversation.id, "reason": reason, "priority": priority},
+        )
+
+    async def _edited(self, event: MessageEdited) -> Outcome:
+        async with UnitOfWork(self.db) as uow:
+            message = await uow.messages.by_channel_id(event.channel, event.message_id)
+            if message is None or message.direction != Direction.IN:
+                return Outcome()
+            message.text = event.text
+            message.edited_at = event.edited_at
+            await uow.commit()
+            return Outcome(message_id=message.id)
+
+    async def _delivery(self, event: DeliveryUpdate) -> Outcome:
+        async with UnitOfWork(self.db) as uow:
+            message = await uow.messages.by_channel_id(event.channel, event.message_id)
+            if message is None or message.direction != Direction.OUT:
+                return Outcome()
+            # Reports can arrive out of order or twice: only ever move forward.
+            if _STATUS_RANK.get(event.status, 0) <= _STATUS_RANK.get(message.status, 0):
+                return Outcome(message_id=message.id, duplicate=True)
+            message.status = event.status
+            if event.error_code:
+                message.error = event.error_code
+            await uow.commit()
+            return Outcome(message_id=message.id)
+
+    async def _reachability(self, event: ReachabilityChanged) -> Outcome:
+        async with UnitOfWork(self.db) as uow:
+            await uow.identities.set_reachable(event.channel, event.sender_id, event.reachable)
+            await uow.commit()
+        log.info(
+            "reachability_changed", extra={"channel": event.channel, "reachable": event.reachable}
+        )
+        return Outcome()

@@ -1,0 +1,56 @@
+"""The exception tree. Callers branch on type, never on message text."""
+
+from __future__ import annotations
+
+
+class SeguibotError(Exception):
+    """Root of every error Seguibot raises on purpose."""
+
+
+class ConfigError(SeguibotError):
+    """The configuration is unusable; the message names the key and where it came from."""
+
+
+class SchemaOutdated(SeguibotError):
+    """The database schema is behind the code's migrations."""
+
+
+class WebhookRejected(SeguibotError):
+    """A channel request that must not be processed; answered with `status` and `reason`."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(f"{status} {reason}")
+        self.status = status
+        self.reason = reason
+
+
+class SendError(SeguibotError):
+    """A send did not go through."""
+
+
+class RetryLater(SendError):
+    """A transient failure: try again, not before `after` seconds when the channel says so."""
+
+    def __init__(self, reason: str, after: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.after = after
+
+
+class SendFailed(SendError):
+    """The channel refused the message; retrying the same request will not help."""
+
+    def __init__(self, reason: str, code: str | None = None, *, unreachable: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.code = code
+        # The recipient cannot be reached on this channel any more (blocked the bot, opted out).
+        self.unreachable = unreachable
+
+
+class ConflictError(SeguibotError):
+    """The action lost a race or does not fit the current state (answered 409)."""
+
+
+class NotFound(SeguibotError):
+    """The named record does not exist (answered 404)."""

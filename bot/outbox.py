@@ -1,0 +1,336 @@
+"""The outbox: outgoing messages are rows first, then a dispatcher sends them.
+
+Writing the row in the same transaction as the decision that caused it means a reply is never
+lost (the transaction commits both or neither) and never sent for a message that was rolled
+back. The dispatcher claims due rows, sends each through its channel's `Sender` outside any
+transaction, and settles the row: done, retry later (exponential backoff with jitter, or the
+channel's own `retry_after`), failed after the attempt budget, or blocked (opted out,
+unreachable). A process that dies mid-send leaves its rows claimed under a lease; when the lease
+runs out another dispatcher takes them up. A send the channel acknowledged is recorded before
+anything else happens, so a restart never repeats it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+
+from bot import metrics
+from bot.channel import Button, OutboundMessage, Sender, SendReceipt
+from bot.errors import RetryLater, SendFailed
+from bot.settings import OutboxSettings
+from storage.db import Database, is_unavailable
+from storage.models import (
+    Author,
+    Channel,
+    ChannelIdentity,
+    Conversation,
+    DeliveryStatus,
+    Direction,
+    Lead,
+    Message,
+    OutboxItem,
+    OutboxState,
+    utcnow,
+)
+from storage.uow import UnitOfWork
+
+log = logging.getLogger(__name__)
+
+OPTED_OUT = "opted_out"
+UNREACHABLE = "unreachable"
+NO_SENDER = "channel_not_configured"
+
+
+async def stage(
+    uow: UnitOfWork,
+    conversation: Conversation,
+    text: str,
+    *,
+    author: Author,
+    now: datetime,
+    script: str | None = None,
+    variant: int | None = None,
+    agent_id: int | None = None,
+    buttons: tuple[Button, ...] = (),
+    optout_confirmation: bool = False,
+    delivered_inline: bool = False,
+) -> Message:
+    """Record an outgoing message and its outbox row in the caller's transaction.
+
+    `delivered_inline` is for channels that deliver the reply in the HTTP response itself
+    (web chat): the row is recorded as already done.
+    """
+    status = DeliveryStatus.DELIVERED if delivered_inline else DeliveryStatus.PENDING
+    message = await uow.messages.add(
+        Message(
+            conversation_id=conversation.id,
+            channel=conversation.channel,
+            direction=Direction.OUT,
+            author=author,
+            agent_id=agent_id,
+            text=text,
+            media=[],
+            script=script,
+            script_variant=variant,
+            status=status,
+            created_at=now,
+        )
+    )
+    await uow.outbox.add(
+        OutboxItem(
+            message_id=message.id,
+            lead_id=conversation.lead_id,
+            channel=conversation.channel,
+            recipient=conversation.identity.external_id,
+            extras={"buttons": [[b.title, b.payload] for b in buttons]} if buttons else {},
+            optout_confirmation=optout_confirmation,
+            state=OutboxState.DONE if delivered_inline else OutboxState.PENDING,
+            next_attempt_at=now,
+            created_at=now,
+            settled_at=now if delivered_inline else None,
+        )
+    )
+    return message
+
+
+def backoff(
+    attempt: int, settings: OutboxSettings, rng: Callable[[], float] = random.random
+) -> float:
+    """Seconds before attempt `attempt + 1`: doubling from `backoff_base`, capped, jittered.
+
+    The jitter spreads retries of many rows that failed together (a channel outage) so they do
+    not all come back at the same instant; half the delay is kept so a retry is never instant.
+    """
+    delay = min(settings.backoff_max, settings.backoff_base * 2 ** (attempt - 1))
+    return delay * (0.5 + rng() / 2)
+
+
+class Dispatcher:
+    """Sends committed outbox rows; one per process, running in the background."""
+
+    def __init__(
+        self,
+        db: Database,
+        senders: Mapping[Channel, Sender],
+        settings: OutboxSettings,
+        *,
+        on_sent: Callable[[Channel, str], None] = lambda channel, recipient: None,
+    ) -> None:
+        self.db = db
+        self.on_sent = on_sent
+        self.senders = dict(senders)
+        self.settings = settings
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._loop_task: asyncio.Task[None] | None = None
+
+    def wake(self) -> None:
+        """Look for due rows now (called after a transaction that staged messages commits)."""
+        self._wake.set()
+
+    def start(self) -> None:
+        self._loop_task = asyncio.create_task(self._run(), name="outbox-dispatcher")
+
+    async def stop(self, timeout: float) -> None:
+        """Stop claiming rows and let the sends in flight finish, for at most `timeout` s.
+
+        A send cut off by the timeout keeps its claim; its lease expiry hands it to the next
+        dispatcher, so nothing is lost.
+        """
+        self._stopping = True
+        self._wake.set()
+        if self._loop_task:
+            await self._loop_task
+        if self._in_flight:
+            _, pending = await asyncio.wait(self._in_flight, timeout=timeout)
+            for task in pending:
+                task.cancel()
+            if pending:
+                log.warning("outbox_sends_cut_off", extra={"count": len(pending)})
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            self._wake.clear()
+            claimed = 0
+            try:
+                claimed = await self.dispatch_due()
+            except Exception as exc:
+                if not is_unavailable(exc):
+                    log.exception("outbox_claim_failed")
+                else:
+                    log.warning("outbox_database_unavailable", extra={"error": type(exc).__name__})
+            if claimed and not self._stopping:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.settings.poll_interval)
+
+    async def dispatch_due(self) -> int:
+        """Claim what is due (within free capacity) and start sending it; returns how many."""
+        capacity = self.settings.concurrency - len(self._in_flight)
+        if capacity <= 0:
+            return 0
+        for item in await self._claim(min(capacity, self.settings.batch_size)):
+            task = asyncio.create_task(self._deliver(item))
+            self._in_flight.add(task)
+            task.add_done_callback(self._sent)
+        return capacity - (self.settings.concurrency - len(self._in_flight))
+
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        self._wake.set()  # capacity is free again, and that chat's next message may be due
+
+    async def drain(self) -> None:
+        """Send everything due now and wait for the sends (tests, CLI one-shots)."""
+        while await self.dispatch_due() or self._in_flight:
+            if self._in_flight:
+                await asyncio.wait(self._in_flight)
+
+    async def _claim(self, limit: int) -> list[OutboundMessage]:
+        now = utcnow()
+        lease = now + timedelta(seconds=self.settings.lease_seconds)
+        async with UnitOfWork(self.db) as uow:
+            items = await uow.outbox.claim_due(now, limit, lease)
+            if not items:
+                return []
+            blockers = await self._blockers(uow, items)
+            ready = []
+            for item in items:
+                reason = blockers.get(item.id)
+                if reason is None and item.channel not in self.senders:
+                    reason = NO_SENDER
+                if reason:
+                    self._settle_blocked(item, reason, now)
+                else:
+                    ready.append(_outbound(item))
+            await uow.commit()
+        return ready
+
+    async def _blockers(self, uow: UnitOfWork, items: list[OutboxItem]) -> dict[int, str]:
+        """Rows that must not go out: opted-out leads and identities that blocked us."""
+        statement = (
+            select(OutboxItem.id, OutboxItem.optout_confirmation, Lead.opted_out_at)
+            .add_columns(ChannelIdentity.reachable)
+            .join(Lead, Lead.id == OutboxItem.lead_id)
+            .join(
+                ChannelIdentity,
+                (ChannelIdentity.channel == OutboxItem.channel)
+                & (ChannelIdentity.external_id == OutboxItem.recipient),
+            )
+            .where(OutboxItem.id.in_([item.id for item in items]))
+        )
+        blockers = {}
+        for item_id, confirmation, opted_out_at, reachable in await uow.session.execute(statement):
+            if opted_out_at is not None and not confirmation:
+                blockers[item_id] = OPTED_OUT
+            elif not reachable:
+                blockers[item_id] = UNREACHABLE
+        return blockers
+
+    def _settle_blocked(self, item: OutboxItem, reason: str, now: datetime) -> None:
+        item.state = OutboxState.BLOCKED
+        item.last_error = reason
+        item.settled_at = now
+        item.lease_until = None
+        item.message.status = DeliveryStatus.BLOCKED
+        item.message.error = reason
+        metrics.OUTBOX_FAILED.labels(item.channel, reason).inc()
+        log.info("outbox_blocked", extra={"outbox_id": item.id, "reason": reason})
+
+    async def _deliver(self, message: OutboundMessage) -> None:
+        sender = self.senders[message.channel]
+        try:
+            receipt = await sender.send(message)
+        except RetryLater as exc:
+            await self._settle(message, retry=exc)
+        except SendFailed as exc:
+            await self._settle(message, failure=exc)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # A sender bug or an error it did not classify: keep the row and try again later.
+            log.exception("outbox_send_crashed", extra={"outbox_id": message.key})
+            await self._settle(message, retry=RetryLater(f"unexpected: {type(exc).__name__}"))
+        else:
+            await self._settle(message, receipt=receipt)
+
+    async def _settle(
+        self,
+        message: OutboundMessage,
+        *,
+        receipt: SendReceipt | None = None,
+        retry: RetryLater | None = None,
+        failure: SendFailed | None = None,
+    ) -> None:
+        now = utcnow()
+        async with UnitOfWork(self.db) as uow:
+            item = await uow.outbox.get(message.key)
+            if item is None or item.state != OutboxState.SENDING:
+                return  # settled meanwhile by someone whose lease we outlived
+            item.lease_until = None
+            if receipt is not None:
+                item.state = OutboxState.DONE
+                item.settled_at = now
+                item.last_error = None
+                item.message.status = receipt.status
+                item.message.channel_message_id = receipt.channel_message_id
+                item.message.error = None
+                metrics.OUTBOX_SENT.labels(item.channel).inc()
+            elif retry is not None and item.attempts < self.settings.max_attempts:
+                delay = (
+                    retry.after
+                    if retry.after is not None
+                    else backoff(item.attempts, self.settings)
+                )
+                item.state = OutboxState.PENDING
+                item.next_attempt_at = now + timedelta(seconds=delay)
+                item.last_error = retry.reason[:500]
+                metrics.OUTBOX_RETRIED.labels(item.channel).inc()
+                log.info(
+                    "outbox_retry",
+                    extra={
+                        "outbox_id": item.id,
+                        "attempt": item.attempts,
+                        "delay_s": round(delay, 2),
+                    },
+                )
+            elif failure is not None and failure.unreachable:
+                # The lead blocked us or opted out at the channel: no retry, and no more sends
+                # there until the channel says they are reachable again.
+                self._settle_blocked(item, failure.reason, now)
+                await uow.identities.set_reachable(item.channel, item.recipient, False)
+            else:
+                reason = failure.reason if failure else f"gave up: {retry.reason if retry else ''}"
+                item.state = OutboxState.FAILED
+                item.settled_at = now
+                item.last_error = reason[:500]
+                item.message.status = DeliveryStatus.FAILED
+                item.message.error = reason[:500]
+                code = failure.code if failure and failure.code else "gave_up"
+                metrics.OUTBOX_FAILED.labels(item.channel, code).inc()
+                log.warning(
+                    "outbox_failed",
+                    extra={"outbox_id": item.id, "code": code, "attempts": item.attempts},
+                )
+            await uow.commit()
+        if receipt is not None:
+            self.on_sent(message.channel, message.recipient)
+
+
+def _outbound(item: OutboxItem) -> OutboundMessage:
+    buttons = tuple(Button(title, payload) for title, payload in item.extras.get("buttons", []))
+    return OutboundMessage(
+        key=item.id,
+        channel=item.channel,
+        recipient=item.recipient,
+        text=item.message.text,
+        buttons=buttons,
+        conversation_id=item.message.conversation_id,
+    )

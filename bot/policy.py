@@ -1,0 +1,95 @@
+"""The conversation logic: a pure function from what we know to what should happen.
+
+No I/O and no clock: `decide()` gets everything it needs, `now` included, and returns effects
+as data for the engine to carry out. Every rule here is tested without a database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from bot.effects import AskWhich, Effect, EnqueueHandoff, OptOut, Remember, Reply, Rescore
+from intents.model import NONE, NluResult
+from storage.models import ConversationState
+
+
+@dataclass(frozen=True, slots=True)
+class LeadView:
+    id: int
+    name: str | None
+    score: int
+    tier: str
+    opted_out: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationView:
+    state: ConversationState
+    context: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class InboundView:
+    """What the lead sent, beyond what the matcher understood of its text."""
+
+    has_text: bool
+    has_media: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """The tunable parts of the policy, from settings."""
+
+    miss_limit: int = 2
+    points: Mapping[str, int] = field(default_factory=dict)
+
+
+def decide(
+    conversation: ConversationView,
+    inbound: InboundView,
+    nlu: NluResult,
+    lead: LeadView,
+    now: datetime,
+    rules: Rules,
+) -> list[Effect]:
+    """Decide the effects of one inbound message in a conversation the bot owns."""
+    if lead.opted_out or conversation.state in (ConversationState.WAITING, ConversationState.AGENT):
+        return []
+    if not inbound.has_text:
+        return [Reply("media.received")] if inbound.has_media else []
+
+    effects: list[Effect] = []
+    if delta := rules.points.get(nlu.intent, 0):
+        effects.append(Rescore(delta))
+
+    if nlu.intent == "optout":
+        return [OptOut(), Reply("optout.confirm")]
+    if nlu.intent == NONE:
+        return effects + _not_understood(conversation, rules)
+
+    memory = {**conversation.context, "misses": 0}
+    if nlu.ambiguous and len(nlu.candidates) >= 2:
+        first, second = nlu.candidates[0][0], nlu.candidates[1][0]
+        return [*effects, Remember(memory), AskWhich((first, second))]
+    if nlu.intent == "handoff.human":
+        return [
+            *effects,
+            Remember(memory),
+            EnqueueHandoff("handoff.human"),
+            Reply("handoff.waiting"),
+        ]
+    if nlu.intent == "buy.intent":
+        # A human closes the sale: say so with the buy script, then queue it with priority.
+        return [*effects, Remember(memory), Reply("buy.intent"), EnqueueHandoff("buy.intent")]
+    return [*effects, Remember(memory), Reply(nlu.intent)]
+
+
+def _not_understood(conversation: ConversationView, rules: Rules) -> list[Effect]:
+    misses = int(conversation.context.get("misses", 0)) + 1
+    memory = {**conversation.context, "misses": 0 if misses >= rules.miss_limit else misses}
+    if misses >= rules.miss_limit:
+        return [Remember(memory), EnqueueHandoff("not_understood"), Reply("handoff.not_understood")]
+    return [Remember(memory), Reply(NONE)]

@@ -1,0 +1,98 @@
+"""Scripts: the business-owned texts the bot sends, rendered with the lead's details."""
+
+from __future__ import annotations
+
+import re
+import string
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from bot.errors import ConfigError
+
+# Scripts the conversation logic itself uses, besides one per intent.
+SYSTEM_SCRIPTS = (
+    "handoff.waiting",
+    "handoff.not_understood",
+    "optout.confirm",
+    "media.received",
+    "clarify.which",
+)
+# Placeholders a script may use; anything else is a typo the admin should hear about.
+PLACEHOLDERS = frozenset({"nombre", "producto", "negocio", "asesor", "a", "b"})
+
+
+class ScriptBook(Protocol):
+    """Where the texts come from (the intents catalogue)."""
+
+    def replies(self, script_id: str) -> tuple[str, ...]: ...
+
+    def label(self, intent: str) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    text: str
+    script: str
+    variant: int
+
+
+class _Blank(dict[str, str]):
+    def __missing__(self, key: str) -> str:
+        return ""
+
+
+class Renderer:
+    """Picks a variant of a script and fills its placeholders."""
+
+    def __init__(self, book: ScriptBook, defaults: Mapping[str, str]) -> None:
+        self.book = book
+        self.defaults = dict(defaults)
+
+    def check(self, intents: tuple[str, ...]) -> None:
+        """Fail at start-up, not mid-conversation, when a needed script is missing or broken.
+
+        Raises:
+            ConfigError: naming the script and what is wrong with it.
+        """
+        for script in (*SYSTEM_SCRIPTS, *intents):
+            variants = self.book.replies(script)
+            if not variants:
+                raise ConfigError(f"scripts: {script!r} has no replies")
+            for text in variants:
+                try:
+                    fields = {name for _, name, _, _ in string.Formatter().parse(text) if name}
+                except ValueError as exc:
+                    raise ConfigError(f"scripts: {script!r}: {exc} in {text!r}") from None
+                if unknown := fields - PLACEHOLDERS:
+                    raise ConfigError(
+                        f"scripts: {script!r} uses unknown placeholder(s) "
+                        f"{', '.join('{' + name + '}' for name in sorted(unknown))} "
+                        f"(known: {', '.join(sorted(PLACEHOLDERS))})"
+                    )
+
+    def render(self, script: str, *, seed: str, values: Mapping[str, str]) -> Rendered:
+        """One variant of `script`, chosen by `seed` so a retry renders the same text."""
+        variants = self.book.replies(script)
+        variant = zlib.crc32(f"{seed}:{script}".encode()) % len(variants)
+        filled = variants[variant].format_map(_Blank({**self.defaults, **values}))
+        return Rendered(_tidy(filled), script, variant)
+
+    def label(self, intent: str) -> str:
+        return self.book.label(intent)
+
+
+_SPACE_BEFORE_PUNCTUATION = re.compile(r"[ \t]+([!?.,;:])")
+_DOUBLE_SPACE = re.compile(r"[ \t]{2,}")
+_DANGLING_COMMA = re.compile(r"(^|[¡¿])\s*,\s*")
+
+
+def _tidy(text: str) -> str:
+    """Mend the seams an empty placeholder leaves: "¡Hola , Ana!" / "¡Hola !" → "¡Hola!"."""
+    text = _DOUBLE_SPACE.sub(" ", text)
+    text = _SPACE_BEFORE_PUNCTUATION.sub(r"\1", text)
+    text = re.sub(r",([!?.])", r"\1", text)
+    text = _DANGLING_COMMA.sub(r"\1", text).strip()
+    # "{nombre}, gracias..." without a name starts mid-sentence.
+    return text[:1].upper() + text[1:]

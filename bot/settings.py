@@ -1,0 +1,342 @@
+"""Settings: `config.yaml` holds every default, the environment overrides, one frozen object.
+
+Resolution order (later wins):
+1. the project's `config.yaml` (every key, every default);
+2. the YAML file named by `SEGUIBOT_CONFIG`, if any, merged key by key;
+3. environment variables: `SEGUIBOT_<SECTION>_<KEY>` for every key, plus the names the
+   ecosystems use (`DATABASE_URL`, `TWILIO_ACCOUNT_SID`, `TWILIO_AUTH_TOKEN`).
+
+Any unknown key, wrong type or missing value stops start-up with a `ConfigError` that names the
+key and where its value came from (file or environment variable).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import phonenumbers
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from bot.errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DEFAULTS_FILE = PROJECT_ROOT / "config.yaml"
+ENV_PREFIX = "SEGUIBOT_"
+ENV_CONFIG_FILE = "SEGUIBOT_CONFIG"
+# Names other tools already use for these keys.
+ENV_ALIASES: Mapping[str, tuple[str, ...]] = {
+    "DATABASE_URL": ("database", "url"),
+    "TWILIO_ACCOUNT_SID": ("twilio", "account_sid"),
+    "TWILIO_AUTH_TOKEN": ("twilio", "auth_token"),
+}
+
+PositiveInt = Annotated[int, Field(ge=1)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class ServerSettings(_Section):
+    host: str
+    port: Annotated[int, Field(ge=0, le=65535)]
+    max_body_bytes: PositiveInt
+    shutdown_timeout: PositiveFloat
+
+
+class DatabaseSettings(_Section):
+    url: str
+    pool_size: PositiveInt
+    echo: bool
+
+    @field_validator("url")
+    @classmethod
+    def _async_driver(cls, url: str) -> str:
+        if url.startswith(("sqlite+aiosqlite:", "postgresql+asyncpg:")):
+            return url
+        if url.startswith(("postgres://", "postgresql://")):
+            # Hosting providers hand out plain URLs; the service needs the asyncio driver.
+            return "postgresql+asyncpg://" + url.split("://", 1)[1]
+        raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.url.startswith("sqlite")
+
+
+class LoggingSettings(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+    json_format: bool = Field(alias="json")
+
+
+class BusinessSettings(_Section):
+    name: str
+    product: str
+    timezone: str
+    phone_region: str
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @field_validator("phone_region")
+    @classmethod
+    def _known_region(cls, value: str) -> str:
+        if value not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"unknown phone region {value!r} (use ISO codes such as MX, CO)")
+        return value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+class NluSettings(_Section):
+    scripts: str
+
+    @property
+    def scripts_path(self) -> Path | None:
+        return Path(self.scripts) if self.scripts else None
+
+
+class ConversationSettings(_Section):
+    miss_limit: PositiveInt
+
+
+class TierSettings(_Section):
+    hot: int
+    warm: int
+    cold: int
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TierSettings:
+        if not self.hot > self.warm > self.cold:
+            raise ValueError("tiers must satisfy hot > warm > cold")
+        return self
+
+
+class ScoringSettings(_Section):
+    initial: Annotated[int, Field(ge=1, le=50)]
+    points: dict[str, int]
+    tiers: TierSettings
+
+
+class PipelineSettings(_Section):
+    preset: str
+    presets: dict[str, list[str]]
+
+    @model_validator(mode="after")
+    def _preset_exists(self) -> PipelineSettings:
+        if self.preset not in self.presets:
+            raise ValueError(f"preset {self.preset!r} is not one of {sorted(self.presets)}")
+        if not self.presets[self.preset]:
+            raise ValueError(f"preset {self.preset!r} has no stages")
+        return self
+
+    @property
+    def stages(self) -> list[str]:
+        return self.presets[self.preset]
+
+
+class HandoffSettings(_Section):
+    priority: dict[str, int]
+    hot_bonus: int
+
+
+class OutboxSettings(_Section):
+    poll_interval: PositiveFloat
+    batch_size: PositiveInt
+    concurrency: PositiveInt
+    max_attempts: PositiveInt
+    backoff_base: PositiveFloat
+    backoff_max: PositiveFloat
+    lease_seconds: PositiveFloat
+
+
+class WebchatSettings(_Section):
+    enabled: bool
+    history_limit: PositiveInt
+
+
+class TelegramSettings(_Section):
+    token: str
+    webhook_secret: str
+    api_base_url: str
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.token)
+
+
+class TwilioSettings(_Section):
+    account_sid: str
+    auth_token: str
+    api_base_url: str
+
+
+class WhatsappSettings(_Section):
+    from_: str = Field(alias="from")
+
+
+class Settings(_Section):
+    """Everything configurable, validated once at start-up and frozen."""
+
+    public_url: str
+    server: ServerSettings
+    database: DatabaseSettings
+    logging: LoggingSettings
+    business: BusinessSettings
+    nlu: NluSettings
+    conversation: ConversationSettings
+    scoring: ScoringSettings
+    pipeline: PipelineSettings
+    handoff: HandoffSettings
+    outbox: OutboxSettings
+    webchat: WebchatSettings
+    telegram: TelegramSettings
+    twilio: TwilioSettings
+    whatsapp: WhatsappSettings
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        if value and not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http(s) URL such as https://bot.example.com")
+        return value.rstrip("/")
+
+    def with_overrides(self, **sections: Any) -> Settings:
+        """A copy with some values replaced, re-validated (for tests and CLI flags)."""
+        data = self.model_dump(by_alias=True)
+        _deep_merge(data, sections)
+        return Settings.model_validate(data)
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, defaults_file: Path = DEFAULTS_FILE
+) -> Settings:
+    """Read the defaults, the optional overlay file and the environment into `Settings`.
+
+    Raises:
+        ConfigError: naming the key and its source when anything is unknown, missing or wrong.
+    """
+    env = os.environ if environ is None else environ
+    origins: dict[tuple[str, ...], str] = {}
+    data = _read_yaml(defaults_file)
+    _record_origins(data, (), defaults_file.name, origins)
+    overlay = env.get(ENV_CONFIG_FILE)
+    if overlay:
+        extra = _read_yaml(Path(overlay))
+        _record_origins(extra, (), overlay, origins)
+        _deep_merge(data, extra)
+    _apply_environment(data, env, origins)
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc, origins, defaults_file.name)) from None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file ({exc.strerror})") from None
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    return loaded
+
+
+def _record_origins(
+    node: Any, path: tuple[str, ...], origin: str, origins: dict[tuple[str, ...], str]
+) -> None:
+    origins[path] = origin
+    if isinstance(node, dict):
+        for key, value in node.items():
+            _record_origins(value, (*path, str(key)), origin, origins)
+
+
+def _deep_merge(into: dict[str, Any], extra: Mapping[str, Any]) -> None:
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(into.get(key), dict):
+            _deep_merge(into[key], value)
+        else:
+            into[key] = value
+
+
+def env_names() -> dict[str, tuple[str, ...]]:
+    """Every environment variable that sets a key, mapped to that key's path."""
+    names: dict[str, tuple[str, ...]] = dict(ENV_ALIASES)
+
+    def walk(model: type[BaseModel], path: tuple[str, ...]) -> None:
+        for name, field in model.model_fields.items():
+            key = field.alias or name
+            annotation = field.annotation
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                walk(annotation, (*path, key))
+            else:
+                names[ENV_PREFIX + "_".join((*path, key)).upper()] = (*path, key)
+
+    walk(Settings, ())
+    return names
+
+
+def _apply_environment(
+    data: dict[str, Any], env: Mapping[str, str], origins: dict[tuple[str, ...], str]
+) -> None:
+    known = env_names()
+    for name, raw in env.items():
+        if name not in known:
+            if name.startswith(ENV_PREFIX) and name != ENV_CONFIG_FILE:
+                raise ConfigError(
+                    f"environment variable {name}: no such setting "
+                    f"(known: {', '.join(sorted(n for n in known if n.startswith(ENV_PREFIX)))})"
+                )
+            continue
+        path = known[name]
+        value: Any = raw
+        if raw[:1] in "[{":
+            try:
+                value = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"environment variable {name}: not valid JSON ({exc})") from None
+        node = data
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+        node[path[-1]] = value
+        origins[path] = f"environment variable {name}"
+
+
+def _explain(exc: ValidationError, origins: dict[tuple[str, ...], str], defaults: str) -> str:
+    lines = []
+    for error in exc.errors():
+        path = tuple(str(part) for part in error["loc"])
+        key = ".".join(path) or "(top level)"
+        origin = next(
+            (origins[path[:n]] for n in range(len(path), -1, -1) if path[:n] in origins), defaults
+        )
+        if error["type"] == "missing":
+            lines.append(f"{origin}: {key} is missing")
+        elif error["type"] == "extra_forbidden":
+            lines.append(f"{origin}: {key} is not a known setting")
+        else:
+            lines.append(f"{origin}: {key}: {error['msg']}")
+    return "invalid configuration:\n  " + "\n  ".join(lines)
