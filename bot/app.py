@@ -1,0 +1,189 @@
+"""The aiohttp application: routes, start-up and shutdown. The only importer of `handlers`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from bot import api, metrics, nlu
+from bot.channel import Channel, Sender
+from bot.engine import Engine, LeadRules
+from bot.errors import ConflictError, NotFound, SchemaOutdated, WebhookRejected
+from bot.handoff import Desk
+from bot.keys import DATABASE, DESK, DISPATCHER, ENGINE, SETTINGS
+from bot.outbox import Dispatcher
+from bot.scripts import Renderer
+from bot.settings import Settings
+from bot.transcripts import Transcripts
+from handlers.http import error
+from handlers.webchat import WebchatChannel, WebchatHub, WebchatSender
+from storage import migrate
+from storage.db import Database, DatabaseUnavailable, is_unavailable
+from storage.uow import UnitOfWork
+
+log = logging.getLogger(__name__)
+
+
+def create_app(
+    settings: Settings, *, senders: Mapping[Channel, Sender] | None = None
+) -> web.Application:
+    """Wire the service together: the one place that builds and connects the parts.
+
+    Nothing here does I/O; connecting, migrating and the background sender start with the
+    application (`cleanup_ctx`) and stop with it. `senders` replaces channel senders (tests
+    point them at fakes).
+
+    Raises:
+        ConfigError, intents.CatalogueError: the scripts are broken (file, line, problem).
+    """
+    db = Database(
+        settings.database.url, echo=settings.database.echo, pool_size=settings.database.pool_size
+    )
+    catalogue, matcher = nlu.load(settings.nlu.scripts_path, settings.business.phone_region)
+    renderer = Renderer(
+        catalogue, {"producto": settings.business.product, "negocio": settings.business.name}
+    )
+    renderer.check(tuple(catalogue.intents))
+
+    hub = WebchatHub()
+    channel_senders: dict[Channel, Sender] = {Channel.WEBCHAT: WebchatSender(hub)}
+    channel_senders.update(senders or {})
+
+    def sent(channel: Channel, recipient: str) -> None:
+        if channel == Channel.WEBCHAT:
+            hub.notify(recipient)  # the open chat page collects it now
+
+    dispatcher = Dispatcher(db, channel_senders, settings.outbox, on_sent=sent)
+    engine = Engine(
+        db, matcher, renderer, LeadRules.from_settings(settings), on_commit=dispatcher.wake
+    )
+
+    app = web.Application(
+        client_max_size=settings.server.max_body_bytes, middlewares=[errors, api.authenticate]
+    )
+    app[SETTINGS] = settings
+    app[DATABASE] = db
+    app[ENGINE] = engine
+    app[DISPATCHER] = dispatcher
+    app[DESK] = Desk(db, on_commit=dispatcher.wake)
+    app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(_dispatching)
+
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", prometheus)
+    if settings.webchat.enabled:
+        WebchatChannel(
+            engine,
+            Transcripts(db),
+            hub,
+            business_name=settings.business.name,
+            history_limit=settings.webchat.history_limit,
+        ).register(app)
+    api.register(app)
+    _announce_channels(settings)
+    return app
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    db = app[DATABASE]
+    try:
+        if db.is_sqlite:
+            # The embedded database is this process's own: create and migrate it on start.
+            await migrate.upgrade(db)
+        else:
+            # A shared PostgreSQL is migrated on purpose (`seguibot db upgrade`), never by
+            # whichever replica happens to start first.
+            await migrate.ensure_current(db)
+        yield
+    finally:
+        await db.dispose()
+
+
+async def _dispatching(app: web.Application) -> AsyncIterator[None]:
+    dispatcher = app[DISPATCHER]
+    dispatcher.start()
+    yield
+    # After the server stopped taking requests: let the sends in flight finish.
+    await dispatcher.stop(timeout=app[SETTINGS].server.shutdown_timeout)
+
+
+def _announce_channels(settings: Settings) -> None:
+    log.info(
+        "channel_on" if settings.webchat.enabled else "channel_off", extra={"channel": "webchat"}
+    )
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """The process is up (no dependencies checked)."""
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Ready for traffic: the database answers and its schema is current."""
+    db = request.app[DATABASE]
+    try:
+        await db.ping()
+        await migrate.ensure_current(db)
+    except SchemaOutdated as exc:
+        return web.json_response({"status": "unavailable", "reason": str(exc)}, status=503)
+    except Exception as exc:
+        if not is_unavailable(exc) and not isinstance(exc, DatabaseUnavailable):
+            raise
+        return web.json_response(
+            {"status": "unavailable", "reason": "database unreachable"}, status=503
+        )
+    return web.json_response({"status": "ready"})
+
+
+async def prometheus(request: web.Request) -> web.Response:
+    try:
+        async with UnitOfWork(request.app[DATABASE]) as uow:
+            counts = await uow.outbox.count_by_state()
+        metrics.OUTBOX_PENDING.set(counts.get("pending", 0) + counts.get("sending", 0))
+    except Exception as exc:
+        if not is_unavailable(exc):
+            raise
+    body = generate_latest()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+@web.middleware
+async def errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Every failure becomes a status with a short JSON reason; nothing leaks a traceback."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        default = f"{exc.status}: {exc.reason}"
+        reason = exc.text if exc.text and exc.text != default else exc.reason.lower()
+        _log_rejection(request, exc.status, reason)
+        return error(exc.status, reason)
+    except WebhookRejected as exc:
+        _log_rejection(request, exc.status, exc.reason)
+        return error(exc.status, exc.reason)
+    except NotFound as exc:
+        return error(404, str(exc))
+    except ConflictError as exc:
+        return error(409, str(exc))
+    except Exception as exc:
+        if is_unavailable(exc):
+            log.warning(  # an outage, not a bug: no traceback per request
+                "database_unavailable", extra={"path": request.path, "error": type(exc).__name__}
+            )
+            response = error(503, "database unavailable, try again later")
+            response.headers["Retry-After"] = "5"
+            return response
+        log.exception("request_failed", extra={"path": request.path})
+        return error(500, "internal error")
+
+
+def _log_rejection(request: web.Request, status: int, reason: str) -> None:
+    log.warning(
+        "request_rejected", extra={"path": request.path, "status": status, "reason": reason}
+    )

@@ -1,0 +1,268 @@
+"""The `seguibot` command (also `python -m bot`)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import getpass
+import logging
+import sys
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from aiohttp import web
+
+from bot import logs
+from bot.errors import SeguibotError
+from bot.settings import Settings, load_settings
+from intents import cli as intents_cli
+from storage import migrate
+from storage.db import Database
+
+log = logging.getLogger(__name__)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "func"):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args))
+    except SeguibotError as exc:
+        print(f"seguibot: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="seguibot", description="Sales follow-up bot for WhatsApp, Telegram and web chat."
+    )
+    commands = parser.add_subparsers(metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the service (webhooks, web chat, API)")
+    serve.add_argument("--host", help="address to listen on (default: server.host)")
+    serve.add_argument("--port", type=int, help="port to listen on (default: server.port)")
+    serve.set_defaults(func=_serve)
+
+    db = commands.add_parser("db", help="database schema").add_subparsers(metavar="ACTION")
+    db.add_parser("upgrade", help="apply pending migrations").set_defaults(func=_db_upgrade)
+    db.add_parser("current", help="show the schema revision").set_defaults(func=_db_current)
+
+    chat = commands.add_parser("chat", help="talk to the bot in this terminal")
+    chat.add_argument("--session", help="continue a conversation (default: a new one)")
+    chat.set_defaults(func=_chat)
+
+    queue = commands.add_parser("queue", help="conversations waiting for an agent")
+    queue.set_defaults(func=_queue)
+
+    agents = commands.add_parser("agents", help="agents and their API tokens").add_subparsers(
+        metavar="ACTION"
+    )
+    add = agents.add_parser("add", help="add an agent and print their API token")
+    add.add_argument("name")
+    add.add_argument("--email")
+    add.add_argument("--admin", action="store_true", help="may edit scripts and see reports")
+    add.set_defaults(func=_agents_add)
+    agents.add_parser("list", help="list agents").set_defaults(func=_agents_list)
+
+    intents_cli.add_subcommands(commands)
+    return parser
+
+
+def _settings() -> Settings:
+    settings = load_settings()
+    logs.configure(settings.logging.level, json_format=settings.logging.json_format)
+    return settings
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from bot.app import create_app
+
+    settings = _settings()
+    host = args.host or settings.server.host
+    port = settings.server.port if args.port is None else args.port
+    app = create_app(settings)
+    log.info("serving", extra={"host": host, "port": port, "database": settings.database.is_sqlite})
+    web.run_app(
+        app,
+        host=host,
+        port=port,
+        shutdown_timeout=settings.server.shutdown_timeout,
+        access_log=None,
+        print=lambda _: None,
+        handle_signals=True,
+    )
+    return 0
+
+
+async def _with_db(settings: Settings) -> Database:
+    return Database(settings.database.url, pool_size=2)
+
+
+def _db_upgrade(args: argparse.Namespace) -> int:
+    settings = _settings()
+
+    async def run() -> str | None:
+        db = await _with_db(settings)
+        try:
+            await migrate.upgrade(db)
+            return await migrate.current_revision(db)
+        finally:
+            await db.dispose()
+
+    print(f"schema at {asyncio.run(run())}")
+    return 0
+
+
+def _db_current(args: argparse.Namespace) -> int:
+    settings = _settings()
+
+    async def run() -> str | None:
+        db = await _with_db(settings)
+        try:
+            return await migrate.current_revision(db)
+        finally:
+            await db.dispose()
+
+    current, head = asyncio.run(run()), migrate.head_revision()
+    print(f"schema at {current or 'nothing'}; code needs {head}")
+    return 0 if current == head else 1
+
+
+def _queue(args: argparse.Namespace) -> int:
+    from bot.handoff import Desk
+
+    settings = _settings()
+
+    async def run() -> int:
+        db = await _with_db(settings)
+        try:
+            await migrate.ensure_current(db)
+            entries = await Desk(db).queue()
+        finally:
+            await db.dispose()
+        if not entries:
+            print("No hay conversaciones en espera.")
+            return 0
+        print(
+            f"{'conv':>6}  {'prioridad':>9}  {'espera':>8}  {'canal':<9} {'motivo':<16} prospecto"
+        )
+        for e in entries:
+            wait = f"{e.waiting_seconds // 60}m{e.waiting_seconds % 60:02d}s"
+            print(
+                f"{e.conversation_id:>6}  {e.priority:>9}  {wait:>8}  {e.channel:<9} "
+                f"{e.reason:<16} {e.lead_name or '(sin nombre)'} [{e.tier}]"
+            )
+        return 0
+
+    return asyncio.run(run())
+
+
+def _agents_add(args: argparse.Namespace) -> int:
+    from bot.handoff import Desk
+
+    settings = _settings()
+
+    async def run() -> str:
+        db = await _with_db(settings)
+        try:
+            await migrate.ensure_current(db)
+            agent, token = await Desk(db).add_agent(args.name, email=args.email, admin=args.admin)
+        finally:
+            await db.dispose()
+        return f"agent {agent.id} ({agent.role}): {agent.name}\ntoken (shown once): {token}"
+
+    print(asyncio.run(run()))
+    return 0
+
+
+def _agents_list(args: argparse.Namespace) -> int:
+    from storage.uow import UnitOfWork
+
+    settings = _settings()
+
+    async def run() -> None:
+        db = await _with_db(settings)
+        try:
+            async with UnitOfWork(db) as uow:
+                for agent in await uow.agents.all():
+                    state = "active" if agent.active else "inactive"
+                    print(f"{agent.id:>4}  {agent.role:<6} {state:<8} {agent.name}")
+        finally:
+            await db.dispose()
+
+    asyncio.run(run())
+    return 0
+
+
+def _chat(args: argparse.Namespace) -> int:
+    """The web chat's conversation, in the terminal, against the same database."""
+    from bot.app import create_app
+    from bot.channel import Channel, InboundMessage
+    from bot.keys import DATABASE, ENGINE
+    from bot.transcripts import Transcripts
+
+    settings = _settings()
+    logging.getLogger().setLevel(logging.WARNING)  # the conversation is the output here
+    session = args.session or f"terminal-{getpass.getuser()}-{uuid.uuid4().hex[:8]}"
+
+    async def run() -> None:
+        app = create_app(settings)
+        runner = web.AppRunner(app)
+        await runner.setup()  # start-up (migrations, outbox) without listening on a port
+        engine, transcripts = app[ENGINE], Transcripts(app[DATABASE])
+        seen = 0
+
+        async def show_later() -> None:
+            nonlocal seen
+            while True:
+                await asyncio.sleep(1)
+                lines = await transcripts.sent_to_lead(
+                    Channel.WEBCHAT, session, after_id=seen, limit=50
+                )
+                for line in lines:
+                    print(f"\r{line.author}> {line.text}\ntú> ", end="", flush=True)
+                    seen = max(seen, line.id)
+
+        print(f"Sesión {session}. Escribe tu mensaje (Ctrl+D para salir).")
+        watcher = asyncio.create_task(show_later())
+        try:
+            while True:
+                text = await asyncio.to_thread(_prompt)
+                if text is None:
+                    break
+                outcome = await engine.receive(
+                    InboundMessage(
+                        channel=Channel.WEBCHAT,
+                        sender_id=session,
+                        message_id=f"{session}:{uuid.uuid4().hex}",
+                        text=text,
+                        sent_at=datetime.now(UTC),
+                        reply_inline=True,
+                    )
+                )
+                for reply in outcome.replies:
+                    print(f"bot> {reply.text}")
+                    seen = max(seen, reply.id)
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+            await runner.cleanup()
+
+    asyncio.run(run())
+    return 0
+
+
+def _prompt() -> str | None:
+    try:
+        return input("tú> ")
+    except EOFError:
+        print()
+        return None

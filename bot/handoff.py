@@ -1,0 +1,199 @@
+"""The agents' side of a handoff: the queue, claiming a conversation, replying, giving it back.
+
+A handoff is a conversation state (Chatwoot's "pending" idea), not a second system: while a
+conversation waits for an agent or is with one, the engine stores the lead's messages and the
+bot stays silent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from bot import outbox
+from bot.errors import ConflictError, NotFound
+from storage.db import Database
+from storage.models import (
+    Agent,
+    AgentRole,
+    Author,
+    Conversation,
+    ConversationState,
+    Message,
+    utcnow,
+)
+from storage.uow import UnitOfWork
+
+log = logging.getLogger(__name__)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token() -> str:
+    return "sgb_" + secrets.token_urlsafe(32)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueEntry:
+    handoff_id: int
+    conversation_id: int
+    lead_id: int
+    lead_name: str | None
+    channel: str
+    reason: str
+    priority: int
+    tier: str
+    requested_at: datetime
+    waiting_seconds: int
+
+
+class Desk:
+    """What agents do with conversations; every change is one transaction."""
+
+    def __init__(self, db: Database, *, on_commit: Callable[[], None] = lambda: None) -> None:
+        self.db = db
+        self.on_commit = on_commit
+
+    async def authenticate(self, token: str) -> Agent | None:
+        async with UnitOfWork(self.db) as uow:
+            return await uow.agents.by_token_hash(hash_token(token))
+
+    async def add_agent(
+        self, name: str, *, email: str | None = None, admin: bool = False
+    ) -> tuple[Agent, str]:
+        """A new agent and their API token (shown once; only its hash is stored)."""
+        token = new_token()
+        async with UnitOfWork(self.db) as uow:
+            agent = await uow.agents.add(
+                Agent(
+                    name=name,
+                    email=email,
+                    role=AgentRole.ADMIN if admin else AgentRole.AGENT,
+                    token_hash=hash_token(token),
+                    active=True,
+                )
+            )
+            await uow.commit()
+        return agent, token
+
+    async def queue(self, now: datetime | None = None) -> list[QueueEntry]:
+        now = now or utcnow()
+        async with UnitOfWork(self.db) as uow:
+            entries = []
+            for handoff in await uow.handoffs.queue():
+                lead = handoff.conversation.lead
+                entries.append(
+                    QueueEntry(
+                        handoff_id=handoff.id,
+                        conversation_id=handoff.conversation_id,
+                        lead_id=handoff.lead_id,
+                        lead_name=lead.name,
+                        channel=handoff.conversation.channel,
+                        reason=handoff.reason,
+                        priority=handoff.priority,
+                        tier=lead.tier,
+                        requested_at=handoff.requested_at,
+                        waiting_seconds=max(0, int((now - handoff.requested_at).total_seconds())),
+                    )
+                )
+            return entries
+
+    async def conversation(self, conversation_id: int) -> tuple[Conversation, list[Message]]:
+        async with UnitOfWork(self.db) as uow:
+            conversation = await self._get(uow, conversation_id)
+            messages = await uow.messages.of_conversation(conversation_id, limit=200)
+            return conversation, messages
+
+    async def claim(self, conversation_id: int, agent: Agent) -> None:
+        """Take a waiting conversation. Of two agents claiming at once, exactly one wins.
+
+        Raises:
+            NotFound: no such conversation.
+            ConflictError: it is not waiting (someone else took it, or it was never handed off).
+        """
+        now = utcnow()
+        async with UnitOfWork(self.db) as uow:
+            await self._get(uow, conversation_id)
+            handoff = await uow.handoffs.open_for(conversation_id)
+            won = handoff is not None and await uow.handoffs.claim(handoff.id, agent.id, now)
+            if not won:
+                raise ConflictError("conversation is not waiting (another agent took it?)")
+            moved = await uow.conversations.move(
+                conversation_id,
+                ConversationState.AGENT,
+                allowed_from=[ConversationState.WAITING],
+                agent_id=agent.id,
+            )
+            if not moved:
+                raise ConflictError("conversation is no longer waiting")
+            await uow.commit()
+        log.info(
+            "handoff_claimed", extra={"conversation_id": conversation_id, "agent_id": agent.id}
+        )
+
+    async def reply(self, conversation_id: int, agent: Agent, text: str) -> Message:
+        """Send the lead a message as the agent who owns the conversation.
+
+        Raises:
+            NotFound, ConflictError: no such conversation, or the agent does not own it.
+        """
+        text = text.strip()
+        if not text:
+            raise ConflictError("empty message")
+        now = utcnow()
+        async with UnitOfWork(self.db) as uow:
+            conversation = await self._owned(uow, conversation_id, agent)
+            message = await outbox.stage(
+                uow, conversation, text, author=Author.AGENT, agent_id=agent.id, now=now
+            )
+            await uow.commit()
+        self.on_commit()
+        return message
+
+    async def hand_back(self, conversation_id: int, agent: Agent) -> None:
+        """Return the conversation to the bot."""
+        await self._end(conversation_id, agent, ConversationState.BOT)
+
+    async def close(self, conversation_id: int, agent: Agent) -> None:
+        """End the conversation; the lead's next message opens it again with the bot."""
+        await self._end(conversation_id, agent, ConversationState.CLOSED)
+
+    async def _end(self, conversation_id: int, agent: Agent, to: ConversationState) -> None:
+        now = utcnow()
+        async with UnitOfWork(self.db) as uow:
+            conversation = await self._get(uow, conversation_id)
+            # Agents end what they own; an admin may also dismiss a handoff still waiting.
+            dismissing = (
+                conversation.state == ConversationState.WAITING and agent.role == AgentRole.ADMIN
+            )
+            if not dismissing:
+                await self._owned(uow, conversation_id, agent)
+            conversation.state = to
+            conversation.agent_id = None
+            conversation.context = {}
+            await uow.handoffs.end(conversation_id, now)
+            await uow.commit()
+        log.info("handoff_ended", extra={"conversation_id": conversation_id, "state": str(to)})
+
+    @staticmethod
+    async def _get(uow: UnitOfWork, conversation_id: int) -> Conversation:
+        conversation = await uow.conversations.get(conversation_id)
+        if conversation is None:
+            raise NotFound(f"no conversation {conversation_id}")
+        return conversation
+
+    async def _owned(self, uow: UnitOfWork, conversation_id: int, agent: Agent) -> Conversation:
+        conversation = await self._get(uow, conversation_id)
+        if conversation.state != ConversationState.AGENT:
+            raise ConflictError(
+                f"conversation is {conversation.state}, not with an agent: claim it first"
+            )
+        if conversation.agent_id != agent.id and agent.role != AgentRole.ADMIN:
+            raise ConflictError("another agent owns this conversation")
+        return conversation

@@ -1,0 +1,17 @@
+"""Typed keys for what the aiohttp application holds."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from bot.engine import Engine
+from bot.handoff import Desk
+from bot.outbox import Dispatcher
+from bot.settings import Settings
+from storage.db import Database
+
+SETTINGS = web.AppKey("settings", Settings)
+DATABASE = web.AppKey("database", Database)
+ENGINE = web.AppKey("engine", Engine)
+DESK = web.AppKey("desk", Desk)
+DISPATCHER = web.AppKey("dispatcher", Dispatcher)

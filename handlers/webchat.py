@@ -1,0 +1,234 @@
+"""The web chat: a page on /chat, its JSON endpoint, and server-sent events for later messages.
+
+The page keeps a random session id in the browser's storage; that id is the lead's identity on
+this channel. Replies to a message come back in the POST's response; anything that comes later
+(an agent's reply, a reminder) reaches the page over `/webchat/events`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import uuid
+from collections import defaultdict
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import jinja2
+from aiohttp import web
+
+from bot.channel import (
+    Channel,
+    InboundMessage,
+    Intake,
+    OutboundMessage,
+    RawRequest,
+    SendReceipt,
+    Transcript,
+)
+from bot.errors import WebhookRejected
+from handlers.http import error, read_raw
+
+SESSION_ID = re.compile(r"[A-Za-z0-9_-]{8,128}")
+CLIENT_MESSAGE_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+MAX_TEXT = 16_000
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+class WebchatInbound:
+    """Parses `POST /webchat/messages`."""
+
+    channel = Channel.WEBCHAT
+
+    def parse(self, raw: RawRequest) -> InboundMessage:
+        content_type = raw.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if content_type != "application/json":
+            raise WebhookRejected(415, "expected Content-Type: application/json")
+        try:
+            data = json.loads(raw.body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise WebhookRejected(400, f"invalid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise WebhookRejected(400, "expected a JSON object")
+        session_id = data.get("session_id")
+        if not isinstance(session_id, str) or not SESSION_ID.fullmatch(session_id):
+            raise WebhookRejected(400, "session_id must be 8-128 characters of A-Z a-z 0-9 _ -")
+        text = data.get("text", "")
+        if not isinstance(text, str):
+            raise WebhookRejected(400, "text must be a string")
+        if len(text) > MAX_TEXT:
+            raise WebhookRejected(400, f"text is longer than {MAX_TEXT} characters")
+        message_id = data.get("message_id")
+        if message_id is None:
+            message_id = uuid.uuid4().hex
+        elif not isinstance(message_id, str) or not CLIENT_MESSAGE_ID.fullmatch(message_id):
+            raise WebhookRejected(400, "message_id must be 1-64 characters of A-Z a-z 0-9 _ . : -")
+        return InboundMessage(
+            channel=Channel.WEBCHAT,
+            sender_id=session_id,
+            # Client-made ids are only unique within their session.
+            message_id=f"{session_id}:{message_id}",
+            text=text,
+            sent_at=datetime.now(UTC),
+            reply_inline=True,
+        )
+
+
+class WebchatHub:
+    """Wakes the open event streams of a session when something was sent to it."""
+
+    def __init__(self) -> None:
+        self._listeners: defaultdict[str, set[asyncio.Event]] = defaultdict(set)
+
+    def notify(self, session_id: str) -> None:
+        for event in self._listeners.get(session_id, ()):
+            event.set()
+
+    def notify_all(self) -> None:
+        for session_id in list(self._listeners):
+            self.notify(session_id)
+
+    @contextlib.contextmanager
+    def listen(self, session_id: str) -> Iterator[asyncio.Event]:
+        event = asyncio.Event()
+        self._listeners[session_id].add(event)
+        try:
+            yield event
+        finally:
+            self._listeners[session_id].discard(event)
+            if not self._listeners[session_id]:
+                del self._listeners[session_id]
+
+
+class WebchatSender:
+    """Sending to a web chat means making the message available to the page's event stream.
+
+    The page collects it over `/webchat/events`; a page that is closed finds it in the
+    history when it opens again, so there is nothing to retry.
+    """
+
+    channel = Channel.WEBCHAT
+
+    def __init__(self, hub: WebchatHub) -> None:
+        self.hub = hub
+
+    async def send(self, message: OutboundMessage) -> SendReceipt:
+        return SendReceipt(channel_message_id=None)
+
+
+class WebchatChannel:
+    """The web chat's routes: the page, the message endpoint, history and events."""
+
+    def __init__(
+        self,
+        intake: Intake,
+        transcript: Transcript,
+        hub: WebchatHub,
+        *,
+        business_name: str,
+        history_limit: int = 50,
+        poll_interval: float = 2.0,
+        keepalive: float = 15.0,
+    ) -> None:
+        self.intake = intake
+        self.transcript = transcript
+        self.hub = hub
+        self.inbound = WebchatInbound()
+        self.business_name = business_name
+        self.history_limit = history_limit
+        self.poll_interval = poll_interval
+        self.keepalive = keepalive
+        self._closing = False
+        env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, enable_async=False
+        )
+        self._page = env.get_template("chat.html")
+
+    def register(self, app: web.Application) -> None:
+        app.router.add_get("/chat", self.page)
+        app.router.add_post("/webchat/messages", self.post_message)
+        app.router.add_get("/webchat/history", self.history)
+        app.router.add_get("/webchat/events", self.events)
+        app.on_shutdown.append(self._close_streams)
+
+    async def _close_streams(self, app: web.Application) -> None:
+        # Open event streams never end on their own; end them so shutdown does not wait.
+        self._closing = True
+        self.hub.notify_all()
+
+    async def page(self, request: web.Request) -> web.Response:
+        html = self._page.render(business=self.business_name)
+        return web.Response(text=html, content_type="text/html", charset="utf-8")
+
+    async def post_message(self, request: web.Request) -> web.Response:
+        raw = await read_raw(request)
+        message = self.inbound.parse(raw)
+        outcome = await self.intake.receive(message)
+        client_id = message.message_id.split(":", 1)[1]
+        return web.json_response(
+            {
+                "message_id": client_id,
+                "replies": [{"id": r.id, "text": r.text} for r in outcome.replies],
+            }
+        )
+
+    def _session(self, request: web.Request) -> str:
+        session_id = request.query.get("session_id", "")
+        if not SESSION_ID.fullmatch(session_id):
+            raise WebhookRejected(400, "session_id must be 8-128 characters of A-Z a-z 0-9 _ -")
+        return session_id
+
+    async def history(self, request: web.Request) -> web.Response:
+        session_id = self._session(request)
+        lines = await self.transcript.lines(
+            Channel.WEBCHAT, session_id, after_id=0, limit=self.history_limit
+        )
+        return web.json_response(
+            {"messages": [{"id": ln.id, "author": ln.author, "text": ln.text} for ln in lines]}
+        )
+
+    async def events(self, request: web.Request) -> web.StreamResponse:
+        """Server-sent events: each message sent to the lead after `Last-Event-ID` / `after`.
+
+        Wakes at once when this process sends to the session, and polls now and then for
+        messages another process sent.
+        """
+        session_id = self._session(request)
+        after = request.headers.get("Last-Event-ID") or request.query.get("after") or "0"
+        if not after.isdigit():
+            return error(400, "after must be a message id")
+        last_id = int(after)
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-cache",
+                "X-Accel-Buffering": "no",  # nginx would buffer the stream otherwise
+            }
+        )
+        await response.prepare(request)
+        await response.write(b"retry: 3000\n\n")
+        loop = asyncio.get_running_loop()
+        quiet_since = loop.time()
+        with self.hub.listen(session_id) as woken, contextlib.suppress(ConnectionResetError):
+            while not self._closing:
+                woken.clear()
+                lines = await self.transcript.sent_to_lead(
+                    Channel.WEBCHAT, session_id, after_id=last_id, limit=100
+                )
+                for line in lines:
+                    data = json.dumps({"id": line.id, "author": line.author, "text": line.text})
+                    await response.write(
+                        f"id: {line.id}\nevent: message\ndata: {data}\n\n".encode()
+                    )
+                    last_id = line.id
+                if lines:
+                    quiet_since = loop.time()
+                elif loop.time() - quiet_since >= self.keepalive:
+                    await response.write(b": keepalive\n\n")
+                    quiet_since = loop.time()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(woken.wait(), timeout=self.poll_interval)
+        return response
