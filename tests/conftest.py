@@ -1,0 +1,155 @@
+"""Shared fixtures: databases (SQLite always, PostgreSQL when reachable) and the app.
+
+PostgreSQL: `SEGUIBOT_TEST_POSTGRES` (default postgresql+asyncpg://postgres@127.0.0.1:5432/test)
+names a server where a throw-away database is created for the run and dropped after it. When the
+server cannot be reached, every PostgreSQL case is skipped with a reason that says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from aiohttp.test_utils import TestClient
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from bot.app import create_app
+from bot.channel import Channel, Sender
+from bot.settings import Settings, load_settings
+from storage import migrate
+from storage.db import Database
+from storage.models import Base
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "SEGUIBOT_TEST_POSTGRES", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+)
+T = TypeVar("T")
+_TABLES = ", ".join(table.name for table in reversed(Base.metadata.sorted_tables))
+
+
+async def _postgres_reachable() -> str | None:
+    engine = create_async_engine(POSTGRES_ADMIN_URL, connect_args={"timeout": 3})
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    finally:
+        await engine.dispose()
+    return None
+
+
+async def _create_database(name: str) -> str:
+    engine = create_async_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    async with engine.connect() as conn:
+        await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    await engine.dispose()
+    url = make_url(POSTGRES_ADMIN_URL).set(database=name)
+    return url.render_as_string(hide_password=False)
+
+
+async def _drop_database(name: str) -> None:
+    engine = create_async_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    async with engine.connect() as conn:
+        await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    await engine.dispose()
+
+
+async def _migrate(url: str) -> None:
+    db = Database(url)
+    try:
+        await migrate.upgrade(db)
+    finally:
+        await db.dispose()
+
+
+def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to completion from sync code, even inside a running loop's fixture."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A migrated throw-away PostgreSQL database for this test run."""
+    problem = run_sync(_postgres_reachable())
+    if problem:
+        pytest.skip(f"PostgreSQL not reachable at {POSTGRES_ADMIN_URL} ({problem})")
+    name = f"seguibot_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    url = run_sync(_create_database(name))
+    try:
+        run_sync(_migrate(url))
+        yield url
+    finally:
+        run_sync(_drop_database(name))
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file, copied for each test (migrating once is faster)."""
+    path = tmp_path_factory.mktemp("template") / "seguibot.db"
+    run_sync(_migrate(f"sqlite+aiosqlite:///{path}"))
+    return path
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+async def database_url(
+    request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path
+) -> AsyncIterator[str]:
+    """An empty, migrated database: every test using it runs on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        path = tmp_path / "seguibot.db"
+        shutil.copy(sqlite_template, path)
+        yield f"sqlite+aiosqlite:///{path}"
+        return
+    url = request.getfixturevalue("postgres_url")
+    engine = create_async_engine(url)
+    async with engine.begin() as conn:
+        await conn.execute(text(f"TRUNCATE {_TABLES} RESTART IDENTITY CASCADE"))
+    await engine.dispose()
+    yield url
+
+
+def make_settings(database_url: str, **overrides: Any) -> Settings:
+    """The real defaults (config.yaml) with this test's database and any overrides."""
+    settings = load_settings(environ={"DATABASE_URL": database_url})
+    # Tests wait for sends with Dispatcher.drain(); the poll is only a safety net.
+    settings = settings.with_overrides(outbox={"poll_interval": 0.05, "backoff_base": 0.01})
+    return settings.with_overrides(**overrides)
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return make_settings(database_url)
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[Database]:
+    database = Database(database_url)
+    yield database
+    await database.dispose()
+
+
+@pytest.fixture
+def service(
+    aiohttp_client: Any, database_url: str
+) -> Callable[..., Awaitable[TestClient[Any, Any]]]:
+    """Start the real app on a loopback port: `client = await service(senders=..., **settings)`."""
+
+    async def start(
+        senders: dict[Channel, Sender] | None = None, **overrides: Any
+    ) -> TestClient[Any, Any]:
+        app = create_app(make_settings(database_url, **overrides), senders=senders)
+        client: TestClient[Any, Any] = await aiohttp_client(app)
+        return client
+
+    return start

@@ -1,0 +1,218 @@
+"""The engine on a real database (SQLite and PostgreSQL): one transaction per message."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from bot.app import create_app
+from bot.channel import DeliveryUpdate, MediaRef, MessageEdited, ReachabilityChanged
+from bot.engine import Engine
+from bot.keys import ENGINE
+from storage.db import Database
+from storage.models import (
+    Channel,
+    ChannelIdentity,
+    Conversation,
+    ConversationState,
+    DeliveryStatus,
+    Direction,
+    Handoff,
+    Lead,
+    Message,
+    OutboxItem,
+    OutboxState,
+)
+from tests.builders import incoming
+from tests.conftest import make_settings
+
+
+@pytest.fixture
+async def engine(database_url: str, db: Database) -> AsyncIterator[Engine]:
+    app = create_app(make_settings(database_url))
+    yield app[ENGINE]
+    await app[ENGINE].db.dispose()
+
+
+async def count(db: Database, model: type, *where: object) -> int:
+    async with db.session() as session:
+        statement = select(func.count()).select_from(model).where(*where)  # type: ignore[arg-type]
+        return int((await session.execute(statement)).scalar_one())
+
+
+async def conversation_of(db: Database, sender: str) -> Conversation:
+    async with db.session() as session:
+        statement = (
+            select(Conversation).join(ChannelIdentity).where(ChannelIdentity.external_id == sender)
+        )
+        return (await session.execute(statement)).scalar_one()
+
+
+async def test_first_message_creates_the_lead_and_a_greeting(engine: Engine, db: Database) -> None:
+    outcome = await engine.receive(incoming("hola", sender="ana-0001", sender_name="Ana López"))
+    assert outcome.message_id is not None and not outcome.duplicate
+    assert len(outcome.replies) == 1
+    async with db.session() as session:
+        lead = (await session.execute(select(Lead))).scalar_one()
+        message = await session.get(Message, outcome.message_id)
+    assert lead.name == "Ana López"
+    assert lead.stage == "awareness" and lead.score == 30 and lead.tier == "warm"
+    assert lead.timezone == "America/Mexico_City"
+    assert message is not None and message.intent == "greeting" and message.confidence
+    assert await count(db, OutboxItem) == 1
+
+
+async def test_redelivery_is_stored_once_and_answered_once(engine: Engine, db: Database) -> None:
+    first = await engine.receive(incoming("hola", message_id="dup-1"))
+    second = await engine.receive(incoming("hola", message_id="dup-1"))
+    assert second.duplicate and second.replies == ()
+    assert first.replies
+    assert await count(db, Message, Message.direction == Direction.IN) == 1
+    assert await count(db, OutboxItem) == 1
+
+
+async def test_simultaneous_redelivery_is_stored_once(engine: Engine, db: Database) -> None:
+    outcomes = await asyncio.gather(
+        *(engine.receive(incoming("¿cuánto cuesta?", message_id="same")) for _ in range(4))
+    )
+    assert sorted(o.duplicate for o in outcomes) == [False, True, True, True]
+    assert await count(db, Message, Message.direction == Direction.IN) == 1
+    assert await count(db, OutboxItem) == 1
+    assert await count(db, Lead) == 1
+
+
+async def test_simultaneous_first_messages_make_one_lead(engine: Engine, db: Database) -> None:
+    await asyncio.gather(*(engine.receive(incoming(f"hola {n}", sender="new-1")) for n in range(4)))
+    assert await count(db, Lead) == 1
+    assert await count(db, ChannelIdentity) == 1
+    assert await count(db, Message, Message.direction == Direction.IN) == 4
+
+
+async def test_handoff_then_silence(engine: Engine, db: Database) -> None:
+    asked = await engine.receive(incoming("quiero hablar con un asesor", sender="lead-2"))
+    assert len(asked.replies) == 1
+    conversation = await conversation_of(db, "lead-2")
+    assert conversation.state == ConversationState.WAITING
+    assert await count(db, Handoff) == 1
+
+    later = await engine.receive(incoming("¿hola? ¿siguen ahí?", sender="lead-2"))
+    assert later.replies == ()
+    assert await count(db, Message, Message.direction == Direction.IN) == 2
+    assert await count(db, Handoff) == 1  # asking again does not queue twice
+
+
+async def test_optout_confirms_once_then_silence_on_every_channel(
+    engine: Engine, db: Database
+) -> None:
+    await engine.receive(incoming("hola", sender="lead-3", sender_phone="+525511112222"))
+    # The same person on another channel: same phone, Mexico's legacy mobile spelling.
+    await engine.receive(
+        incoming(
+            "hola",
+            sender="tg-3",
+            channel=Channel.TELEGRAM,
+            sender_phone="+5215511112222",
+            inline=False,
+        )
+    )
+    assert await count(db, Lead) == 1
+
+    confirmation = await engine.receive(incoming("ya no me escriban", sender="lead-3"))
+    assert len(confirmation.replies) == 1
+    assert (await engine.receive(incoming("hola", sender="lead-3"))).replies == ()
+    await engine.receive(incoming("hola", sender="tg-3", channel=Channel.TELEGRAM, inline=False))
+
+    async with db.session() as session:
+        lead = (await session.execute(select(Lead))).scalar_one()
+        telegram_rows = (
+            await session.execute(select(OutboxItem).where(OutboxItem.channel == Channel.TELEGRAM))
+        ).scalars()
+        states = sorted(row.state for row in telegram_rows)
+    assert lead.opted_out_at is not None
+    # The Telegram greeting that was still waiting is blocked; the later message got no reply.
+    assert states == [OutboxState.BLOCKED]
+
+
+async def test_rescoring_moves_the_tier(engine: Engine, db: Database) -> None:
+    await engine.receive(incoming("quiero inscribirme, ¿cómo pago?", sender="hot-1"))
+    async with db.session() as session:
+        lead = (await session.execute(select(Lead))).scalar_one()
+    assert lead.score == 40 and lead.tier == "hot"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "<script>alert('x')</script> hola",
+        "a" * 10_000,
+        "😂😂😂",
+        "",
+        "   ",
+        "\u202e\u0000\ufeff",
+    ],
+)
+async def test_odd_texts_are_stored_and_handled(engine: Engine, db: Database, text: str) -> None:
+    outcome = await engine.receive(incoming(text, sender="odd-1"))
+    assert outcome.message_id is not None
+    async with db.session() as session:
+        stored = await session.get(Message, outcome.message_id)
+    assert stored is not None and stored.text == text.replace("\x00", "")
+
+
+async def test_sticker_without_text_is_stored_and_not_answered(
+    engine: Engine, db: Database
+) -> None:
+    outcome = await engine.receive(
+        incoming("", sender="st-1", media=(MediaRef("sticker", "CAACAgIAAx"),))
+    )
+    assert outcome.message_id is not None
+    async with db.session() as session:
+        stored = await session.get(Message, outcome.message_id)
+    assert stored is not None and stored.media[0]["kind"] == "sticker"
+    assert len(outcome.replies) == 1  # acknowledged: a person will look at it
+
+
+async def test_edit_updates_the_text_without_a_reply(engine: Engine, db: Database) -> None:
+    first = await engine.receive(incoming("hola", message_id="ed-1", sender="ed"))
+    edited = await engine.receive(
+        MessageEdited(Channel.WEBCHAT, "ed-1", "hola, buenas tardes", datetime.now(UTC))
+    )
+    assert edited.message_id == first.message_id
+    async with db.session() as session:
+        stored = await session.get(Message, first.message_id)
+    assert stored is not None and stored.text == "hola, buenas tardes" and stored.edited_at
+    assert await count(db, OutboxItem) == 1
+
+
+async def test_delivery_reports_only_move_forward(engine: Engine, db: Database) -> None:
+    outcome = await engine.receive(incoming("hola", sender="dl", inline=False))
+    async with db.session() as session:
+        reply = (
+            await session.execute(select(Message).where(Message.direction == Direction.OUT))
+        ).scalar_one()
+        reply.channel_message_id = "SM1"
+        reply.status = DeliveryStatus.SENT
+        await session.commit()
+    now = datetime.now(UTC)
+    read = DeliveryUpdate(Channel.WEBCHAT, "SM1", DeliveryStatus.READ, now)
+    late = DeliveryUpdate(Channel.WEBCHAT, "SM1", DeliveryStatus.DELIVERED, now - timedelta(1))
+    assert not (await engine.receive(read)).duplicate
+    assert (await engine.receive(late)).duplicate
+    assert (await engine.receive(read)).duplicate
+    async with db.session() as session:
+        stored = await session.get(Message, reply.id)
+    assert stored is not None and stored.status == DeliveryStatus.READ
+    assert outcome.message_id
+
+
+async def test_blocking_and_unblocking_changes_reachability(engine: Engine, db: Database) -> None:
+    await engine.receive(incoming("hola", sender="tg-9", channel=Channel.TELEGRAM, inline=False))
+    now = datetime.now(UTC)
+    await engine.receive(ReachabilityChanged(Channel.TELEGRAM, "tg-9", False, now))
+    assert await count(db, ChannelIdentity, ChannelIdentity.reachable.is_(False)) == 1
+    await engine.receive(ReachabilityChanged(Channel.TELEGRAM, "tg-9", True, now))
+    assert await count(db, ChannelIdentity, ChannelIdentity.reachable.is_(False)) == 0

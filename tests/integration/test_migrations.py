@@ -1,0 +1,60 @@
+"""Schema migrations: SQLite migrates itself; a shared PostgreSQL must be migrated on purpose."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestServer
+
+from bot.app import create_app
+from bot.errors import SchemaOutdated
+from storage import migrate
+from storage.db import Database
+from tests.conftest import _create_database, _drop_database, make_settings
+
+
+async def test_sqlite_file_is_created_and_migrated_on_start(tmp_path: Path) -> None:
+    path = tmp_path / "nuevo.db"
+    server = TestServer(create_app(make_settings(f"sqlite+aiosqlite:///{path}")))
+    await server.start_server()
+    try:
+        assert path.exists()
+        db = Database(f"sqlite+aiosqlite:///{path}")
+        assert await migrate.current_revision(db) == migrate.head_revision()
+        await db.dispose()
+    finally:
+        await server.close()
+
+
+@pytest.mark.postgres
+async def test_postgres_with_an_old_schema_refuses_to_start(postgres_url: str) -> None:
+    name = f"seguibot_old_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    url = await _create_database(name)
+    try:
+        server = TestServer(create_app(make_settings(url)))
+        with pytest.raises(SchemaOutdated, match="seguibot db upgrade"):
+            await server.start_server()
+        await server.close()
+
+        db = Database(url)
+        await migrate.upgrade(db)
+        await db.dispose()
+        server = TestServer(create_app(make_settings(url)))
+        await server.start_server()
+        await server.close()
+    finally:
+        await _drop_database(name)
+
+
+async def test_migrations_go_down_and_up_again(database_url: str) -> None:
+    db = Database(database_url)
+    try:
+        await migrate.downgrade(db, "base")
+        assert await migrate.current_revision(db) is None
+        await migrate.upgrade(db)
+        assert await migrate.current_revision(db) == migrate.head_revision()
+    finally:
+        await db.dispose()

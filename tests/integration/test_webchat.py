@@ -1,0 +1,156 @@
+"""The web chat end to end: a real server on a loopback port, a client, the database."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+from sqlalchemy import select
+
+from bot.keys import DATABASE, DESK
+from storage.models import Direction, Message
+
+SESSION = "sesion-prueba-01"
+
+
+async def say(client: TestClient[Any, Any], text: str, **extra: Any) -> dict[str, Any]:
+    response = await client.post(
+        "/webchat/messages", json={"session_id": SESSION, "text": text, **extra}
+    )
+    assert response.status == 200, await response.text()
+    body: dict[str, Any] = await response.json()
+    return body
+
+
+async def scripts_sent(client: TestClient[Any, Any]) -> list[str | None]:
+    async with client.app[DATABASE].session() as session:
+        statement = select(Message.script).where(Message.direction == Direction.OUT)
+        return list((await session.execute(statement.order_by(Message.id))).scalars())
+
+
+async def next_event(response: Any, timeout: float = 5.0) -> dict[str, Any]:
+    async with asyncio.timeout(timeout):
+        while True:
+            line = (await response.content.readline()).decode()
+            if line.startswith("data: "):
+                event: dict[str, Any] = json.loads(line[6:])
+                return event
+
+
+async def test_the_page_is_spanish(service: Any) -> None:
+    client = await service()
+    response = await client.get("/chat")
+    assert response.status == 200
+    assert response.content_type == "text/html"
+    page = await response.text()
+    assert '<html lang="es">' in page and "Escribe un mensaje" in page
+
+
+async def test_hola_gets_a_greeting(service: Any) -> None:
+    client = await service()
+    body = await say(client, "hola", message_id="m-1")
+    assert body["message_id"] == "m-1"
+    [reply] = body["replies"]
+    assert reply["text"] and isinstance(reply["id"], int)
+    assert await scripts_sent(client) == ["greeting"]
+
+
+async def test_a_retried_message_is_answered_once(service: Any) -> None:
+    client = await service()
+    first = await say(client, "¿cuánto cuesta?", message_id="m-2")
+    again = await say(client, "¿cuánto cuesta?", message_id="m-2")
+    assert first["replies"] and again["replies"] == []
+    assert await scripts_sent(client) == ["info.pricing"]
+
+
+async def test_message_ids_are_per_session(service: Any) -> None:
+    client = await service()
+    await say(client, "hola", message_id="1")
+    other = await client.post(
+        "/webchat/messages",
+        json={"session_id": "otra-sesion-02", "text": "hola", "message_id": "1"},
+    )
+    assert (await other.json())["replies"]
+
+
+async def test_handoff_then_the_agent_reply_arrives_by_events(service: Any) -> None:
+    client = await service()
+    handed = await say(client, "quiero hablar con un asesor")
+    assert len(handed["replies"]) == 1
+    assert (await say(client, "¿me escuchan?"))["replies"] == []
+
+    agent, _ = await client.app[DESK].add_agent("Carla")
+    [entry] = await client.app[DESK].queue()
+    await client.app[DESK].claim(entry.conversation_id, agent)
+
+    events = await client.get(
+        f"/webchat/events?session_id={SESSION}&after={handed['replies'][0]['id']}"
+    )
+    assert events.headers["Content-Type"] == "text/event-stream"
+    await client.app[DESK].reply(entry.conversation_id, agent, "Hola, soy Carla. ¿En qué te ayudo?")
+    event = await next_event(events)
+    assert event == {
+        "id": event["id"],
+        "author": "agent",
+        "text": "Hola, soy Carla. ¿En qué te ayudo?",
+    }
+    events.close()
+
+    history = await client.get(f"/webchat/history?session_id={SESSION}")
+    authors = [m["author"] for m in (await history.json())["messages"]]
+    assert authors == ["lead", "bot", "lead", "agent"]
+
+
+async def test_events_replay_after_last_event_id(service: Any) -> None:
+    client = await service()
+    greeting = (await say(client, "hola"))["replies"][0]
+    pricing = (await say(client, "precio?"))["replies"][0]
+    events = await client.get(
+        f"/webchat/events?session_id={SESSION}", headers={"Last-Event-ID": str(greeting["id"])}
+    )
+    assert (await next_event(events))["id"] == pricing["id"]
+    events.close()
+
+
+async def test_bad_requests_are_refused_clearly(service: Any) -> None:
+    client = await service()
+    cases: list[tuple[dict[str, Any], int, str]] = [
+        (
+            {"data": b"{not json", "headers": {"Content-Type": "application/json"}},
+            400,
+            "invalid JSON",
+        ),
+        (
+            {"data": b"text=hola", "headers": {"Content-Type": "text/plain"}},
+            415,
+            "application/json",
+        ),
+        ({"json": {"session_id": "x", "text": "hola"}}, 400, "session_id"),
+        ({"json": {"session_id": SESSION, "text": 5}}, 400, "text must be a string"),
+        ({"json": [1, 2]}, 400, "JSON object"),
+        ({"json": {"session_id": SESSION, "text": "a" * 20_000}}, 400, "longer than"),
+        ({"json": {"session_id": SESSION, "text": "hola", "message_id": "a b"}}, 400, "message_id"),
+    ]
+    for kwargs, status, reason in cases:
+        response = await client.post("/webchat/messages", **kwargs)
+        assert response.status == status, kwargs
+        assert reason in (await response.json())["error"]
+    assert await scripts_sent(client) == []
+
+
+async def test_oversized_body_is_413(service: Any) -> None:
+    client = await service()
+    response = await client.post(
+        "/webchat/messages",
+        data=b"{" + b" " * (1024 * 1024 + 10) + b"}",
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status == 413
+
+
+async def test_odd_but_valid_texts_never_fail(service: Any) -> None:
+    client = await service()
+    for text in ["<img src=x onerror=alert(1)>", "a" * 10_000, "🙏🙏", "", "\u0000hola"]:
+        await say(client, text)

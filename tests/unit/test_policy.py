@@ -1,0 +1,113 @@
+"""The conversation rules, without I/O: (conversation, message, NLU, lead) -> effects."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from bot.effects import AskWhich, EnqueueHandoff, OptOut, Remember, Reply, Rescore
+from bot.policy import ConversationView, InboundView, LeadView, Rules, decide
+from intents.model import NluResult
+from storage.models import ConversationState
+
+NOW = datetime(2026, 11, 26, 17, 0, tzinfo=UTC)
+RULES = Rules(miss_limit=2, points={"buy.intent": 10, "objection.not_interested": -8})
+TEXT = InboundView(has_text=True)
+
+
+def idle(**context: object) -> ConversationView:
+    return ConversationView(ConversationState.BOT, context)
+
+
+def lead(**changes: object) -> LeadView:
+    values: dict[str, object] = {"id": 1, "name": "Ana", "score": 30, "tier": "warm"}
+    values.update(changes)
+    return LeadView(**values)  # type: ignore[arg-type]
+
+
+def nlu(intent: str, confidence: float = 0.9, **extra: object) -> NluResult:
+    return NluResult(intent, confidence, **extra)  # type: ignore[arg-type]
+
+
+def test_greeting_gets_the_greeting_script() -> None:
+    assert decide(idle(), TEXT, nlu("greeting"), lead(), NOW, RULES) == [
+        Remember({"misses": 0}),
+        Reply("greeting"),
+    ]
+
+
+def test_optout_confirms_once_and_stops() -> None:
+    assert decide(idle(), TEXT, nlu("optout"), lead(), NOW, RULES) == [
+        OptOut(),
+        Reply("optout.confirm"),
+    ]
+
+
+def test_handoff_request_queues_and_tells_the_lead() -> None:
+    effects = decide(idle(), TEXT, nlu("handoff.human"), lead(), NOW, RULES)
+    assert EnqueueHandoff("handoff.human") in effects
+    assert effects[-1] == Reply("handoff.waiting")
+
+
+def test_buying_hands_off_to_close_the_sale_and_scores() -> None:
+    effects = decide(idle(), TEXT, nlu("buy.intent"), lead(), NOW, RULES)
+    assert effects[0] == Rescore(10)
+    assert Reply("buy.intent") in effects
+    assert effects[-1] == EnqueueHandoff("buy.intent")
+
+
+def test_objection_answers_with_its_script_and_rescoring() -> None:
+    effects = decide(idle(), TEXT, nlu("objection.not_interested"), lead(), NOW, RULES)
+    assert effects == [Rescore(-8), Remember({"misses": 0}), Reply("objection.not_interested")]
+
+
+def test_first_miss_asks_to_rephrase_and_counts() -> None:
+    assert decide(idle(), TEXT, nlu("none", 0.1), lead(), NOW, RULES) == [
+        Remember({"misses": 1}),
+        Reply("none"),
+    ]
+
+
+def test_repeated_misses_hand_off() -> None:
+    effects = decide(idle(misses=1), TEXT, nlu("none", 0.1), lead(), NOW, RULES)
+    assert effects == [
+        Remember({"misses": 0}),
+        EnqueueHandoff("not_understood"),
+        Reply("handoff.not_understood"),
+    ]
+
+
+def test_understanding_resets_the_miss_count() -> None:
+    effects = decide(idle(misses=1), TEXT, nlu("info.pricing"), lead(), NOW, RULES)
+    assert Remember({"misses": 0}) in effects
+
+
+def test_ambiguous_message_asks_which_one() -> None:
+    result = nlu(
+        "objection.price",
+        0.5,
+        ambiguous=True,
+        candidates=(("objection.price", 0.5), ("objection.budget", 0.48)),
+    )
+    effects = decide(idle(), TEXT, result, lead(), NOW, RULES)
+    assert effects[-1] == AskWhich(("objection.price", "objection.budget"))
+
+
+@pytest.mark.parametrize("state", [ConversationState.WAITING, ConversationState.AGENT])
+def test_bot_is_silent_while_people_own_the_conversation(state: ConversationState) -> None:
+    assert decide(ConversationView(state), TEXT, nlu("greeting"), lead(), NOW, RULES) == []
+
+
+def test_opted_out_lead_gets_nothing() -> None:
+    assert decide(idle(), TEXT, nlu("greeting"), lead(opted_out=True), NOW, RULES) == []
+
+
+def test_media_without_text_is_acknowledged() -> None:
+    media = InboundView(has_text=False, has_media=True)
+    assert decide(idle(), media, nlu("none", 0.0), lead(), NOW, RULES) == [Reply("media.received")]
+
+
+def test_nothing_at_all_gets_no_reply() -> None:
+    empty = InboundView(has_text=False)
+    assert decide(idle(), empty, nlu("none", 0.0), lead(), NOW, RULES) == []

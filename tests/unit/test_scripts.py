@@ -1,0 +1,71 @@
+"""Rendering scripts: variants, placeholders, and start-up checks."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.errors import ConfigError
+from bot.scripts import SYSTEM_SCRIPTS, Renderer
+
+
+class Book:
+    def __init__(self, texts: dict[str, tuple[str, ...]]) -> None:
+        self.texts = texts
+
+    def replies(self, script_id: str) -> tuple[str, ...]:
+        return self.texts.get(script_id, ())
+
+    def label(self, intent: str) -> str:
+        return intent
+
+
+def complete(**texts: tuple[str, ...]) -> Book:
+    return Book({**dict.fromkeys(SYSTEM_SCRIPTS, ("ok",)), **texts})
+
+
+def test_placeholders_are_filled() -> None:
+    renderer = Renderer(complete(greeting=("¡Hola, {nombre}! Te cuento de {producto}.",)), {})
+    rendered = renderer.render(
+        "greeting", seed="1", values={"nombre": "Ana", "producto": "el curso"}
+    )
+    assert rendered.text == "¡Hola, Ana! Te cuento de el curso."
+    assert (rendered.script, rendered.variant) == ("greeting", 0)
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        ("¡Hola, {nombre}!", "¡Hola!"),
+        ("¡Hola {nombre}! ¿Cómo estás?", "¡Hola! ¿Cómo estás?"),
+        ("{nombre}, gracias por escribir.", "Gracias por escribir."),
+        ("Listo {nombre}, te llamo.", "Listo, te llamo."),
+    ],
+)
+def test_a_missing_name_leaves_no_seams(template: str, expected: str) -> None:
+    renderer = Renderer(complete(greeting=(template,)), {})
+    assert renderer.render("greeting", seed="1", values={"nombre": ""}).text == expected
+
+
+def test_variant_choice_is_stable_per_seed_and_spreads() -> None:
+    renderer = Renderer(complete(thanks=("a", "b", "c")), {})
+    first = renderer.render("thanks", seed="7:1", values={})
+    assert renderer.render("thanks", seed="7:1", values={}) == first
+    chosen = {renderer.render("thanks", seed=f"7:{n}", values={}).variant for n in range(30)}
+    assert chosen == {0, 1, 2}
+
+
+def test_check_refuses_a_missing_system_script() -> None:
+    book = complete()
+    del book.texts["optout.confirm"]
+    with pytest.raises(ConfigError, match=r"'optout\.confirm' has no replies"):
+        Renderer(book, {}).check(())
+
+
+def test_check_refuses_unknown_placeholders() -> None:
+    with pytest.raises(ConfigError, match=r"'greeting' uses unknown placeholder\(s\) \{nombe\}"):
+        Renderer(complete(greeting=("Hola {nombe}",)), {}).check(("greeting",))
+
+
+def test_check_refuses_broken_braces() -> None:
+    with pytest.raises(ConfigError, match="'greeting'"):
+        Renderer(complete(greeting=("Hola {nombre",)), {}).check(("greeting",))

@@ -1,0 +1,105 @@
+"""Config: every default in config.yaml, env overrides, errors that name the key and source."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.errors import ConfigError
+from bot.settings import DEFAULTS_FILE, env_names, load_settings
+
+
+def test_defaults_load_and_run_embedded() -> None:
+    settings = load_settings(environ={})
+    assert settings.database.url.startswith("sqlite+aiosqlite:///")
+    assert settings.server.port == 8080
+    assert settings.server.host == "127.0.0.1"
+    assert not settings.telegram.enabled
+    assert settings.pipeline.stages[0] == "awareness"
+
+
+def test_environment_overrides_the_file() -> None:
+    settings = load_settings(
+        environ={
+            "SEGUIBOT_SERVER_PORT": "9090",
+            "DATABASE_URL": "postgresql://u@db/seguibot",
+            "SEGUIBOT_TELEGRAM_TOKEN": "123:abc",
+            "TWILIO_AUTH_TOKEN": "secret",
+            "SEGUIBOT_WHATSAPP_FROM": "whatsapp:+5215500000000",
+            "SEGUIBOT_SCORING_POINTS": '{"buy.intent": 20}',
+        }
+    )
+    assert settings.server.port == 9090
+    # Plain URLs from hosting providers get the asyncio driver.
+    assert settings.database.url == "postgresql+asyncpg://u@db/seguibot"
+    assert settings.telegram.enabled
+    assert settings.twilio.auth_token == "secret"
+    assert settings.whatsapp.from_ == "whatsapp:+5215500000000"
+    assert settings.scoring.points == {"buy.intent": 20}
+
+
+def test_wrong_type_in_env_names_the_variable() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(environ={"SEGUIBOT_OUTBOX_MAX_ATTEMPTS": "0"})
+    message = str(caught.value)
+    assert "environment variable SEGUIBOT_OUTBOX_MAX_ATTEMPTS" in message
+    assert "outbox.max_attempts" in message
+    assert "greater than or equal to 1" in message
+
+
+def test_unknown_env_variable_is_refused() -> None:
+    with pytest.raises(ConfigError, match="SEGUIBOT_SERVR_PORT: no such setting"):
+        load_settings(environ={"SEGUIBOT_SERVR_PORT": "1"})
+
+
+def test_unknown_key_in_file_names_file_and_key(tmp_path: Path) -> None:
+    overlay = tmp_path / "prod.yaml"
+    overlay.write_text("outbox:\n  max_atempts: 3\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(environ={"SEGUIBOT_CONFIG": str(overlay)})
+    assert f"{overlay}: outbox.max_atempts is not a known setting" in str(caught.value)
+
+
+def test_bad_value_in_file_names_file_and_key(tmp_path: Path) -> None:
+    overlay = tmp_path / "prod.yaml"
+    overlay.write_text("business:\n  timezone: America/Monterey\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(environ={"SEGUIBOT_CONFIG": str(overlay)})
+    assert f"{overlay}: business.timezone" in str(caught.value)
+    assert "unknown time zone" in str(caught.value)
+
+
+def test_missing_key_names_it(tmp_path: Path) -> None:
+    defaults = tmp_path / "config.yaml"
+    text = DEFAULTS_FILE.read_text(encoding="utf-8").replace("  max_attempts: 8", "")
+    defaults.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"config.yaml: outbox.max_attempts is missing"):
+        load_settings(environ={}, defaults_file=defaults)
+
+
+def test_broken_yaml_names_the_line(tmp_path: Path) -> None:
+    overlay = tmp_path / "prod.yaml"
+    overlay.write_text("server:\n  port: 8080\n   host: x\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"prod.yaml:3: not valid YAML"):
+        load_settings(environ={"SEGUIBOT_CONFIG": str(overlay)})
+
+
+def test_database_url_needs_a_known_driver() -> None:
+    with pytest.raises(ConfigError, match=r"environment variable DATABASE_URL: database\.url"):
+        load_settings(environ={"DATABASE_URL": "mysql://x"})
+
+
+def test_every_key_has_an_environment_name() -> None:
+    names = env_names()
+    assert names["SEGUIBOT_TELEGRAM_WEBHOOK_SECRET"] == ("telegram", "webhook_secret")
+    assert names["SEGUIBOT_TELEGRAM_API_BASE_URL"] == ("telegram", "api_base_url")
+    assert names["SEGUIBOT_TWILIO_API_BASE_URL"] == ("twilio", "api_base_url")
+    assert names["SEGUIBOT_PUBLIC_URL"] == ("public_url",)
+    assert names["TWILIO_ACCOUNT_SID"] == ("twilio", "account_sid")
+
+
+def test_settings_are_frozen() -> None:
+    settings = load_settings(environ={})
+    with pytest.raises(ValueError, match="frozen"):
+        settings.server.port = 1  # type: ignore[misc]
