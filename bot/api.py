@@ -124,8 +124,8 @@ async def reply(request: web.Request) -> web.Response:
     text = data.get("text") if isinstance(data, dict) else None
     if not isinstance(text, str) or not text.strip():
         raise web.HTTPBadRequest(text="text must be a non-empty string")
-    message = await _desk(request).reply(_id(request), request[AGENT], text)
-    return web.json_response({"message_id": message.id, "status": message.status}, status=201)
+    message_id = await _desk(request).reply(_id(request), request[AGENT], text)
+    return web.json_response({"message_id": message_id, "status": "pending"}, status=201)
 
 
 async def hand_back(request: web.Request) -> web.Response:

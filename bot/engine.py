@@ -155,19 +155,10 @@ class Engine:
     async def _message(self, event: InboundMessage) -> Outcome:
         now = utcnow()
         async with UnitOfWork(self.db) as uow:
-            identity, lead = await self._identify(uow, event, now)
-            conversation = await uow.conversations.for_identity(identity.id)
+            conversation = await uow.conversations.for_sender(event.channel, event.sender_id)
             if conversation is None:
-                conversation = await uow.conversations.add(
-                    Conversation(
-                        lead_id=lead.id,
-                        identity_id=identity.id,
-                        channel=event.channel,
-                        state=ConversationState.BOT,
-                        context={},
-                        created_at=now,
-                    )
-                )
+                conversation = await self._first_contact(uow, event, now)
+            lead = conversation.lead
             # PostgreSQL text cannot hold NUL; nobody types one on purpose.
             stored_text = event.text.replace("\x00", "")
             text = stored_text.strip()
@@ -226,15 +217,10 @@ class Engine:
             self.on_commit()
         return Outcome(message_id=message_id, replies=tuple(replies) if event.reply_inline else ())
 
-    async def _identify(
+    async def _first_contact(
         self, uow: UnitOfWork, event: InboundMessage, now: datetime
-    ) -> tuple[ChannelIdentity, Lead]:
-        identity = await uow.identities.find(event.channel, event.sender_id)
-        if identity is not None:
-            lead = await uow.leads.get(identity.lead_id)
-            assert lead is not None
-            return identity, lead
-
+    ) -> Conversation:
+        """The lead, identity and conversation of a sender new to this channel."""
         lead = None
         if event.sender_phone:
             # One person is one lead: a number already known from another channel or an
@@ -270,7 +256,16 @@ class Engine:
             raise _RaceLost
         identity = await uow.session.get(ChannelIdentity, identity_id)
         assert identity is not None
-        return identity, lead
+        return await uow.conversations.add(
+            Conversation(
+                lead=lead,
+                identity=identity,
+                channel=event.channel,
+                state=ConversationState.BOT,
+                context={},
+                created_at=now,
+            )
+        )
 
     async def _converse(
         self,
@@ -347,7 +342,7 @@ class Engine:
         rendered = self.renderer.render(
             script, seed=f"{conversation.id}:{message_id}", values={"nombre": first_name, **values}
         )
-        message = await outbox.stage(
+        message_id = await outbox.stage(
             uow,
             conversation,
             rendered.text,
@@ -358,7 +353,7 @@ class Engine:
             optout_confirmation=script == "optout.confirm",
             delivered_inline=event.reply_inline,
         )
-        return InlineReply(message.id, rendered.text)
+        return InlineReply(message_id, rendered.text)
 
     async def _hand_off(
         self, uow: UnitOfWork, conversation: Conversation, lead: Lead, reason: str, now: datetime

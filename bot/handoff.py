@@ -137,7 +137,7 @@ class Desk:
             "handoff_claimed", extra={"conversation_id": conversation_id, "agent_id": agent.id}
         )
 
-    async def reply(self, conversation_id: int, agent: Agent, text: str) -> Message:
+    async def reply(self, conversation_id: int, agent: Agent, text: str) -> int:
         """Send the lead a message as the agent who owns the conversation.
 
         Raises:
@@ -149,12 +149,12 @@ class Desk:
         now = utcnow()
         async with UnitOfWork(self.db) as uow:
             conversation = await self._owned(uow, conversation_id, agent)
-            message = await outbox.stage(
+            message_id = await outbox.stage(
                 uow, conversation, text, author=Author.AGENT, agent_id=agent.id, now=now
             )
             await uow.commit()
         self.on_commit()
-        return message
+        return message_id
 
     async def hand_back(self, conversation_id: int, agent: Agent) -> None:
         """Return the conversation to the bot."""

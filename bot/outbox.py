@@ -34,7 +34,6 @@ from storage.models import (
     DeliveryStatus,
     Direction,
     Lead,
-    Message,
     OutboxItem,
     OutboxState,
     utcnow,
@@ -61,43 +60,44 @@ async def stage(
     buttons: tuple[Button, ...] = (),
     optout_confirmation: bool = False,
     delivered_inline: bool = False,
-) -> Message:
-    """Record an outgoing message and its outbox row in the caller's transaction.
+) -> int:
+    """Record an outgoing message and its outbox row in the caller's transaction; its id.
 
     `delivered_inline` is for channels that deliver the reply in the HTTP response itself
     (web chat): the row is recorded as already done.
     """
     status = DeliveryStatus.DELIVERED if delivered_inline else DeliveryStatus.PENDING
-    message = await uow.messages.add(
-        Message(
-            conversation_id=conversation.id,
-            channel=conversation.channel,
-            direction=Direction.OUT,
-            author=author,
-            agent_id=agent_id,
-            text=text,
-            media=[],
-            script=script,
-            script_variant=variant,
-            status=status,
-            created_at=now,
-        )
+    message_id = await uow.messages.insert(
+        {
+            "conversation_id": conversation.id,
+            "channel": conversation.channel,
+            "direction": Direction.OUT,
+            "author": author,
+            "agent_id": agent_id,
+            "text": text,
+            "media": [],
+            "script": script,
+            "script_variant": variant,
+            "status": status,
+            "created_at": now,
+        }
     )
-    await uow.outbox.add(
-        OutboxItem(
-            message_id=message.id,
-            lead_id=conversation.lead_id,
-            channel=conversation.channel,
-            recipient=conversation.identity.external_id,
-            extras={"buttons": [[b.title, b.payload] for b in buttons]} if buttons else {},
-            optout_confirmation=optout_confirmation,
-            state=OutboxState.DONE if delivered_inline else OutboxState.PENDING,
-            next_attempt_at=now,
-            created_at=now,
-            settled_at=now if delivered_inline else None,
-        )
+    await uow.outbox.insert(
+        {
+            "message_id": message_id,
+            "lead_id": conversation.lead_id,
+            "channel": conversation.channel,
+            "recipient": conversation.identity.external_id,
+            "extras": {"buttons": [[b.title, b.payload] for b in buttons]} if buttons else {},
+            "optout_confirmation": optout_confirmation,
+            "state": OutboxState.DONE if delivered_inline else OutboxState.PENDING,
+            "attempts": 0,
+            "next_attempt_at": now,
+            "created_at": now,
+            "settled_at": now if delivered_inline else None,
+        }
     )
-    return message
+    return message_id
 
 
 def backoff(
@@ -130,6 +130,7 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._stopping = False
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._claiming = asyncio.Lock()
         self._loop_task: asyncio.Task[None] | None = None
 
     def wake(self) -> None:
@@ -174,14 +175,18 @@ class Dispatcher:
 
     async def dispatch_due(self) -> int:
         """Claim what is due (within free capacity) and start sending it; returns how many."""
-        capacity = self.settings.concurrency - len(self._in_flight)
-        if capacity <= 0:
-            return 0
-        for item in await self._claim(min(capacity, self.settings.batch_size)):
-            task = asyncio.create_task(self._deliver(item))
-            self._in_flight.add(task)
-            task.add_done_callback(self._sent)
-        return capacity - (self.settings.concurrency - len(self._in_flight))
+        # One claim at a time per process: a claim and the start of its sends are one step,
+        # so drain() never sees "nothing claimed, nothing in flight" halfway through another.
+        async with self._claiming:
+            capacity = self.settings.concurrency - len(self._in_flight)
+            if capacity <= 0:
+                return 0
+            claimed = await self._claim(min(capacity, self.settings.batch_size))
+            for item in claimed:
+                task = asyncio.create_task(self._deliver(item))
+                self._in_flight.add(task)
+                task.add_done_callback(self._sent)
+            return len(claimed)
 
     def _sent(self, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)

@@ -43,7 +43,7 @@ class Database:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         # hide_parameters: error messages must not carry message text or phone numbers.
-        options: dict[str, Any] = {"echo": echo, "pool_pre_ping": True, "hide_parameters": True}
+        options: dict[str, Any] = {"echo": echo, "hide_parameters": True}
         if self.is_sqlite:
             options["connect_args"] = {"timeout": 30}
         else:
@@ -51,6 +51,9 @@ class Database:
                 pool_size=pool_size,
                 max_overflow=pool_size,
                 pool_timeout=10,
+                # No pre-ping (a round trip per transaction): a dropped connection fails one
+                # request with 503, the channel redelivers, and the pool replaces it.
+                pool_recycle=1800,
                 # Fail fast when the server is gone instead of hanging the request.
                 connect_args={"timeout": 5, "command_timeout": 30},
             )

@@ -160,7 +160,7 @@ class Lead(Base):
     last_activity_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     phones: Mapped[list[LeadPhone]] = relationship(
-        back_populates="lead", lazy="selectin", cascade="all, delete-orphan"
+        back_populates="lead", lazy="raise", cascade="all, delete-orphan"
     )
 
     __table_args__ = (Index("ix_leads_last_activity_at", "last_activity_at"),)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import Table, and_, bindparam, exists, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
+from sqlalchemy.sql.dml import ReturningInsert
 
 from storage.models import (
     Agent,
@@ -30,6 +32,16 @@ from storage.models import (
     OutboxState,
 )
 
+# Statements on the engine's hot path are built once and executed with parameters: building
+# a statement per message costs more than running it. They target tables, not mapped classes,
+# so SQLAlchemy runs them as plain Core statements without the ORM's bookkeeping.
+
+
+@functools.cache
+def _insert_ignoring(dialect: str, table: Table, conflict: tuple[str, ...]) -> ReturningInsert[Any]:
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(table).on_conflict_do_nothing(index_elements=list(conflict)).returning(table.c.id)
+
 
 async def insert_ignoring_conflict(
     session: AsyncSession, model: type[Base], values: dict[str, Any], conflict: Sequence[str]
@@ -39,15 +51,22 @@ async def insert_ignoring_conflict(
     The unique index decides, not a prior SELECT, so two transactions racing with the same key
     get one row: on PostgreSQL the second waits for the first and then inserts nothing.
     """
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = (
-        insert(model)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=list(conflict))
-        .returning(model.__table__.c.id)
+    table = cast(Table, model.__table__)
+    statement = _insert_ignoring(session.get_bind().dialect.name, table, tuple(conflict))
+    return (await session.execute(statement, values)).scalar_one_or_none()
+
+
+_MESSAGES = cast(Table, Message.__table__)
+_INSERT_MESSAGE = insert(_MESSAGES).returning(_MESSAGES.c.id)
+_INSERT_OUTBOX = insert(cast(Table, OutboxItem.__table__))
+_CONVERSATION_OF_SENDER = (
+    select(Conversation)
+    .join(ChannelIdentity)
+    .where(
+        ChannelIdentity.channel == bindparam("channel"),
+        ChannelIdentity.external_id == bindparam("external_id"),
     )
-    return (await session.execute(statement)).scalar_one_or_none()
+)
 
 
 class Leads:
@@ -109,22 +128,16 @@ class Conversations:
     async def get(self, conversation_id: int) -> Conversation | None:
         return await self.session.get(Conversation, conversation_id)
 
-    async def for_identity(self, identity_id: int) -> Conversation | None:
-        statement = select(Conversation).where(Conversation.identity_id == identity_id)
-        return (await self.session.execute(statement)).scalar_one_or_none()
-
     async def add(self, conversation: Conversation) -> Conversation:
         self.session.add(conversation)
         await self.session.flush()
         return conversation
 
-    async def for_session(self, channel: Channel, external_id: str) -> Conversation | None:
-        statement = (
-            select(Conversation)
-            .join(ChannelIdentity)
-            .where(ChannelIdentity.channel == channel, ChannelIdentity.external_id == external_id)
-        )
-        return (await self.session.execute(statement)).scalar_one_or_none()
+    async def for_sender(self, channel: Channel, external_id: str) -> Conversation | None:
+        """The conversation with its lead and identity, in one query (the engine's hot path)."""
+        parameters = {"channel": channel, "external_id": external_id}
+        result = await self.session.execute(_CONVERSATION_OF_SENDER, parameters)
+        return result.scalar_one_or_none()
 
     async def move(
         self,
@@ -155,10 +168,9 @@ class Messages:
             self.session, Message, values, ["channel", "channel_message_id"]
         )
 
-    async def add(self, message: Message) -> Message:
-        self.session.add(message)
-        await self.session.flush()
-        return message
+    async def insert(self, values: dict[str, Any]) -> int:
+        """Store a message without the ORM's bookkeeping (the hot path); returns its id."""
+        return (await self.session.execute(_INSERT_MESSAGE, values)).scalar_one()
 
     async def by_channel_id(self, channel: Channel, channel_message_id: str) -> Message | None:
         statement = select(Message).where(
@@ -209,10 +221,8 @@ class Outbox:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def add(self, item: OutboxItem) -> OutboxItem:
-        self.session.add(item)
-        await self.session.flush()
-        return item
+    async def insert(self, values: dict[str, Any]) -> None:
+        await self.session.execute(_INSERT_OUTBOX, values)
 
     async def get(self, item_id: int) -> OutboxItem | None:
         return await self.session.get(OutboxItem, item_id)
