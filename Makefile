@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 run: $(VENV)/.installed
 	$(BIN)/seguibot serve
 
-test: $(VENV)/.dev-installed lint typecheck
+test: $(VENV)/.dev-installed node_modules/.installed lint typecheck
 	$(BIN)/pytest
 
 lint: $(VENV)/.dev-installed
@@ -38,5 +38,12 @@ $(VENV)/.dev-installed: pyproject.toml | $(VENV)/bin/python
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@touch $(VENV)/.installed $@
 
+# Prism (npm) validates our Twilio requests against Twilio's OpenAPI description in tests.
+# Without npm the Prism tests skip and say so.
+node_modules/.installed: package.json package-lock.json
+	@if command -v npm >/dev/null; then \
+		npm ci --no-audit --no-fund --loglevel=error && touch $@; \
+	else echo "npm not found: the Prism contract tests will be skipped"; fi
+
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache

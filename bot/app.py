@@ -6,8 +6,10 @@ import logging
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+import telegram
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from telegram.request import HTTPXRequest
 
 from bot import api, metrics, nlu
 from bot.channel import Channel, Sender
@@ -20,12 +22,15 @@ from bot.scripts import Renderer
 from bot.settings import Settings
 from bot.transcripts import Transcripts
 from handlers.http import error
+from handlers.telegram import TelegramInbound, TelegramSender, TelegramWebhook
 from handlers.webchat import WebchatChannel, WebchatHub, WebchatSender
 from storage import migrate
 from storage.db import Database, DatabaseUnavailable, is_unavailable
 from storage.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
+
+TELEGRAM_BOT = web.AppKey("telegram_bot", telegram.Bot)
 
 
 def create_app(
@@ -51,6 +56,13 @@ def create_app(
 
     hub = WebchatHub()
     channel_senders: dict[Channel, Sender] = {Channel.WEBCHAT: WebchatSender(hub)}
+    telegram_bot = _telegram_bot(settings) if settings.telegram.enabled else None
+    if telegram_bot is not None:
+        channel_senders[Channel.TELEGRAM] = TelegramSender(
+            telegram_bot,
+            per_chat_interval=settings.telegram.per_chat_interval,
+            overall_per_second=settings.telegram.overall_per_second,
+        )
     channel_senders.update(senders or {})
 
     def sent(channel: Channel, recipient: str) -> None:
@@ -71,6 +83,9 @@ def create_app(
     app[DISPATCHER] = dispatcher
     app[DESK] = Desk(db, on_commit=dispatcher.wake)
     app.cleanup_ctx.append(_database)
+    if telegram_bot is not None:
+        app[TELEGRAM_BOT] = telegram_bot
+        app.cleanup_ctx.append(_telegram_session)
     app.cleanup_ctx.append(_dispatching)
 
     app.router.add_get("/healthz", healthz)
@@ -84,9 +99,42 @@ def create_app(
             business_name=settings.business.name,
             history_limit=settings.webchat.history_limit,
         ).register(app)
+    if telegram_bot is not None:
+        if settings.telegram.webhook_secret:
+            inbound = TelegramInbound(
+                settings.telegram.webhook_secret, phone_region=settings.business.phone_region
+            )
+            TelegramWebhook(engine, inbound, telegram_bot).register(app)
+        else:
+            log.warning(
+                "telegram_webhook_off",
+                extra={"reason": "SEGUIBOT_TELEGRAM_WEBHOOK_SECRET is not set (polling only)"},
+            )
     api.register(app)
     _announce_channels(settings)
     return app
+
+
+def _telegram_bot(settings: Settings) -> telegram.Bot:
+    # PTB's default pool holds one connection; the outbox sends several at once.
+    pool = settings.outbox.concurrency + 2
+    return telegram.Bot(
+        settings.telegram.token,
+        base_url=settings.telegram.api_base_url,
+        request=HTTPXRequest(connection_pool_size=pool, read_timeout=10, connect_timeout=5),
+    )
+
+
+async def _telegram_session(app: web.Application) -> AsyncIterator[None]:
+    bot = app[TELEGRAM_BOT]
+    try:
+        await bot.initialize()  # getMe: checks the token
+        log.info("telegram_ready", extra={"bot": bot.username})
+    except telegram.error.TelegramError as exc:
+        # Never log the exception text: PTB puts the token in it. Sends will retry.
+        log.error("telegram_unavailable", extra={"error": type(exc).__name__})  # noqa: TRY400
+    yield
+    await bot.shutdown()
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
@@ -113,9 +161,16 @@ async def _dispatching(app: web.Application) -> AsyncIterator[None]:
 
 
 def _announce_channels(settings: Settings) -> None:
-    log.info(
-        "channel_on" if settings.webchat.enabled else "channel_off", extra={"channel": "webchat"}
-    )
+    """Say at start-up which channels are on, and for those off, what turns them on."""
+    channels = {
+        "webchat": (settings.webchat.enabled, "webchat.enabled is false"),
+        "telegram": (settings.telegram.enabled, "set SEGUIBOT_TELEGRAM_TOKEN to turn it on"),
+    }
+    for channel, (on, why_off) in channels.items():
+        if on:
+            log.info("channel_on", extra={"channel": channel})
+        else:
+            log.info("channel_off", extra={"channel": channel, "reason": why_off})
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -14,6 +14,7 @@ from typing import Protocol
 from storage.models import Channel, DeliveryStatus
 
 __all__ = [
+    "TEXT_LIMITS",
     "Button",
     "Channel",
     "ChatLine",
@@ -32,6 +33,11 @@ __all__ = [
     "Sender",
     "Transcript",
 ]
+
+
+# Longest text one message may carry (Bot API sendMessage; Twilio's Body). Longer texts are
+# sent as several messages.
+TEXT_LIMITS: dict[Channel, int] = {Channel.TELEGRAM: 4096, Channel.WHATSAPP: 1600}
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +78,9 @@ class InboundMessage:
     sender_name: str | None = None
     sender_phone: str | None = None  # E.164, only when the channel vouches for it
     source: str | None = None  # acquisition source or campaign (e.g. a deep-link payload)
+    start: bool = False  # the lead opened the chat (Telegram /start): greet them
+    shared_contact: bool = False  # the message is a contact card the lead shared
+    choice: str | None = None  # payload of the button the lead pressed
     reply_inline: bool = False
 
 

@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 
 from bot import metrics, outbox
 from bot.channel import (
+    Button,
     DeliveryUpdate,
     InboundEvent,
     InboundMessage,
@@ -162,7 +163,11 @@ class Engine:
             # PostgreSQL text cannot hold NUL; nobody types one on purpose.
             stored_text = event.text.replace("\x00", "")
             text = stored_text.strip()
-            nlu = self.matcher.match(text, now, lead.timezone) if text else None
+            if event.choice and self.renderer.knows(event.choice):
+                # A button carries the intent it stands for; nothing to guess.
+                nlu: NluResult | None = NluResult(event.choice, 1.0)
+            else:
+                nlu = self.matcher.match(text, now, lead.timezone) if text else None
             message_id = await uow.messages.add_inbound(
                 {
                     "conversation_id": conversation.id,
@@ -190,8 +195,10 @@ class Engine:
             conversation.last_inbound_at = min(event.sent_at, now)
             if event.sender_name and not lead.name:
                 lead.name = event.sender_name[:200]
-            if event.source and not lead.source:
-                lead.source = event.source[:64]
+            if event.source and lead.source in (None, event.channel.value):
+                lead.source = event.source[:64]  # a campaign beats "came in on this channel"
+            if event.sender_phone:
+                await uow.leads.add_phone(lead.id, event.sender_phone)
             if conversation.state == ConversationState.CLOSED:
                 conversation.state = ConversationState.BOT
                 conversation.agent_id = None
@@ -279,7 +286,13 @@ class Engine:
     ) -> list[InlineReply]:
         effects = decide(
             ConversationView(conversation.state, dict(conversation.context)),
-            InboundView(has_text=nlu is not None, has_media=bool(event.media)),
+            InboundView(
+                has_text=nlu is not None,
+                has_media=bool(event.media),
+                start=event.start,
+                shared_contact=event.shared_contact,
+                phone_saved=event.sender_phone is not None,
+            ),
             nlu or NluResult(NONE, 0.0),
             LeadView(lead.id, lead.name, lead.score, lead.tier),
             now,
@@ -310,9 +323,22 @@ class Engine:
                     uow, conversation, lead, script, values, message_id, event, now
                 )
             case AskWhich(intents=(first, second)):
-                values = {"a": self.renderer.label(first), "b": self.renderer.label(second)}
+                labels = self.renderer.label(first), self.renderer.label(second)
+                buttons = tuple(
+                    Button(label[:1].upper() + label[1:], intent)
+                    for label, intent in zip(labels, (first, second), strict=True)
+                )
+                values = {"a": labels[0], "b": labels[1]}
                 return await self._reply(
-                    uow, conversation, lead, "clarify.which", values, message_id, event, now
+                    uow,
+                    conversation,
+                    lead,
+                    "clarify.which",
+                    values,
+                    message_id,
+                    event,
+                    now,
+                    buttons=buttons,
                 )
             case Remember(context=context):
                 conversation.context = dict(context)
@@ -337,6 +363,8 @@ class Engine:
         message_id: int,
         event: InboundMessage,
         now: datetime,
+        *,
+        buttons: tuple[Button, ...] = (),
     ) -> InlineReply:
         first_name = (lead.name or "").split(" ")[0]
         rendered = self.renderer.render(
@@ -350,6 +378,7 @@ class Engine:
             now=now,
             script=rendered.script,
             variant=rendered.variant,
+            buttons=buttons,
             optout_confirmation=script == "optout.confirm",
             delivered_inline=event.reply_inline,
         )

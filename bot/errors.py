@@ -31,10 +31,12 @@ class SendError(SeguibotError):
 class RetryLater(SendError):
     """A transient failure: try again, not before `after` seconds when the channel says so."""
 
-    def __init__(self, reason: str, after: float | None = None) -> None:
+    def __init__(self, reason: str, after: float | None = None, *, counts: bool = True) -> None:
         super().__init__(reason)
         self.reason = reason
         self.after = after
+        # False when nothing was tried (the sender is pacing a chat): no attempt is spent.
+        self.counts = counts
 
 
 class SendFailed(SendError):

@@ -16,13 +16,14 @@ import asyncio
 import contextlib
 import logging
 import random
+import re
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
 from bot import metrics
-from bot.channel import Button, OutboundMessage, Sender, SendReceipt
+from bot.channel import TEXT_LIMITS, Button, OutboundMessage, Sender, SendReceipt
 from bot.errors import RetryLater, SendFailed
 from bot.settings import OutboxSettings
 from storage.db import Database, is_unavailable
@@ -63,41 +64,75 @@ async def stage(
 ) -> int:
     """Record an outgoing message and its outbox row in the caller's transaction; its id.
 
-    `delivered_inline` is for channels that deliver the reply in the HTTP response itself
-    (web chat): the row is recorded as already done.
+    A text longer than the channel allows becomes several messages, split between sentences,
+    each its own row: a retry then repeats only the part that did not go out. Buttons go with
+    the last part. `delivered_inline` is for channels that deliver the reply in the HTTP
+    response itself (web chat): the row is recorded as already done.
     """
     status = DeliveryStatus.DELIVERED if delivered_inline else DeliveryStatus.PENDING
-    message_id = await uow.messages.insert(
-        {
-            "conversation_id": conversation.id,
-            "channel": conversation.channel,
-            "direction": Direction.OUT,
-            "author": author,
-            "agent_id": agent_id,
-            "text": text,
-            "media": [],
-            "script": script,
-            "script_variant": variant,
-            "status": status,
-            "created_at": now,
-        }
-    )
-    await uow.outbox.insert(
-        {
-            "message_id": message_id,
-            "lead_id": conversation.lead_id,
-            "channel": conversation.channel,
-            "recipient": conversation.identity.external_id,
-            "extras": {"buttons": [[b.title, b.payload] for b in buttons]} if buttons else {},
-            "optout_confirmation": optout_confirmation,
-            "state": OutboxState.DONE if delivered_inline else OutboxState.PENDING,
-            "attempts": 0,
-            "next_attempt_at": now,
-            "created_at": now,
-            "settled_at": now if delivered_inline else None,
-        }
-    )
-    return message_id
+    parts = split_text(text, TEXT_LIMITS.get(conversation.channel))
+    ids = []
+    for n, part in enumerate(parts, start=1):
+        message_id = await uow.messages.insert(
+            {
+                "conversation_id": conversation.id,
+                "channel": conversation.channel,
+                "direction": Direction.OUT,
+                "author": author,
+                "agent_id": agent_id,
+                "text": part,
+                "media": [],
+                "script": script,
+                "script_variant": variant,
+                "status": status,
+                "created_at": now,
+            }
+        )
+        last = n == len(parts)
+        await uow.outbox.insert(
+            {
+                "message_id": message_id,
+                "lead_id": conversation.lead_id,
+                "channel": conversation.channel,
+                "recipient": conversation.identity.external_id,
+                "extras": (
+                    {"buttons": [[b.title, b.payload] for b in buttons]} if buttons and last else {}
+                ),
+                "optout_confirmation": optout_confirmation,
+                "state": OutboxState.DONE if delivered_inline else OutboxState.PENDING,
+                "attempts": 0,
+                "next_attempt_at": now,
+                "created_at": now,
+                "settled_at": now if delivered_inline else None,
+            }
+        )
+        ids.append(message_id)
+    return ids[0]
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?…])\s+|\n+")
+
+
+def split_text(text: str, limit: int | None) -> list[str]:
+    """`text` in parts of at most `limit` characters, cut between sentences where possible.
+
+    Falls back to the last space, then to a hard cut, for sentences longer than the limit.
+    """
+    if limit is None or len(text) <= limit:
+        return [text]
+    parts: list[str] = []
+    rest = text
+    while len(rest) > limit:
+        window = rest[: limit + 1]
+        cuts = [m.end() for m in _SENTENCE_END.finditer(window) if m.start() <= limit]
+        cut = cuts[-1] if cuts and cuts[-1] > limit // 3 else window.rfind(" ") + 1
+        if cut <= 0 or cut > limit:
+            cut = limit
+        parts.append(rest[:cut].rstrip())
+        rest = rest[cut:].lstrip()
+    if rest.strip():
+        parts.append(rest.rstrip())
+    return parts
 
 
 def backoff(
@@ -288,6 +323,10 @@ class Dispatcher:
                 item.message.channel_message_id = receipt.channel_message_id
                 item.message.error = None
                 metrics.OUTBOX_SENT.labels(item.channel).inc()
+            elif retry is not None and not retry.counts:
+                item.attempts -= 1  # the claim counted an attempt that never happened
+                item.state = OutboxState.PENDING
+                item.next_attempt_at = now + timedelta(seconds=retry.after or 0.0)
             elif retry is not None and item.attempts < self.settings.max_attempts:
                 delay = (
                     retry.after

@@ -15,14 +15,18 @@ def to_e164(raw: str, region: str) -> str | None:
     """`raw` in E.164, or None when it is not a plausible phone number.
 
     `region` (ISO 3166 code such as "MX") applies to numbers written without a country code.
+    A legacy spelling that is no longer a possible number ("+52 1 55 ...") comes back in its
+    current form ("+52 55 ...").
     """
     try:
         number = phonenumbers.parse(raw, region)
     except phonenumbers.NumberParseException:
         return None
-    if not phonenumbers.is_possible_number(number):
-        return None
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    for spelling in spellings(e164):
+        if phonenumbers.is_possible_number(phonenumbers.parse(spelling)):
+            return spelling
+    return None
 
 
 def spellings(e164: str) -> tuple[str, ...]:

@@ -37,6 +37,9 @@ class InboundView:
 
     has_text: bool
     has_media: bool = False
+    start: bool = False  # opened the chat from a link or the start button
+    shared_contact: bool = False
+    phone_saved: bool = False  # the shared contact was the lead's own number, now on record
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +61,11 @@ def decide(
     """Decide the effects of one inbound message in a conversation the bot owns."""
     if lead.opted_out or conversation.state in (ConversationState.WAITING, ConversationState.AGENT):
         return []
+    if inbound.shared_contact:
+        return [Reply("contact.saved" if inbound.phone_saved else "contact.other")]
     if not inbound.has_text:
+        if inbound.start:
+            return [Reply("greeting")]
         return [Reply("media.received")] if inbound.has_media else []
 
     effects: list[Effect] = []

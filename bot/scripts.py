@@ -18,6 +18,8 @@ SYSTEM_SCRIPTS = (
     "optout.confirm",
     "media.received",
     "clarify.which",
+    "contact.saved",
+    "contact.other",
 )
 # Placeholders a script may use; anything else is a typo the admin should hear about.
 PLACEHOLDERS = frozenset({"nombre", "producto", "negocio", "asesor", "a", "b"})
@@ -81,6 +83,9 @@ class Renderer:
 
     def label(self, intent: str) -> str:
         return self.book.label(intent)
+
+    def knows(self, script: str) -> bool:
+        return bool(self.book.replies(script))
 
 
 _SPACE_BEFORE_PUNCTUATION = re.compile(r"[ \t]+([!?.,;:])")

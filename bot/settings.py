@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -174,6 +175,16 @@ class TelegramSettings(_Section):
     token: str
     webhook_secret: str
     api_base_url: str
+    per_chat_interval: Annotated[float, Field(ge=0)]
+    overall_per_second: PositiveInt
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _secret_format(cls, value: str) -> str:
+        # Telegram's rule for setWebhook's secret_token.
+        if value and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", value):
+            raise ValueError("must be 1-256 characters of A-Z a-z 0-9 _ -")
+        return value
 
     @property
     def enabled(self) -> bool:

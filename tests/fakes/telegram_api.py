@@ -41,8 +41,8 @@ from yarl import URL
 
 from tests.fakes.telegram_spec import TelegramSpec, UploadedFile, require_spec
 
-# Shaped like a token so PTB and log scrubbers treat it as one, but plainly not a secret.
-DEFAULT_TOKEN: Final = "123456789:AAFakeTokenForTests_abcdefghijklmnopqr"
+# Shaped like a token (id, colon, secret) but plainly not one, and too short to pass for one.
+DEFAULT_TOKEN: Final = "123456789:fake-token-for-tests"
 SECRET_HEADER: Final = "X-Telegram-Bot-Api-Secret-Token"
 
 MAX_TEXT_LENGTH: Final = 4096

@@ -103,7 +103,9 @@ async def test_initialize_calls_get_me_once(tg: FakeTelegramServer) -> None:
 async def test_default_token_is_fake_but_shaped_like_one() -> None:
     bot_id, _, secret = DEFAULT_TOKEN.partition(":")
     assert bot_id.isdigit() and re.fullmatch(r"[A-Za-z0-9_-]+", secret)
-    assert "Fake" in secret
+    assert "fake" in secret
+    # Shorter than a real token's secret part, so secret scanners never mistake it for one.
+    assert len(secret) < 35
 
 
 async def test_send_message_returns_a_parsed_message(
@@ -889,3 +891,9 @@ def test_decode_params_follows_declared_types() -> None:
         "chat_id": "@canal_ventas"
     }
     assert spec.validate_call("sendTelepathy", {}) == ["unknown method 'sendTelepathy'"]
+
+
+def test_a_missing_spec_skips_and_names_the_path(tmp_path: Path) -> None:
+    missing = tmp_path / "telegram-bot-api.json"
+    with pytest.raises(pytest.skip.Exception, match=re.escape(str(missing))):
+        require_spec(missing)

@@ -36,11 +36,12 @@ Recorded shapes (`tests/data/twilio/*.json`, and the builders below) follow payl
 code: the inbound WhatsApp set (`SmsMessageSid`, `NumMedia`, `ProfileName`, `MessageType`, `WaId`,
 `SmsStatus`, `ReferralNumMedia`, `ChannelMetadata` = `{"type":"whatsapp","data":{"context":{...}}}`
 with sorted keys) from logged Twilio webhooks; `ExternalUserId` (`whatsapp:CO.4480…`),
-`ParentExternalUserId`, `ProfileUsername` and the `whatsapp:CC.<digits>` sender form from Chatwoot's
-`Twilio::WhatsappIdentifierHelper` and a logged 2026 payload; the CTWA `Referral*` names from
-Chatwoot's Twilio docs; status callbacks (`ChannelToAddress` masked to its last 4 digits,
-`ChannelInstallSid`, `StructuredMessage`, `EventType` DELIVERED/READ/UNDELIVERED) from logged
-callbacks and Twilio's Messages resource page. Values are invented; keys are not.
+`ParentExternalUserId`, `ProfileUsername` and the `whatsapp:CC.<digits>` sender form from
+Chatwoot's `Twilio::WhatsappIdentifierHelper` and a logged 2026 payload; the CTWA `Referral*` names
+from Chatwoot's specs (FACTS.md §C) and a third-party integration's field list; status callbacks
+(`ChannelToAddress` masked to its last 4 digits, `ChannelInstallSid`, `StructuredMessage`,
+`EventType` DELIVERED/READ/UNDELIVERED) from logged callbacks and Twilio's Messages resource page.
+Values are invented; keys are not.
 """
 
 from __future__ import annotations
@@ -164,7 +165,7 @@ OGG_PLACEHOLDER = b"OggS\x00\x02" + bytes(58)
 _T = TypeVar("_T")
 
 
-# --- errors and small values -------------------------------------------------------------------
+# --- errors and small values ----------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,7 +315,7 @@ class _Fault:
     headers: tuple[tuple[str, str], ...]
 
 
-# --- helpers -----------------------------------------------------------------------------------
+# --- helpers --------------------------------------------------------------------------------------
 
 
 def new_sid(prefix: str) -> str:
@@ -379,7 +380,7 @@ def _parse_filter_date(value: str) -> tuple[datetime, bool] | None:
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC), True
 
 
-# --- request validation from the OpenAPI spec ---------------------------------------------------
+# --- request validation from the OpenAPI spec -----------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -506,7 +507,7 @@ def validate_create(pairs: Sequence[tuple[str, str]], *, strict: bool = True) ->
     return None
 
 
-# --- inbound webhook helpers -------------------------------------------------------------------
+# --- inbound webhook helpers ----------------------------------------------------------------------
 
 
 def signed_form(
@@ -550,8 +551,9 @@ def inbound_whatsapp_params(
     external_user_id: str | None = None,
     **extra: str,
 ) -> dict[str, str]:
-    """The parameters Twilio POSTs for an inbound WhatsApp message, in Twilio's order.
+    """The parameters Twilio POSTs for an inbound WhatsApp message.
 
+    Keys come in the order seen in logged payloads (the signature does not depend on it).
     `media` is `(MediaUrl, MediaContentType)` pairs; `NumMedia`, the `MM` SID prefix and
     `MessageType` follow from it. A `from_` that is not a phone address (a business-scoped user
     id such as `whatsapp:MX.2081978709342942`) gets no `WaId` and an `ExternalUserId`. Anything
@@ -610,7 +612,12 @@ def inbound_whatsapp_bsuid_params(
     body: str = "Hola",
     profile_name: str = "Ana",
     parent_bsuid: str | None = None,
-    **kwargs: Any,
+    *,
+    message_sid: str | None = None,
+    to: str = WHATSAPP_SANDBOX,
+    account_sid: str = FAKE_ACCOUNT_SID,
+    messaging_service_sid: str | None = None,
+    **extra: str,
 ) -> dict[str, str]:
     """An inbound message from a user known only by a business-scoped user id (no phone, no WaId).
 
@@ -618,7 +625,15 @@ def inbound_whatsapp_bsuid_params(
     WhatsApp username; `ParentExternalUserId` is added when given.
     """
     params = inbound_whatsapp_params(
-        from_=f"whatsapp:{bsuid}", body=body, profile_name=profile_name, **kwargs
+        f"whatsapp:{bsuid}",
+        body,
+        profile_name,
+        media=(),
+        message_sid=message_sid,
+        to=to,
+        account_sid=account_sid,
+        messaging_service_sid=messaging_service_sid,
+        **extra,
     )
     params["ProfileUsername"] = username
     if parent_bsuid:
@@ -634,7 +649,7 @@ def status_callback_params(
     channel_install_sid: str = FAKE_CHANNEL_INSTALL_SID,
     sender: str | None = None,
 ) -> dict[str, str]:
-    """The parameters Twilio POSTs to a message's `StatusCallback` for `status`, in its order."""
+    """The parameters Twilio POSTs to a message's `StatusCallback` for `status`."""
     sender = sender or message.from_ or ""
     params: dict[str, str] = {}
     if message.is_whatsapp and status in _EVENT_TYPES:
@@ -658,7 +673,7 @@ def status_callback_params(
     return params
 
 
-# --- the server ----------------------------------------------------------------------------------
+# --- the server -----------------------------------------------------------------------------------
 
 _ACCOUNT = r"/2010-04-01/Accounts/(?P<account>[^/]+)"
 _ROUTES: tuple[tuple[str, str, re.Pattern[str]], ...] = (
@@ -948,6 +963,11 @@ class FakeTwilioServer:
     def sign(self, url: str, params: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
         """`signed_form` with this account's auth token."""
         return signed_form(url, params, self.auth_token)
+
+    @property
+    def outbound(self) -> list[FakeMessage]:
+        """Messages created through the API (`messages` also holds simulated inbound ones)."""
+        return [m for m in self.messages.values() if m.direction != "inbound"]
 
     @property
     def creates(self) -> list[RecordedRequest]:

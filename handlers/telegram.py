@@ -1,0 +1,312 @@
+"""Telegram: the webhook (secret-token checked), updates into events, and the PTB sender.
+
+Updates are parsed with PTB's `Update.de_json`; sends go through PTB's `Bot`, so there is no
+second HTTP stack for Telegram. The webhook answers as soon as the engine's transaction commits:
+replies wait in the outbox, Telegram never waits on a send.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import telegram
+from aiohttp import web
+from aiolimiter import AsyncLimiter
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram.constants import ChatMemberStatus, ChatType
+from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
+
+from bot.channel import (
+    Channel,
+    InboundEvent,
+    InboundMessage,
+    Intake,
+    MediaRef,
+    MessageEdited,
+    OutboundMessage,
+    RawRequest,
+    ReachabilityChanged,
+    SendReceipt,
+)
+from bot.errors import RetryLater, SendFailed, WebhookRejected
+from bot.phones import to_e164
+from handlers.http import read_raw
+
+log = logging.getLogger(__name__)
+
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 - a header name, not a secret
+# The update types the bot handles; everything else is never sent to us.
+ALLOWED_UPDATES = ("message", "edited_message", "callback_query", "my_chat_member")
+WEBHOOK_PATH = "/webhooks/telegram"
+
+
+def message_key(chat_id: int, message_id: int) -> str:
+    """Telegram numbers messages per chat; the chat makes the id unique on the channel."""
+    return f"{chat_id}:{message_id}"
+
+
+class TelegramInbound:
+    """Verifies the secret token and turns an update into an event."""
+
+    channel = Channel.TELEGRAM
+
+    def __init__(self, secret_token: str, *, phone_region: str) -> None:
+        self.secret_token = secret_token
+        self.phone_region = phone_region
+
+    def parse(self, raw: RawRequest) -> InboundEvent | None:
+        return self.event(self.update(raw))
+
+    def update(self, raw: RawRequest) -> Update:
+        """The verified, parsed update.
+
+        Raises:
+            WebhookRejected: 403 without the exact secret token, 400 for what is not an update.
+        """
+        given = raw.headers.get(SECRET_HEADER, "")
+        # Constant-time comparison: the secret is the only thing that authenticates Telegram.
+        if not secrets.compare_digest(given.encode(), self.secret_token.encode()):
+            raise WebhookRejected(403, "missing or wrong secret token")
+        try:
+            data = json.loads(raw.body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise WebhookRejected(400, f"invalid JSON: {exc}") from None
+        if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
+            raise WebhookRejected(400, "not a Telegram update (no update_id)")
+        try:
+            return Update.de_json(data, bot=None)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise WebhookRejected(400, f"malformed update: {type(exc).__name__}") from None
+
+    def event(self, update: Update) -> InboundEvent | None:
+        """The event an update means for us, or None when there is nothing to do."""
+        if update.message is not None:
+            return self._message(update.message)
+        if update.edited_message is not None:
+            edited = update.edited_message
+            if edited.chat.type != ChatType.PRIVATE:
+                return None
+            return MessageEdited(
+                channel=Channel.TELEGRAM,
+                message_id=message_key(edited.chat.id, edited.message_id),
+                text=edited.text or edited.caption or "",
+                edited_at=edited.edit_date or datetime.now(UTC),
+            )
+        if update.callback_query is not None:
+            return self._callback(update.callback_query)
+        if update.my_chat_member is not None:
+            member = update.my_chat_member
+            if member.chat.type != ChatType.PRIVATE:
+                return None
+            status = member.new_chat_member.status
+            return ReachabilityChanged(
+                channel=Channel.TELEGRAM,
+                sender_id=str(member.chat.id),
+                reachable=status not in (ChatMemberStatus.BANNED, ChatMemberStatus.LEFT),
+                at=member.date,
+            )
+        return None
+
+    def _message(self, message: telegram.Message) -> InboundMessage | None:
+        # The bot talks to prospects one to one; a group it was added to is not a lead.
+        if message.chat.type != ChatType.PRIVATE or message.from_user is None:
+            return None
+        sender = message.from_user
+        text = message.text or message.caption or ""
+        source = None
+        start = False
+        if message.text and (message.text == "/start" or message.text.startswith("/start ")):
+            # Deep link t.me/<bot>?start=<payload>: the payload names the campaign.
+            payload = message.text.removeprefix("/start").strip()
+            source, start, text = (payload[:64] or None), True, ""
+        phone = None
+        if message.contact is not None:
+            # Anyone can forward a contact card; only the sender's own number is theirs.
+            if message.contact.user_id == sender.id:
+                phone = to_e164(_with_plus(message.contact.phone_number), self.phone_region)
+            text = text or ""
+        return InboundMessage(
+            channel=Channel.TELEGRAM,
+            sender_id=str(message.chat.id),
+            message_id=message_key(message.chat.id, message.message_id),
+            text=text,
+            sent_at=message.date,
+            media=_media(message),
+            sender_name=sender.full_name or None,
+            sender_phone=phone,
+            source=source,
+            start=start,
+            shared_contact=message.contact is not None,
+        )
+
+    def _callback(self, query: telegram.CallbackQuery) -> InboundMessage | None:
+        chat = query.message.chat if query.message is not None else None
+        if chat is None or chat.type != ChatType.PRIVATE or not query.data:
+            return None
+        return InboundMessage(
+            channel=Channel.TELEGRAM,
+            sender_id=str(chat.id),
+            message_id=f"callback:{query.id}",
+            text=_button_title(query) or query.data,
+            sent_at=datetime.now(UTC),
+            sender_name=query.from_user.full_name or None,
+            choice=query.data,
+        )
+
+
+def _with_plus(number: str) -> str:
+    # Telegram sends contact numbers in international form, sometimes without the "+".
+    return number if number.startswith("+") else "+" + number
+
+
+def _button_title(query: telegram.CallbackQuery) -> str | None:
+    message = query.message
+    markup = getattr(message, "reply_markup", None)
+    if markup is None:
+        return None
+    for row in markup.inline_keyboard:
+        for button in row:
+            if button.callback_data == query.data:
+                return button.text
+    return None
+
+
+def _media(message: telegram.Message) -> tuple[MediaRef, ...]:
+    found: list[MediaRef] = []
+    if message.photo:
+        largest = message.photo[-1]
+        found.append(MediaRef("photo", largest.file_id, "image/jpeg"))
+    if message.document:
+        found.append(MediaRef("document", message.document.file_id, message.document.mime_type))
+    if message.voice:
+        found.append(MediaRef("voice", message.voice.file_id, message.voice.mime_type))
+    if message.audio:
+        found.append(MediaRef("audio", message.audio.file_id, message.audio.mime_type))
+    if message.video:
+        found.append(MediaRef("video", message.video.file_id, message.video.mime_type))
+    if message.video_note:
+        found.append(MediaRef("video", message.video_note.file_id, "video/mp4"))
+    if message.sticker:
+        found.append(MediaRef("sticker", message.sticker.file_id, None))
+    if message.location:
+        point = message.location
+        found.append(MediaRef("location", f"{point.latitude},{point.longitude}", None))
+    return tuple(found)
+
+
+class TelegramSender:
+    """Sends with PTB's `Bot`, inside Telegram's limits, and turns its errors into ours.
+
+    Telegram allows about one message per second in a chat and thirty per second overall. A
+    chat that is ahead of its pace gets `RetryLater` (its row waits in the outbox) instead of
+    a sleep, so one busy chat never holds a sending slot that other chats could use.
+
+    A timeout is retried. Telegram has no idempotency key, so a request that reached Telegram
+    before the timeout can show twice; losing a reply is worse than a rare repeat, and the
+    outbox keeps a chat's messages in order either way. (WhatsApp, where a repeat costs money
+    and trust, reconciles instead.)
+    """
+
+    channel = Channel.TELEGRAM
+
+    def __init__(
+        self,
+        bot: telegram.Bot,
+        *,
+        per_chat_interval: float = 1.0,
+        overall_per_second: int = 30,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.bot = bot
+        self.per_chat_interval = per_chat_interval
+        self.overall = AsyncLimiter(overall_per_second, 1)
+        self.clock = clock
+        self._next_allowed: dict[str, float] = {}
+
+    async def send(self, message: OutboundMessage) -> SendReceipt:
+        now = self.clock()
+        wait = self._next_allowed.get(message.recipient, 0.0) - now
+        if wait > 0:
+            raise RetryLater("pacing this chat", after=wait, counts=False)
+        self._next_allowed[message.recipient] = now + self.per_chat_interval
+        if len(self._next_allowed) > 10_000:
+            self._forget_idle(now)
+        markup = None
+        if message.buttons:
+            markup = InlineKeyboardMarkup(
+                [[InlineKeyboardButton(b.title, callback_data=b.payload)] for b in message.buttons]
+            )
+        async with self.overall:
+            try:
+                sent = await self.bot.send_message(
+                    chat_id=int(message.recipient), text=message.text, reply_markup=markup
+                )
+            except RetryAfter as exc:
+                after = exc.retry_after
+                seconds = after.total_seconds() if isinstance(after, timedelta) else float(after)
+                raise RetryLater("telegram 429: too many requests", after=seconds) from exc
+            except Forbidden as exc:
+                # Blocked by the user (or never started): no retry, the lead is unreachable here.
+                raise SendFailed(f"telegram 403: {exc.message}", "403", unreachable=True) from exc
+            except BadRequest as exc:
+                raise SendFailed(f"telegram 400: {exc.message}", "400") from exc
+            except TimedOut as exc:
+                raise RetryLater("telegram: timed out") from exc
+            except NetworkError as exc:
+                raise RetryLater(f"telegram: {exc.message}") from exc
+            except TelegramError as exc:
+                raise SendFailed(f"telegram: {type(exc).__name__}", type(exc).__name__) from exc
+        return SendReceipt(channel_message_id=message_key(sent.chat.id, sent.message_id))
+
+    def _forget_idle(self, now: float) -> None:
+        self._next_allowed = {k: v for k, v in self._next_allowed.items() if v > now}
+
+
+class TelegramWebhook:
+    """`POST /webhooks/telegram`: verify, hand the event to the engine, answer 200."""
+
+    def __init__(self, intake: Intake, inbound: TelegramInbound, bot: telegram.Bot) -> None:
+        self.intake = intake
+        self.inbound = inbound
+        self.bot = bot
+        self._background: set[asyncio.Task[Any]] = set()
+
+    def register(self, app: web.Application) -> None:
+        app.router.add_post(WEBHOOK_PATH, self.handle)
+        app.on_shutdown.append(self._finish_background)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        update = self.inbound.update(await read_raw(request))
+        await self.deliver(update)
+        return web.json_response({})
+
+    async def deliver(self, update: Update) -> None:
+        """Hand the update's event to the engine; answer a button press so the spinner stops."""
+        event = self.inbound.event(update)
+        if event is not None:
+            await self.intake.receive(event)
+        if update.callback_query is not None:
+            self._spawn(self._answer_callback(update.callback_query.id))
+
+    async def _answer_callback(self, callback_id: str) -> None:
+        try:
+            await self.bot.answer_callback_query(callback_id)
+        except TelegramError as exc:
+            # The button's spinner stops by itself after a while; nothing else depends on it.
+            log.warning("telegram_callback_answer_failed", extra={"error": type(exc).__name__})
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _finish_background(self, app: web.Application) -> None:
+        if self._background:
+            await asyncio.wait(self._background, timeout=5)

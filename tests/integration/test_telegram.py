@@ -1,0 +1,337 @@
+"""Telegram end to end: recorded-shape updates in, PTB's real Bot out, against a fake Bot API."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from sqlalchemy import select, update
+
+from bot.keys import DATABASE, DESK, DISPATCHER
+from storage.models import (
+    ChannelIdentity,
+    Lead,
+    LeadPhone,
+    Message,
+    OutboxItem,
+    OutboxState,
+)
+from tests.fakes.telegram_api import FakeTelegramServer, post_update
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "telegram"
+SECRET = "s3cret-token_for-tests"
+MARIANA = 5839201746
+
+
+def recorded(name: str, **changes: Any) -> dict[str, Any]:
+    update: dict[str, Any] = json.loads((DATA / f"{name}.json").read_text(encoding="utf-8"))
+    update = copy.deepcopy(update)
+    for key, value in changes.items():
+        update["message"][key] = value
+    return update
+
+
+def text_update(text: str, message_id: int, chat: int = MARIANA) -> dict[str, Any]:
+    update = recorded("message_text_private", text=text, message_id=message_id)
+    update["update_id"] = 900_000 + message_id
+    update["message"]["chat"]["id"] = update["message"]["from"]["id"] = chat
+    return update
+
+
+@pytest.fixture
+async def tg() -> AsyncIterator[FakeTelegramServer]:
+    async with FakeTelegramServer() as server:
+        yield server
+
+
+@pytest.fixture
+async def client(service: Any, tg: FakeTelegramServer) -> TestClient[Any, Any]:
+    started: TestClient[Any, Any] = await service(
+        telegram={
+            "token": tg.token,
+            "webhook_secret": SECRET,
+            "api_base_url": tg.base_url,
+            "per_chat_interval": 0.0,
+        }
+    )
+    # The tests send with drain(), so the order of events is theirs, not the background loop's.
+    await started.app[DISPATCHER].stop(timeout=1)
+    return started
+
+
+async def deliver(client: TestClient[Any, Any], update: dict[str, Any]) -> int:
+    reply = await post_update(client, update, secret=SECRET, path="/webhooks/telegram")
+    return reply.status
+
+
+async def send_due(client: TestClient[Any, Any]) -> None:
+    await client.app[DISPATCHER].drain()
+
+
+async def outbox(client: TestClient[Any, Any]) -> list[OutboxItem]:
+    async with client.app[DATABASE].session() as session:
+        rows = await session.execute(select(OutboxItem).order_by(OutboxItem.id))
+        return list(rows.scalars())
+
+
+async def make_due(client: TestClient[Any, Any]) -> None:
+    async with client.app[DATABASE].session() as session:
+        await session.execute(
+            update(OutboxItem).values(next_attempt_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
+        await session.commit()
+
+
+async def test_requests_without_the_secret_are_refused(
+    client: TestClient[Any, Any], tg: FakeTelegramServer
+) -> None:
+    update = text_update("hola", 1)
+    for secret in (None, "wrong", SECRET + "x"):
+        reply = await post_update(client, update, secret=secret, path="/webhooks/telegram")
+        assert reply.status == 403
+    async with client.app[DATABASE].session() as session:
+        assert (await session.execute(select(Message))).first() is None
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [(b"{nope", "invalid JSON"), (b'{"ok": true}', "update_id"), (b"[]", "update_id")],
+)
+async def test_malformed_updates_are_400(
+    client: TestClient[Any, Any], body: bytes, reason: str
+) -> None:
+    response = await client.post(
+        "/webhooks/telegram",
+        data=body,
+        headers={"X-Telegram-Bot-Api-Secret-Token": SECRET, "Content-Type": "application/json"},
+    )
+    assert response.status == 400
+    assert reason in (await response.json())["error"]
+
+
+async def test_text_gets_a_spanish_reply_in_the_right_chat(
+    client: TestClient[Any, Any], tg: FakeTelegramServer
+) -> None:
+    assert await deliver(client, text_update("hola, buenas tardes", 10)) == 200
+    await send_due(client)
+    [call] = tg.calls_to("sendMessage")
+    assert call.params["chat_id"] == MARIANA
+    assert call.params["text"]
+    [row] = await outbox(client)
+    assert row.state == OutboxState.DONE
+    assert row.message.channel_message_id == f"{MARIANA}:1"
+    assert row.message.script == "greeting"
+
+
+async def test_duplicate_delivery_gets_one_reply(
+    client: TestClient[Any, Any], tg: FakeTelegramServer
+) -> None:
+    update = text_update("¿cuánto cuesta?", 11)
+    assert await deliver(client, update) == 200
+    assert await deliver(client, update) == 200
+    await send_due(client)
+    assert len(tg.calls_to("sendMessage")) == 1
+
+
+async def test_deep_link_payload_becomes_the_source(
+    client: TestClient[Any, Any], tg: FakeTelegramServer
+) -> None:
+    assert await deliver(client, recorded("message_start_deep_link")) == 200
+    await send_due(client)
+    async with client.app[DATABASE].session() as session:
+        lead = (await session.execute(select(Lead))).scalar_one()
+    assert lead.source == "ref_feria-medellin-2026"
+    assert len(tg.calls_to("sendMessage")) == 1  # greeted
+
+
+async def test_own_contact_is_saved_and_someone_elses_is_not(
+    client: TestClient[Any, Any], tg: FakeTelegramServer
+) -> None:
+    assert await deliver(client, recorded("message_contact_other")) == 200
+    assert await deliver(client, recorded("message_contact_self")) == 200
+    async with client.app[DATABASE].session() as session:
+        phones = list((await session.execute(select(LeadPhone.e164))).scalars())
+    assert phones == ["+525512345678"]  # Mexico's legacy "+52 1" spelling, stored as today's
+    await send_due(client)
+    assert len(tg.calls_to("sendMessage")) == 2
+
+
+async def test_button_press_is_answered_and_understood(
+    client: TestClient[Any, Any], tg: FakeTelegramServer
+) -> None:
+    update = json.loads((DATA / "callback_query.json").read_text(encoding="utf-8"))
+    update["callback_query"]["data"] = "handoff.human"
+    keyboard = update["callback_query"]["message"]["reply_markup"]["inline_keyboard"]
+    keyboard[0][0]["callback_data"] = "handoff.human"
+    assert await deliver(client, update) == 200
+    [entry] = await client.app[DESK].queue()
+    assert entry.reason == "handoff.human"
+    for _ in range(50):
+        if tg.calls_to("answerCallbackQuery"):
+            break
+        await asyncio.sleep(0.02)
+    [answer] = tg.calls_to("answerCallbackQuery")
+    assert answer.params["callback_query_id"] == update["callback_query"]["id"]
+
+
+@pytest.mark.parametrize("name", ["message_photo_caption", "message_document", "message_voice"])
+async def test_media_is_stored_by_reference_and_acknowledged(
+    client: TestClient[Any, Any], tg: FakeTelegramServer, name: str
+) -> None:
+    assert await deliver(client, recorded(name)) == 200
+    async with client.app[DATABASE].session() as session:
+        message = (await session.execute(select(Message))).scalars().first()
+    assert message is not None
+    assert message.media and message.media[0]["ref"]
+    await send_due(client)
+    assert len(tg.calls_to("sendMessage")) == 1
+
+
+async def test_edit_updates_the_text_without_a_second_reply(
+    client: TestClient[Any, Any], tg: FakeTelegramServer
+) -> None:
+    edited = json.loads((DATA / "edited_message.json").read_text(encoding="utf-8"))
+    original = copy.deepcopy(edited)
+    original["message"] = original.pop("edited_message")
+    original["message"].pop("edit_date")
+    original["update_id"] -= 1
+    original["message"]["text"] = "hola, quiero info del curso"
+    assert await deliver(client, original) == 200
+    assert await deliver(client, edited) == 200
+    await send_due(client)
+    assert len(tg.calls_to("sendMessage")) == 1
+    async with client.app[DATABASE].session() as session:
+        stored = (await session.execute(select(Message).order_by(Message.id))).scalars().first()
+    assert stored is not None
+    assert stored.text == edited["edited_message"]["text"]
+    assert stored.edited_at is not None
+
+
+async def test_blocked_then_unblocked(client: TestClient[Any, Any], tg: FakeTelegramServer) -> None:
+    kicked = json.loads((DATA / "my_chat_member_kicked.json").read_text(encoding="utf-8"))
+    chat = kicked["my_chat_member"]["chat"]["id"]
+    assert await deliver(client, text_update("hola", 20, chat=chat)) == 200
+    assert await deliver(client, kicked) == 200
+    await send_due(client)
+    assert tg.calls_to("sendMessage") == []  # the greeting waiting for it is not sent
+    [row] = await outbox(client)
+    assert row.state == OutboxState.BLOCKED
+
+    member = json.loads((DATA / "my_chat_member_member.json").read_text(encoding="utf-8"))
+    member["my_chat_member"]["chat"]["id"] = chat
+    assert await deliver(client, member) == 200
+    async with client.app[DATABASE].session() as session:
+        identity = (await session.execute(select(ChannelIdentity))).scalar_one()
+    assert identity.reachable
+
+
+async def test_group_messages_and_reactions_are_ignored(
+    client: TestClient[Any, Any], tg: FakeTelegramServer
+) -> None:
+    assert await deliver(client, recorded("message_group")) == 200
+    assert await deliver(client, json.loads((DATA / "message_reaction.json").read_text())) == 200
+    async with client.app[DATABASE].session() as session:
+        assert (await session.execute(select(Message))).first() is None
+
+
+async def test_429_waits_retry_after_then_delivers(
+    client: TestClient[Any, Any], tg: FakeTelegramServer
+) -> None:
+    tg.fail_next("sendMessage", status=429, retry_after=7)
+    before = datetime.now(UTC)
+    assert await deliver(client, text_update("hola", 30)) == 200
+    await send_due(client)
+    [row] = await outbox(client)
+    assert row.state == OutboxState.PENDING
+    assert row.next_attempt_at >= before + timedelta(seconds=6)
+    await make_due(client)
+    await send_due(client)
+    [row] = await outbox(client)
+    assert row.state == OutboxState.DONE
+    assert len(tg.sent_texts(MARIANA)) == 1
+
+
+async def test_blocked_user_gets_no_retries(
+    client: TestClient[Any, Any], tg: FakeTelegramServer
+) -> None:
+    tg.block(MARIANA)
+    assert await deliver(client, text_update("hola", 40)) == 200
+    await send_due(client)
+    await make_due(client)
+    await send_due(client)
+    [row] = await outbox(client)
+    assert row.state == OutboxState.BLOCKED
+    assert "blocked" in (row.last_error or "")
+    assert row.attempts == 1
+    assert await deliver(client, text_update("¿cuánto cuesta?", 41)) == 200
+    await send_due(client)
+    assert len(tg.failures) == 1  # the second reply never reached Telegram
+
+
+async def test_bad_request_fails_with_the_reason(
+    client: TestClient[Any, Any], tg: FakeTelegramServer
+) -> None:
+    tg.fail_next("sendMessage", status=400, description="Bad Request: chat not found")
+    assert await deliver(client, text_update("hola", 50)) == 200
+    await send_due(client)
+    [row] = await outbox(client)
+    assert row.state == OutboxState.FAILED
+    assert "chat not found" in (row.message.error or "").lower()
+
+
+async def test_server_error_is_retried(
+    client: TestClient[Any, Any], tg: FakeTelegramServer
+) -> None:
+    tg.fail_next("sendMessage", status=502, body="<html>Bad Gateway</html>")
+    assert await deliver(client, text_update("hola", 60)) == 200
+    await send_due(client)
+    await make_due(client)
+    await send_due(client)
+    [row] = await outbox(client)
+    assert row.state == OutboxState.DONE
+    assert row.attempts == 2
+    assert len(tg.failures) == 1
+    assert len(tg.sent_texts(MARIANA)) == 1
+
+
+async def test_long_agent_reply_is_split_at_sentences(
+    client: TestClient[Any, Any], tg: FakeTelegramServer
+) -> None:
+    assert await deliver(client, text_update("quiero hablar con un asesor", 70)) == 200
+    desk = client.app[DESK]
+    agent, _ = await desk.add_agent("Carla")
+    [entry] = await desk.queue()
+    await desk.claim(entry.conversation_id, agent)
+    long_text = "Te cuento los detalles del plan y sus beneficios. " * 120
+    await desk.reply(entry.conversation_id, agent, long_text)
+    await send_due(client)
+    texts = tg.sent_texts(MARIANA)
+    assert len(texts) == 3  # the handoff notice, then the reply in two parts
+    assert all(len(text) <= 4096 for text in texts)
+    assert " ".join(texts[1:]) == long_text.strip()
+
+
+async def test_one_chat_is_paced_without_holding_up_others(
+    service: Any, tg: FakeTelegramServer
+) -> None:
+    client: TestClient[Any, Any] = await service(
+        telegram={"token": tg.token, "webhook_secret": SECRET, "api_base_url": tg.base_url}
+    )
+    await client.app[DISPATCHER].stop(timeout=1)
+    assert await deliver(client, text_update("hola", 80)) == 200
+    assert await deliver(client, text_update("¿cuánto cuesta?", 81)) == 200
+    assert await deliver(client, text_update("hola", 82, chat=777000111)) == 200
+    await send_due(client)
+    first, second, other = await outbox(client)
+    assert first.state == other.state == OutboxState.DONE
+    # Within a second of the first: deferred to the chat's pace, with no attempt spent.
+    assert second.state == OutboxState.PENDING
+    assert second.attempts == 0
+    assert second.next_attempt_at <= datetime.now(UTC) + timedelta(seconds=1)
