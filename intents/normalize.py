@@ -3,8 +3,8 @@
 Prospects type "ta muy caro xq no me haces descuento 😒" and examples say "está muy caro porque
 …": after normalisation both read alike. The steps: drop control characters and cap the length,
 turn meaningful emojis into words (👍 → "ok"), lower-case, strip accents (ñ included, since many
-keyboards lose it), split into clauses at punctuation and "pero", squeeze stretched letters
-("siiii" → "si"), fold laughter ("jajsjaja" → "jaja") and expand chat shorthand (xq → porque).
+keyboards lose it), split into clauses at punctuation, mark questions with a "?" token, squeeze
+stretched letters ("siiii" → "si"), fold laughter ("jajsjaja" → "jaja") and expand chat shorthand (xq → porque).
 
 Shorthand and emoji meanings are data (`scripts/abbreviations.es.yaml`), not code.
 """
@@ -28,7 +28,11 @@ MAX_CHARS = 600
 # Emoji modifiers and joiners: removed first so that "🙅‍♂️" is looked up as "🙅".
 _EMOJI_GLUE = re.compile("[\u200d\ufe0e\ufe0f\U0001f3fb-\U0001f3ff]")
 # Clause breaks: sentence punctuation, and "." or "," unless between digits ("4.30", "1,500").
-_CLAUSE_BREAK = re.compile(r"[!?;¿¡\n…]+|(?<!\d)[.,]|[.,](?!\d)|\b(?:pero|aunque|sino)\b")
+# Kept (captured) so that a clause asked as a question can be marked as one.
+_CLAUSE_BREAK = re.compile(r"([!?;¿¡\n…]+|(?<!\d)[.,]|[.,](?!\d))")
+# "¿cuánto cuesta?" and "cuánto cuesta" differ in kind from "cuesta mucho": a question asks for
+# information, a statement objects. The mark is a token of its own.
+QUESTION = "?"
 _DECIMAL_CLOCK = re.compile(r"(\d)\.(\d\d)\b")  # "4.30" is a clock time, keep it as "4:30"
 _THOUSANDS = re.compile(r"(\d)[.,](\d{3})\b")
 _NOT_WORD = re.compile(r"[^a-z0-9:/ ]+")
@@ -72,8 +76,17 @@ class Normalizer:
         text = _EMOJI_GLUE.sub("", text[:MAX_CHARS])
         text = "".join(self._char(ch) for ch in text)
         text = _THOUSANDS.sub(r"\1\2", _DECIMAL_CLOCK.sub(r"\1:\2", fold(text)))
-        clauses = (self._clause(part) for part in _CLAUSE_BREAK.split(text))
-        return tuple(clause for clause in clauses if clause)
+        parts = _CLAUSE_BREAK.split(text)  # clause, break, clause, break, ..., clause
+        clauses: list[str] = []
+        for i in range(0, len(parts), 2):
+            clause = self._clause(parts[i])
+            before = parts[i - 1] if i else ""
+            after = parts[i + 1] if i + 1 < len(parts) else ""
+            if clause and ("?" in after or "¿" in before):
+                clause = f"{clause} {QUESTION}"
+            if clause:
+                clauses.append(clause)
+        return tuple(clauses)
 
     def __call__(self, text: str) -> str:
         """The whole message as one normalised string."""
