@@ -20,13 +20,16 @@ CHAR_NGRAMS = (3, 4, 5)
 
 
 def features(text: str) -> set[str]:
-    """Word unigrams and bigrams plus character 3-5-grams within words, of normalised text.
+    """Word unigrams and bigrams (with text edges), length bucket, and character 3-5-grams.
 
     Digits become "0": "a las 5" and "a las 11" should teach the same thing.
     """
     words = _DIGITS.sub("0", text).split()
     found = {f"w {word}" for word in words}
-    found.update(f"b {a} {b}" for a, b in zip(words, words[1:], strict=False))
+    # Edges and length: "no" alone is a refusal, "no tengo dinero" an objection.
+    bounded = ["^", *words, "$"]
+    found.update(f"b {a} {b}" for a, b in zip(bounded, bounded[1:], strict=False))
+    found.add(f"n {min(len(words), 5)}")
     for word in words:
         padded = f" {word} "
         for n in CHAR_NGRAMS:

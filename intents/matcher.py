@@ -71,6 +71,9 @@ class Thresholds:
         clause: a clause must be this sure to take part in the priority rule.
         fuzzy_weight: weight of rapidfuzz similarity (0-1) against Naive Bayes log-odds.
         neighbours: how many nearest examples rapidfuzz reports.
+        length_power: Naive Bayes scores are divided by (known features) ** length_power.
+        unknown_weight: added to `none`'s logit times the share of words never seen in the
+            examples: off-topic messages are made of words the scripts never use.
     """
 
     none: float = 0.35
@@ -78,6 +81,8 @@ class Thresholds:
     clause: float = 0.55
     fuzzy_weight: float = 6.0
     neighbours: int = 12
+    length_power: float = 0.5
+    unknown_weight: float = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +179,14 @@ class Matcher:
             ambiguous=ambiguous,
         )
 
+    @property
+    def none_index(self) -> int | None:
+        """Index of the `none` intent in the model, if the catalogue has one."""
+        try:
+            return self.model.labels.index(NONE)
+        except ValueError:
+            return None
+
     def score(self, normalised: str) -> Scored:
         """Intent probabilities for one normalised clause or message."""
         logits = [x / self.temperature for x in self._raw_logits(normalised)]
@@ -185,10 +198,13 @@ class Matcher:
         `leave_out` scores example number `leave_out` as if it were not in the catalogue.
         """
         found = features(normalised)
-        logits, _ = self.model.scores(found)
+        logits, known = self.model.scores(found)
         if leave_out is not None:
             own = self.model.without(found, self.example_labels[leave_out])
             logits = [x - o for x, o in zip(logits, own, strict=True)]
+        # Naive Bayes grows surer with every feature it multiplies in; damp that by length.
+        scale = max(known, 1) ** self.thresholds.length_power
+        logits = [x / scale for x in logits]
         similarity = [0.0] * len(logits)
         for _, score, i in process.extract(
             normalised, self.examples, scorer=fuzz.ratio, limit=self.thresholds.neighbours + 1
@@ -197,7 +213,13 @@ class Matcher:
                 c = self.example_labels[i]
                 similarity[c] = max(similarity[c], score / 100.0)
         weight = self.thresholds.fuzzy_weight
-        return [x + weight * s for x, s in zip(logits, similarity, strict=True)]
+        logits = [x + weight * s for x, s in zip(logits, similarity, strict=True)]
+        if self.none_index is not None:
+            words = [w for w in normalised.split() if len(w) > 2 and not w.isdigit()]
+            if words:
+                unseen = sum(f"w {w}" not in self.model.postings for w in words) / len(words)
+                logits[self.none_index] += self.thresholds.unknown_weight * unseen
+        return logits
 
     def _decide(
         self, clauses: Sequence[str]
@@ -205,25 +227,25 @@ class Matcher:
         if not clauses:
             return NONE, 1.0, [], False
         whole = self.score(" ".join(clauses))
+        parts = [self.score(clause) for clause in clauses] if len(clauses) > 1 else []
+        if parts:
+            # The whole message sees context; its clauses are not drowned by a long neighbour.
+            mean = [sum(p.probs[i] for p in parts) / len(parts) for i in range(len(whole.probs))]
+            whole = Scored(whole.labels, tuple((w + m) / 2 for w, m in zip(whole.probs, mean, strict=True)))
         ranked = whole.ranked()
         intent, confidence = ranked[0]
-        decided_by_rule = False
-        if len(clauses) > 1:
-            chosen = self._by_priority(clauses, intent)
-            if chosen is not None:
-                intent, confidence = chosen
-                decided_by_rule = True
+        chosen = self._by_priority(parts, intent)
+        if chosen is not None:
+            intent, confidence = chosen
         candidates = [(intent, confidence)] + [(l, p) for l, p in ranked if l != intent][:2]
         if intent == NONE or confidence < self.thresholds.none:
             none_p = dict(ranked).get(NONE, 0.0)
             return NONE, max(none_p, 1.0 - confidence), candidates, False
         runner_up = candidates[1][1] if len(candidates) > 1 else 0.0
-        ambiguous = not decided_by_rule and confidence - runner_up < self.thresholds.ambiguity
+        ambiguous = chosen is None and confidence - runner_up < self.thresholds.ambiguity
         return intent, confidence, candidates, ambiguous
 
-    def _by_priority(
-        self, clauses: Sequence[str], whole_intent: str
-    ) -> tuple[str, float] | None:
+    def _by_priority(self, parts: Sequence[Scored], whole_intent: str) -> tuple[str, float] | None:
         """A confident clause whose intent outranks the whole message's, if any.
 
         Only a higher rank overrides: between equals the whole message, which sees every
@@ -232,8 +254,8 @@ class Matcher:
         """
         floor = priority(whole_intent)
         present: list[tuple[int, int, str, float]] = []  # (rank, -position, intent, confidence)
-        for position, clause in enumerate(clauses):
-            label, p = self.score(clause).best()
+        for position, part in enumerate(parts):
+            label, p = part.best()
             if priority(label) > floor and p >= self.thresholds.clause:
                 present.append((priority(label), -position, label, p))
         if not present:
