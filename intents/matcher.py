@@ -74,15 +74,17 @@ class Thresholds:
         length_power: Naive Bayes scores are divided by (known features) ** length_power.
         unknown_weight: added to `none`'s logit times the share of words never seen in the
             examples: off-topic messages are made of words the scripts never use.
+        smoothing: Naive Bayes additive smoothing; small, because examples are short.
     """
 
-    none: float = 0.35
+    none: float = 0.3
     ambiguity: float = 0.10
     clause: float = 0.55
-    fuzzy_weight: float = 6.0
+    fuzzy_weight: float = 5.0
     neighbours: int = 12
     length_power: float = 0.5
-    unknown_weight: float = 2.0
+    unknown_weight: float = 3.0
+    smoothing: float = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +136,7 @@ class Matcher:
         thresholds = thresholds or Thresholds()
         pairs = [(e.intent, normalizer(e.text)) for e in catalogue.all_examples()]
         pairs = [(intent, text) for intent, text in pairs if text]
-        model = NaiveBayes.train(pairs)
+        model = NaiveBayes.train(pairs, alpha=thresholds.smoothing)
         index = {label: i for i, label in enumerate(model.labels)}
         matcher = cls(
             catalogue=catalogue,
