@@ -16,24 +16,24 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 _DIGITS = re.compile(r"\d+")
-CHAR_NGRAMS = (3, 4, 5)
+CHAR_NGRAMS = (3, 5)
 
 
 def features(text: str) -> set[str]:
-    """Word unigrams and bigrams (with text edges), length bucket, and character 3-5-grams.
+    """Word unigrams and bigrams (with text edges), length bucket, character 3- and 5-grams.
 
     Digits become "0": "a las 5" and "a las 11" should teach the same thing.
     """
     words = _DIGITS.sub("0", text).split()
-    found = {f"w {word}" for word in words}
     # Edges and length: "no" alone is a refusal, "no tengo dinero" an objection.
     bounded = ["^", *words, "$"]
-    found.update(f"b {a} {b}" for a, b in zip(bounded, bounded[1:], strict=False))
+    found = {f"w {word}" for word in words}
+    found.update([f"b {a} {b}" for a, b in zip(bounded, bounded[1:], strict=False)])
     found.add(f"n {min(len(words), 5)}")
     for word in words:
         padded = f" {word} "
-        for n in CHAR_NGRAMS:
-            found.update(padded[i : i + n] for i in range(len(padded) - n + 1))
+        size = len(padded)
+        found.update([padded[i : i + n] for n in CHAR_NGRAMS for i in range(size - n + 1)])
     return found
 
 
@@ -101,14 +101,11 @@ class NaiveBayes:
     def scores(self, found: Iterable[str]) -> tuple[list[float], int]:
         """Log-likelihood of each class up to a shared constant, and how many features were known."""
         sums = [0.0] * len(self.labels)
-        known = 0
-        for feature in found:
-            posting = self.postings.get(feature)
-            if posting is None:
-                continue
-            known += 1
+        postings = [p for p in map(self.postings.get, found) if p is not None]
+        for posting in postings:
             for c, weight in posting:
                 sums[c] += weight
+        known = len(postings)
         return [s - known * norm for s, norm in zip(sums, self.norms, strict=True)], known
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -70,7 +70,8 @@ class Thresholds:
         ambiguity: two intents closer than this are `ambiguous` (the bot asks which).
         clause: a clause must be this sure to take part in the priority rule.
         fuzzy_weight: weight of rapidfuzz similarity (0-1) against Naive Bayes log-odds.
-        neighbours: how many nearest examples rapidfuzz reports.
+        fuzzy_max_chars: longer (normalised) texts get no rapidfuzz similarity.
+        fuzzy_candidates: rapidfuzz compares with the examples of this many top intents.
         length_power: Naive Bayes scores are divided by (known features) ** length_power.
         unknown_weight: added to `none`'s logit times the share of words never seen in the
             examples: off-topic messages are made of words the scripts never use.
@@ -81,10 +82,11 @@ class Thresholds:
     ambiguity: float = 0.10
     clause: float = 0.55
     fuzzy_weight: float = 5.0
-    neighbours: int = 12
     length_power: float = 0.5
     unknown_weight: float = 3.0
     smoothing: float = 0.05
+    fuzzy_max_chars: int = 60
+    fuzzy_candidates: int = 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +113,8 @@ class Matcher:
     model: NaiveBayes
     examples: tuple[str, ...]
     example_labels: tuple[int, ...]
+    by_label: tuple[tuple[tuple[str, ...], tuple[int, ...]], ...]  # (texts, example ids) per intent
+    none_index: int | None
     temperature: float
     default_region: str = "MX"
     thresholds: Thresholds = field(default_factory=Thresholds)
@@ -138,26 +142,27 @@ class Matcher:
         pairs = [(intent, text) for intent, text in pairs if text]
         model = NaiveBayes.train(pairs, alpha=thresholds.smoothing)
         index = {label: i for i, label in enumerate(model.labels)}
-        matcher = cls(
+        labels = [index[intent] for intent, _ in pairs]
+        by_label = tuple(
+            (
+                tuple(text for (_, text), c in zip(pairs, labels, strict=True) if c == label),
+                tuple(i for i, c in enumerate(labels) if c == label),
+            )
+            for label in range(len(model.labels))
+        )
+        uncalibrated = cls(
             catalogue=catalogue,
             normalizer=normalizer,
             model=model,
             examples=tuple(text for _, text in pairs),
-            example_labels=tuple(index[intent] for intent, _ in pairs),
+            example_labels=tuple(labels),
+            by_label=by_label,
+            none_index=index.get(NONE),
             temperature=1.0,
             default_region=default_region,
             thresholds=thresholds,
         )
-        return cls(
-            catalogue=catalogue,
-            normalizer=normalizer,
-            model=model,
-            examples=matcher.examples,
-            example_labels=matcher.example_labels,
-            temperature=matcher._fit_temperature(),
-            default_region=default_region,
-            thresholds=thresholds,
-        )
+        return replace(uncalibrated, temperature=uncalibrated._fit_temperature())
 
     def match(self, text: str, now: datetime, tz: str | ZoneInfo) -> NluResult:
         """Understand one message received at `now` from a lead in time zone `tz`.
@@ -181,14 +186,6 @@ class Matcher:
             ambiguous=ambiguous,
         )
 
-    @property
-    def none_index(self) -> int | None:
-        """Index of the `none` intent in the model, if the catalogue has one."""
-        try:
-            return self.model.labels.index(NONE)
-        except ValueError:
-            return None
-
     def score(self, normalised: str) -> Scored:
         """Intent probabilities for one normalised clause or message."""
         logits = [x / self.temperature for x in self._raw_logits(normalised)]
@@ -208,12 +205,18 @@ class Matcher:
         scale = max(known, 1) ** self.thresholds.length_power
         logits = [x / scale for x in logits]
         similarity = [0.0] * len(logits)
-        for _, score, i in process.extract(
-            normalised, self.examples, scorer=fuzz.ratio, limit=self.thresholds.neighbours + 1
-        ):
-            if i != leave_out:
-                c = self.example_labels[i]
-                similarity[c] = max(similarity[c], score / 100.0)
+        # Whole-string similarity only means something between texts of similar length, and
+        # examples are short: a long message is left to Naive Bayes (and saves the time).
+        if len(normalised) <= self.thresholds.fuzzy_max_chars:
+            # rapidfuzz re-ranks the intents Naive Bayes finds plausible; comparing with every
+            # example of every intent would cost time and add nothing.
+            shortlist = sorted(range(len(logits)), key=logits.__getitem__, reverse=True)
+            for c in shortlist[: self.thresholds.fuzzy_candidates]:
+                texts, ids = self.by_label[c]
+                for _, score, i in process.extract(normalised, texts, scorer=fuzz.ratio, limit=2):
+                    if ids[i] != leave_out:
+                        similarity[c] = score / 100.0
+                        break
         weight = self.thresholds.fuzzy_weight
         logits = [x + weight * s for x, s in zip(logits, similarity, strict=True)]
         if self.none_index is not None:

@@ -43,6 +43,8 @@ _STRETCH = re.compile(r"([a-z])\1{2,}")
 _DOUBLE = re.compile(r"([abd-kmnpqs-z])\1")
 _LAUGH = re.compile(r"\b(?:a?(?:j[aeiou]|[aeiou]j|js|sj|jk|kj|h[ae]h?)){2,}[a-z]?\b")
 _SPACES = re.compile(r"\s+")
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
+_ASCII_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")  # keeps \n: it ends a clause
 
 
 def fold(text: str) -> str:
@@ -74,7 +76,8 @@ class Normalizer:
         become spaces.
         """
         text = _EMOJI_GLUE.sub("", text[:MAX_CHARS])
-        text = "".join(self._char(ch) for ch in text)
+        text = _ASCII_CONTROL.sub(" ", text)
+        text = _NON_ASCII.sub(lambda m: self._char(m[0]), text)  # most text is ASCII: skip it
         text = _THOUSANDS.sub(r"\1\2", _DECIMAL_CLOCK.sub(r"\1:\2", fold(text)))
         parts = _CLAUSE_BREAK.split(text)  # clause, break, clause, break, ..., clause
         clauses: list[str] = []
@@ -97,9 +100,9 @@ class Normalizer:
         if meaning is not None:
             return f" {meaning} , "  # an emoji closes its clause: "gracias 🙏 cuanto cuesta"
         category = unicodedata.category(ch)
-        if category[0] in "CS" or category in ("Zl", "Zp"):
-            return "\n" if ch in "\n\r" else " "
-        return ch
+        if category in ("Zl", "Zp"):
+            return "\n"
+        return " " if category[0] in "CS" else ch
 
     def _clause(self, text: str) -> str:
         text = _NOT_WORD.sub(" ", text)
