@@ -68,14 +68,24 @@ def main() -> None:
     for c in (1.0, 10.0, 100.0):
         model = baseline(c).fit(texts, labels)  # type: ignore[attr-defined]
         predicted = model.predict([row.text for row in rows])
-        results.append((f"TF-IDF+LR C={c:g}", accuracy_score(gold, predicted), f1_score(gold, predicted, average="macro")))
+        results.append(
+            (
+                f"TF-IDF+LR C={c:g}",
+                accuracy_score(gold, predicted),
+                f1_score(gold, predicted, average="macro"),
+            )
+        )
 
     started = time.perf_counter()
     matcher = Matcher.from_catalogue(load_catalogue(args.scripts))
     now = datetime.now(ZoneInfo("America/Mexico_City"))
     predicted = [matcher.match(row.text, now, "America/Mexico_City").intent for row in rows]
     elapsed = time.perf_counter() - started
-    ours = ("Seguibot matcher", accuracy_score(gold, predicted), f1_score(gold, predicted, average="macro"))
+    ours = (
+        "Seguibot matcher",
+        accuracy_score(gold, predicted),
+        f1_score(gold, predicted, average="macro"),
+    )
 
     print(f"{'model':<22} {'accuracy':>8} {'macro-F1':>8}")
     for name, accuracy, macro_f1 in [*results, ours]:

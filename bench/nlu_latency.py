@@ -14,6 +14,7 @@ import logging
 import random
 import statistics
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -39,7 +40,9 @@ def synthetic_catalogue(intents: int, examples: int, seed: int = 7) -> Catalogue
     for i in range(intents):
         own = [word() for _ in range(6)]
         texts = tuple(
-            " ".join(rng.choice(own if rng.random() < 0.5 else shared) for _ in range(rng.randint(2, 9)))
+            " ".join(
+                rng.choice(own if rng.random() < 0.5 else shared) for _ in range(rng.randint(2, 9))
+            )
             for _ in range(examples)
         )
         name = f"synthetic.i{i:03d}"
@@ -56,7 +59,7 @@ def percentile(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def measure(name: str, build: "callable[[], Matcher]", messages: list[str]) -> None:  # type: ignore[valid-type]
+def measure(name: str, build: Callable[[], Matcher], messages: list[str]) -> None:
     started = time.perf_counter()
     matcher = build()
     startup = time.perf_counter() - started
@@ -80,7 +83,11 @@ def main() -> None:
     args = parser.parse_args()
     logging.disable(logging.WARNING)
     messages = [row.text for row in read_intent_rows(args.intents)] * args.rounds
-    measure("default catalogue (load + train)", lambda: Matcher.from_catalogue(load_catalogue()), messages)
+    measure(
+        "default catalogue (load + train)",
+        lambda: Matcher.from_catalogue(load_catalogue()),
+        messages,
+    )
     big = synthetic_catalogue(500, 30)
     measure("synthetic 500 intents x 30", lambda: Matcher.from_catalogue(big), messages)
 

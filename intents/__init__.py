@@ -32,7 +32,7 @@ _default: Matcher | None = None
 
 def default_matcher() -> Matcher:
     """The matcher of the packaged scripts, built once on first use (thread-safe)."""
-    global _default  # noqa: PLW0603 - one lazily built process-wide matcher is the point
+    global _default  # one lazily built, process-wide matcher is the point
     with _lock:
         if _default is None:
             _default = Matcher.from_catalogue(load_catalogue())

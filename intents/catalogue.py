@@ -90,7 +90,9 @@ class Catalogue:
 
     def all_examples(self) -> tuple[Example, ...]:
         """Every training example, intents in file order."""
-        return tuple(example for intent in self.intents for example in self.entries[intent].examples)
+        return tuple(
+            example for intent in self.intents for example in self.entries[intent].examples
+        )
 
     def replies(self, script_id: str) -> tuple[str, ...]:
         """Reply variants of an intent id or of a key of `scripts:`. Raises KeyError if neither."""
@@ -159,7 +161,7 @@ class _Reader:
         )
         warnings = self._overlaps(catalogue)
         for warning in warnings:
-            log.warning("duplicate_example %s", warning)
+            log.warning("catalogue_warning %s", warning)
         return Catalogue(
             path=self.path,
             intents=catalogue.intents,
@@ -187,7 +189,9 @@ class _Reader:
             Example(intent, text, line)
             for text, line in self._strings(fields["examples"][1], f"{intent}.examples")
         )
-        return IntentScripts(label, examples, self._replies(fields["replies"][1], f"{intent}.replies"))
+        return IntentScripts(
+            label, examples, self._replies(fields["replies"][1], f"{intent}.replies")
+        )
 
     def _replies(self, node: Node, where: str) -> tuple[str, ...]:
         replies = self._strings(node, where)
@@ -231,9 +235,7 @@ class _Reader:
     def _string(self, node: Node, what: str) -> str:
         # Plain scalars like `no` or `12` would load as bool/int: demand text that stays text.
         if not isinstance(node, ScalarNode) or node.tag != _STR_TAG:
-            raise CatalogueError(
-                self.path, _line(node), f"{what}: expected text (quote it: \"...\")"
-            )
+            raise CatalogueError(self.path, _line(node), f'{what}: expected text (quote it: "...")')
         if not node.value.strip():
             raise CatalogueError(self.path, _line(node), f"{what}: empty text")
         return str(node.value)

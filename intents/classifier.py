@@ -14,6 +14,7 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 _DIGITS = re.compile(r"\d+")
 CHAR_NGRAMS = (3, 5)
@@ -28,7 +29,7 @@ def features(text: str) -> set[str]:
     # Edges and length: "no" alone is a refusal, "no tengo dinero" an objection.
     bounded = ["^", *words, "$"]
     found = {f"w {word}" for word in words}
-    found.update([f"b {a} {b}" for a, b in zip(bounded, bounded[1:], strict=False)])
+    found.update([f"b {a} {b}" for a, b in pairwise(bounded)])
     found.add(f"n {min(len(words), 5)}")
     for word in words:
         padded = f" {word} "
@@ -99,7 +100,7 @@ class NaiveBayes:
         return [own if c == label else 0.0 for c in range(len(self.labels))]
 
     def scores(self, found: Iterable[str]) -> tuple[list[float], int]:
-        """Log-likelihood of each class up to a shared constant, and how many features were known."""
+        """Per-class log-likelihood up to a shared constant, and how many features were known."""
         sums = [0.0] * len(self.labels)
         postings = [p for p in map(self.postings.get, found) if p is not None]
         for posting in postings:

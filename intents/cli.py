@@ -56,9 +56,7 @@ def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     intents = subparsers.add_parser("intents", help="the intent catalogue").add_subparsers(
         dest="intents_command", required=True
     )
-    export = intents.add_parser(
-        "export", parents=[common], help="CSV text,intent of every example"
-    )
+    export = intents.add_parser("export", parents=[common], help="CSV text,intent of every example")
     export.set_defaults(func=run_export)
 
 
@@ -89,7 +87,9 @@ def run_parse(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_line(matcher: Matcher, line: str, number: int, default_zone: ZoneInfo) -> dict[str, object]:
+def _parse_line(
+    matcher: Matcher, line: str, number: int, default_zone: ZoneInfo
+) -> dict[str, object]:
     try:
         item = json.loads(line)
     except json.JSONDecodeError as exc:

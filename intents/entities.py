@@ -20,7 +20,9 @@ def find_phones(text: str, region: str = "MX") -> tuple[str, ...]:
     found: dict[str, None] = {}
     for match in phonenumbers.PhoneNumberMatcher(text[:_MAX_CHARS], region.upper()):
         if phonenumbers.is_valid_number(match.number):
-            found[phonenumbers.format_number(match.number, phonenumbers.PhoneNumberFormat.E164)] = None
+            found[phonenumbers.format_number(match.number, phonenumbers.PhoneNumberFormat.E164)] = (
+                None
+            )
     return tuple(found)
 
 

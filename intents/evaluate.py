@@ -1,4 +1,7 @@
-"""Measure a matcher on labelled CSV files: intents (`text,intent`) and times (`text,now,tz,expected`)."""
+"""Measure a matcher on labelled CSV files.
+
+Intents: `text,intent`. Times: `text,now,tz,expected`, expected an ISO moment or ASK.
+"""
 
 from __future__ import annotations
 
@@ -96,7 +99,9 @@ def read_time_rows(path: Path) -> list[TimeRow]:
                 text=row["text"],
                 now=datetime.fromisoformat(row["now"]),
                 tz=row["tz"],
-                expected=None if row["expected"] == ASK else datetime.fromisoformat(row["expected"]),
+                expected=None
+                if row["expected"] == ASK
+                else datetime.fromisoformat(row["expected"]),
             )
             for row in reader
         ]
@@ -133,7 +138,7 @@ def evaluate_intents(
 def evaluate_times(
     rows: Iterable[TimeRow], understand: Callable[[str, datetime, str], NluResult]
 ) -> TimeReport:
-    """A row is right when the resolved moment equals the expected one to the minute, or both ask."""
+    """Right when the resolved moment equals the expected one to the minute, or both ask."""
     total = correct = 0
     misses: list[tuple[str, str, str]] = []
     for row in rows:
@@ -172,9 +177,7 @@ def format_intent_report(report: IntentReport) -> str:
             f"{label:<28} {p.precision:>9.3f} {p.recall:>7.3f} {p.f1:>6.3f} {p.support:>4}"
         )
     lines += ["", "top confusions (expected -> predicted, count, example):"]
-    lines += [
-        f"  {c.gold} -> {c.predicted}  x{c.count}  {c.example!r}" for c in report.confusions
-    ]
+    lines += [f"  {c.gold} -> {c.predicted}  x{c.count}  {c.example!r}" for c in report.confusions]
     return "\n".join(lines)
 
 

@@ -80,7 +80,7 @@ class Thresholds:
 
     none: float = 0.3
     ambiguity: float = 0.10
-    clause: float = 0.55
+    clause: float = 0.8
     fuzzy_weight: float = 5.0
     length_power: float = 0.5
     unknown_weight: float = 3.0
@@ -226,9 +226,7 @@ class Matcher:
                 logits[self.none_index] += self.thresholds.unknown_weight * unseen
         return logits
 
-    def _decide(
-        self, clauses: Sequence[str]
-    ) -> tuple[str, float, list[tuple[str, float]], bool]:
+    def _decide(self, clauses: Sequence[str]) -> tuple[str, float, list[tuple[str, float]], bool]:
         if not clauses:
             return NONE, 1.0, [], False
         whole = self.score(" ".join(clauses))
@@ -236,37 +234,52 @@ class Matcher:
         if parts:
             # The whole message sees context; its clauses are not drowned by a long neighbour.
             mean = [sum(p.probs[i] for p in parts) / len(parts) for i in range(len(whole.probs))]
-            whole = Scored(whole.labels, tuple((w + m) / 2 for w, m in zip(whole.probs, mean, strict=True)))
+            whole = Scored(
+                whole.labels, tuple((w + m) / 2 for w, m in zip(whole.probs, mean, strict=True))
+            )
         ranked = whole.ranked()
         intent, confidence = ranked[0]
         chosen = self._by_priority(parts, intent)
         if chosen is not None:
             intent, confidence = chosen
-        candidates = [(intent, confidence)] + [(l, p) for l, p in ranked if l != intent][:2]
-        if intent == NONE or confidence < self.thresholds.none:
-            none_p = dict(ranked).get(NONE, 0.0)
-            return NONE, max(none_p, 1.0 - confidence), candidates, False
+        others = [(label, p) for label, p in ranked if label not in (intent, NONE)]
+        if intent == NONE:
+            return NONE, confidence, [(NONE, confidence), *others[:2]], False
+        if confidence < self.thresholds.none:
+            # No intent is likely enough: `none`, as sure as the best guess is unsure.
+            return (
+                NONE,
+                1.0 - confidence,
+                [(NONE, 1.0 - confidence), (intent, confidence), *others[:1]],
+                False,
+            )
+        candidates = [(intent, confidence), *others[:2]]
         runner_up = candidates[1][1] if len(candidates) > 1 else 0.0
         ambiguous = chosen is None and confidence - runner_up < self.thresholds.ambiguity
         return intent, confidence, candidates, ambiguous
 
     def _by_priority(self, parts: Sequence[Scored], whole_intent: str) -> tuple[str, float] | None:
-        """A confident clause whose intent outranks the whole message's, if any.
+        """The intent to act on first when confident clauses want different things.
 
-        Only a higher rank overrides: between equals the whole message, which sees every
-        word, judges better than a fragment. Among several, the highest rank wins, then the
-        clause the message leads with.
+        A clause whose intent outranks the whole message's wins; the highest rank first, then
+        the clause the message leads with. Two confident clauses of the whole message's own
+        rank ("es caro y no tengo tiempo") are settled the same way: the first one leads.
         """
-        floor = priority(whole_intent)
-        present: list[tuple[int, int, str, float]] = []  # (rank, -position, intent, confidence)
-        for position, part in enumerate(parts):
-            label, p = part.best()
-            if priority(label) > floor and p >= self.thresholds.clause:
-                present.append((priority(label), -position, label, p))
-        if not present:
+        confident = [
+            (priority(label), -position, label, p)
+            for position, (label, p) in enumerate(part.best() for part in parts)
+            if label != NONE and p >= self.thresholds.clause
+        ]
+        if not confident:
             return None
-        _, _, label, p = max(present)
-        return label, p
+        rank, _, label, p = max(confident)
+        floor = priority(whole_intent)
+        if rank > floor:
+            return label, p
+        peers = {other for r, _, other, _ in confident if r == floor}
+        if rank == floor and len(peers) > 1:
+            return label, p
+        return None
 
     def _fit_temperature(self, sample_size: int = 400) -> float:
         """Temperature minimising the log-loss of leave-one-out predictions on the examples.
@@ -275,7 +288,7 @@ class Matcher:
         """
         indices = list(range(len(self.examples)))
         if len(indices) > sample_size:
-            indices = random.Random(0).sample(indices, sample_size)
+            indices = random.Random(0).sample(indices, sample_size)  # noqa: S311 - sampling, not secrets
         held_out = [
             (self._raw_logits(self.examples[i], leave_out=i), self.example_labels[i])
             for i in indices

@@ -4,7 +4,8 @@ Prospects type "ta muy caro xq no me haces descuento 😒" and examples say "est
 …": after normalisation both read alike. The steps: drop control characters and cap the length,
 turn meaningful emojis into words (👍 → "ok"), lower-case, strip accents (ñ included, since many
 keyboards lose it), split into clauses at punctuation, mark questions with a "?" token, squeeze
-stretched letters ("siiii" → "si"), fold laughter ("jajsjaja" → "jaja") and expand chat shorthand (xq → porque).
+stretched letters ("siiii" → "si"), fold laughter ("jajsjaja" → "jaja") and expand chat shorthand
+("xq" → "porque").
 
 Shorthand and emoji meanings are data (`scripts/abbreviations.es.yaml`), not code.
 """
@@ -36,11 +37,13 @@ QUESTION = "?"
 _DECIMAL_CLOCK = re.compile(r"(\d)\.(\d\d)\b")  # "4.30" is a clock time, keep it as "4:30"
 _THOUSANDS = re.compile(r"(\d)[.,](\d{3})\b")
 _NOT_WORD = re.compile(r"[^a-z0-9:/ ]+")
-_LOOSE_PUNCT = re.compile(r"(?<!\d)[:/]|[:/](?!\d)")  # ":" and "/" only matter inside "16:30", "3/12"
+_LOOSE_PUNCT = re.compile(
+    r"(?<!\d)[:/]|[:/](?!\d)"
+)  # ":" and "/" only matter inside "16:30", "3/12"
 _DIGIT_LETTER = re.compile(r"(?<=\d)(?=[a-z])|(?<=[a-z])(?=\d)")  # "5pm" -> "5 pm", "a1" -> "a 1"
 _STRETCH = re.compile(r"([a-z])\1{2,}")
 # Spanish spells these doubles on purpose (llamar, carro, acción, leer); other doubles are typing.
-_DOUBLE = re.compile(r"([abd-kmnpqs-z])\1")
+_DOUBLE = re.compile(r"([abdf-kmnopqs-z])\1")
 _LAUGH = re.compile(r"\b(?:a?(?:j[aeiou]|[aeiou]j|js|sj|jk|kj|h[ae]h?)){2,}[a-z]?\b")
 _SPACES = re.compile(r"\s+")
 _NON_ASCII = re.compile(r"[^\x00-\x7f]")
@@ -119,7 +122,7 @@ def load_normalizer(path: Path = DEFAULT_ABBREVIATIONS) -> Normalizer:
     """
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping with 'words' and 'emojis'")
+        raise ValueError(f"{path}: expected a mapping with 'words' and 'emojis'")  # noqa: TRY004
     words = _string_map(data.get("words", {}), path, "words")
     emojis = _string_map(data.get("emojis", {}), path, "emojis")
     return Normalizer(

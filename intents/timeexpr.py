@@ -145,9 +145,7 @@ def extract_time(text: str, now: datetime, tz: str | ZoneInfo) -> TimeMention | 
     return resolve(day, _to_time(clock, text) if clock else None, local_now, zone)
 
 
-def resolve(
-    day: date | None, clock: time | None, now: datetime, tz: str | ZoneInfo
-) -> TimeMention:
+def resolve(day: date | None, clock: time | None, now: datetime, tz: str | ZoneInfo) -> TimeMention:
     """Resolve named parts: both -> that moment; an hour alone -> today if ahead, else tomorrow.
 
     A day alone (or nothing) leaves `when` as None: the bot asks for the hour.
@@ -267,7 +265,9 @@ def _day(text: str, today: date, near: int | None) -> date | None:
             next_monday = today + timedelta(days=7 - today.weekday())
             found.append((match.start(), next_monday + timedelta(days=target)))
         else:
-            found.append((match.start(), today + timedelta(days=(target - today.weekday() - 1) % 7 + 1)))
+            found.append(
+                (match.start(), today + timedelta(days=(target - today.weekday() - 1) % 7 + 1))
+            )
     for match in _DATE.finditer(text):
         named = _date(match, today)
         if named is not None:
