@@ -239,7 +239,7 @@ class Matcher:
             )
         ranked = whole.ranked()
         intent, confidence = ranked[0]
-        chosen = self._by_priority(parts, intent)
+        chosen = self._by_priority(clauses, parts, intent) if parts else None
         if chosen is not None:
             intent, confidence = chosen
         others = [(label, p) for label, p in ranked if label not in (intent, NONE)]
@@ -258,25 +258,30 @@ class Matcher:
         ambiguous = chosen is None and confidence - runner_up < self.thresholds.ambiguity
         return intent, confidence, candidates, ambiguous
 
-    def _by_priority(self, parts: Sequence[Scored], whole_intent: str) -> tuple[str, float] | None:
+    def _by_priority(
+        self, clauses: Sequence[str], parts: Sequence[Scored], whole_intent: str
+    ) -> tuple[str, float] | None:
         """The intent to act on first when confident clauses want different things.
 
         A clause whose intent outranks the whole message's wins; the highest rank first, then
         the clause the message leads with. Two confident clauses of the whole message's own
-        rank ("es caro y no tengo tiempo") are settled the same way: the first one leads.
+        rank ("es caro y no tengo tiempo") are settled the same way: the first one leads,
+        except that "X, pero Y" leads with Y (what precedes "pero" is conceded, not meant).
         """
         confident = [
-            (priority(label), -position, label, p)
-            for position, (label, p) in enumerate(part.best() for part in parts)
+            (priority(label), clause.startswith("pero "), -position, label, p)
+            for position, (clause, (label, p)) in enumerate(
+                zip(clauses, (part.best() for part in parts), strict=True)
+            )
             if label != NONE and p >= self.thresholds.clause
         ]
         if not confident:
             return None
-        rank, _, label, p = max(confident)
+        rank, _, _, label, p = max(confident)
         floor = priority(whole_intent)
         if rank > floor:
             return label, p
-        peers = {other for r, _, other, _ in confident if r == floor}
+        peers = {other for r, _, _, other, _ in confident if r == floor}
         if rank == floor and len(peers) > 1:
             return label, p
         return None

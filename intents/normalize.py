@@ -30,7 +30,7 @@ MAX_CHARS = 600
 _EMOJI_GLUE = re.compile("[\u200d\ufe0e\ufe0f\U0001f3fb-\U0001f3ff]")
 # Clause breaks: sentence punctuation, and "." or "," unless between digits ("4.30", "1,500").
 # Kept (captured) so that a clause asked as a question can be marked as one.
-_CLAUSE_BREAK = re.compile(r"([!?;¿¡\n…]+|(?<!\d)[.,]|[.,](?!\d))")
+_CLAUSE_BREAK = re.compile(r"([!?;¿¡\n…]+|(?<!\d)[.,]|[.,](?!\d)|(?=\bpero\b))")
 # "¿cuánto cuesta?" and "cuánto cuesta" differ in kind from "cuesta mucho": a question asks for
 # information, a statement objects. The mark is a token of its own.
 QUESTION = "?"
@@ -111,7 +111,8 @@ class Normalizer:
         text = _NOT_WORD.sub(" ", text)
         text = _DIGIT_LETTER.sub(" ", _LOOSE_PUNCT.sub(" ", text))
         text = _LAUGH.sub("jaja", text)
-        return " ".join(self.words.get(token, token) for token in text.split())
+        expanded = (self.words.get(token, token) for token in text.split())
+        return " ".join(word for word in expanded if word)  # fillers expand to nothing
 
 
 def load_normalizer(path: Path = DEFAULT_ABBREVIATIONS) -> Normalizer:
