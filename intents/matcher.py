@@ -83,7 +83,7 @@ class Thresholds:
     clause: float = 0.8
     fuzzy_weight: float = 5.0
     length_power: float = 0.5
-    unknown_weight: float = 3.0
+    unknown_weight: float = 2.0
     smoothing: float = 0.05
     fuzzy_max_chars: int = 60
     fuzzy_candidates: int = 6
