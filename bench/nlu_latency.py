@@ -1,8 +1,8 @@
 """Matcher latency: p50/p99 per message and start-up, default and a synthetic large catalogue.
 
-    .venv/bin/python bench/nlu_latency.py [--rounds 3]
+    .venv/bin/python bench/nlu_latency.py [--repeats 3]
 
-Messages are the dev set's texts (580 short chat messages) repeated `rounds` times. The
+Messages are the dev set's texts (580 chat messages), each run `repeats` times. The
 synthetic catalogue has 500 intents x 30 examples built from a fixed-seed random vocabulary of
 Spanish-looking words, so every intent shares some words with others, as real ones do.
 """
@@ -59,37 +59,51 @@ def percentile(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def measure(name: str, build: Callable[[], Matcher], messages: list[str]) -> None:
+def measure(name: str, build: Callable[[], Matcher], messages: list[str], repeats: int) -> None:
+    """Start-up, then each message `repeats` times: p99 of every run and of each message's best.
+
+    The best of a few runs per message removes pauses caused by other processes on a shared
+    machine; the raw p99 is printed beside it so nothing is hidden.
+    """
     started = time.perf_counter()
     matcher = build()
     startup = time.perf_counter() - started
     now = datetime.now(ZONE)
-    timings: list[float] = []
+    every: list[float] = []
+    best: list[float] = []
     for text in messages:
-        t0 = time.perf_counter()
-        matcher.match(text, now, ZONE)
-        timings.append((time.perf_counter() - t0) * 1000)
+        runs = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            matcher.match(text, now, ZONE)
+            runs.append((time.perf_counter() - t0) * 1000)
+        every.extend(runs)
+        best.append(min(runs))
     print(
-        f"{name:<34} start-up {startup:6.2f} s   p50 {statistics.median(timings):6.2f} ms"
-        f"   p99 {percentile(timings, 0.99):6.2f} ms   max {max(timings):6.2f} ms"
-        f"   ({len(timings)} messages)"
+        f"{name:<34} start-up {startup:5.2f} s | best of {repeats}: p50 "
+        f"{statistics.median(best):5.2f} ms  p99 {percentile(best, 0.99):5.2f} ms"
+        f" | all runs: p99 {percentile(every, 0.99):5.2f} ms  max {max(every):6.2f} ms"
+        f" ({len(messages)} messages)"
     )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="runs per message")
     parser.add_argument("--intents", type=Path, default=DEV)
     args = parser.parse_args()
     logging.disable(logging.WARNING)
-    messages = [row.text for row in read_intent_rows(args.intents)] * args.rounds
+    messages = [row.text for row in read_intent_rows(args.intents)]
     measure(
         "default catalogue (load + train)",
         lambda: Matcher.from_catalogue(load_catalogue()),
         messages,
+        args.repeats,
     )
     big = synthetic_catalogue(500, 30)
-    measure("synthetic 500 intents x 30", lambda: Matcher.from_catalogue(big), messages)
+    measure(
+        "synthetic 500 intents x 30", lambda: Matcher.from_catalogue(big), messages, args.repeats
+    )
 
 
 if __name__ == "__main__":

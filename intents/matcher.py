@@ -143,13 +143,11 @@ class Matcher:
         model = NaiveBayes.train(pairs, alpha=thresholds.smoothing)
         index = {label: i for i, label in enumerate(model.labels)}
         labels = [index[intent] for intent, _ in pairs]
-        by_label = tuple(
-            (
-                tuple(text for (_, text), c in zip(pairs, labels, strict=True) if c == label),
-                tuple(i for i, c in enumerate(labels) if c == label),
-            )
-            for label in range(len(model.labels))
-        )
+        grouped: list[tuple[list[str], list[int]]] = [([], []) for _ in model.labels]
+        for i, ((_, text), label) in enumerate(zip(pairs, labels, strict=True)):
+            grouped[label][0].append(text)
+            grouped[label][1].append(i)
+        by_label = tuple((tuple(texts), tuple(ids)) for texts, ids in grouped)
         uncalibrated = cls(
             catalogue=catalogue,
             normalizer=normalizer,
@@ -294,17 +292,18 @@ class Matcher:
         indices = list(range(len(self.examples)))
         if len(indices) > sample_size:
             indices = random.Random(0).sample(indices, sample_size)  # noqa: S311 - sampling, not secrets
-        held_out = [
-            (self._raw_logits(self.examples[i], leave_out=i), self.example_labels[i])
-            for i in indices
-        ]
+        held_out: list[tuple[list[float], float]] = []
+        for i in indices:
+            logits = self._raw_logits(self.examples[i], leave_out=i)
+            top = max(logits)
+            # Intents far below the best add nothing to the softmax: keep the 50 largest.
+            gaps = sorted((x - top for x in logits), reverse=True)[:50]
+            held_out.append((gaps, logits[self.example_labels[i]] - top))
 
         def log_loss(temperature: float) -> float:
-            total = 0.0
-            for logits, gold in held_out:
-                top = max(logits)
-                log_z = math.log(sum(math.exp((x - top) / temperature) for x in logits))
-                total += log_z - (logits[gold] - top) / temperature
-            return total
+            return sum(
+                math.log(sum(math.exp(gap / temperature) for gap in gaps)) - gold / temperature
+                for gaps, gold in held_out
+            )
 
         return min((0.25 * 1.2**k for k in range(30)), key=log_loss)
