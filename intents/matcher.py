@@ -266,12 +266,13 @@ class Matcher:
         rank ("es caro y no tengo tiempo") are settled the same way: the first one leads,
         except that "X, pero Y" leads with Y (what precedes "pero" is conceded, not meant).
         """
+        conceded = {i for i, clause in enumerate(clauses) if i and clause.startswith("pero ")}
         confident = [
             (priority(label), clause.startswith("pero "), -position, label, p)
             for position, (clause, (label, p)) in enumerate(
                 zip(clauses, (part.best() for part in parts), strict=True)
             )
-            if label != NONE and p >= self.thresholds.clause
+            if label != NONE and p >= self.thresholds.clause and position + 1 not in conceded
         ]
         if not confident:
             return None

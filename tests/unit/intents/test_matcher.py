@@ -201,3 +201,23 @@ def test_module_level_match_uses_the_default_catalogue() -> None:
     first = intents.match("¿cuánto cuesta?", NOW, "America/Mexico_City")
     assert first.intent == "info.pricing"
     assert intents.default_matcher() is intents.default_matcher()
+
+
+def test_contrast_leads_between_equals(tmp_path: Path) -> None:
+    tiny = Matcher.from_catalogue(load_catalogue(_tiny(tmp_path)))
+    # Same rank: without "pero" the first clause leads, with it the second does.
+    assert tiny.match("cuanto cuesta, no tengo tiempo", NOW, MX).intent == "info.pricing"
+    assert tiny.match("cuanto cuesta, pero no tengo tiempo", NOW, MX).intent == "objection.time"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # a purchase conceded before "pero" does not outrank the objection that follows
+        ("sí lo quiero, pero hasta el otro año", "objection.later"),
+        # and what follows "pero" still cannot outrank by itself a higher-priority refusal
+        ("no me interesa, pero gracias", "objection.not_interested"),
+    ],
+)
+def test_conceded_clause_does_not_override(matcher: Matcher, text: str, expected: str) -> None:
+    assert matcher.match(text, NOW, MX).intent == expected
