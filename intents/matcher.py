@@ -3,19 +3,21 @@
 Each clause of a message (split at punctuation and "pero") and the message as a whole are
 scored by two experts trained from the scripts:
 
-* rapidfuzz: similarity of the text to its nearest examples of each intent, which settles
-  short and formulaic messages ("baja", "ok", "quiero hablar con un asesor");
 * a Naive Bayes model over word and character n-grams, which generalises to wordings the
-  scripts never used.
+  scripts never used;
+* rapidfuzz: similarity of the text to the nearest example of each intent Naive Bayes finds
+  plausible, which settles short and formulaic messages ("baja", "ok", "stop por favor").
 
-Their log-scores are added and turned into probabilities by a softmax whose temperature is
-fitted at start-up on leave-one-out predictions of the examples themselves, so a confidence
-of 0.8 means about 80 % of such calls are right on text like the scripts.
+Their log-scores are added (words never seen in the scripts add to `none`) and turned into
+probabilities by a softmax whose temperature is fitted at start-up on leave-one-out predictions
+of the examples themselves. The message's probabilities are the mean of the whole message's and
+of its clauses' average.
 
-When clauses want different things, the priority rule of `nlu/intents.md` picks the one to act
-on first (optout > handoff > cancel > reschedule > book > buy > objections/info > yes/no >
-thanks > greeting); between equals, the clause the message leads with. Below the `none`
-threshold the answer is `none`; two intents within the ambiguity margin set `ambiguous`.
+When confident clauses want different things, the priority rule of `nlu/intents.md` picks the
+one to act on first (optout > handoff > cancel > reschedule > book > buy > objections/info >
+yes/no > thanks > greeting); between equals, the clause the message leads with, where "X, pero Y"
+leads with Y. Below the `none` threshold the answer is `none`; two intents within the ambiguity
+margin set `ambiguous`.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ PRIORITY: tuple[tuple[str, ...], ...] = (
     ("greeting",),
     (NONE,),
 )
-_MIDDLE_RANK = len(PRIORITY) - 1 - 6
+_MIDDLE_RANK = len(PRIORITY) - 1 - PRIORITY.index(("objection.", "info."))
 
 
 def priority(intent: str) -> int:
@@ -264,7 +266,8 @@ class Matcher:
         A clause whose intent outranks the whole message's wins; the highest rank first, then
         the clause the message leads with. Two confident clauses of the whole message's own
         rank ("es caro y no tengo tiempo") are settled the same way: the first one leads,
-        except that "X, pero Y" leads with Y (what precedes "pero" is conceded, not meant).
+        except that "X, pero Y" leads with Y. A clause conceded before "pero" ("sí lo quiero,
+        pero hasta marzo") takes no part: it is granted, not asked for.
         """
         conceded = {i for i, clause in enumerate(clauses) if i and clause.startswith("pero ")}
         confident = [
