@@ -50,6 +50,8 @@ class NluResult:
     @property
     def needs_clarification(self) -> bool:
         """A scheduling message that names no usable moment."""
-        return self.intent.startswith("schedule.") and self.when is None and (
-            self.intent != "schedule.cancel"
+        return (
+            self.intent.startswith("schedule.")
+            and self.when is None
+            and (self.intent != "schedule.cancel")
         )

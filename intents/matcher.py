@@ -1,0 +1,313 @@
+"""The intent matcher: what does this message want, how sure are we, and when?
+
+Each clause of a message (split at punctuation and "pero") and the message as a whole are
+scored by two experts trained from the scripts:
+
+* a Naive Bayes model over word and character n-grams, which generalises to wordings the
+  scripts never used;
+* rapidfuzz: similarity of the text to the nearest example of each intent Naive Bayes finds
+  plausible, which settles short and formulaic messages ("baja", "ok", "stop por favor").
+
+Their log-scores are added (words never seen in the scripts add to `none`) and turned into
+probabilities by a softmax whose temperature is fitted at start-up on leave-one-out predictions
+of the examples themselves. The message's probabilities are the mean of the whole message's and
+of its clauses' average.
+
+When confident clauses want different things, the priority rule of `nlu/intents.md` picks the
+one to act on first (optout > handoff > cancel > reschedule > book > buy > objections/info >
+yes/no > thanks > greeting); between equals, the clause the message leads with, where "X, pero Y"
+leads with Y. Below the `none` threshold the answer is `none`; two intents within the ambiguity
+margin set `ambiguous`.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from rapidfuzz import fuzz, process
+
+from intents.catalogue import Catalogue
+from intents.classifier import NaiveBayes, features, softmax
+from intents.entities import find_emails, find_phones
+from intents.model import NONE, NluResult
+from intents.normalize import Normalizer, default_normalizer
+from intents.timeexpr import extract_time, to_zone
+
+# Highest first; intents that are not listed (a business's own) rank with objections and info.
+PRIORITY: tuple[tuple[str, ...], ...] = (
+    ("optout",),
+    ("handoff.",),
+    ("schedule.cancel",),
+    ("schedule.reschedule",),
+    ("schedule.book",),
+    ("buy.",),
+    ("objection.", "info."),
+    ("affirm", "deny"),
+    ("thanks",),
+    ("greeting",),
+    (NONE,),
+)
+_MIDDLE_RANK = len(PRIORITY) - 1 - PRIORITY.index(("objection.", "info."))
+
+
+def priority(intent: str) -> int:
+    """Rank of `intent` under the priority rule: higher is acted on first."""
+    for position, prefixes in enumerate(PRIORITY):
+        if any(intent == p or (p.endswith(".") and intent.startswith(p)) for p in prefixes):
+            return len(PRIORITY) - 1 - position
+    return _MIDDLE_RANK
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    """Decision knobs.
+
+    Attributes:
+        none: below this confidence the message is `none`.
+        ambiguity: two intents closer than this are `ambiguous` (the bot asks which).
+        clause: a clause must be this sure to take part in the priority rule.
+        fuzzy_weight: weight of rapidfuzz similarity (0-1) against Naive Bayes log-odds.
+        fuzzy_max_chars: longer (normalised) texts get no rapidfuzz similarity.
+        fuzzy_candidates: rapidfuzz compares with the examples of this many top intents.
+        length_power: Naive Bayes scores are divided by (known features) ** length_power.
+        unknown_weight: added to `none`'s logit times the share of words never seen in the
+            examples: off-topic messages are made of words the scripts never use.
+        smoothing: Naive Bayes additive smoothing; small, because examples are short.
+    """
+
+    none: float = 0.3
+    ambiguity: float = 0.10
+    clause: float = 0.8
+    fuzzy_weight: float = 5.0
+    length_power: float = 0.5
+    unknown_weight: float = 2.0
+    smoothing: float = 0.05
+    fuzzy_max_chars: int = 60
+    fuzzy_candidates: int = 6
+
+
+@dataclass(frozen=True, slots=True)
+class Scored:
+    """Probabilities over the catalogue's intents for one piece of text."""
+
+    labels: tuple[str, ...]
+    probs: tuple[float, ...]
+
+    def best(self) -> tuple[str, float]:
+        i = max(range(len(self.probs)), key=self.probs.__getitem__)
+        return self.labels[i], self.probs[i]
+
+    def ranked(self) -> list[tuple[str, float]]:
+        return sorted(zip(self.labels, self.probs, strict=True), key=lambda lp: -lp[1])
+
+
+@dataclass(frozen=True, slots=True)
+class Matcher:
+    """Understands messages against one catalogue. Build with `Matcher.from_catalogue`."""
+
+    catalogue: Catalogue
+    normalizer: Normalizer
+    model: NaiveBayes
+    examples: tuple[str, ...]
+    example_labels: tuple[int, ...]
+    by_label: tuple[tuple[tuple[str, ...], tuple[int, ...]], ...]  # (texts, example ids) per intent
+    none_index: int | None
+    temperature: float
+    default_region: str = "MX"
+    thresholds: Thresholds = field(default_factory=Thresholds)
+
+    @classmethod
+    def from_catalogue(
+        cls,
+        catalogue: Catalogue,
+        *,
+        default_region: str = "MX",
+        thresholds: Thresholds | None = None,
+        normalizer: Normalizer | None = None,
+    ) -> Matcher:
+        """Train on the catalogue's examples and calibrate the confidence.
+
+        Args:
+            catalogue: intents and examples to learn from.
+            default_region: ISO country for phone numbers written without a country code.
+            thresholds: decision knobs; defaults suit the packaged Spanish scripts.
+            normalizer: text normaliser; the packaged Spanish one by default.
+        """
+        normalizer = normalizer or default_normalizer()
+        thresholds = thresholds or Thresholds()
+        pairs = [(e.intent, normalizer(e.text)) for e in catalogue.all_examples()]
+        pairs = [(intent, text) for intent, text in pairs if text]
+        model = NaiveBayes.train(pairs, alpha=thresholds.smoothing)
+        index = {label: i for i, label in enumerate(model.labels)}
+        labels = [index[intent] for intent, _ in pairs]
+        grouped: list[tuple[list[str], list[int]]] = [([], []) for _ in model.labels]
+        for i, ((_, text), label) in enumerate(zip(pairs, labels, strict=True)):
+            grouped[label][0].append(text)
+            grouped[label][1].append(i)
+        by_label = tuple((tuple(texts), tuple(ids)) for texts, ids in grouped)
+        uncalibrated = cls(
+            catalogue=catalogue,
+            normalizer=normalizer,
+            model=model,
+            examples=tuple(text for _, text in pairs),
+            example_labels=tuple(labels),
+            by_label=by_label,
+            none_index=index.get(NONE),
+            temperature=1.0,
+            default_region=default_region,
+            thresholds=thresholds,
+        )
+        return replace(uncalibrated, temperature=uncalibrated._fit_temperature())
+
+    def match(self, text: str, now: datetime, tz: str | ZoneInfo) -> NluResult:
+        """Understand one message received at `now` from a lead in time zone `tz`.
+
+        Never raises on message content: empty, huge or binary text gives a `none` result.
+
+        Raises:
+            zoneinfo.ZoneInfoNotFoundError: `tz` is not an IANA time-zone name.
+        """
+        zone = to_zone(tz)
+        text = text if isinstance(text, str) else str(text)
+        clauses = self.normalizer.clauses(text)
+        intent, confidence, candidates, ambiguous = self._decide(clauses)
+        return NluResult(
+            intent=intent,
+            confidence=round(confidence, 4),
+            time=extract_time(" ".join(clauses), now, zone),
+            phones=find_phones(text, self.default_region),
+            emails=find_emails(text),
+            candidates=tuple((label, round(p, 4)) for label, p in candidates),
+            ambiguous=ambiguous,
+        )
+
+    def score(self, normalised: str) -> Scored:
+        """Intent probabilities for one normalised clause or message."""
+        logits = [x / self.temperature for x in self._raw_logits(normalised)]
+        return Scored(self.model.labels, tuple(softmax(logits)))
+
+    def _raw_logits(self, normalised: str, *, leave_out: int | None = None) -> list[float]:
+        """Naive Bayes log-likelihoods plus weighted nearest-example similarity per intent.
+
+        `leave_out` scores example number `leave_out` as if it were not in the catalogue.
+        """
+        found = features(normalised)
+        logits, known = self.model.scores(found)
+        if leave_out is not None:
+            own = self.model.without(found, self.example_labels[leave_out])
+            logits = [x - o for x, o in zip(logits, own, strict=True)]
+        # Naive Bayes grows surer with every feature it multiplies in; damp that by length.
+        scale = max(known, 1) ** self.thresholds.length_power
+        logits = [x / scale for x in logits]
+        similarity = [0.0] * len(logits)
+        # Whole-string similarity only means something between texts of similar length, and
+        # examples are short: a long message is left to Naive Bayes (and saves the time).
+        if len(normalised) <= self.thresholds.fuzzy_max_chars:
+            # rapidfuzz re-ranks the intents Naive Bayes finds plausible; comparing with every
+            # example of every intent would cost time and add nothing.
+            shortlist = sorted(range(len(logits)), key=logits.__getitem__, reverse=True)
+            for c in shortlist[: self.thresholds.fuzzy_candidates]:
+                texts, ids = self.by_label[c]
+                for _, score, i in process.extract(normalised, texts, scorer=fuzz.ratio, limit=2):
+                    if ids[i] != leave_out:
+                        similarity[c] = score / 100.0
+                        break
+        weight = self.thresholds.fuzzy_weight
+        logits = [x + weight * s for x, s in zip(logits, similarity, strict=True)]
+        if self.none_index is not None:
+            words = [w for w in normalised.split() if len(w) > 2 and not w.isdigit()]
+            if words:
+                unseen = sum(f"w {w}" not in self.model.postings for w in words) / len(words)
+                logits[self.none_index] += self.thresholds.unknown_weight * unseen
+        return logits
+
+    def _decide(self, clauses: Sequence[str]) -> tuple[str, float, list[tuple[str, float]], bool]:
+        if not clauses:
+            return NONE, 1.0, [], False
+        whole = self.score(" ".join(clauses))
+        parts = [self.score(clause) for clause in clauses] if len(clauses) > 1 else []
+        if parts:
+            # The whole message sees context; its clauses are not drowned by a long neighbour.
+            mean = [sum(p.probs[i] for p in parts) / len(parts) for i in range(len(whole.probs))]
+            whole = Scored(
+                whole.labels, tuple((w + m) / 2 for w, m in zip(whole.probs, mean, strict=True))
+            )
+        ranked = whole.ranked()
+        intent, confidence = ranked[0]
+        chosen = self._by_priority(clauses, parts, intent) if parts else None
+        if chosen is not None:
+            intent, confidence = chosen
+        others = [(label, p) for label, p in ranked if label not in (intent, NONE)]
+        if intent == NONE:
+            return NONE, confidence, [(NONE, confidence), *others[:2]], False
+        if confidence < self.thresholds.none:
+            # No intent is likely enough: `none`, as sure as the best guess is unsure.
+            return (
+                NONE,
+                1.0 - confidence,
+                [(NONE, 1.0 - confidence), (intent, confidence), *others[:1]],
+                False,
+            )
+        candidates = [(intent, confidence), *others[:2]]
+        runner_up = candidates[1][1] if len(candidates) > 1 else 0.0
+        ambiguous = chosen is None and confidence - runner_up < self.thresholds.ambiguity
+        return intent, confidence, candidates, ambiguous
+
+    def _by_priority(
+        self, clauses: Sequence[str], parts: Sequence[Scored], whole_intent: str
+    ) -> tuple[str, float] | None:
+        """The intent to act on first when confident clauses want different things.
+
+        A clause whose intent outranks the whole message's wins; the highest rank first, then
+        the clause the message leads with. Two confident clauses of the whole message's own
+        rank ("es caro y no tengo tiempo") are settled the same way: the first one leads,
+        except that "X, pero Y" leads with Y. A clause conceded before "pero" ("sí lo quiero,
+        pero hasta marzo") takes no part: it is granted, not asked for.
+        """
+        conceded = {i for i, clause in enumerate(clauses) if i and clause.startswith("pero ")}
+        confident = [
+            (priority(label), clause.startswith("pero "), -position, label, p)
+            for position, (clause, (label, p)) in enumerate(
+                zip(clauses, (part.best() for part in parts), strict=True)
+            )
+            if label != NONE and p >= self.thresholds.clause and position + 1 not in conceded
+        ]
+        if not confident:
+            return None
+        rank, _, _, label, p = max(confident)
+        floor = priority(whole_intent)
+        if rank > floor:
+            return label, p
+        peers = {other for r, _, _, other, _ in confident if r == floor}
+        if rank == floor and len(peers) > 1:
+            return label, p
+        return None
+
+    def _fit_temperature(self, sample_size: int = 400) -> float:
+        """Temperature minimising the log-loss of leave-one-out predictions on the examples.
+
+        At most `sample_size` examples take part, so start-up stays short for big catalogues.
+        """
+        indices = list(range(len(self.examples)))
+        if len(indices) > sample_size:
+            indices = random.Random(0).sample(indices, sample_size)  # noqa: S311 - sampling, not secrets
+        held_out: list[tuple[list[float], float]] = []
+        for i in indices:
+            logits = self._raw_logits(self.examples[i], leave_out=i)
+            top = max(logits)
+            # Intents far below the best add nothing to the softmax: keep the 50 largest.
+            gaps = sorted((x - top for x in logits), reverse=True)[:50]
+            held_out.append((gaps, logits[self.example_labels[i]] - top))
+
+        def log_loss(temperature: float) -> float:
+            return sum(
+                math.log(sum(math.exp(gap / temperature) for gap in gaps)) - gold / temperature
+                for gaps, gold in held_out
+            )
+
+        return min((0.25 * 1.2**k for k in range(30)), key=log_loss)

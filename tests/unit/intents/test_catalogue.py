@@ -1,0 +1,198 @@
+from __future__ import annotations
+
+import csv
+import logging
+from pathlib import Path
+
+import pytest
+
+from intents import CatalogueError, load_catalogue
+from intents.catalogue import Catalogue
+from intents.normalize import normalize
+
+from .conftest import REPO, SHARED_NLU
+
+INTENT_IDS = [
+    "objection.price",
+    "objection.budget",
+    "objection.time",
+    "objection.think",
+    "objection.industry_fit",
+    "objection.trust",
+    "objection.partner",
+    "objection.competitor",
+    "objection.not_interested",
+    "objection.later",
+    "objection.results_doubt",
+    "objection.tech_skills",
+    "objection.send_info",
+    "info.pricing",
+    "info.payment_options",
+    "info.guarantee",
+    "info.product",
+    "buy.intent",
+    "schedule.book",
+    "schedule.reschedule",
+    "schedule.cancel",
+    "handoff.human",
+    "optout",
+    "greeting",
+    "thanks",
+    "affirm",
+    "deny",
+    "none",
+]
+
+GOOD_INTENT = """\
+  greeting:
+    label: "un saludo"
+    examples: ["hola", "buenas tardes"]
+    replies: ["¡Hola, {nombre}!"]
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "scripts.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_default_scripts_cover_every_intent(catalogue: Catalogue) -> None:
+    assert sorted(catalogue.intents) == sorted(INTENT_IDS)
+    for intent in INTENT_IDS:
+        assert len(catalogue.examples(intent)) >= 25, intent
+        assert len(catalogue.replies(intent)) >= 2, intent
+        assert catalogue.label(intent).strip(), intent
+    assert catalogue.warnings == ()
+    assert catalogue.scripts == {}
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with path.open(encoding="utf-8", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.mark.parametrize(
+    "path",
+    [SHARED_NLU / "intents_dev.csv", REPO / "tests" / "data" / "intents_holdout_own.csv"],
+    ids=["dev", "own-holdout"],
+)
+def test_no_evaluation_row_is_a_training_example(catalogue: Catalogue, path: Path) -> None:
+    if not path.exists():
+        pytest.skip(f"{path} is not here (shared/ sits beside the repository)")
+    examples = {normalize(e.text): e for e in catalogue.all_examples()}
+    leaked = [
+        f"{row['text']!r} reads like {examples[key].text!r} ({examples[key].intent})"
+        for row in _rows(path)
+        if (key := normalize(row["text"])) in examples
+    ]
+    assert leaked == []
+
+
+def test_replies_lookup_accepts_script_keys(tmp_path: Path) -> None:
+    path = write(
+        tmp_path, f'intents:\n{GOOD_INTENT}scripts:\n  schedule.ask_time: ["¿A qué hora?"]\n'
+    )
+    catalogue = load_catalogue(path)
+    assert catalogue.replies("schedule.ask_time") == ("¿A qué hora?",)
+    assert catalogue.replies("greeting") == ("¡Hola, {nombre}!",)
+    assert catalogue.path == path
+    with pytest.raises(KeyError):
+        catalogue.replies("nothing.here")
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "problem"),
+    [
+        ('intents:\n  greeting:\n    label: "hola\n', 4, "invalid YAML"),
+        ("intents:\n  greeting: [\n", 3, "invalid YAML"),
+        ("", 1, "empty"),
+        ("- a\n- b\n", 1, "the top level must be a mapping"),
+        ("scripts: {}\n", 1, "missing 'intents:'"),
+        ("intents: {}\n", 1, "no intent"),
+        ("intents:\n  Greeting!:\n    label: x\n", 2, "must be lower-case"),
+        (
+            'intents:\n  greeting:\n    label: "x"\n    examples: ["hola"]\n',
+            3,
+            "has no 'replies'",
+        ),
+        (
+            'intents:\n  greeting:\n    label: "x"\n    examples: "hola"\n    replies: ["a"]\n',
+            4,
+            "greeting.examples must be a non-empty list",
+        ),
+        (
+            'intents:\n  deny:\n    label: "un no"\n    examples:\n      - nel\n      - no\n'
+            '    replies: ["ok"]\n',
+            6,
+            "expected text",
+        ),
+        (
+            'intents:\n  greeting:\n    label: "x"\n    exampels: ["hola"]\n',
+            4,
+            "unknown key 'exampels'",
+        ),
+        (
+            'intents:\n  greeting:\n    label: "x"\n    examples: ["hola"]\n'
+            '    replies:\n      - "Hola {nombre}"\n      - "Soy {asesr}"\n',
+            7,
+            "unknown placeholder {asesr}",
+        ),
+        (f"intents:\n{GOOD_INTENT}{GOOD_INTENT}", 6, "'greeting' repeated (first on line 2)"),
+        (
+            'intents:\n  greeting:\n    label: "   "\n    examples: ["hola"]\n    replies: ["a"]\n',
+            3,
+            "empty text",
+        ),
+    ],
+)
+def test_malformed_file_names_file_line_and_problem(
+    tmp_path: Path, text: str, line: int, problem: str
+) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(CatalogueError) as caught:
+        load_catalogue(path)
+    error = caught.value
+    assert (error.path, error.line) == (path, line)
+    assert problem in error.problem
+    assert str(error).startswith(f"{path}:{line}: ")
+
+
+def test_missing_file_is_a_catalogue_error(tmp_path: Path) -> None:
+    with pytest.raises(CatalogueError, match="cannot read"):
+        load_catalogue(tmp_path / "nope.yaml")
+
+
+def test_conflicting_and_duplicate_examples_are_warned_naming_both(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = write(
+        tmp_path,
+        "intents:\n"
+        '  affirm:\n    label: "sí"\n    examples: ["Dale", "ok", "OK!!"]\n'
+        '    replies: ["a"]\n'
+        '  buy.intent:\n    label: "comprar"\n    examples: ["¡dale!", "lo quiero"]\n'
+        '    replies: ["b"]\n',
+    )
+    with caplog.at_level(logging.WARNING, logger="intents"):
+        catalogue = load_catalogue(path)
+    conflicting = [w for w in catalogue.warnings if ": conflicting example" in w]
+    duplicate = [w for w in catalogue.warnings if ": duplicate example" in w]
+    assert len(conflicting) == 1
+    assert "'¡dale!' (buy.intent)" in conflicting[0]
+    assert "'Dale' (affirm, line 4)" in conflicting[0]
+    assert len(duplicate) == 1
+    assert "'OK!!'" in duplicate[0]
+    assert "'ok' (affirm" in duplicate[0]
+    assert len([r for r in caplog.records if r.name == "intents"]) == 2
+
+
+def test_example_that_normalises_to_nothing_is_warned(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        'intents:\n  none:\n    label: "otra cosa"\n    examples: ["???", "jaja"]\n'
+        '    replies: ["¿Perdón?"]\n',
+    )
+    (warning,) = load_catalogue(path).warnings
+    assert "'???'" in warning
+    assert "nothing" in warning
