@@ -50,7 +50,12 @@ def create_app(
     )
     catalogue, matcher = nlu.load(settings.nlu.scripts_path, settings.business.phone_region)
     renderer = Renderer(
-        catalogue, {"producto": settings.business.product, "negocio": settings.business.name}
+        catalogue,
+        {
+            "producto": settings.business.product,
+            "negocio": settings.business.name,
+            "asesor": "un asesor",
+        },
     )
     renderer.check(tuple(catalogue.intents))
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import string
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,8 +20,6 @@ SYSTEM_SCRIPTS = (
     "contact.saved",
     "contact.other",
 )
-# Placeholders a script may use; anything else is a typo the admin should hear about.
-PLACEHOLDERS = frozenset({"nombre", "producto", "negocio", "asesor", "a", "b"})
 
 
 class ScriptBook(Protocol):
@@ -53,26 +50,16 @@ class Renderer:
         self.defaults = dict(defaults)
 
     def check(self, intents: tuple[str, ...]) -> None:
-        """Fail at start-up, not mid-conversation, when a needed script is missing or broken.
+        """Fail at start-up, not mid-conversation, when a script the bot needs is missing.
+
+        (The catalogue itself checks each text's placeholders, naming file and line.)
 
         Raises:
-            ConfigError: naming the script and what is wrong with it.
+            ConfigError: naming the script.
         """
         for script in (*SYSTEM_SCRIPTS, *intents):
-            variants = self.book.replies(script)
-            if not variants:
+            if not self.book.replies(script):
                 raise ConfigError(f"scripts: {script!r} has no replies")
-            for text in variants:
-                try:
-                    fields = {name for _, name, _, _ in string.Formatter().parse(text) if name}
-                except ValueError as exc:
-                    raise ConfigError(f"scripts: {script!r}: {exc} in {text!r}") from None
-                if unknown := fields - PLACEHOLDERS:
-                    raise ConfigError(
-                        f"scripts: {script!r} uses unknown placeholder(s) "
-                        f"{', '.join('{' + name + '}' for name in sorted(unknown))} "
-                        f"(known: {', '.join(sorted(PLACEHOLDERS))})"
-                    )
 
     def render(self, script: str, *, seed: str, values: Mapping[str, str]) -> Rendered:
         """One variant of `script`, chosen by `seed` so a retry renders the same text."""
@@ -91,6 +78,7 @@ class Renderer:
 _SPACE_BEFORE_PUNCTUATION = re.compile(r"[ \t]+([!?.,;:])")
 _DOUBLE_SPACE = re.compile(r"[ \t]{2,}")
 _DANGLING_COMMA = re.compile(r"(^|[¡¿])\s*,\s*")
+_CONTRACTION = re.compile(r"\b(a|de) el ", re.IGNORECASE)
 
 
 def _tidy(text: str) -> str:
@@ -99,5 +87,7 @@ def _tidy(text: str) -> str:
     text = _SPACE_BEFORE_PUNCTUATION.sub(r"\1", text)
     text = re.sub(r",([!?.])", r"\1", text)
     text = _DANGLING_COMMA.sub(r"\1", text).strip()
+    # A label dropped after a preposition: "a el precio" -> "al precio", "de el" -> "del".
+    text = _CONTRACTION.sub(lambda m: "al " if m[1].lower() == "a" else "del ", text)
     # "{nombre}, gracias..." without a name starts mid-sentence.
     return text[:1].upper() + text[1:]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import re
+import string
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,8 +32,8 @@ from intents.normalize import Normalizer, default_normalizer
 DEFAULT_SCRIPTS = Path(__file__).parent / "scripts" / "es.yaml"
 
 # Placeholders the service can fill; anything else in braces is a typo the prospect would see.
-PLACEHOLDERS = frozenset({"nombre", "producto", "asesor"})
-_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+# {a} and {b} are the two intents' labels in "clarify.which".
+PLACEHOLDERS = frozenset({"nombre", "producto", "negocio", "asesor", "a", "b"})
 _INTENT_ID = re.compile(r"^[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)*$")
 _INTENT_KEYS = frozenset({"label", "examples", "replies"})
 _STR_TAG = "tag:yaml.org,2002:str"
@@ -195,10 +196,14 @@ class _Reader:
 
     def _replies(self, node: Node, where: str) -> tuple[str, ...]:
         replies = self._strings(node, where)
+        known = ", ".join(f"{{{p}}}" for p in sorted(PLACEHOLDERS))
         for text, line in replies:
-            for name in _PLACEHOLDER.findall(text):
+            try:
+                names = [name for _, name, _, _ in string.Formatter().parse(text) if name]
+            except ValueError as exc:  # an unbalanced brace would break the reply when sent
+                raise CatalogueError(self.path, line, f"{exc} in {where}") from None
+            for name in names:
                 if name not in PLACEHOLDERS:
-                    known = ", ".join(f"{{{p}}}" for p in sorted(PLACEHOLDERS))
                     raise CatalogueError(
                         self.path, line, f"unknown placeholder {{{name}}} in {where} (use {known})"
                     )

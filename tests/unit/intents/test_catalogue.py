@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.scripts import SYSTEM_SCRIPTS
 from intents import CatalogueError, load_catalogue
 from intents.catalogue import Catalogue
 from intents.normalize import normalize
@@ -64,7 +65,10 @@ def test_default_scripts_cover_every_intent(catalogue: Catalogue) -> None:
         assert len(catalogue.replies(intent)) >= 2, intent
         assert catalogue.label(intent).strip(), intent
     assert catalogue.warnings == ()
-    assert catalogue.scripts == {}
+    # The texts the conversation logic sends beside the intents' own (bot/scripts.py).
+    assert set(SYSTEM_SCRIPTS) <= set(catalogue.scripts)
+    for script in catalogue.scripts:
+        assert len(catalogue.replies(script)) >= 2, script
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -137,6 +141,12 @@ def test_replies_lookup_accepts_script_keys(tmp_path: Path) -> None:
             '    replies:\n      - "Hola {nombre}"\n      - "Soy {asesr}"\n',
             7,
             "unknown placeholder {asesr}",
+        ),
+        (
+            'intents:\n  greeting:\n    label: "x"\n    examples: ["hola"]\n'
+            '    replies:\n      - "Hola {nombre"\n',
+            6,
+            "expected '}'",
         ),
         (f"intents:\n{GOOD_INTENT}{GOOD_INTENT}", 6, "'greeting' repeated (first on line 2)"),
         (
