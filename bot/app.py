@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -14,7 +16,7 @@ from telegram.request import HTTPXRequest
 from bot import api, metrics, nlu
 from bot.channel import Channel, Sender
 from bot.engine import Engine, LeadRules
-from bot.errors import ConflictError, NotFound, SchemaOutdated, WebhookRejected
+from bot.errors import ConfigError, ConflictError, NotFound, SchemaOutdated, WebhookRejected
 from bot.handoff import Desk
 from bot.keys import DATABASE, DESK, DISPATCHER, ENGINE, SETTINGS
 from bot.outbox import Dispatcher
@@ -22,8 +24,12 @@ from bot.scripts import Renderer
 from bot.settings import Settings
 from bot.transcripts import Transcripts
 from handlers.http import error
-from handlers.telegram import TelegramInbound, TelegramSender, TelegramWebhook
+from handlers.telegram import ALLOWED_UPDATES as TELEGRAM_UPDATES
+from handlers.telegram import WEBHOOK_PATH as TELEGRAM_WEBHOOK_PATH
+from handlers.telegram import TelegramInbound, TelegramPoller, TelegramSender, TelegramWebhook
 from handlers.webchat import WebchatChannel, WebchatHub, WebchatSender
+from handlers.whatsapp import STATUS_PATH as WHATSAPP_STATUS_PATH
+from handlers.whatsapp import TwilioSender, WhatsappInbound, WhatsappWebhook
 from storage import migrate
 from storage.db import Database, DatabaseUnavailable, is_unavailable
 from storage.uow import UnitOfWork
@@ -31,16 +37,21 @@ from storage.uow import UnitOfWork
 log = logging.getLogger(__name__)
 
 TELEGRAM_BOT = web.AppKey("telegram_bot", telegram.Bot)
+TWILIO_SENDER = web.AppKey("twilio_sender", TwilioSender)
 
 
 def create_app(
-    settings: Settings, *, senders: Mapping[Channel, Sender] | None = None
+    settings: Settings,
+    *,
+    senders: Mapping[Channel, Sender] | None = None,
+    telegram_polling: bool = False,
 ) -> web.Application:
     """Wire the service together: the one place that builds and connects the parts.
 
     Nothing here does I/O; connecting, migrating and the background sender start with the
     application (`cleanup_ctx`) and stop with it. `senders` replaces channel senders (tests
-    point them at fakes).
+    point them at fakes). `telegram_polling` fetches Telegram updates with getUpdates instead
+    of waiting for the webhook (development without a public URL).
 
     Raises:
         ConfigError, intents.CatalogueError: the scripts are broken (file, line, problem).
@@ -61,6 +72,9 @@ def create_app(
 
     hub = WebchatHub()
     channel_senders: dict[Channel, Sender] = {Channel.WEBCHAT: WebchatSender(hub)}
+    twilio = _twilio_sender(settings) if settings.whatsapp_enabled else None
+    if twilio is not None:
+        channel_senders[Channel.WHATSAPP] = twilio
     telegram_bot = _telegram_bot(settings) if settings.telegram.enabled else None
     if telegram_bot is not None:
         channel_senders[Channel.TELEGRAM] = TelegramSender(
@@ -86,11 +100,19 @@ def create_app(
     app[DATABASE] = db
     app[ENGINE] = engine
     app[DISPATCHER] = dispatcher
-    app[DESK] = Desk(db, on_commit=dispatcher.wake)
+    app[DESK] = Desk(
+        db,
+        on_commit=dispatcher.wake,
+        templates=settings.whatsapp.templates,
+        business={"producto": settings.business.product, "negocio": settings.business.name},
+    )
     app.cleanup_ctx.append(_database)
     if telegram_bot is not None:
         app[TELEGRAM_BOT] = telegram_bot
         app.cleanup_ctx.append(_telegram_session)
+    if twilio is not None:
+        app[TWILIO_SENDER] = twilio
+        app.cleanup_ctx.append(_twilio_session)
     app.cleanup_ctx.append(_dispatching)
 
     app.router.add_get("/healthz", healthz)
@@ -105,19 +127,100 @@ def create_app(
             history_limit=settings.webchat.history_limit,
         ).register(app)
     if telegram_bot is not None:
-        if settings.telegram.webhook_secret:
-            inbound = TelegramInbound(
+        telegram_updates = TelegramWebhook(
+            engine,
+            TelegramInbound(
                 settings.telegram.webhook_secret, phone_region=settings.business.phone_region
-            )
-            TelegramWebhook(engine, inbound, telegram_bot).register(app)
+            ),
+            telegram_bot,
+        )
+        app.on_shutdown.append(telegram_updates.finish)
+        if settings.telegram.webhook_secret:
+            telegram_updates.register(app)
         else:
             log.warning(
                 "telegram_webhook_off",
                 extra={"reason": "SEGUIBOT_TELEGRAM_WEBHOOK_SECRET is not set (polling only)"},
             )
+        if telegram_polling:
+            app.cleanup_ctx.append(_polling(TelegramPoller(telegram_updates, telegram_bot)))
+    if twilio is not None:
+        whatsapp = WhatsappInbound(
+            settings.twilio.auth_token, phone_region=settings.business.phone_region
+        )
+        WhatsappWebhook(engine, whatsapp, settings.public_url).register(app)
     api.register(app)
     _announce_channels(settings)
     return app
+
+
+def _polling(poller: TelegramPoller) -> Any:
+    async def polling(app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(poller.run(), name="telegram-polling")
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return polling
+
+
+def telegram_webhook_url(settings: Settings) -> str:
+    return settings.public_url + TELEGRAM_WEBHOOK_PATH
+
+
+async def set_telegram_webhook(settings: Settings, *, drop_pending: bool = False) -> str:
+    """Point Telegram at our webhook, with the secret token and the updates we handle.
+
+    Raises:
+        ConfigError: the token, the secret or the public URL is missing.
+    """
+    for value, name in (
+        (settings.telegram.token, "SEGUIBOT_TELEGRAM_TOKEN"),
+        (settings.telegram.webhook_secret, "SEGUIBOT_TELEGRAM_WEBHOOK_SECRET"),
+        (settings.public_url, "SEGUIBOT_PUBLIC_URL"),
+    ):
+        if not value:
+            raise ConfigError(f"{name} is required to set the Telegram webhook")
+    url = telegram_webhook_url(settings)
+    async with _telegram_bot(settings) as bot:
+        await bot.set_webhook(
+            url=url,
+            secret_token=settings.telegram.webhook_secret,
+            allowed_updates=list(TELEGRAM_UPDATES),
+            drop_pending_updates=drop_pending,
+        )
+    return url
+
+
+async def telegram_webhook(settings: Settings) -> str:
+    """The URL Telegram currently delivers to ("" when none: polling is possible)."""
+    async with _telegram_bot(settings) as bot:
+        return (await bot.get_webhook_info()).url
+
+
+async def delete_telegram_webhook(settings: Settings) -> None:
+    async with _telegram_bot(settings) as bot:
+        await bot.delete_webhook()
+
+
+def _twilio_sender(settings: Settings) -> TwilioSender:
+    return TwilioSender(
+        account_sid=settings.twilio.account_sid,
+        auth_token=settings.twilio.auth_token,
+        sender=settings.whatsapp.from_,
+        api_base_url=settings.twilio.api_base_url,
+        status_callback=settings.public_url + WHATSAPP_STATUS_PATH,
+        timeout=settings.whatsapp.send_timeout,
+    )
+
+
+async def _twilio_session(app: web.Application) -> AsyncIterator[None]:
+    # twilio's aiohttp session must be made inside the running loop, and closed.
+    sender = app[TWILIO_SENDER]
+    await sender.start()
+    yield
+    await sender.close()
 
 
 def _telegram_bot(settings: Settings) -> telegram.Bot:
@@ -137,7 +240,7 @@ async def _telegram_session(app: web.Application) -> AsyncIterator[None]:
         log.info("telegram_ready", extra={"bot": bot.username})
     except telegram.error.TelegramError as exc:
         # Never log the exception text: PTB puts the token in it. Sends will retry.
-        log.error("telegram_unavailable", extra={"error": type(exc).__name__})  # noqa: TRY400
+        log.error("telegram_unavailable", extra={"error": type(exc).__name__})
     yield
     await bot.shutdown()
 
@@ -170,6 +273,11 @@ def _announce_channels(settings: Settings) -> None:
     channels = {
         "webchat": (settings.webchat.enabled, "webchat.enabled is false"),
         "telegram": (settings.telegram.enabled, "set SEGUIBOT_TELEGRAM_TOKEN to turn it on"),
+        "whatsapp": (
+            settings.whatsapp_enabled,
+            "set TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, SEGUIBOT_WHATSAPP_FROM and "
+            "SEGUIBOT_PUBLIC_URL to turn it on",
+        ),
     }
     for channel, (on, why_off) in channels.items():
         if on:

@@ -31,6 +31,7 @@ __all__ = [
     "ReachabilityChanged",
     "SendReceipt",
     "Sender",
+    "Template",
     "Transcript",
 ]
 
@@ -103,6 +104,9 @@ class DeliveryUpdate:
     status: DeliveryStatus
     at: datetime
     error_code: str | None = None
+    # The outbox row the report is about, when the channel echoes it back (our callback URL
+    # carries it): how a send whose answer was lost is matched to its row.
+    outbox_key: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,15 +151,33 @@ class Button:
 
 
 @dataclass(frozen=True, slots=True)
+class Template:
+    """A channel-approved message (WhatsApp's ContentSid) with its variables filled."""
+
+    content_sid: str
+    variables: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
 class OutboundMessage:
-    """One message to deliver. `key` is stable across retries (the outbox row id)."""
+    """One message to deliver. `key` is stable across retries (the outbox row id).
+
+    `uncertain` says an earlier attempt may have reached the channel (its answer was lost, or
+    the process died mid-send); a sender that must not repeat itself checks before sending.
+    `last_inbound_at` is when the lead last wrote on this channel (WhatsApp's 24-hour window);
+    `template` is what to send instead of the text when free text is not allowed.
+    """
 
     key: int
     channel: Channel
     recipient: str
     text: str
+    created_at: datetime
     buttons: tuple[Button, ...] = ()
     conversation_id: int | None = None
+    uncertain: bool = False
+    last_inbound_at: datetime | None = None
+    template: Template | None = None
 
 
 @dataclass(frozen=True, slots=True)

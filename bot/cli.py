@@ -13,9 +13,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from aiohttp import web
+from telegram.error import InvalidToken, TelegramError
 
 from bot import logs
-from bot.errors import SeguibotError
+from bot.errors import ConfigError, SeguibotError
 from bot.settings import Settings, load_settings
 from intents import cli as intents_cli
 from storage import migrate
@@ -37,6 +38,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except TelegramError as exc:
+        # Never print PTB's message: for a rejected token it contains the token.
+        hint = ": check SEGUIBOT_TELEGRAM_TOKEN" if isinstance(exc, InvalidToken) else ""
+        print(f"seguibot: Telegram answered {type(exc).__name__}{hint}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        # The reader went away (`seguibot intents export | head`): not an error.
+        sys.stderr.close()
+        return 0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -71,6 +81,31 @@ def _parser() -> argparse.ArgumentParser:
     add.set_defaults(func=_agents_add)
     agents.add_parser("list", help="list agents").set_defaults(func=_agents_list)
 
+    telegram = commands.add_parser("telegram", help="Telegram webhook and polling").add_subparsers(
+        metavar="ACTION"
+    )
+    set_webhook = telegram.add_parser(
+        "set-webhook", help="point Telegram at SEGUIBOT_PUBLIC_URL/webhooks/telegram"
+    )
+    set_webhook.add_argument(
+        "--drop-pending-updates", action="store_true", help="discard updates waiting at Telegram"
+    )
+    set_webhook.set_defaults(func=_telegram_set_webhook)
+    telegram.add_parser("delete-webhook", help="stop webhook delivery").set_defaults(
+        func=_telegram_delete_webhook
+    )
+    poll = telegram.add_parser(
+        "poll", help="serve, fetching Telegram updates by long polling (no public URL needed)"
+    )
+    poll.add_argument("--host", help="address to listen on (default: server.host)")
+    poll.add_argument("--port", type=int, help="port to listen on (default: server.port)")
+    poll.add_argument(
+        "--delete-webhook",
+        action="store_true",
+        help="remove a webhook that is set (polling and a webhook never run at once)",
+    )
+    poll.set_defaults(func=_telegram_poll)
+
     intents_cli.add_subcommands(commands)
     return parser
 
@@ -81,13 +116,13 @@ def _settings() -> Settings:
     return settings
 
 
-def _serve(args: argparse.Namespace) -> int:
+def _serve(args: argparse.Namespace, *, telegram_polling: bool = False) -> int:
     from bot.app import create_app
 
     settings = _settings()
     host = args.host or settings.server.host
     port = settings.server.port if args.port is None else args.port
-    app = create_app(settings)
+    app = create_app(settings, telegram_polling=telegram_polling)
     log.info("serving", extra={"host": host, "port": port, "database": settings.database.is_sqlite})
     web.run_app(
         app,
@@ -99,6 +134,47 @@ def _serve(args: argparse.Namespace) -> int:
         handle_signals=True,
     )
     return 0
+
+
+def _telegram_on(settings: Settings) -> None:
+    if not settings.telegram.enabled:
+        raise ConfigError("Telegram is off: set SEGUIBOT_TELEGRAM_TOKEN")
+
+
+def _telegram_set_webhook(args: argparse.Namespace) -> int:
+    from bot.app import set_telegram_webhook
+
+    settings = _settings()
+    _telegram_on(settings)
+    url = asyncio.run(set_telegram_webhook(settings, drop_pending=args.drop_pending_updates))
+    print(f"Telegram webhook set: {url}")
+    return 0
+
+
+def _telegram_delete_webhook(args: argparse.Namespace) -> int:
+    from bot.app import delete_telegram_webhook
+
+    settings = _settings()
+    _telegram_on(settings)
+    asyncio.run(delete_telegram_webhook(settings))
+    print("Telegram webhook deleted")
+    return 0
+
+
+def _telegram_poll(args: argparse.Namespace) -> int:
+    from bot.app import delete_telegram_webhook, telegram_webhook
+
+    settings = _settings()
+    _telegram_on(settings)
+    current = asyncio.run(telegram_webhook(settings))
+    if current and not args.delete_webhook:
+        raise ConfigError(
+            f"a Telegram webhook is set ({current}); polling and a webhook never run at once: "
+            "pass --delete-webhook, or run `seguibot telegram delete-webhook` first"
+        )
+    if current:
+        asyncio.run(delete_telegram_webhook(settings))
+    return _serve(args, telegram_polling=True)
 
 
 async def _with_db(settings: Settings) -> Database:

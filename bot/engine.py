@@ -45,6 +45,8 @@ from storage.models import (
     Direction,
     Handoff,
     Lead,
+    Message,
+    OutboxState,
     utcnow,
 )
 from storage.uow import UnitOfWork
@@ -421,16 +423,41 @@ class Engine:
     async def _delivery(self, event: DeliveryUpdate) -> Outcome:
         async with UnitOfWork(self.db) as uow:
             message = await uow.messages.by_channel_id(event.channel, event.message_id)
+            reconciled = False
+            if message is None and event.outbox_key is not None:
+                message = await self._reconcile(uow, event)
+                reconciled = message is not None
             if message is None or message.direction != Direction.OUT:
                 return Outcome()
             # Reports can arrive out of order or twice: only ever move forward.
-            if _STATUS_RANK.get(event.status, 0) <= _STATUS_RANK.get(message.status, 0):
-                return Outcome(message_id=message.id, duplicate=True)
-            message.status = event.status
-            if event.error_code:
-                message.error = event.error_code
-            await uow.commit()
-            return Outcome(message_id=message.id)
+            forward = _STATUS_RANK.get(event.status, 0) > _STATUS_RANK.get(message.status, 0)
+            if forward:
+                message.status = event.status
+                if event.error_code:
+                    message.error = event.error_code
+            if forward or reconciled:
+                await uow.commit()
+            return Outcome(message_id=message.id, duplicate=not forward)
+
+    async def _reconcile(self, uow: UnitOfWork, event: DeliveryUpdate) -> Message | None:
+        """A report for a send whose answer we never got: record that it did go out.
+
+        The row is settled so the dispatcher does not send it a second time.
+        """
+        assert event.outbox_key is not None
+        item = await uow.outbox.get(event.outbox_key)
+        if item is None or item.channel != event.channel:
+            return None
+        if item.message.channel_message_id is None:
+            item.message.channel_message_id = event.message_id
+        if item.state in (OutboxState.PENDING, OutboxState.SENDING):
+            item.state = OutboxState.DONE
+            item.settled_at = event.at
+            item.lease_until = None
+            item.uncertain = False
+            item.last_error = None
+            log.info("outbox_reconciled", extra={"outbox_id": item.id, "channel": item.channel})
+        return item.message
 
     async def _reachability(self, event: ReachabilityChanged) -> Outcome:
         async with UnitOfWork(self.db) as uow:

@@ -31,12 +31,22 @@ class SendError(SeguibotError):
 class RetryLater(SendError):
     """A transient failure: try again, not before `after` seconds when the channel says so."""
 
-    def __init__(self, reason: str, after: float | None = None, *, counts: bool = True) -> None:
+    def __init__(
+        self,
+        reason: str,
+        after: float | None = None,
+        *,
+        counts: bool = True,
+        uncertain: bool = False,
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.after = after
         # False when nothing was tried (the sender is pacing a chat): no attempt is spent.
         self.counts = counts
+        # The request may have reached the channel (a timeout after sending): the next attempt
+        # must find out before sending again.
+        self.uncertain = uncertain
 
 
 class SendFailed(SendError):
@@ -48,6 +58,15 @@ class SendFailed(SendError):
         self.code = code
         # The recipient cannot be reached on this channel any more (blocked the bot, opted out).
         self.unreachable = unreachable
+
+
+class Blocked(SendError):
+    """Not sent on purpose: the channel's rules forbid this message now (e.g. WhatsApp's
+    24-hour window with no template for it). Not retried; visible with its reason."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class ConflictError(SeguibotError):

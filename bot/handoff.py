@@ -10,12 +10,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
 from bot import outbox
 from bot.errors import ConflictError, NotFound
+from bot.settings import TemplateSettings
 from storage.db import Database
 from storage.models import (
     Agent,
@@ -56,9 +57,19 @@ class QueueEntry:
 class Desk:
     """What agents do with conversations; every change is one transaction."""
 
-    def __init__(self, db: Database, *, on_commit: Callable[[], None] = lambda: None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        on_commit: Callable[[], None] = lambda: None,
+        templates: Mapping[str, TemplateSettings] | None = None,
+        business: Mapping[str, str] | None = None,
+    ) -> None:
         self.db = db
         self.on_commit = on_commit
+        # WhatsApp templates for agents' replies once the lead's 24-hour window has closed.
+        self.templates = templates or {}
+        self.business = business or {}
 
     async def authenticate(self, token: str) -> Agent | None:
         async with UnitOfWork(self.db) as uow:
@@ -149,8 +160,19 @@ class Desk:
         now = utcnow()
         async with UnitOfWork(self.db) as uow:
             conversation = await self._owned(uow, conversation_id, agent)
+            values = {
+                **self.business,
+                "nombre": (conversation.lead.name or "").split(" ")[0],
+                "asesor": agent.name,
+            }
             message_id = await outbox.stage(
-                uow, conversation, text, author=Author.AGENT, agent_id=agent.id, now=now
+                uow,
+                conversation,
+                text,
+                author=Author.AGENT,
+                agent_id=agent.id,
+                now=now,
+                template=outbox.template_for(self.templates, "agent", values),
             )
             await uow.commit()
         self.on_commit()

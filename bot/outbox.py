@@ -19,13 +19,14 @@ import random
 import re
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 
 from bot import metrics
-from bot.channel import TEXT_LIMITS, Button, OutboundMessage, Sender, SendReceipt
-from bot.errors import RetryLater, SendFailed
-from bot.settings import OutboxSettings
+from bot.channel import TEXT_LIMITS, Button, OutboundMessage, Sender, SendReceipt, Template
+from bot.errors import Blocked, RetryLater, SendFailed
+from bot.settings import OutboxSettings, TemplateSettings
 from storage.db import Database, is_unavailable
 from storage.models import (
     Author,
@@ -59,6 +60,7 @@ async def stage(
     variant: int | None = None,
     agent_id: int | None = None,
     buttons: tuple[Button, ...] = (),
+    template: Template | None = None,
     optout_confirmation: bool = False,
     delivered_inline: bool = False,
 ) -> int:
@@ -66,8 +68,9 @@ async def stage(
 
     A text longer than the channel allows becomes several messages, split between sentences,
     each its own row: a retry then repeats only the part that did not go out. Buttons go with
-    the last part. `delivered_inline` is for channels that deliver the reply in the HTTP
-    response itself (web chat): the row is recorded as already done.
+    the last part. `template` is what a channel with a messaging window (WhatsApp) may send
+    instead once the window has closed. `delivered_inline` is for channels that deliver the
+    reply in the HTTP response itself (web chat): the row is recorded as already done.
     """
     status = DeliveryStatus.DELIVERED if delivered_inline else DeliveryStatus.PENDING
     parts = split_text(text, TEXT_LIMITS.get(conversation.channel))
@@ -88,16 +91,21 @@ async def stage(
                 "created_at": now,
             }
         )
-        last = n == len(parts)
+        extras: dict[str, Any] = {}
+        if buttons and n == len(parts):
+            extras["buttons"] = [[b.title, b.payload] for b in buttons]
+        if template is not None and n == 1:
+            extras["template"] = {
+                "content_sid": template.content_sid,
+                "variables": template.variables,
+            }
         await uow.outbox.insert(
             {
                 "message_id": message_id,
                 "lead_id": conversation.lead_id,
                 "channel": conversation.channel,
                 "recipient": conversation.identity.external_id,
-                "extras": (
-                    {"buttons": [[b.title, b.payload] for b in buttons]} if buttons and last else {}
-                ),
+                "extras": extras,
                 "optout_confirmation": optout_confirmation,
                 "state": OutboxState.DONE if delivered_inline else OutboxState.PENDING,
                 "attempts": 0,
@@ -133,6 +141,18 @@ def split_text(text: str, limit: int | None) -> list[str]:
     if rest.strip():
         parts.append(rest.rstrip())
     return parts
+
+
+def template_for(
+    templates: Mapping[str, TemplateSettings], key: str | None, values: Mapping[str, str]
+) -> Template | None:
+    """The approved template configured for messages of `key` (a script id, or "agent"),
+    its variables ({{1}}, {{2}}, ...) filled from `values`."""
+    settings = templates.get(key) if key else None
+    if settings is None:
+        return None
+    variables = {str(n): values.get(name, "") for n, name in enumerate(settings.variables, 1)}
+    return Template(settings.content_sid, variables)
 
 
 def backoff(
@@ -240,39 +260,46 @@ class Dispatcher:
             items = await uow.outbox.claim_due(now, limit, lease)
             if not items:
                 return []
-            blockers = await self._blockers(uow, items)
+            context = await self._context(uow, items)
             ready = []
             for item in items:
-                reason = blockers.get(item.id)
-                if reason is None and item.channel not in self.senders:
+                opted_out, reachable, last_inbound_at = context[item.id]
+                reason = None
+                if opted_out and not item.optout_confirmation:
+                    reason = OPTED_OUT
+                elif not reachable:
+                    reason = UNREACHABLE
+                elif item.channel not in self.senders:
                     reason = NO_SENDER
                 if reason:
                     self._settle_blocked(item, reason, now)
                 else:
-                    ready.append(_outbound(item))
+                    ready.append(_outbound(item, last_inbound_at))
             await uow.commit()
         return ready
 
-    async def _blockers(self, uow: UnitOfWork, items: list[OutboxItem]) -> dict[int, str]:
-        """Rows that must not go out: opted-out leads and identities that blocked us."""
+    async def _context(
+        self, uow: UnitOfWork, items: list[OutboxItem]
+    ) -> dict[int, tuple[bool, bool, datetime | None]]:
+        """Per row: has the lead opted out, can the channel reach them, when did they last write."""
         statement = (
-            select(OutboxItem.id, OutboxItem.optout_confirmation, Lead.opted_out_at)
-            .add_columns(ChannelIdentity.reachable)
+            select(
+                OutboxItem.id,
+                Lead.opted_out_at.is_not(None),
+                ChannelIdentity.reachable,
+                Conversation.last_inbound_at,
+            )
             .join(Lead, Lead.id == OutboxItem.lead_id)
             .join(
                 ChannelIdentity,
                 (ChannelIdentity.channel == OutboxItem.channel)
                 & (ChannelIdentity.external_id == OutboxItem.recipient),
             )
+            .join(Conversation, Conversation.identity_id == ChannelIdentity.id)
             .where(OutboxItem.id.in_([item.id for item in items]))
         )
-        blockers = {}
-        for item_id, confirmation, opted_out_at, reachable in await uow.session.execute(statement):
-            if opted_out_at is not None and not confirmation:
-                blockers[item_id] = OPTED_OUT
-            elif not reachable:
-                blockers[item_id] = UNREACHABLE
-        return blockers
+        rows = await uow.session.execute(statement)
+        return {row[0]: (bool(row[1]), bool(row[2]), row[3]) for row in rows}
 
     def _settle_blocked(self, item: OutboxItem, reason: str, now: datetime) -> None:
         item.state = OutboxState.BLOCKED
@@ -292,6 +319,8 @@ class Dispatcher:
             await self._settle(message, retry=exc)
         except SendFailed as exc:
             await self._settle(message, failure=exc)
+        except Blocked as exc:
+            await self._settle(message, blocked=exc)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -308,6 +337,7 @@ class Dispatcher:
         receipt: SendReceipt | None = None,
         retry: RetryLater | None = None,
         failure: SendFailed | None = None,
+        blocked: Blocked | None = None,
     ) -> None:
         now = utcnow()
         async with UnitOfWork(self.db) as uow:
@@ -315,7 +345,10 @@ class Dispatcher:
             if item is None or item.state != OutboxState.SENDING:
                 return  # settled meanwhile by someone whose lease we outlived
             item.lease_until = None
+            if retry is not None and retry.uncertain:
+                item.uncertain = True
             if receipt is not None:
+                item.uncertain = False
                 item.state = OutboxState.DONE
                 item.settled_at = now
                 item.last_error = None
@@ -323,6 +356,8 @@ class Dispatcher:
                 item.message.channel_message_id = receipt.channel_message_id
                 item.message.error = None
                 metrics.OUTBOX_SENT.labels(item.channel).inc()
+            elif blocked is not None:
+                self._settle_blocked(item, blocked.reason, now)
             elif retry is not None and not retry.counts:
                 item.attempts -= 1  # the claim counted an attempt that never happened
                 item.state = OutboxState.PENDING
@@ -368,13 +403,18 @@ class Dispatcher:
             self.on_sent(message.channel, message.recipient)
 
 
-def _outbound(item: OutboxItem) -> OutboundMessage:
+def _outbound(item: OutboxItem, last_inbound_at: datetime | None) -> OutboundMessage:
     buttons = tuple(Button(title, payload) for title, payload in item.extras.get("buttons", []))
+    template = item.extras.get("template")
     return OutboundMessage(
         key=item.id,
         channel=item.channel,
         recipient=item.recipient,
         text=item.message.text,
+        created_at=item.created_at,
         buttons=buttons,
         conversation_id=item.message.conversation_id,
+        uncertain=item.uncertain,
+        last_inbound_at=last_inbound_at,
+        template=Template(template["content_sid"], template["variables"]) if template else None,
     )

@@ -197,8 +197,15 @@ class TwilioSettings(_Section):
     api_base_url: str
 
 
+class TemplateSettings(_Section):
+    content_sid: Annotated[str, Field(pattern=r"^HX[0-9a-fA-F]{32}$")]
+    variables: list[Literal["nombre", "producto", "negocio", "asesor"]] = []
+
+
 class WhatsappSettings(_Section):
     from_: str = Field(alias="from")
+    templates: dict[str, TemplateSettings]
+    send_timeout: PositiveFloat
 
 
 class Settings(_Section):
@@ -226,6 +233,29 @@ class Settings(_Section):
         if value and not value.startswith(("https://", "http://")):
             raise ValueError("must be an http(s) URL such as https://bot.example.com")
         return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _whatsapp_complete(self) -> Settings:
+        # WhatsApp is on as soon as an account is configured; then it needs all of these.
+        if self.twilio.account_sid:
+            missing = [
+                name
+                for name, value in (
+                    ("twilio.auth_token (TWILIO_AUTH_TOKEN)", self.twilio.auth_token),
+                    ("whatsapp.from (SEGUIBOT_WHATSAPP_FROM)", self.whatsapp.from_),
+                    ("public_url (SEGUIBOT_PUBLIC_URL)", self.public_url),
+                )
+                if not value
+            ]
+            if missing:
+                raise ValueError(
+                    "WhatsApp is on (twilio.account_sid is set) but missing: " + ", ".join(missing)
+                )
+        return self
+
+    @property
+    def whatsapp_enabled(self) -> bool:
+        return bool(self.twilio.account_sid)
 
     def with_overrides(self, **sections: Any) -> Settings:
         """A copy with some values replaced, re-validated (for tests and CLI flags)."""
@@ -344,7 +374,9 @@ def _explain(exc: ValidationError, origins: dict[tuple[str, ...], str], defaults
         origin = next(
             (origins[path[:n]] for n in range(len(path), -1, -1) if path[:n] in origins), defaults
         )
-        if error["type"] == "missing":
+        if not path:
+            lines.append(str(error["msg"]).removeprefix("Value error, "))
+        elif error["type"] == "missing":
             lines.append(f"{origin}: {key} is missing")
         elif error["type"] == "extra_forbidden":
             lines.append(f"{origin}: {key} is not a known setting")

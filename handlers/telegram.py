@@ -21,7 +21,15 @@ from aiohttp import web
 from aiolimiter import AsyncLimiter
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.constants import ChatMemberStatus, ChatType
-from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
+from telegram.error import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NetworkError,
+    RetryAfter,
+    TelegramError,
+    TimedOut,
+)
 
 from bot.channel import (
     Channel,
@@ -280,7 +288,11 @@ class TelegramWebhook:
 
     def register(self, app: web.Application) -> None:
         app.router.add_post(WEBHOOK_PATH, self.handle)
-        app.on_shutdown.append(self._finish_background)
+
+    async def finish(self, app: web.Application) -> None:
+        """Let the callback answers in flight finish (on shutdown)."""
+        if self._background:
+            await asyncio.wait(self._background, timeout=5)
 
     async def handle(self, request: web.Request) -> web.Response:
         update = self.inbound.update(await read_raw(request))
@@ -307,6 +319,40 @@ class TelegramWebhook:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _finish_background(self, app: web.Application) -> None:
-        if self._background:
-            await asyncio.wait(self._background, timeout=5)
+
+class TelegramPoller:
+    """Long polling, for development without a public URL: the webhook's path, fed by getUpdates.
+
+    An update is acknowledged (the offset moves past it) only once the engine has taken it, so
+    a database outage delays updates instead of losing them. Telegram refuses getUpdates while
+    a webhook is set, and the poller stops then: never both at once.
+    """
+
+    def __init__(self, updates: TelegramWebhook, bot: telegram.Bot, *, wait: int = 25) -> None:
+        self.updates = updates
+        self.bot = bot
+        self.wait = wait
+
+    async def run(self) -> None:
+        offset: int | None = None
+        pause = 1.0
+        while True:
+            try:
+                batch = await self.bot.get_updates(
+                    offset=offset, timeout=self.wait, allowed_updates=list(ALLOWED_UPDATES)
+                )
+                for update in batch:
+                    await self.updates.deliver(update)
+                    offset = update.update_id + 1
+                pause = 1.0
+            except Conflict:
+                log.error("telegram_poll_conflict", extra={"reason": "a webhook is set"})
+                return
+            except (NetworkError, OSError) as exc:
+                log.warning("telegram_poll_retry", extra={"error": type(exc).__name__})
+            except Exception:
+                log.exception("telegram_poll_update_failed", extra={"offset": offset})
+            else:
+                continue
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 60.0)

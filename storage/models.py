@@ -21,6 +21,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -267,6 +268,8 @@ class OutboxItem(Base):
     optout_confirmation: Mapped[bool] = mapped_column(Boolean, default=False)
     state: Mapped[OutboxState] = mapped_column(String(16), default=OutboxState.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # An attempt may have reached the channel without us learning so (timeout, crash).
+    uncertain: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
     lease_until: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(String(500))

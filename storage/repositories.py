@@ -261,6 +261,9 @@ class Outbox:
         )
         items = list((await self.session.execute(statement)).scalars().unique())
         for item in items:
+            if item.state == OutboxState.SENDING:
+                # Its dispatcher died mid-send: the message may or may not have gone out.
+                item.uncertain = True
             item.state = OutboxState.SENDING
             item.lease_until = lease_until
             item.attempts += 1

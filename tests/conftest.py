@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -143,13 +144,23 @@ async def db(database_url: str) -> AsyncIterator[Database]:
 def service(
     aiohttp_client: Any, database_url: str
 ) -> Callable[..., Awaitable[TestClient[Any, Any]]]:
-    """Start the real app on a loopback port: `client = await service(senders=..., **settings)`."""
+    """Start the real app on a loopback port: `client = await service(senders=..., **settings)`.
+
+    `port` fixes the port, for settings that must know the public URL before start-up.
+    """
 
     async def start(
-        senders: dict[Channel, Sender] | None = None, **overrides: Any
+        senders: dict[Channel, Sender] | None = None, port: int | None = None, **overrides: Any
     ) -> TestClient[Any, Any]:
         app = create_app(make_settings(database_url, **overrides), senders=senders)
-        client: TestClient[Any, Any] = await aiohttp_client(app)
+        server_kwargs = {"port": port} if port else None
+        client: TestClient[Any, Any] = await aiohttp_client(app, server_kwargs=server_kwargs)
         return client
 
     return start
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from storage import migrate
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -41,7 +43,7 @@ def env(tmp_path: Path) -> dict[str, str]:
 def test_db_upgrade_agents_and_queue(env: dict[str, str]) -> None:
     upgraded = run("db", "upgrade", env=env)
     assert upgraded.returncode == 0, upgraded.stderr
-    assert "schema at 0001" in upgraded.stdout
+    assert f"schema at {migrate.head_revision()}" in upgraded.stdout
     assert run("db", "current", env=env).returncode == 0
 
     added = run("agents", "add", "Ana Pérez", "--email", "ana@example.com", env=env)
