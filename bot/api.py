@@ -7,8 +7,10 @@ from typing import Any
 
 from aiohttp import web
 
+from bot.channel import MediaRef
+from bot.errors import MediaUnavailable, NotFound
 from bot.handoff import Desk
-from bot.keys import DATABASE, DESK
+from bot.keys import DATABASE, DESK, MEDIA
 from storage.models import Agent, Message, OutboxItem
 from storage.uow import UnitOfWork
 
@@ -39,6 +41,7 @@ def register(app: web.Application) -> None:
     app.router.add_post("/api/conversations/{id:\\d+}/handback", hand_back)
     app.router.add_post("/api/conversations/{id:\\d+}/close", close)
     app.router.add_get("/api/outbox", outbox_rows)
+    app.router.add_get("/api/messages/{id:\\d+}/media/{n:\\d+}", media)
 
 
 def _desk(request: web.Request) -> Desk:
@@ -136,6 +139,29 @@ async def hand_back(request: web.Request) -> web.Response:
 async def close(request: web.Request) -> web.Response:
     await _desk(request).close(_id(request), request[AGENT])
     return web.json_response({"conversation_id": _id(request), "state": "closed"})
+
+
+async def media(request: web.Request) -> web.Response:
+    """A photo, document or voice note a lead sent, fetched from its channel on demand."""
+    async with UnitOfWork(request.app[DATABASE]) as uow:
+        message = await uow.session.get(Message, _id(request))
+    n = int(request.match_info["n"])
+    if message is None or n >= len(message.media):
+        raise NotFound("no such media")
+    stored = message.media[n]
+    source = request.app[MEDIA].get(message.channel)
+    if source is None:
+        raise NotFound(f"{message.channel} media cannot be fetched here")
+    ref = MediaRef(stored["kind"], stored["ref"], stored.get("content_type"))
+    try:
+        content = await source.fetch(ref)
+    except MediaUnavailable as exc:
+        return web.json_response({"error": exc.reason}, status=exc.status)
+    return web.Response(
+        body=content.data,
+        content_type=content.content_type.split(";")[0],
+        headers={"Cache-Control": "private, max-age=300", "X-Content-Type-Options": "nosniff"},
+    )
 
 
 async def outbox_rows(request: web.Request) -> web.Response:

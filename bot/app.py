@@ -14,11 +14,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from telegram.request import HTTPXRequest
 
 from bot import api, metrics, nlu
-from bot.channel import Channel, Sender
+from bot.channel import Channel, MediaSource, Sender
 from bot.engine import Engine, LeadRules
 from bot.errors import ConfigError, ConflictError, NotFound, SchemaOutdated, WebhookRejected
 from bot.handoff import Desk
-from bot.keys import DATABASE, DESK, DISPATCHER, ENGINE, SETTINGS
+from bot.keys import DATABASE, DESK, DISPATCHER, ENGINE, MEDIA, SETTINGS
 from bot.outbox import Dispatcher
 from bot.scripts import Renderer
 from bot.settings import Settings
@@ -26,10 +26,16 @@ from bot.transcripts import Transcripts
 from handlers.http import error
 from handlers.telegram import ALLOWED_UPDATES as TELEGRAM_UPDATES
 from handlers.telegram import WEBHOOK_PATH as TELEGRAM_WEBHOOK_PATH
-from handlers.telegram import TelegramInbound, TelegramPoller, TelegramSender, TelegramWebhook
+from handlers.telegram import (
+    TelegramInbound,
+    TelegramMedia,
+    TelegramPoller,
+    TelegramSender,
+    TelegramWebhook,
+)
 from handlers.webchat import WebchatChannel, WebchatHub, WebchatSender
 from handlers.whatsapp import STATUS_PATH as WHATSAPP_STATUS_PATH
-from handlers.whatsapp import TwilioSender, WhatsappInbound, WhatsappWebhook
+from handlers.whatsapp import TwilioMedia, TwilioSender, WhatsappInbound, WhatsappWebhook
 from storage import migrate
 from storage.db import Database, DatabaseUnavailable, is_unavailable
 from storage.uow import UnitOfWork
@@ -72,11 +78,19 @@ def create_app(
 
     hub = WebchatHub()
     channel_senders: dict[Channel, Sender] = {Channel.WEBCHAT: WebchatSender(hub)}
+    media: dict[Channel, MediaSource] = {}
     twilio = _twilio_sender(settings) if settings.whatsapp_enabled else None
     if twilio is not None:
         channel_senders[Channel.WHATSAPP] = twilio
+        media[Channel.WHATSAPP] = TwilioMedia(
+            account_sid=settings.twilio.account_sid,
+            auth_token=settings.twilio.auth_token,
+            api_base_url=settings.twilio.api_base_url,
+            max_bytes=settings.media.max_bytes,
+        )
     telegram_bot = _telegram_bot(settings) if settings.telegram.enabled else None
     if telegram_bot is not None:
+        media[Channel.TELEGRAM] = TelegramMedia(telegram_bot, max_bytes=settings.media.max_bytes)
         channel_senders[Channel.TELEGRAM] = TelegramSender(
             telegram_bot,
             per_chat_interval=settings.telegram.per_chat_interval,
@@ -97,6 +111,7 @@ def create_app(
         client_max_size=settings.server.max_body_bytes, middlewares=[errors, api.authenticate]
     )
     app[SETTINGS] = settings
+    app[MEDIA] = media
     app[DATABASE] = db
     app[ENGINE] = engine
     app[DISPATCHER] = dispatcher
@@ -226,9 +241,12 @@ async def _twilio_session(app: web.Application) -> AsyncIterator[None]:
 def _telegram_bot(settings: Settings) -> telegram.Bot:
     # PTB's default pool holds one connection; the outbox sends several at once.
     pool = settings.outbox.concurrency + 2
+    base = settings.telegram.api_base_url
     return telegram.Bot(
         settings.telegram.token,
-        base_url=settings.telegram.api_base_url,
+        base_url=base,
+        # Files live beside the API: .../bot -> .../file/bot (a local Bot API server too).
+        base_file_url=base.removesuffix("/bot") + "/file/bot",
         request=HTTPXRequest(connection_pool_size=pool, read_timeout=10, connect_timeout=5),
     )
 

@@ -23,7 +23,9 @@ __all__ = [
     "InboundMessage",
     "InlineReply",
     "Intake",
+    "MediaContent",
     "MediaRef",
+    "MediaSource",
     "MessageEdited",
     "OutboundMessage",
     "Outcome",
@@ -239,6 +241,27 @@ class Transcript(Protocol):
         self, channel: Channel, sender_id: str, *, after_id: int, limit: int
     ) -> list[ChatLine]:
         """Messages to the lead that went out (not pending, failed or blocked)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class MediaContent:
+    data: bytes
+    content_type: str
+
+
+class MediaSource(Protocol):
+    """Fetches what a lead sent (a photo, a voice note) so an agent can see it."""
+
+    channel: Channel
+
+    async def fetch(self, media: MediaRef) -> MediaContent:
+        """The file's bytes.
+
+        Raises:
+            MediaUnavailable: not found, too large, not from the channel's own hosts, or the
+                channel did not answer.
+        """
         ...
 
 

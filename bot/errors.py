@@ -69,6 +69,15 @@ class Blocked(SendError):
         self.reason = reason
 
 
+class MediaUnavailable(SeguibotError):
+    """A media file cannot be shown: `status` is what the API answers (404, 413, 502)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
 class ConflictError(SeguibotError):
     """The action lost a race or does not fit the current state (answered 409)."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from bot.channel import Channel, MediaSource
 from bot.engine import Engine
 from bot.handoff import Desk
 from bot.outbox import Dispatcher
@@ -15,3 +16,4 @@ DATABASE = web.AppKey("database", Database)
 ENGINE = web.AppKey("engine", Engine)
 DESK = web.AppKey("desk", Desk)
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
+MEDIA: web.AppKey[dict[Channel, MediaSource]] = web.AppKey("media")

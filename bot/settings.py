@@ -166,6 +166,10 @@ class OutboxSettings(_Section):
     lease_seconds: PositiveFloat
 
 
+class MediaSettings(_Section):
+    max_bytes: PositiveInt
+
+
 class WebchatSettings(_Section):
     enabled: bool
     history_limit: PositiveInt
@@ -177,6 +181,16 @@ class TelegramSettings(_Section):
     api_base_url: str
     per_chat_interval: Annotated[float, Field(ge=0)]
     overall_per_second: PositiveInt
+
+    @field_validator("api_base_url")
+    @classmethod
+    def _bot_path(cls, value: str) -> str:
+        # PTB appends the token to it; the file host is derived from it (".../file/bot").
+        if not value.startswith(("https://", "http://")) or not value.endswith("/bot"):
+            raise ValueError(
+                "must be an http(s) URL ending in /bot, e.g. https://api.telegram.org/bot"
+            )
+        return value
 
     @field_validator("webhook_secret")
     @classmethod
@@ -222,6 +236,7 @@ class Settings(_Section):
     pipeline: PipelineSettings
     handoff: HandoffSettings
     outbox: OutboxSettings
+    media: MediaSettings
     webchat: WebchatSettings
     telegram: TelegramSettings
     twilio: TwilioSettings

@@ -36,6 +36,7 @@ from bot.channel import (
     InboundEvent,
     InboundMessage,
     Intake,
+    MediaContent,
     MediaRef,
     MessageEdited,
     OutboundMessage,
@@ -43,7 +44,7 @@ from bot.channel import (
     ReachabilityChanged,
     SendReceipt,
 )
-from bot.errors import RetryLater, SendFailed, WebhookRejected
+from bot.errors import MediaUnavailable, RetryLater, SendFailed, WebhookRejected
 from bot.phones import to_e164
 from handlers.http import read_raw
 
@@ -275,6 +276,30 @@ class TelegramSender:
 
     def _forget_idle(self, now: float) -> None:
         self._next_allowed = {k: v for k, v in self._next_allowed.items() if v > now}
+
+
+class TelegramMedia:
+    """Downloads a file the lead sent, through the Bot API (getFile, then the file host)."""
+
+    channel = Channel.TELEGRAM
+
+    def __init__(self, bot: telegram.Bot, *, max_bytes: int) -> None:
+        self.bot = bot
+        self.max_bytes = max_bytes
+
+    async def fetch(self, media: MediaRef) -> MediaContent:
+        if media.kind == "location":
+            raise MediaUnavailable(404, "a location has no file")
+        try:
+            file = await self.bot.get_file(media.ref)
+            if file.file_size and file.file_size > self.max_bytes:
+                raise MediaUnavailable(413, f"file larger than {self.max_bytes} bytes")
+            data = await file.download_as_bytearray()
+        except BadRequest as exc:
+            raise MediaUnavailable(404, "Telegram does not have this file") from exc
+        except TelegramError as exc:
+            raise MediaUnavailable(502, f"Telegram: {type(exc).__name__}") from exc
+        return MediaContent(bytes(data), media.content_type or "application/octet-stream")
 
 
 class TelegramWebhook:

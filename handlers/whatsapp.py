@@ -10,13 +10,14 @@ send is recorded before it is made and never blindly repeated.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from aiohttp import ClientError, web
+from aiohttp import ClientError, ClientResponse, ClientSession, web
 from multidict import MultiDict
 from twilio.base.exceptions import TwilioRestException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
@@ -28,12 +29,13 @@ from bot.channel import (
     DeliveryUpdate,
     InboundMessage,
     Intake,
+    MediaContent,
     MediaRef,
     OutboundMessage,
     RawRequest,
     SendReceipt,
 )
-from bot.errors import Blocked, RetryLater, SendFailed, WebhookRejected
+from bot.errors import Blocked, MediaUnavailable, RetryLater, SendFailed, WebhookRejected
 from bot.phones import to_e164
 from handlers.http import read_raw
 from storage.models import DeliveryStatus
@@ -157,6 +159,80 @@ def _source(params: MultiDict[str]) -> str | None:
     # A click-to-WhatsApp ad names the ad the lead came from.
     ad = params.get("ReferralSourceId") or params.get("ReferralCtwaClid")
     return f"ad:{ad}"[:64] if ad else None
+
+
+class TwilioMedia:
+    """Downloads media a lead sent on WhatsApp: only from Twilio, with our credentials, bounded.
+
+    The URL comes in the webhook; it is fetched only if it points at Twilio's API under our
+    own account (or the configured API base, in tests), so no address a sender could make us
+    call is ever requested. Twilio may redirect to its storage: those hosts only, without the
+    credentials. Size and time are capped.
+    """
+
+    channel = Channel.WHATSAPP
+    # Where Twilio serves media after redirecting (its CDN, or signed S3 links).
+    STORAGE_HOSTS = (".twiliocdn.com", ".twilio.com", ".amazonaws.com")
+
+    def __init__(
+        self,
+        *,
+        account_sid: str,
+        auth_token: str,
+        api_base_url: str,
+        max_bytes: int,
+        timeout: float = 15.0,
+    ) -> None:
+        self.account_sid = account_sid
+        self.authorization = "Basic " + base64.b64encode(
+            f"{account_sid}:{auth_token}".encode()
+        ).decode("ascii")
+        base = urlsplit(api_base_url)
+        self.api_origins = {("https", "api.twilio.com"), (base.scheme, base.netloc)}
+        self.max_bytes = max_bytes
+        self.timeout = timeout
+
+    async def fetch(self, media: MediaRef) -> MediaContent:
+        url = urlsplit(media.ref)
+        if (url.scheme, url.netloc) not in self.api_origins or not url.path.startswith(
+            f"/2010-04-01/Accounts/{self.account_sid}/"
+        ):
+            raise MediaUnavailable(404, "not a Twilio media URL of this account")
+        try:
+            async with (
+                asyncio.timeout(self.timeout),
+                ClientSession(headers={"User-Agent": "seguibot"}) as session,
+            ):
+                headers = {"Authorization": self.authorization}
+                async with session.get(media.ref, headers=headers, allow_redirects=False) as first:
+                    if first.status in (301, 302, 303, 307, 308):
+                        location = first.headers.get("Location", "")
+                        return await self._from_storage(session, location, media)
+                    return await self._read(first, media)
+        except TimeoutError as exc:
+            raise MediaUnavailable(502, "Twilio did not answer in time") from exc
+        except (ClientError, OSError) as exc:
+            raise MediaUnavailable(502, f"Twilio: {type(exc).__name__}") from exc
+
+    async def _from_storage(
+        self, session: ClientSession, location: str, media: MediaRef
+    ) -> MediaContent:
+        target = urlsplit(location)
+        if target.scheme != "https" or not (target.hostname or "").endswith(self.STORAGE_HOSTS):
+            raise MediaUnavailable(502, "Twilio redirected outside its own storage")
+        async with session.get(location, allow_redirects=False) as stored:
+            return await self._read(stored, media)
+
+    async def _read(self, response: ClientResponse, media: MediaRef) -> MediaContent:
+        if response.status == 404:
+            raise MediaUnavailable(404, "Twilio does not have this media (deleted?)")
+        if response.status != 200:
+            raise MediaUnavailable(502, f"Twilio answered {response.status}")
+        data = await response.content.read(self.max_bytes + 1)
+        if len(data) > self.max_bytes:
+            raise MediaUnavailable(413, f"media larger than {self.max_bytes} bytes")
+        content_type = response.headers.get("Content-Type") or media.content_type
+        return MediaContent(data, content_type or "application/octet-stream")
 
 
 class TwilioSender:

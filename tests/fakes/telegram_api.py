@@ -407,7 +407,9 @@ class FakeTelegramServer:
             "deleteWebhook": self._delete_webhook,
             "getWebhookInfo": self._get_webhook_info,
             "getUpdates": self._get_updates,
+            "getFile": self._get_file,
         }
+        self._files: dict[str, tuple[str, bytes]] = {}
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -415,6 +417,7 @@ class FakeTelegramServer:
         self._spec = require_spec()
         self._closing = asyncio.Event()
         app = web.Application(client_max_size=50 * 1024 * 1024)
+        app.router.add_get("/file/bot{token}/{path:.+}", self._download)
         app.router.add_route("*", "/{tail:.*}", self._handle)
         # Short shutdown: a hung or long-polling request must not hold the test's teardown.
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
@@ -531,6 +534,15 @@ class FakeTelegramServer:
 
     def unblock(self, chat_id: ChatId) -> None:
         self._blocked.discard(str(chat_id).lower())
+
+    def add_file(self, file_id: str, content: bytes, *, file_path: str | None = None) -> None:
+        """Make a file downloadable as Telegram does: getFile, then the file host."""
+        self._files[file_id] = (file_path or f"documents/{file_id[-8:]}.bin", content)
+
+    @property
+    def file_base_url(self) -> str:
+        """What PTB's `base_file_url` should be (the token is appended)."""
+        return f"{self.url}/file/bot"
 
     def set_result(self, method: str, result: object) -> None:
         """Answer every valid call of `method` with this result.
@@ -773,6 +785,27 @@ class FakeTelegramServer:
 
     async def _get_me(self, params: dict[str, Any]) -> object:
         return self.bot_user
+
+    async def _get_file(self, params: dict[str, Any]) -> object:
+        stored = self._files.get(params["file_id"])
+        if stored is None:
+            raise _ApiError(400, "Bad Request: invalid file_id")
+        path, content = stored
+        return {
+            "file_id": params["file_id"],
+            "file_unique_id": "U" + params["file_id"][-12:],
+            "file_size": len(content),
+            "file_path": path,
+        }
+
+    async def _download(self, request: web.Request) -> web.Response:
+        """Telegram's file host: `/file/bot<token>/<file_path>` (what PTB downloads from)."""
+        if request.match_info["token"] != self.token:
+            return web.Response(status=401)
+        for path, content in self._files.values():
+            if path == request.match_info["path"]:
+                return web.Response(body=content, content_type="application/octet-stream")
+        return web.Response(status=404)
 
     async def _send_message(self, params: dict[str, Any]) -> object:
         chat = self._chat(params["chat_id"])

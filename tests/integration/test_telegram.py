@@ -335,3 +335,40 @@ async def test_one_chat_is_paced_without_holding_up_others(
     assert second.state == OutboxState.PENDING
     assert second.attempts == 0
     assert second.next_attempt_at <= datetime.now(UTC) + timedelta(seconds=1)
+
+
+async def agent_headers(client: TestClient[Any, Any]) -> dict[str, str]:
+    _, token = await client.app[DESK].add_agent("Carla")
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def test_an_agent_can_open_a_photo_the_lead_sent(
+    client: TestClient[Any, Any], tg: FakeTelegramServer
+) -> None:
+    update = recorded("message_photo_caption")
+    file_id = update["message"]["photo"][-1]["file_id"]
+    tg.add_file(file_id, b"\xff\xd8\xff photo bytes", file_path="photos/file_7.jpg")
+    assert await deliver(client, update) == 200
+    async with client.app[DATABASE].session() as session:
+        message = (await session.execute(select(Message))).scalars().first()
+    assert message is not None
+    headers = await agent_headers(client)
+    response = await client.get(f"/api/messages/{message.id}/media/0", headers=headers)
+    assert response.status == 200
+    assert await response.read() == b"\xff\xd8\xff photo bytes"
+    assert response.content_type == "image/jpeg"
+    assert (await client.get(f"/api/messages/{message.id}/media/1", headers=headers)).status == 404
+
+
+async def test_a_file_telegram_no_longer_has_is_404(
+    client: TestClient[Any, Any], tg: FakeTelegramServer
+) -> None:
+    assert await deliver(client, recorded("message_document")) == 200
+    async with client.app[DATABASE].session() as session:
+        message = (await session.execute(select(Message))).scalars().first()
+    assert message is not None
+    response = await client.get(
+        f"/api/messages/{message.id}/media/0", headers=await agent_headers(client)
+    )
+    assert response.status == 404
+    assert tg.failures  # the fake said "invalid file_id"

@@ -411,3 +411,55 @@ async def test_our_create_request_matches_twilios_api_description(prism: PrismMo
     finally:
         await sender.close()
     assert receipt.channel_message_id  # Prism validated the request and answered 201
+
+
+async def agent_headers(client: TestClient[Any, Any]) -> dict[str, str]:
+    _, token = await client.app[DESK].add_agent("Carla")
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def stored_message(client: TestClient[Any, Any]) -> Message:
+    async with client.app[DATABASE].session() as session:
+        message = (await session.execute(select(Message).order_by(Message.id))).scalars().first()
+    assert message is not None
+    return message
+
+
+async def test_an_agent_can_open_media_from_twilio(
+    client: TestClient[Any, Any], tw: FakeTwilioServer
+) -> None:
+    params = tw.inbound_whatsapp_params(ANA, "mi INE", media_types=("image/jpeg",))
+    assert (await post(client, tw, params)).status == 200
+    message = await stored_message(client)
+    response = await client.get(
+        f"/api/messages/{message.id}/media/0", headers=await agent_headers(client)
+    )
+    assert response.status == 200
+    assert response.content_type == "image/jpeg"
+    assert await response.read()
+    media_requests = [r for r in tw.requests if r.route == "media"]
+    assert media_requests and all(r.auth_ok for r in media_requests)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254/latest/meta-data/iam/",  # cloud metadata
+        "http://127.0.0.1:5432/",  # something local
+        "https://evil.example.com/2010-04-01/Accounts/AC00000000000000000000000000000001/x",
+        "https://api.twilio.com/2010-04-01/Accounts/AC99999999999999999999999999999999/Media/1",
+    ],
+)
+async def test_media_urls_outside_twilio_are_never_fetched(
+    client: TestClient[Any, Any], tw: FakeTwilioServer, url: str
+) -> None:
+    params = tw.inbound_whatsapp_params(ANA, "", NumMedia="1", MediaUrl0=url)
+    params["MediaContentType0"] = "image/jpeg"
+    assert (await post(client, tw, params)).status == 200
+    message = await stored_message(client)
+    assert message.media[0]["ref"] == url  # kept as the reference Twilio gave
+    response = await client.get(
+        f"/api/messages/{message.id}/media/0", headers=await agent_headers(client)
+    )
+    assert response.status == 404
+    assert "not a Twilio media URL" in (await response.json())["error"]
