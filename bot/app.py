@@ -14,12 +14,15 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from telegram.request import HTTPXRequest
 
 from bot import api, metrics, nlu
+from bot.calendar import Calendar, Hours, KindWords
 from bot.channel import Channel, MediaSource, Sender
 from bot.engine import Engine, LeadRules
 from bot.errors import ConfigError, ConflictError, NotFound, SchemaOutdated, WebhookRejected
+from bot.followup import Followup
 from bot.handoff import Desk
-from bot.keys import DATABASE, DESK, DISPATCHER, ENGINE, MEDIA, SETTINGS
+from bot.keys import DATABASE, DESK, DISPATCHER, ENGINE, MEDIA, SCHEDULER, SETTINGS
 from bot.outbox import Dispatcher
+from bot.scheduler import Scheduler
 from bot.scripts import Renderer
 from bot.settings import Settings
 from bot.transcripts import Transcripts
@@ -74,7 +77,12 @@ def create_app(
             "asesor": "un asesor",
         },
     )
-    renderer.check(tuple(catalogue.intents))
+    sequence_scripts = tuple(
+        step.message or step.task or ""
+        for sequence in settings.sequences.values()
+        for step in sequence.steps
+    )
+    renderer.check((*catalogue.intents, *sequence_scripts))
 
     hub = WebchatHub()
     channel_senders: dict[Channel, Sender] = {Channel.WEBCHAT: WebchatSender(hub)}
@@ -103,9 +111,24 @@ def create_app(
             hub.notify(recipient)  # the open chat page collects it now
 
     dispatcher = Dispatcher(db, channel_senders, settings.outbox, on_sent=sent)
-    engine = Engine(
-        db, matcher, renderer, LeadRules.from_settings(settings), on_commit=dispatcher.wake
+    followup = Followup(
+        settings,
+        renderer,
+        notify_telegram=_telegram_notifier(telegram_bot) if telegram_bot is not None else None,
     )
+    engine = Engine(
+        db,
+        matcher,
+        renderer,
+        LeadRules.from_settings(settings),
+        calendar=Calendar(
+            Hours(settings.scheduling, settings.business.tz), settings.scheduling.offer
+        ),
+        followup=followup,
+        kinds=KindWords(settings.scheduling.kind_words),
+        on_commit=dispatcher.wake,
+    )
+    scheduler = Scheduler(db, followup, settings, on_commit=dispatcher.wake)
 
     app = web.Application(
         client_max_size=settings.server.max_body_bytes, middlewares=[errors, api.authenticate]
@@ -115,6 +138,7 @@ def create_app(
     app[DATABASE] = db
     app[ENGINE] = engine
     app[DISPATCHER] = dispatcher
+    app[SCHEDULER] = scheduler
     app[DESK] = Desk(
         db,
         on_commit=dispatcher.wake,
@@ -129,6 +153,7 @@ def create_app(
         app[TWILIO_SENDER] = twilio
         app.cleanup_ctx.append(_twilio_session)
     app.cleanup_ctx.append(_dispatching)
+    app.cleanup_ctx.append(_scheduling)
 
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
@@ -276,6 +301,20 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await db.dispose()
+
+
+async def _scheduling(app: web.Application) -> AsyncIterator[None]:
+    scheduler = app[SCHEDULER]
+    scheduler.start()
+    yield
+    await scheduler.stop()
+
+
+def _telegram_notifier(bot: telegram.Bot) -> Any:
+    async def notify(chat_id: int, text: str) -> None:
+        await bot.send_message(chat_id=chat_id, text=text)
+
+    return notify
 
 
 async def _dispatching(app: web.Application) -> AsyncIterator[None]:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
+
+from bot.channel import Button
 
 
 @dataclass(frozen=True, slots=True)
@@ -12,6 +15,7 @@ class Reply:
 
     script: str
     values: dict[str, str] = field(default_factory=dict)
+    buttons: tuple[Button, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,4 +51,40 @@ class Remember:
     context: dict[str, Any]
 
 
-Effect = Reply | AskWhich | EnqueueHandoff | OptOut | Rescore | Remember
+@dataclass(frozen=True, slots=True)
+class BookAppointment:
+    """Book the slot and send `confirmation`. Two leads may confirm one slot at the same
+    moment; the one that loses is told it was just taken instead."""
+
+    at: datetime
+    agent_id: int | None
+    kind: str
+    confirmation: Reply
+
+
+@dataclass(frozen=True, slots=True)
+class MoveAppointment:
+    """Move the appointment and send `confirmation` (or "just taken", as for booking)."""
+
+    appointment_id: int
+    at: datetime
+    agent_id: int | None
+    confirmation: Reply
+
+
+@dataclass(frozen=True, slots=True)
+class CancelAppointment:
+    appointment_id: int
+
+
+Effect = (
+    Reply
+    | AskWhich
+    | EnqueueHandoff
+    | OptOut
+    | Rescore
+    | Remember
+    | BookAppointment
+    | MoveAppointment
+    | CancelAppointment
+)

@@ -13,12 +13,14 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.exc import IntegrityError
 
 from bot import metrics, outbox
+from bot.booking import SLOT_PREFIX, AppointmentView, SchedulingView, time_request
+from bot.calendar import Calendar, KindWords
 from bot.channel import (
     Button,
     DeliveryUpdate,
@@ -29,7 +31,19 @@ from bot.channel import (
     Outcome,
     ReachabilityChanged,
 )
-from bot.effects import AskWhich, Effect, EnqueueHandoff, OptOut, Remember, Reply, Rescore
+from bot.effects import (
+    AskWhich,
+    BookAppointment,
+    CancelAppointment,
+    Effect,
+    EnqueueHandoff,
+    MoveAppointment,
+    OptOut,
+    Remember,
+    Reply,
+    Rescore,
+)
+from bot.followup import Followup
 from bot.phones import spellings
 from bot.policy import ConversationView, InboundView, LeadView, Rules, decide
 from bot.scripts import Renderer
@@ -37,6 +51,7 @@ from bot.settings import Settings
 from intents.model import NONE, NluResult
 from storage.db import Database
 from storage.models import (
+    AppointmentState,
     Author,
     ChannelIdentity,
     Conversation,
@@ -93,12 +108,18 @@ class LeadRules:
             handoff_priority=settings.handoff.priority,
             hot_bonus=settings.handoff.hot_bonus,
             policy=Rules(
-                miss_limit=settings.conversation.miss_limit, points=settings.scoring.points
+                miss_limit=settings.conversation.miss_limit,
+                points=settings.scoring.points,
+                default_kind=settings.scheduling.default_kind,
             ),
         )
 
     def tier(self, score: int) -> str:
         return next((tier for tier, low in self.tiers.items() if score >= low), "disqualified")
+
+
+_TAKEN = Reply("schedule.taken")
+_ASK_AGAIN = {"stage": "time", "intent": "schedule.book", "day": None, "clock": None}
 
 
 class _RaceLost(Exception):
@@ -117,12 +138,18 @@ class Engine:
         renderer: Renderer,
         rules: LeadRules,
         *,
+        calendar: Calendar,
+        followup: Followup,
+        kinds: KindWords,
         on_commit: Callable[[], None] = lambda: None,
     ) -> None:
         self.db = db
         self.matcher = matcher
         self.renderer = renderer
         self.rules = rules
+        self.calendar = calendar
+        self.followup = followup
+        self.kinds = kinds
         self.on_commit = on_commit
 
     async def receive(self, event: InboundEvent) -> Outcome:
@@ -159,8 +186,9 @@ class Engine:
         now = utcnow()
         async with UnitOfWork(self.db) as uow:
             conversation = await uow.conversations.for_sender(event.channel, event.sender_id)
+            new_lead = False
             if conversation is None:
-                conversation = await self._first_contact(uow, event, now)
+                conversation, new_lead = await self._first_contact(uow, event, now)
             lead = conversation.lead
             # PostgreSQL text cannot hold NUL; nobody types one on purpose.
             stored_text = event.text.replace("\x00", "")
@@ -195,6 +223,11 @@ class Engine:
 
             lead.last_activity_at = now
             conversation.last_inbound_at = min(event.sent_at, now)
+            if new_lead:
+                await self.followup.enter(uow, lead, now, tier=lead.tier)
+            elif lead.sequence_run_id is not None:
+                # The lead wrote: the follow-up sequence has done its job.
+                await self.followup.leave(uow, lead, "replied", now)
             if event.sender_name and not lead.name:
                 lead.name = event.sender_name[:200]
             if event.source and lead.source in (None, event.channel.value):
@@ -228,13 +261,15 @@ class Engine:
 
     async def _first_contact(
         self, uow: UnitOfWork, event: InboundMessage, now: datetime
-    ) -> Conversation:
-        """The lead, identity and conversation of a sender new to this channel."""
+    ) -> tuple[Conversation, bool]:
+        """The lead, identity and conversation of a sender new to this channel; True when the
+        lead is new too (not known by phone from another channel)."""
         lead = None
         if event.sender_phone:
             # One person is one lead: a number already known from another channel or an
             # import (in any of its spellings) joins this identity to that lead.
             lead = await uow.leads.by_phone(spellings(event.sender_phone))
+        created = lead is None
         if lead is None:
             lead = await uow.leads.add(
                 Lead(
@@ -265,7 +300,7 @@ class Engine:
             raise _RaceLost
         identity = await uow.session.get(ChannelIdentity, identity_id)
         assert identity is not None
-        return await uow.conversations.add(
+        conversation = await uow.conversations.add(
             Conversation(
                 lead=lead,
                 identity=identity,
@@ -275,6 +310,7 @@ class Engine:
                 created_at=now,
             )
         )
+        return conversation, created
 
     async def _converse(
         self,
@@ -286,19 +322,24 @@ class Engine:
         message_id: int,
         now: datetime,
     ) -> list[InlineReply]:
+        understood = nlu or NluResult(NONE, 0.0)
+        context = dict(conversation.context)
+        schedule = await self._schedule(uow, event, understood, context, lead, now)
         effects = decide(
-            ConversationView(conversation.state, dict(conversation.context)),
+            ConversationView(conversation.state, context),
             InboundView(
                 has_text=nlu is not None,
                 has_media=bool(event.media),
                 start=event.start,
                 shared_contact=event.shared_contact,
                 phone_saved=event.sender_phone is not None,
+                choice=event.choice,
             ),
-            nlu or NluResult(NONE, 0.0),
+            understood,
             LeadView(lead.id, lead.name, lead.score, lead.tier),
             now,
             self.rules.policy,
+            schedule,
         )
         replies: list[InlineReply] = []
         for effect in effects:
@@ -307,6 +348,38 @@ class Engine:
         if replies:
             metrics.REPLIES.labels(event.channel).inc(len(replies))
         return replies
+
+    async def _schedule(
+        self,
+        uow: UnitOfWork,
+        event: InboundMessage,
+        nlu: NluResult,
+        context: dict[str, Any],
+        lead: Lead,
+        now: datetime,
+    ) -> SchedulingView | None:
+        """What the booking dialogue needs from the calendar, looked up only when it is in play:
+        the lead's next appointment, and whether the time the message asks for is free."""
+        in_dialogue = "booking" in context or "cancel" in context
+        pressed_slot = bool(event.choice and event.choice.startswith(SLOT_PREFIX))
+        if not (nlu.intent.startswith("schedule.") or in_dialogue or pressed_slot):
+            return None
+        tz = ZoneInfo(lead.timezone)
+        upcoming = await uow.appointments.next_for(lead.id, now)
+        request = time_request(context, nlu, event.choice, now, tz)
+        availability = None
+        if request is not None and request.mention is not None and request.mention.when:
+            availability = await self.calendar.check(uow, lead, request.mention.when, now)
+        return SchedulingView(
+            tz=tz,
+            availability=availability,
+            upcoming=(
+                AppointmentView(upcoming.id, upcoming.starts_at, upcoming.kind)
+                if upcoming
+                else None
+            ),
+            kind=self.kinds.detect(event.text) or self.rules.policy.default_kind,
+        )
 
     async def _apply(
         self,
@@ -346,14 +419,92 @@ class Engine:
                 conversation.context = dict(context)
             case Rescore(delta=delta):
                 lead.score = max(1, min(50, lead.score + delta))
-                lead.tier = self.rules.tier(lead.score)
+                tier = self.rules.tier(lead.score)
+                if tier != lead.tier:
+                    lead.tier = tier
+                    await self.followup.enter(uow, lead, now, tier=tier)
             case OptOut():
                 lead.opted_out_at = now
+                await self.followup.leave(uow, lead, "opted out", now)
                 blocked = await uow.outbox.block_unsent_for_lead(lead.id, outbox.OPTED_OUT, now)
                 log.info("lead_opted_out", extra={"lead_id": lead.id, "blocked": blocked})
             case EnqueueHandoff(reason=reason):
+                await self.followup.leave(uow, lead, "handed off", now)
                 await self._hand_off(uow, conversation, lead, reason, now)
+            case BookAppointment():
+                booked = await self._book(uow, lead, conversation, now, effect)
+                return await self._apply(
+                    uow,
+                    effect.confirmation if booked else _TAKEN,
+                    event,
+                    lead,
+                    conversation,
+                    message_id,
+                    now,
+                )
+            case MoveAppointment():
+                moved = await self._move(uow, effect, now)
+                return await self._apply(
+                    uow,
+                    effect.confirmation if moved else _TAKEN,
+                    event,
+                    lead,
+                    conversation,
+                    message_id,
+                    now,
+                )
+            case CancelAppointment(appointment_id=appointment_id):
+                appointment = await uow.appointments.get(appointment_id)
+                if appointment is not None and appointment.state == AppointmentState.CONFIRMED:
+                    appointment.state = AppointmentState.CANCELLED
+                    appointment.cancelled_at = now
+                    await self.followup.withdraw_reminders(uow, appointment.id, now)
+                    log.info("appointment_cancelled", extra={"appointment_id": appointment.id})
         return None
+
+    async def _book(
+        self,
+        uow: UnitOfWork,
+        lead: Lead,
+        conversation: Conversation,
+        now: datetime,
+        effect: BookAppointment,
+    ) -> bool:
+        """Book the slot; False when another lead took it a moment ago (ask for a new time)."""
+        appointment_id = await uow.appointments.book(
+            {
+                "lead_id": lead.id,
+                "conversation_id": conversation.id,
+                "agent_id": effect.agent_id,
+                "kind": effect.kind,
+                "starts_at": effect.at,
+                "ends_at": effect.at + self.followup.slot,
+                "state": AppointmentState.CONFIRMED,
+                "created_at": now,
+            }
+        )
+        if appointment_id is None:
+            conversation.context = {**conversation.context, "booking": _ASK_AGAIN}
+            return False
+        appointment = await uow.appointments.get(appointment_id)
+        assert appointment is not None
+        await self.followup.plan_reminders(uow, appointment, now)
+        await self.followup.leave(uow, lead, "booked", now)
+        log.info("appointment_booked", extra={"appointment_id": appointment_id, "lead_id": lead.id})
+        return True
+
+    async def _move(self, uow: UnitOfWork, effect: MoveAppointment, now: datetime) -> bool:
+        appointment = await uow.appointments.get(effect.appointment_id)
+        if appointment is None:
+            return False
+        moved = await uow.appointments.move(
+            appointment, effect.at, effect.at + self.followup.slot, effect.agent_id
+        )
+        if moved:
+            await self.followup.withdraw_reminders(uow, appointment.id, now)
+            await self.followup.plan_reminders(uow, appointment, now)
+            log.info("appointment_moved", extra={"appointment_id": appointment.id})
+        return moved
 
     async def _reply(
         self,

@@ -8,6 +8,7 @@ from bot.channel import Channel, MediaSource
 from bot.engine import Engine
 from bot.handoff import Desk
 from bot.outbox import Dispatcher
+from bot.scheduler import Scheduler
 from bot.settings import Settings
 from storage.db import Database
 
@@ -16,4 +17,5 @@ DATABASE = web.AppKey("database", Database)
 ENGINE = web.AppKey("engine", Engine)
 DESK = web.AppKey("desk", Desk)
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
+SCHEDULER = web.AppKey("scheduler", Scheduler)
 MEDIA: web.AppKey[dict[Channel, MediaSource]] = web.AppKey("media")

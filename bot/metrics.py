@@ -23,3 +23,9 @@ ENGINE_LATENCY = Histogram(
     ["channel"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
+ACTIONS = Counter("seguibot_actions_total", "Scheduled actions handled", ["kind", "result"])
+ACTION_LATENESS = Histogram(
+    "seguibot_action_lateness_seconds",
+    "How long after its due time a scheduled action fired",
+    buckets=(0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0),
+)

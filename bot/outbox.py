@@ -62,6 +62,7 @@ async def stage(
     buttons: tuple[Button, ...] = (),
     template: Template | None = None,
     optout_confirmation: bool = False,
+    cancel_on_reply: bool = False,
     delivered_inline: bool = False,
 ) -> int:
     """Record an outgoing message and its outbox row in the caller's transaction; its id.
@@ -107,6 +108,7 @@ async def stage(
                 "recipient": conversation.identity.external_id,
                 "extras": extras,
                 "optout_confirmation": optout_confirmation,
+                "cancel_on_reply": cancel_on_reply,
                 "state": OutboxState.DONE if delivered_inline else OutboxState.PENDING,
                 "attempts": 0,
                 "next_attempt_at": now,

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from bot.booking import SchedulingView, decide_booking
 from bot.effects import AskWhich, Effect, EnqueueHandoff, OptOut, Remember, Reply, Rescore
 from intents.model import NONE, NluResult
 from storage.models import ConversationState
@@ -38,6 +39,7 @@ class InboundView:
     has_text: bool
     has_media: bool = False
     start: bool = False  # opened the chat from a link or the start button
+    choice: str | None = None  # the payload of the button pressed, if any
     shared_contact: bool = False
     phone_saved: bool = False  # the shared contact was the lead's own number, now on record
 
@@ -48,6 +50,7 @@ class Rules:
 
     miss_limit: int = 2
     points: Mapping[str, int] = field(default_factory=dict)
+    default_kind: str = "call"
 
 
 def decide(
@@ -57,8 +60,14 @@ def decide(
     lead: LeadView,
     now: datetime,
     rules: Rules,
+    schedule: SchedulingView | None = None,
 ) -> list[Effect]:
-    """Decide the effects of one inbound message in a conversation the bot owns."""
+    """Decide the effects of one inbound message in a conversation the bot owns.
+
+    `schedule` carries what the engine looked up in the calendar for this message (the
+    lead's next appointment, whether the time asked for is free); without it the booking
+    dialogue is off.
+    """
     if lead.opted_out or conversation.state in (ConversationState.WAITING, ConversationState.AGENT):
         return []
     if inbound.shared_contact:
@@ -74,13 +83,7 @@ def decide(
 
     if nlu.intent == "optout":
         return [OptOut(), Reply("optout.confirm")]
-    if nlu.intent == NONE:
-        return effects + _not_understood(conversation, rules)
-
     memory = {**conversation.context, "misses": 0}
-    if nlu.ambiguous and len(nlu.candidates) >= 2:
-        first, second = nlu.candidates[0][0], nlu.candidates[1][0]
-        return [*effects, Remember(memory), AskWhich((first, second))]
     if nlu.intent == "handoff.human":
         return [
             *effects,
@@ -88,6 +91,18 @@ def decide(
             EnqueueHandoff("handoff.human"),
             Reply("handoff.waiting"),
         ]
+    if schedule is not None:
+        booking = decide_booking(
+            memory, nlu, inbound.choice, schedule, now, default_kind=rules.default_kind
+        )
+        if booking is not None:
+            return effects + booking
+    if nlu.intent == NONE:
+        return effects + _not_understood(conversation, rules)
+
+    if nlu.ambiguous and len(nlu.candidates) >= 2:
+        first, second = nlu.candidates[0][0], nlu.candidates[1][0]
+        return [*effects, Remember(memory), AskWhich((first, second))]
     if nlu.intent == "buy.intent":
         # A human closes the sale: say so with the buy script, then queue it with priority.
         return [*effects, Remember(memory), Reply("buy.intent"), EnqueueHandoff("buy.intent")]

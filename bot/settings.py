@@ -16,6 +16,7 @@ import json
 import os
 import re
 from collections.abc import Mapping
+from datetime import date, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -156,6 +157,121 @@ class HandoffSettings(_Section):
     hot_bonus: int
 
 
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_CLOCK = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+_SPAN = re.compile(r"^(\d+)([mhd])$")
+
+
+def _clock(value: str) -> time:
+    if not _CLOCK.match(value):
+        raise ValueError(f"{value!r} is not a time of day like 09:00")
+    return time.fromisoformat(value)
+
+
+def parse_span(value: str) -> timedelta:
+    """ "30m", "2h", "3d" -> a timedelta."""
+    match = _SPAN.match(value)
+    if match is None:
+        raise ValueError(f"{value!r} is not a span like 30m, 2h or 3d")
+    unit = {"m": "minutes", "h": "hours", "d": "days"}[match[2]]
+    return timedelta(**{unit: int(match[1])})
+
+
+class SchedulingSettings(_Section):
+    hours: dict[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"], list[str]]
+    holidays: list[date]
+    slot_minutes: PositiveInt
+    buffer_minutes: Annotated[int, Field(ge=0)]
+    min_notice_minutes: Annotated[int, Field(ge=0)]
+    horizon_days: PositiveInt
+    offer: PositiveInt
+    default_kind: Literal["call", "meeting", "visit"]
+    kind_words: dict[Literal["call", "meeting", "visit"], list[str]]
+    quiet_hours: list[str]
+    poll_seconds: PositiveFloat
+    batch_size: PositiveInt
+
+    @field_validator("hours")
+    @classmethod
+    def _hours(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for day, span in value.items():
+            if span and (len(span) != 2 or _clock(span[0]) >= _clock(span[1])):
+                raise ValueError(f"{day}: use [] or [opening, closing] like [09:00, 19:00]")
+        return value
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet(cls, value: list[str]) -> list[str]:
+        if value and (len(value) != 2 or any(_clock(v) is None for v in value)):
+            raise ValueError("use [] or [start, end] like [21:00, 08:00]")
+        return value
+
+    def opening(self, weekday: int) -> tuple[time, time] | None:
+        span = self.hours.get(WEEKDAYS[weekday]) or []  # type: ignore[call-overload]
+        return (_clock(span[0]), _clock(span[1])) if span else None
+
+    @property
+    def quiet(self) -> tuple[time, time] | None:
+        return (
+            (_clock(self.quiet_hours[0]), _clock(self.quiet_hours[1])) if self.quiet_hours else None
+        )
+
+
+class RemindersSettings(_Section):
+    lead_minutes: list[PositiveInt]
+    agent_minutes: list[PositiveInt]
+
+
+class TasksSettings(_Section):
+    idle_days: PositiveInt
+    sweep_at: str
+    overdue_after_hours: PositiveInt
+
+    @field_validator("sweep_at")
+    @classmethod
+    def _sweep_at(cls, value: str) -> str:
+        _clock(value)
+        return value
+
+
+class SequenceStep(_Section):
+    after: str
+    message: str | None = None
+    task: str | None = None
+
+    @field_validator("after")
+    @classmethod
+    def _after(cls, value: str) -> str:
+        parse_span(value)
+        return value
+
+    @model_validator(mode="after")
+    def _one_action(self) -> SequenceStep:
+        if (self.message is None) == (self.task is None):
+            raise ValueError("a step has either `message` or `task` (a script id)")
+        return self
+
+    @property
+    def delay(self) -> timedelta:
+        return parse_span(self.after)
+
+
+class SequenceEntry(_Section):
+    tier: Literal["hot", "warm", "cold", "disqualified"] | None = None
+    stage: str | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> SequenceEntry:
+        if (self.tier is None) == (self.stage is None):
+            raise ValueError("`enter` names either a tier or a stage")
+        return self
+
+
+class SequenceSettings(_Section):
+    enter: SequenceEntry
+    steps: Annotated[list[SequenceStep], Field(min_length=1)]
+
+
 class OutboxSettings(_Section):
     poll_interval: PositiveFloat
     batch_size: PositiveInt
@@ -235,6 +351,10 @@ class Settings(_Section):
     scoring: ScoringSettings
     pipeline: PipelineSettings
     handoff: HandoffSettings
+    scheduling: SchedulingSettings
+    reminders: RemindersSettings
+    tasks: TasksSettings
+    sequences: dict[str, SequenceSettings]
     outbox: OutboxSettings
     media: MediaSettings
     webchat: WebchatSettings

@@ -32,8 +32,12 @@ from intents.normalize import Normalizer, default_normalizer
 DEFAULT_SCRIPTS = Path(__file__).parent / "scripts" / "es.yaml"
 
 # Placeholders the service can fill; anything else in braces is a typo the prospect would see.
-# {a} and {b} are the two intents' labels in "clarify.which".
-PLACEHOLDERS = frozenset({"nombre", "producto", "negocio", "asesor", "a", "b"})
+# {a} and {b} are the two intents' labels in "clarify.which"; {fecha}, {dia}, {tipo}, {opciones},
+# {dias} and {tarea} come from the agenda, reminders and tasks.
+PLACEHOLDERS = frozenset(
+    {"nombre", "producto", "negocio", "asesor", "a", "b"}
+    | {"fecha", "dia", "tipo", "opciones", "dias", "tarea"}
+)
 _INTENT_ID = re.compile(r"^[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)*$")
 _INTENT_KEYS = frozenset({"label", "examples", "replies"})
 _STR_TAG = "tag:yaml.org,2002:str"

@@ -22,7 +22,9 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     false,
+    func,
 )
+from sqlalchemy import text as sql
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -122,6 +124,33 @@ class HandoffState(StrEnum):
     DONE = "done"
 
 
+class AppointmentKind(StrEnum):
+    CALL = "call"
+    MEETING = "meeting"
+    VISIT = "visit"
+
+
+class AppointmentState(StrEnum):
+    CONFIRMED = "confirmed"
+    CANCELLED = "cancelled"
+    DONE = "done"
+    NO_SHOW = "no_show"
+
+
+class ActionState(StrEnum):
+    PENDING = "pending"
+    DONE = "done"
+    SKIPPED = "skipped"  # came due when it no longer made sense (its appointment passed)
+    CANCELLED = "cancelled"  # withdrawn before it came due (the lead replied, the date moved)
+    FAILED = "failed"
+
+
+class SequenceState(StrEnum):
+    ACTIVE = "active"
+    STOPPED = "stopped"
+    COMPLETED = "completed"
+
+
 class AgentRole(StrEnum):
     AGENT = "agent"
     ADMIN = "admin"
@@ -141,6 +170,8 @@ class Agent(Base):
     # sha256 of the agent's API token; the token itself is shown once and never stored.
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # The agent's own Telegram chat with the bot, for reminders; None = console/API only.
+    telegram_chat_id: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -157,6 +188,10 @@ class Lead(Base):
     owner_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
     timezone: Mapped[str] = mapped_column(String(64))
     opted_out_at: Mapped[datetime | None]
+    # The follow-up sequence the lead is in now, if any (its run row holds the history).
+    sequence_run_id: Mapped[int | None] = mapped_column(
+        ForeignKey("sequence_runs.id", ondelete="SET NULL", use_alter=True)
+    )
     first_contact_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_activity_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -266,6 +301,8 @@ class OutboxItem(Base):
     extras: Mapped[dict[str, Any]] = mapped_column(default=dict)
     # The opt-out confirmation is the one message an opted-out lead still gets.
     optout_confirmation: Mapped[bool] = mapped_column(Boolean, default=False)
+    # A follow-up nudge: pointless once the lead has written, so a reply withdraws it.
+    cancel_on_reply: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     state: Mapped[OutboxState] = mapped_column(String(16), default=OutboxState.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     # An attempt may have reached the channel without us learning so (timeout, crash).
@@ -305,3 +342,115 @@ class Handoff(Base):
     conversation: Mapped[Conversation] = relationship(lazy="joined")
 
     __table_args__ = (Index("ix_handoffs_state_priority", "state", "priority", "requested_at"),)
+
+
+class Appointment(Base):
+    """A booked call, meeting or visit with a lead, held by one agent (or the team)."""
+
+    __tablename__ = "appointments"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"), index=True)
+    conversation_id: Mapped[int | None] = mapped_column(
+        ForeignKey("conversations.id", ondelete="SET NULL")
+    )
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
+    kind: Mapped[AppointmentKind] = mapped_column(String(16))
+    starts_at: Mapped[datetime] = mapped_column()
+    ends_at: Mapped[datetime] = mapped_column()
+    state: Mapped[AppointmentState] = mapped_column(String(16), default=AppointmentState.CONFIRMED)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    cancelled_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        # One agent, one slot: two leads confirming the same slot at once cannot both win.
+        # Slots sit on a fixed grid, so equal starts are the only way two can overlap.
+        Index(
+            "uq_appointments_agent_slot",
+            func.coalesce(agent_id, 0),
+            starts_at,
+            unique=True,
+            postgresql_where=sql("state = 'confirmed'"),
+            sqlite_where=sql("state = 'confirmed'"),
+        ),
+        Index("ix_appointments_starts_at", "starts_at"),
+    )
+
+
+class ScheduledAction(Base):
+    """Time-driven work, stored before it is due: fired once, by whichever process claims it."""
+
+    __tablename__ = "scheduled_actions"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    due_at: Mapped[datetime]
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    state: Mapped[ActionState] = mapped_column(String(16), default=ActionState.PENDING)
+    lead_id: Mapped[int | None] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"))
+    appointment_id: Mapped[int | None] = mapped_column(
+        ForeignKey("appointments.id", ondelete="CASCADE")
+    )
+    sequence_run_id: Mapped[int | None] = mapped_column(
+        ForeignKey("sequence_runs.id", ondelete="CASCADE")
+    )
+    # Makes a recurring action (the daily sweep) unique per occurrence across processes.
+    dedupe_key: Mapped[str | None] = mapped_column(String(64), unique=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    fired_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        Index("ix_scheduled_actions_state_due_at", "state", "due_at"),
+        Index("ix_scheduled_actions_lead_id", "lead_id"),
+        Index("ix_scheduled_actions_appointment_id", "appointment_id"),
+    )
+
+
+class SequenceRun(Base):
+    """A lead going through a follow-up sequence, step by step."""
+
+    __tablename__ = "sequence_runs"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"), index=True)
+    sequence: Mapped[str] = mapped_column(String(64))
+    state: Mapped[SequenceState] = mapped_column(String(16), default=SequenceState.ACTIVE)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    ended_at: Mapped[datetime | None]
+    stop_reason: Mapped[str | None] = mapped_column(String(32))
+
+
+class Task(Base):
+    """Something an agent must do for a lead, by a due time (seed 002)."""
+
+    __tablename__ = "tasks"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    lead_id: Mapped[int | None] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"))
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
+    title: Mapped[str] = mapped_column(String(200))
+    priority: Mapped[str] = mapped_column(String(8), default="normal")  # alta | normal | baja
+    due_at: Mapped[datetime]
+    done_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (Index("ix_tasks_owner_id_due_at", "owner_id", "due_at"),)
+
+
+class Notification(Base):
+    """Something an agent should see now: shown in the console and API, and sent to the
+    agent's Telegram chat when linked."""
+
+    __tablename__ = "notifications"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32))
+    text: Mapped[str] = mapped_column(Text)
+    lead_id: Mapped[int | None] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    read_at: Mapped[datetime | None]
+
+    __table_args__ = (Index("ix_notifications_agent_id_id", "agent_id", "id"),)

@@ -9,12 +9,16 @@ from typing import Any, cast
 
 from sqlalchemy import Table, and_, bindparam, exists, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.dml import ReturningInsert
 
 from storage.models import (
+    ActionState,
     Agent,
+    Appointment,
+    AppointmentState,
     Author,
     Base,
     Channel,
@@ -28,8 +32,13 @@ from storage.models import (
     Lead,
     LeadPhone,
     Message,
+    Notification,
     OutboxItem,
     OutboxState,
+    ScheduledAction,
+    SequenceRun,
+    SequenceState,
+    Task,
 )
 
 # Statements on the engine's hot path are built once and executed with parameters: building
@@ -59,6 +68,8 @@ async def insert_ignoring_conflict(
 _MESSAGES = cast(Table, Message.__table__)
 _INSERT_MESSAGE = insert(_MESSAGES).returning(_MESSAGES.c.id)
 _INSERT_OUTBOX = insert(cast(Table, OutboxItem.__table__))
+_APPOINTMENTS = cast(Table, Appointment.__table__)
+_INSERT_APPOINTMENT = insert(_APPOINTMENTS).returning(_APPOINTMENTS.c.id)
 _CONVERSATION_OF_SENDER = (
     select(Conversation)
     .join(ChannelIdentity)
@@ -132,6 +143,16 @@ class Conversations:
         self.session.add(conversation)
         await self.session.flush()
         return conversation
+
+    async def latest_for_lead(self, lead_id: int) -> Conversation | None:
+        """Where to write to a lead first: the conversation they last wrote in."""
+        statement = (
+            select(Conversation)
+            .where(Conversation.lead_id == lead_id)
+            .order_by(Conversation.last_inbound_at.desc().nulls_last(), Conversation.id.desc())
+            .limit(1)
+        )
+        return (await self.session.execute(statement)).scalar_one_or_none()
 
     async def for_sender(self, channel: Channel, external_id: str) -> Conversation | None:
         """The conversation with its lead and identity, in one query (the engine's hot path)."""
@@ -278,13 +299,20 @@ class Outbox:
 
     async def block_unsent_for_lead(self, lead_id: int, reason: str, now: datetime) -> int:
         """Stop every message still waiting for this lead, except the opt-out confirmation."""
+        return await self._block(
+            reason, now, OutboxItem.lead_id == lead_id, OutboxItem.optout_confirmation.is_(False)
+        )
+
+    async def withdraw_nudges(self, lead_id: int, reason: str, now: datetime) -> int:
+        """Stop the follow-up nudges still waiting for this lead (they replied meanwhile)."""
+        return await self._block(
+            reason, now, OutboxItem.lead_id == lead_id, OutboxItem.cancel_on_reply.is_(True)
+        )
+
+    async def _block(self, reason: str, now: datetime, *where: Any) -> int:
         statement = (
             select(OutboxItem)
-            .where(
-                OutboxItem.lead_id == lead_id,
-                OutboxItem.state == OutboxState.PENDING,
-                OutboxItem.optout_confirmation.is_(False),
-            )
+            .where(OutboxItem.state == OutboxState.PENDING, *where)
             .with_for_update()
         )
         items = list((await self.session.execute(statement)).scalars().unique())
@@ -377,3 +405,187 @@ class Agents:
 
     async def all(self) -> list[Agent]:
         return list((await self.session.execute(select(Agent).order_by(Agent.id))).scalars())
+
+
+class Appointments:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, appointment_id: int) -> Appointment | None:
+        return await self.session.get(Appointment, appointment_id)
+
+    async def next_for(self, lead_id: int, now: datetime) -> Appointment | None:
+        statement = (
+            select(Appointment)
+            .where(
+                Appointment.lead_id == lead_id,
+                Appointment.state == AppointmentState.CONFIRMED,
+                Appointment.starts_at >= now,
+            )
+            .order_by(Appointment.starts_at)
+            .limit(1)
+        )
+        return (await self.session.execute(statement)).scalar_one_or_none()
+
+    async def book(self, values: dict[str, Any]) -> int | None:
+        """The new appointment's id, or None when the slot was taken meanwhile.
+
+        A savepoint keeps the surrounding transaction (the lead's message) intact when the
+        unique slot index refuses the row.
+        """
+        try:
+            async with self.session.begin_nested():
+                result = await self.session.execute(_INSERT_APPOINTMENT, values)
+                return int(result.scalar_one())
+        except IntegrityError:
+            return None
+
+    async def move(
+        self, appointment: Appointment, at: datetime, ends_at: datetime, agent_id: int | None
+    ) -> bool:
+        """Move to another slot; False when that slot was taken meanwhile."""
+        try:
+            async with self.session.begin_nested():
+                appointment.starts_at, appointment.ends_at = at, ends_at
+                appointment.agent_id = agent_id
+                await self.session.flush()
+        except IntegrityError:
+            await self.session.refresh(appointment)
+            return False
+        return True
+
+    async def between(self, start: datetime, end: datetime) -> list[Appointment]:
+        statement = (
+            select(Appointment)
+            .where(
+                Appointment.starts_at >= start,
+                Appointment.starts_at < end,
+                Appointment.state == AppointmentState.CONFIRMED,
+            )
+            .order_by(Appointment.starts_at)
+        )
+        return list((await self.session.execute(statement)).scalars())
+
+
+class Actions:
+    """Scheduled actions: stored first, claimed when due, fired once."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add(self, **values: Any) -> None:
+        self.session.add(ScheduledAction(**values))
+
+    async def add_once(self, values: dict[str, Any]) -> bool:
+        """Add an action keyed by `dedupe_key` unless another process already did."""
+        return (
+            await insert_ignoring_conflict(self.session, ScheduledAction, values, ["dedupe_key"])
+        ) is not None
+
+    async def claim_due(self, now: datetime, limit: int) -> list[ScheduledAction]:
+        """Due actions, locked for this transaction; other processes skip them."""
+        statement = (
+            select(ScheduledAction)
+            .where(ScheduledAction.state == ActionState.PENDING, ScheduledAction.due_at <= now)
+            .order_by(ScheduledAction.due_at, ScheduledAction.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return list((await self.session.execute(statement)).scalars())
+
+    async def withdraw(self, now: datetime, reason: str, **where: Any) -> int:
+        """Cancel pending actions matching `where` (e.g. appointment_id=..., lead_id=...)."""
+        conditions = [getattr(ScheduledAction, key) == value for key, value in where.items()]
+        statement = (
+            update(ScheduledAction)
+            .where(ScheduledAction.state == ActionState.PENDING, *conditions)
+            .values(state=ActionState.CANCELLED, fired_at=now, last_error=reason)
+            .execution_options(synchronize_session=False)
+        )
+        result = await self.session.execute(statement)
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+    async def upcoming(self, now: datetime, limit: int) -> list[ScheduledAction]:
+        statement = (
+            select(ScheduledAction)
+            .where(ScheduledAction.state == ActionState.PENDING)
+            .order_by(ScheduledAction.due_at)
+            .limit(limit)
+        )
+        return list((await self.session.execute(statement)).scalars())
+
+    async def failed(self, limit: int) -> list[ScheduledAction]:
+        statement = (
+            select(ScheduledAction)
+            .where(ScheduledAction.state == ActionState.FAILED)
+            .order_by(ScheduledAction.fired_at.desc())
+            .limit(limit)
+        )
+        return list((await self.session.execute(statement)).scalars())
+
+
+class Sequences:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def start(self, lead_id: int, sequence: str, now: datetime) -> SequenceRun:
+        run = SequenceRun(lead_id=lead_id, sequence=sequence, started_at=now)
+        self.session.add(run)
+        await self.session.flush()
+        return run
+
+    async def locked(self, run_id: int) -> SequenceRun | None:
+        """The run, locked: a step and the lead's reply never pass each other."""
+        statement = select(SequenceRun).where(SequenceRun.id == run_id).with_for_update()
+        return (await self.session.execute(statement)).scalar_one_or_none()
+
+    async def stop(self, run_id: int, reason: str, now: datetime) -> bool:
+        statement = (
+            update(SequenceRun)
+            .where(SequenceRun.id == run_id, SequenceRun.state == SequenceState.ACTIVE)
+            .values(state=SequenceState.STOPPED, ended_at=now, stop_reason=reason)
+            .execution_options(synchronize_session=False)
+        )
+        return bool((await self.session.execute(statement)).rowcount)  # type: ignore[attr-defined]
+
+
+class Tasks:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add(self, task: Task) -> Task:
+        self.session.add(task)
+        await self.session.flush()
+        return task
+
+    async def get(self, task_id: int) -> Task | None:
+        return await self.session.get(Task, task_id)
+
+    async def of(self, owner_id: int | None, *, done: bool = False) -> list[Task]:
+        statement = select(Task).where(
+            Task.done_at.is_not(None) if done else Task.done_at.is_(None)
+        )
+        if owner_id is not None:
+            statement = statement.where(or_(Task.owner_id == owner_id, Task.owner_id.is_(None)))
+        return list((await self.session.execute(statement.order_by(Task.due_at))).scalars())
+
+
+class Notifications:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add(self, notification: Notification) -> Notification:
+        self.session.add(notification)
+        await self.session.flush()
+        return notification
+
+    async def for_agent(
+        self, agent_id: int, *, unread: bool, limit: int = 100
+    ) -> list[Notification]:
+        statement = select(Notification).where(
+            or_(Notification.agent_id == agent_id, Notification.agent_id.is_(None))
+        )
+        if unread:
+            statement = statement.where(Notification.read_at.is_(None))
+        statement = statement.order_by(Notification.id.desc()).limit(limit)
+        return list((await self.session.execute(statement)).scalars())

@@ -8,13 +8,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.db import Database
 from storage.repositories import (
+    Actions,
     Agents,
+    Appointments,
     Conversations,
     Handoffs,
     Identities,
     Leads,
     Messages,
+    Notifications,
     Outbox,
+    Sequences,
+    Tasks,
 )
 
 
@@ -29,6 +34,11 @@ class UnitOfWork:
     outbox: Outbox
     handoffs: Handoffs
     agents: Agents
+    appointments: Appointments
+    actions: Actions
+    sequences: Sequences
+    tasks: Tasks
+    notifications: Notifications
 
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -42,6 +52,11 @@ class UnitOfWork:
         self.outbox = Outbox(self.session)
         self.handoffs = Handoffs(self.session)
         self.agents = Agents(self.session)
+        self.appointments = Appointments(self.session)
+        self.actions = Actions(self.session)
+        self.sequences = Sequences(self.session)
+        self.tasks = Tasks(self.session)
+        self.notifications = Notifications(self.session)
         return self
 
     async def __aexit__(

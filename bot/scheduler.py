@@ -1,0 +1,159 @@
+"""Fires scheduled actions when they come due; APScheduler is the alarm clock.
+
+Every future action is a row first. APScheduler wakes this process every `poll_seconds` (and
+once a day for the sweep); each wake-up claims the due rows (`FOR UPDATE SKIP LOCKED` on
+PostgreSQL, so several `serve` processes share the work and none fires a row twice), fires each
+inside a savepoint, and commits the results together with the claim. After a restart or
+downtime, whatever came due meanwhile is simply due now.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from bot import metrics
+from bot.followup import Followup, Result
+from bot.settings import Settings
+from storage.db import Database, is_unavailable
+from storage.models import ActionState, utcnow
+from storage.uow import UnitOfWork
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 5
+
+
+class Scheduler:
+    """One per process."""
+
+    def __init__(
+        self,
+        db: Database,
+        followup: Followup,
+        settings: Settings,
+        *,
+        on_commit: Callable[[], None] = lambda: None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.db = db
+        self.followup = followup
+        self.settings = settings
+        self.on_commit = on_commit
+        self.clock = clock
+        self._aps: AsyncIOScheduler | None = None
+        self._busy = asyncio.Lock()
+
+    def start(self) -> None:
+        scheduling, tasks = self.settings.scheduling, self.settings.tasks
+        hour, minute = (int(part) for part in tasks.sweep_at.split(":"))
+        aps = AsyncIOScheduler(timezone="UTC")
+        aps.add_job(
+            self.fire_due,
+            IntervalTrigger(seconds=scheduling.poll_seconds),
+            id="fire-due",
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=None,
+        )
+        aps.add_job(
+            self.plan_sweep,
+            CronTrigger(hour=hour, minute=minute, timezone=self.settings.business.tz),
+            id="daily-sweep",
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=None,
+        )
+        # Today's sweep, if the process starts after its hour (or it was missed while down).
+        aps.add_job(self.plan_sweep, id="sweep-at-start")
+        aps.start()
+        self._aps = aps
+
+    async def stop(self) -> None:
+        if self._aps is not None:
+            self._aps.shutdown(wait=False)
+            self._aps = None
+        async with self._busy:  # let a firing in progress commit
+            pass
+
+    async def plan_sweep(self) -> None:
+        now = self.clock()
+        tz = self.settings.business.tz
+        hour, minute = (int(part) for part in self.settings.tasks.sweep_at.split(":"))
+        local = now.astimezone(tz)
+        due = local.replace(hour=hour, minute=minute, second=0, microsecond=0)
+        if due > local:
+            return  # the cron job plans it when the hour comes
+        try:
+            async with UnitOfWork(self.db) as uow:
+                if await self.followup.plan_sweep(uow, due, now):
+                    await uow.commit()
+        except Exception as exc:
+            if not is_unavailable(exc):
+                raise
+            log.warning("sweep_not_planned", extra={"error": type(exc).__name__})
+
+    async def fire_due(self) -> int:
+        """Fire everything due now, batch by batch; returns how many actions were handled."""
+        total = 0
+        async with self._busy:
+            while True:
+                try:
+                    fired = await self._fire_batch()
+                except Exception as exc:
+                    if not is_unavailable(exc):
+                        log.exception("scheduler_batch_failed")
+                    else:
+                        log.warning("scheduler_database_unavailable")
+                    return total
+                total += fired
+                if fired < self.settings.scheduling.batch_size:
+                    return total
+
+    async def _fire_batch(self) -> int:
+        now = self.clock()
+        staged = False
+        async with UnitOfWork(self.db) as uow:
+            actions = await uow.actions.claim_due(now, self.settings.scheduling.batch_size)
+            for action in actions:
+                try:
+                    # A savepoint per action: one that fails leaves the others' work intact.
+                    async with uow.session.begin_nested():
+                        outcome = await self.followup.fire(uow, action, now)
+                except Exception as exc:
+                    # The savepoint's rollback expired the row; read it again before changing it.
+                    await uow.session.refresh(action)
+                    action.attempts += 1
+                    action.last_error = f"{type(exc).__name__}: {exc}"[:500]
+                    if action.attempts >= MAX_ATTEMPTS:
+                        action.state, action.fired_at = ActionState.FAILED, now
+                        log.exception("action_failed", extra={"action_id": action.id})
+                    else:
+                        action.due_at = now + timedelta(seconds=30 * 2**action.attempts)
+                        log.warning(
+                            "action_retry",
+                            extra={"action_id": action.id, "error": type(exc).__name__},
+                        )
+                    metrics.ACTIONS.labels(action.kind, "error").inc()
+                    continue
+                if outcome.result == Result.LATER and outcome.later is not None:
+                    action.due_at = outcome.later
+                else:
+                    action.state = (
+                        ActionState.DONE if outcome.result == Result.DONE else ActionState.SKIPPED
+                    )
+                    action.fired_at = now
+                    action.last_error = outcome.reason
+                    metrics.ACTION_LATENESS.observe(max(0.0, (now - action.due_at).total_seconds()))
+                metrics.ACTIONS.labels(action.kind, outcome.result).inc()
+                staged = staged or outcome.staged
+            await uow.commit()
+        if staged:
+            self.on_commit()
+        return len(actions)
