@@ -13,9 +13,12 @@ For 2 and 3, first under the closed loop (as many webhooks as the service answer
 steady rate below that (`--rate`, open loop, as the channels deliver): webhook throughput
 (answered 200 per second), end-to-end throughput (replies at the fake per second, from the
 first webhook until the last reply of the run arrived) and the latency from posting a webhook
-to the fake receiving its reply. Replies are matched through the
-database: an outbox row's message follows, in its conversation, the inbound message that caused
-it, and one recipient's rows go out in order, so the n-th row of a chat is its n-th arrival.
+to the fake receiving its reply. Replies are matched through the database: an outbox row's
+message follows, in its conversation, the inbound message that caused it, and one recipient's
+rows go out in order, so the n-th row of a chat is its n-th arrival at the fake.
+
+CPU per process and phase is read from /proc, to show which process is the bottleneck. The
+fakes run in a subprocess by default (`--fakes inprocess` puts them beside the load generator).
 
 Telegram's pacing (about 1 message/s per chat, 30/s overall) is turned off by default so that
 it does not set the result; `--telegram-per-second 30` measures with the real cap.
@@ -720,12 +723,12 @@ def report(args: argparse.Namespace, run: Run, load_average: str) -> None:
         if args.telegram_per_second >= LIFTED
         else f"{args.telegram_per_second}/s (the default)"
     )
+    steady = f", then steady {args.rate:g}/s" if args.rate else ""
     print(
         f"settings: telegram.per_chat_interval=0 (Telegram's ~1 msg/s per chat pacing off), "
         f"overall Telegram cap {cap}; outbox defaults (8 sends in flight); Twilio status "
         f"callbacks on (3 signed POSTs per reply); fakes {args.fakes}; closed loop of "
-        f"{args.concurrency} senders, then steady {args.rate:g}/s, {args.seconds:g} s each; "
-        f"{CHATS} chats per channel"
+        f"{args.concurrency} senders{steady}, {args.seconds:g} s each; {CHATS} chats per channel"
     )
     if args.profile:
         print(f"PROFILED with pyinstrument ({args.profile}): numbers are slower than normal")

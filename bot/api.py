@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 
+from bot.agenda import Agenda
 from bot.channel import MediaRef
 from bot.errors import MediaUnavailable, NotFound
 from bot.handoff import Desk
-from bot.keys import DATABASE, DESK, MEDIA
-from storage.models import Agent, Message, OutboxItem
+from bot.keys import AGENDA, DATABASE, DESK, MEDIA
+from storage.models import Agent, Message, OutboxItem, ScheduledAction, Task
 from storage.uow import UnitOfWork
 
 AGENT: web.RequestKey[Agent] = web.RequestKey("agent", Agent)
@@ -42,6 +44,14 @@ def register(app: web.Application) -> None:
     app.router.add_post("/api/conversations/{id:\\d+}/close", close)
     app.router.add_get("/api/outbox", outbox_rows)
     app.router.add_get("/api/messages/{id:\\d+}/media/{n:\\d+}", media)
+    app.router.add_get("/api/appointments", appointments)
+    app.router.add_get("/api/tasks", tasks)
+    app.router.add_post("/api/tasks", add_task)
+    app.router.add_post("/api/tasks/{id:\\d+}/done", complete_task)
+    app.router.add_get("/api/notifications", notifications)
+    app.router.add_post("/api/notifications/{id:\\d+}/read", read_notification)
+    app.router.add_post("/api/leads/{id:\\d+}/stage", set_stage)
+    app.router.add_get("/api/jobs", jobs)
 
 
 def _desk(request: web.Request) -> Desk:
@@ -117,14 +127,21 @@ async def claim(request: web.Request) -> web.Response:
     return web.json_response({"conversation_id": _id(request), "state": "agent"})
 
 
-async def reply(request: web.Request) -> web.Response:
+async def _body(request: web.Request) -> dict[str, Any]:
     if request.content_type != "application/json":
         raise web.HTTPUnsupportedMediaType(text="expected application/json")
     try:
         data = await request.json()
     except json.JSONDecodeError as exc:
         raise web.HTTPBadRequest(text=f"invalid JSON: {exc}") from None
-    text = data.get("text") if isinstance(data, dict) else None
+    if not isinstance(data, dict):
+        raise web.HTTPBadRequest(text="expected a JSON object")
+    return data
+
+
+async def reply(request: web.Request) -> web.Response:
+    data = await _body(request)
+    text = data.get("text")
     if not isinstance(text, str) or not text.strip():
         raise web.HTTPBadRequest(text="text must be a non-empty string")
     message_id = await _desk(request).reply(_id(request), request[AGENT], text)
@@ -187,3 +204,136 @@ async def outbox_rows(request: web.Request) -> web.Response:
                 ],
             }
         )
+
+
+def _agenda(request: web.Request) -> Agenda:
+    return request.app[AGENDA]
+
+
+async def appointments(request: web.Request) -> web.Response:
+    """Confirmed appointments for today (`?range=today`, the default) or the next 7 days."""
+    span = request.query.get("range", "today")
+    if span not in ("today", "week"):
+        raise web.HTTPBadRequest(text="range must be today or week")
+    found = await _agenda(request).appointments(span)
+    return web.json_response(
+        {
+            "appointments": [
+                {
+                    "id": a.id,
+                    "lead_id": a.lead_id,
+                    "agent_id": a.agent_id,
+                    "kind": a.kind,
+                    "starts_at": a.starts_at.isoformat(),
+                    "ends_at": a.ends_at.isoformat(),
+                    "conversation_id": a.conversation_id,
+                }
+                for a in found
+            ]
+        }
+    )
+
+
+def _task(task: Task) -> dict[str, Any]:
+    return {
+        "id": task.id,
+        "title": task.title,
+        "lead_id": task.lead_id,
+        "owner_id": task.owner_id,
+        "priority": task.priority,
+        "due_at": task.due_at.isoformat(),
+        "done_at": task.done_at.isoformat() if task.done_at else None,
+    }
+
+
+async def tasks(request: web.Request) -> web.Response:
+    """The agent's open tasks (`?done=1` for finished ones), soonest first."""
+    done = request.query.get("done") in ("1", "true")
+    found = await _agenda(request).tasks(request[AGENT], done=done)
+    return web.json_response({"tasks": [_task(t) for t in found]})
+
+
+async def add_task(request: web.Request) -> web.Response:
+    data = await _body(request)
+    title = data.get("title")
+    if not isinstance(title, str) or not title.strip():
+        raise web.HTTPBadRequest(text="title must be a non-empty string")
+    try:
+        due_at = datetime.fromisoformat(str(data.get("due_at")))
+    except ValueError:
+        raise web.HTTPBadRequest(text="due_at must be ISO 8601 with an offset") from None
+    if due_at.tzinfo is None:
+        raise web.HTTPBadRequest(text="due_at must be ISO 8601 with an offset")
+    lead_id, owner_id = data.get("lead_id"), data.get("owner_id", request[AGENT].id)
+    if not all(v is None or isinstance(v, int) for v in (lead_id, owner_id)):
+        raise web.HTTPBadRequest(text="lead_id and owner_id must be integers")
+    task = await _agenda(request).add_task(
+        title=title.strip(),
+        due_at=due_at,
+        owner_id=owner_id,
+        lead_id=lead_id,
+        priority=str(data.get("priority", "normal")),
+    )
+    return web.json_response(_task(task), status=201)
+
+
+async def complete_task(request: web.Request) -> web.Response:
+    task = await _agenda(request).complete_task(_id(request), request[AGENT])
+    return web.json_response(_task(task))
+
+
+async def notifications(request: web.Request) -> web.Response:
+    unread = request.query.get("unread") in ("1", "true")
+    found = await _agenda(request).notifications(request[AGENT], unread=unread)
+    return web.json_response(
+        {
+            "notifications": [
+                {
+                    "id": n.id,
+                    "kind": n.kind,
+                    "text": n.text,
+                    "lead_id": n.lead_id,
+                    "created_at": n.created_at.isoformat(),
+                    "read": n.read_at is not None,
+                }
+                for n in found
+            ]
+        }
+    )
+
+
+async def read_notification(request: web.Request) -> web.Response:
+    await _agenda(request).mark_read(_id(request), request[AGENT])
+    return web.json_response({"id": _id(request), "read": True})
+
+
+async def set_stage(request: web.Request) -> web.Response:
+    data = await _body(request)
+    stage = data.get("stage")
+    if not isinstance(stage, str):
+        raise web.HTTPBadRequest(text="stage must be a string")
+    await _agenda(request).set_stage(_id(request), stage)
+    return web.json_response({"lead_id": _id(request), "stage": stage})
+
+
+def _action(action: ScheduledAction) -> dict[str, Any]:
+    return {
+        "id": action.id,
+        "kind": action.kind,
+        "due_at": action.due_at.isoformat(),
+        "state": action.state,
+        "lead_id": action.lead_id,
+        "attempts": action.attempts,
+        "error": action.last_error,
+    }
+
+
+async def jobs(request: web.Request) -> web.Response:
+    """Scheduled actions: what is due next, and what failed."""
+    found = await _agenda(request).jobs()
+    return web.json_response(
+        {
+            "upcoming": [_action(a) for a in found.upcoming],
+            "failed": [_action(a) for a in found.failed],
+        }
+    )

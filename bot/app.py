@@ -14,13 +14,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from telegram.request import HTTPXRequest
 
 from bot import api, metrics, nlu
+from bot.agenda import Agenda
 from bot.calendar import Calendar, Hours, KindWords
 from bot.channel import Channel, MediaSource, Sender
 from bot.engine import Engine, LeadRules
 from bot.errors import ConfigError, ConflictError, NotFound, SchemaOutdated, WebhookRejected
 from bot.followup import Followup
 from bot.handoff import Desk
-from bot.keys import DATABASE, DESK, DISPATCHER, ENGINE, MEDIA, SCHEDULER, SETTINGS
+from bot.keys import AGENDA, DATABASE, DESK, DISPATCHER, ENGINE, MEDIA, SCHEDULER, SETTINGS
 from bot.outbox import Dispatcher
 from bot.scheduler import Scheduler
 from bot.scripts import Renderer
@@ -139,6 +140,7 @@ def create_app(
     app[ENGINE] = engine
     app[DISPATCHER] = dispatcher
     app[SCHEDULER] = scheduler
+    app[AGENDA] = Agenda(db, followup, tz=settings.business.tz, stages=settings.pipeline.stages)
     app[DESK] = Desk(
         db,
         on_commit=dispatcher.wake,

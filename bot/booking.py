@@ -56,7 +56,7 @@ class SchedulingView:
     tz: ZoneInfo
     availability: Availability | None = None
     upcoming: AppointmentView | None = None
-    kind: str = "call"
+    kind: str | None = None  # call, meeting or visit, when the message says which
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +120,13 @@ def decide_booking(
         ]
     if booking.get("stage") == "confirm" and nlu.intent in ("affirm", "deny"):
         if nlu.intent == "deny":
-            again = {"stage": "time", "intent": booking["intent"], "day": None, "clock": None}
+            again = {
+                "stage": "time",
+                "intent": booking["intent"],
+                "kind": booking.get("kind", default_kind),
+                "day": None,
+                "clock": None,
+            }
             return [Remember({**memory, "booking": again}), Reply("schedule.ask_other_time")]
         slot = Slot(datetime.fromisoformat(booking["at"]), booking.get("agent"))
         return _book(
@@ -141,12 +147,14 @@ def decide_booking(
     if request is None:
         return None
     intent = request.intent if schedule.upcoming is not None else BOOK
+    # What the appointment is, as said now or earlier in the dialogue ("¿nos vemos el
+    # viernes?" ... "a las 5").
+    kind = schedule.kind or booking.get("kind") or default_kind
     mention = request.mention
     if mention is None or mention.when is None:
-        return _ask_time(memory, intent, mention, schedule, now)
+        return _ask_time(memory, intent, kind, mention, schedule, now)
 
     availability = schedule.availability
-    kind = schedule.kind
     if availability is not None and availability.free is not None:
         slot = availability.free
         if request.picked:
@@ -170,6 +178,7 @@ def decide_booking(
     choose = {
         "stage": "choose",
         "intent": intent,
+        "kind": kind,
         "options": [[slot.at.isoformat(), slot.agent_id] for slot in options],
     }
     labels = [spanish_moment(slot.at, schedule.tz, now) for slot in options]
@@ -209,6 +218,7 @@ def _book(
 def _ask_time(
     memory: dict[str, Any],
     intent: str,
+    kind: str,
     mention: TimeMention | None,
     schedule: SchedulingView,
     now: datetime,
@@ -218,6 +228,7 @@ def _ask_time(
     waiting = {
         "stage": "time",
         "intent": intent,
+        "kind": kind,
         "day": day.isoformat() if day else None,
         "clock": clock.isoformat(timespec="minutes") if clock else None,
     }

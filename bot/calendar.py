@@ -51,8 +51,24 @@ def spanish_moment(at: datetime, tz: ZoneInfo, now: datetime | None = None) -> s
     """ "el jueves 26 de noviembre a las 17:00" in the lead's time zone."""
     local = at.astimezone(tz)
     today = now.astimezone(tz).date() if now is not None else None
-    article = "a la" if local.hour in (1, 13) else "a las"
-    return f"{spanish_day(local.date(), today)} {article} {local:%H:%M}"
+    return f"{spanish_day(local.date(), today)} a las {local:%H:%M}"
+
+
+def quiet_until(now: datetime, tz: ZoneInfo, quiet: tuple[time, time] | None) -> datetime | None:
+    """When quiet hours end, if `now` falls in them, in `tz` (the lead's time zone).
+
+    Works on wall-clock times, so the morning is 08:00 local on a day a DST change moves.
+    """
+    if quiet is None:
+        return None
+    start, end = quiet
+    local = now.astimezone(tz)
+    clock = local.time()
+    inside = (start <= clock or clock < end) if start > end else (start <= clock < end)
+    if not inside:
+        return None
+    day = local.date() if clock < end else local.date() + timedelta(days=1)
+    return datetime.combine(day, end, tz)
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +182,9 @@ class Calendar:
             for at in self.hours.slots_between(window_start, window_end)
             if (ready := free(at))
         ]
-        nearby.sort(key=lambda slot: (abs((slot.at - requested).total_seconds()), slot.at))
+        # Timestamps, not datetime subtraction: within one time zone Python subtracts wall
+        # clocks, which is an hour off across a DST change.
+        nearby.sort(key=lambda slot: (abs(slot.at.timestamp() - requested.timestamp()), slot.at))
         choice = sorted(nearby[: self.offer], key=lambda slot: slot.at)
         return Availability(requested, None, tuple(choice))
 

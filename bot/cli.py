@@ -10,7 +10,7 @@ import logging
 import sys
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 from telegram.error import InvalidToken, TelegramError
@@ -79,7 +79,18 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--email")
     add.add_argument("--admin", action="store_true", help="may edit scripts and see reports")
     add.set_defaults(func=_agents_add)
+    add.add_argument(
+        "--telegram-chat-id", type=int, help="the agent's Telegram chat, for their reminders"
+    )
     agents.add_parser("list", help="list agents").set_defaults(func=_agents_list)
+
+    appointments = commands.add_parser("appointments", help="appointments of today or the week")
+    appointments.add_argument("--week", action="store_true", help="the next 7 days")
+    appointments.set_defaults(func=_appointments)
+
+    jobs = commands.add_parser("jobs", help="scheduled actions: what is due next, what failed")
+    jobs.add_argument("--limit", type=int, default=20)
+    jobs.set_defaults(func=_jobs)
 
     telegram = commands.add_parser("telegram", help="Telegram webhook and polling").add_subparsers(
         metavar="ACTION"
@@ -249,12 +260,79 @@ def _agents_add(args: argparse.Namespace) -> int:
         db = await _with_db(settings)
         try:
             await migrate.ensure_current(db)
-            agent, token = await Desk(db).add_agent(args.name, email=args.email, admin=args.admin)
+            agent, token = await Desk(db).add_agent(
+                args.name,
+                email=args.email,
+                admin=args.admin,
+                telegram_chat_id=args.telegram_chat_id,
+            )
         finally:
             await db.dispose()
         return f"agent {agent.id} ({agent.role}): {agent.name}\ntoken (shown once): {token}"
 
     print(asyncio.run(run()))
+    return 0
+
+
+def _appointments(args: argparse.Namespace) -> int:
+    from bot.calendar import spanish_moment
+    from storage.uow import UnitOfWork
+
+    settings = _settings()
+    tz = settings.business.tz
+
+    async def run() -> None:
+        db = await _with_db(settings)
+        try:
+            await migrate.ensure_current(db)
+            local = datetime.now(tz).replace(hour=0, minute=0, second=0, microsecond=0)
+            end = local + timedelta(days=7 if args.week else 1)
+            async with UnitOfWork(db) as uow:
+                found = await uow.appointments.between(local, end)
+                if not found:
+                    print("No hay citas " + ("esta semana." if args.week else "hoy."))
+                for appointment in found:
+                    lead = await uow.leads.get(appointment.lead_id)
+                    agent = (
+                        await uow.agents.get(appointment.agent_id) if appointment.agent_id else None
+                    )
+                    print(
+                        f"{spanish_moment(appointment.starts_at, tz):<42} {appointment.kind:<8}"
+                        f" {(lead.name if lead else None) or '(sin nombre)':<24}"
+                        f" {agent.name if agent else 'equipo'}"
+                    )
+        finally:
+            await db.dispose()
+
+    asyncio.run(run())
+    return 0
+
+
+def _jobs(args: argparse.Namespace) -> int:
+    from storage.uow import UnitOfWork
+
+    settings = _settings()
+
+    async def run() -> None:
+        db = await _with_db(settings)
+        try:
+            await migrate.ensure_current(db)
+            async with UnitOfWork(db) as uow:
+                upcoming = await uow.actions.upcoming(args.limit)
+                failed = await uow.actions.failed(args.limit)
+        finally:
+            await db.dispose()
+        print("Próximas:" if upcoming else "Nada programado.")
+        for action in upcoming:
+            print(f"  {action.due_at:%Y-%m-%d %H:%M} UTC  {action.kind:<16} lead {action.lead_id}")
+        if failed:
+            print("Fallidas:")
+        for action in failed:
+            print(
+                f"  #{action.id} {action.kind:<16} {action.attempts} intentos: {action.last_error}"
+            )
+
+    asyncio.run(run())
     return 0
 
 

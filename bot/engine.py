@@ -378,7 +378,7 @@ class Engine:
                 if upcoming
                 else None
             ),
-            kind=self.kinds.detect(event.text) or self.rules.policy.default_kind,
+            kind=self.kinds.detect(event.text),
         )
 
     async def _apply(
@@ -393,9 +393,17 @@ class Engine:
     ) -> InlineReply | None:
         """Carry out one effect; returns the message when it produced a reply."""
         match effect:
-            case Reply(script=script, values=values):
+            case Reply(script=script, values=values, buttons=buttons):
                 return await self._reply(
-                    uow, conversation, lead, script, values, message_id, event, now
+                    uow,
+                    conversation,
+                    lead,
+                    script,
+                    values,
+                    message_id,
+                    event,
+                    now,
+                    buttons=buttons,
                 )
             case AskWhich(intents=(first, second)):
                 labels = self.renderer.label(first), self.renderer.label(second)

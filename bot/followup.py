@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from bot import outbox
 from bot.booking import KIND_WORDS
-from bot.calendar import spanish_moment
+from bot.calendar import quiet_until, spanish_moment
 from bot.scripts import Renderer
 from bot.settings import SequenceSettings, Settings, TemplateSettings
 from storage.models import (
@@ -353,18 +353,7 @@ class Followup:
         return appointment
 
     def _quiet_until(self, now: datetime, tz: ZoneInfo) -> datetime | None:
-        """When quiet hours end, if `now` falls in them (in the lead's time zone)."""
-        quiet = self.settings.scheduling.quiet
-        if quiet is None:
-            return None
-        start, end = quiet
-        local = now.astimezone(tz)
-        clock = local.time()
-        inside = (start <= clock or clock < end) if start > end else (start <= clock < end)
-        if not inside:
-            return None
-        day = local.date() if clock < end else local.date() + timedelta(days=1)
-        return datetime.combine(day, end, tz)
+        return quiet_until(now, tz, self.settings.scheduling.quiet)
 
     async def _conversation(
         self, uow: UnitOfWork, lead: Lead, conversation_id: int | None

@@ -76,7 +76,12 @@ class Desk:
             return await uow.agents.by_token_hash(hash_token(token))
 
     async def add_agent(
-        self, name: str, *, email: str | None = None, admin: bool = False
+        self,
+        name: str,
+        *,
+        email: str | None = None,
+        admin: bool = False,
+        telegram_chat_id: int | None = None,
     ) -> tuple[Agent, str]:
         """A new agent and their API token (shown once; only its hash is stored)."""
         token = new_token()
@@ -88,6 +93,7 @@ class Desk:
                     role=AgentRole.ADMIN if admin else AgentRole.AGENT,
                     token_hash=hash_token(token),
                     active=True,
+                    telegram_chat_id=telegram_chat_id,
                 )
             )
             await uow.commit()

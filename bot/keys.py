@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from bot.agenda import Agenda
 from bot.channel import Channel, MediaSource
 from bot.engine import Engine
 from bot.handoff import Desk
@@ -18,4 +19,5 @@ ENGINE = web.AppKey("engine", Engine)
 DESK = web.AppKey("desk", Desk)
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 SCHEDULER = web.AppKey("scheduler", Scheduler)
+AGENDA = web.AppKey("agenda", Agenda)
 MEDIA: web.AppKey[dict[Channel, MediaSource]] = web.AppKey("media")

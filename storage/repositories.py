@@ -505,7 +505,7 @@ class Actions:
         result = await self.session.execute(statement)
         return int(result.rowcount)  # type: ignore[attr-defined]
 
-    async def upcoming(self, now: datetime, limit: int) -> list[ScheduledAction]:
+    async def upcoming(self, limit: int) -> list[ScheduledAction]:
         statement = (
             select(ScheduledAction)
             .where(ScheduledAction.state == ActionState.PENDING)

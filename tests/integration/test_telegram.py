@@ -9,13 +9,16 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
+import time_machine
 from aiohttp.test_utils import TestClient
 from sqlalchemy import select, update
 
-from bot.keys import DATABASE, DESK, DISPATCHER
+from bot.keys import DATABASE, DESK, DISPATCHER, SCHEDULER
 from storage.models import (
+    Appointment,
     ChannelIdentity,
     Lead,
     LeadPhone,
@@ -372,3 +375,39 @@ async def test_a_file_telegram_no_longer_has_is_404(
     )
     assert response.status == 404
     assert tg.failures  # the fake said "invalid file_id"
+
+
+async def test_booking_with_buttons_and_the_agents_telegram_reminder(
+    client: TestClient[Any, Any], tg: FakeTelegramServer
+) -> None:
+    mx = ZoneInfo("America/Mexico_City")
+    thursday = datetime(2026, 11, 26, 10, 0, tzinfo=mx)
+    friday_5 = datetime(2026, 11, 27, 17, 0, tzinfo=mx)
+    agent_chat = 4242424242
+    await client.app[SCHEDULER].stop()
+    await client.app[DESK].add_agent("Carla", telegram_chat_id=agent_chat)
+    with time_machine.travel(thursday, tick=True) as clock:
+        assert await deliver(client, text_update("llámame mañana a las 5", 90)) == 200
+        await send_due(client)
+        proposal = tg.calls_to("sendMessage")[-1]
+        keyboard = proposal.params["reply_markup"]["inline_keyboard"]
+        assert [row[0]["callback_data"] for row in keyboard] == ["affirm", "deny"]
+
+        press = json.loads((DATA / "callback_query.json").read_text(encoding="utf-8"))
+        query = press["callback_query"]
+        query["data"] = "affirm"
+        query["message"]["chat"]["id"] = query["from"]["id"] = MARIANA
+        query["message"]["reply_markup"] = proposal.params["reply_markup"]
+        assert await deliver(client, press) == 200
+        async with client.app[DATABASE].session() as session:
+            appointment = (await session.execute(select(Appointment))).scalar_one()
+        assert appointment.starts_at == friday_5
+        await send_due(client)
+        assert "mañana a las 17:00" in tg.sent_texts(MARIANA)[-1]
+
+        clock.move_to(friday_5 - timedelta(minutes=15))
+        await client.app[SCHEDULER].fire_due()  # the reminder becomes a notification...
+        await client.app[SCHEDULER].fire_due()  # ...which the next tick sends to Telegram
+        [to_agent] = tg.sent_texts(agent_chat)
+        assert "Mariana" in to_agent
+        assert "17:00" in to_agent
