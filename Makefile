@@ -6,12 +6,12 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint typecheck unit bench clean
+.PHONY: run test lint typecheck bench chromium clean
 
 run: $(VENV)/.installed
 	$(BIN)/seguibot serve
 
-test: $(VENV)/.dev-installed node_modules/.installed lint typecheck
+test: $(VENV)/.dev-installed node_modules/.installed chromium lint typecheck
 	$(BIN)/pytest
 
 lint: $(VENV)/.dev-installed
@@ -44,6 +44,15 @@ node_modules/.installed: package.json package-lock.json
 	@if command -v npm >/dev/null; then \
 		npm ci --no-audit --no-fund --loglevel=error && touch $@; \
 	else echo "npm not found: the Prism contract tests will be skipped"; fi
+
+# The web chat page is tested in Debian's headless Chromium. Without it those tests skip and
+# say so.
+chromium:
+	@command -v chromium >/dev/null || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			apt-get install -y -qq chromium >/dev/null 2>&1 || \
+			{ apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }; \
+		else echo "chromium not found: the browser tests will be skipped"; fi; }
 
 clean:
 	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache

@@ -350,36 +350,53 @@ def _machine_busy() -> float:
     return (sum(fields) - fields[3] - fields[4]) / TICK  # all but idle and iowait
 
 
-@dataclass
-class CpuMeter:
-    """CPU used by each process of the benchmark over a phase, in cores.
+PER_PHASE = ("seconds", "transactions")
+TRANSACTIONS = text(
+    "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()"
+)
 
-    PostgreSQL is the sum of its processes alive at the end (a backend that exited meanwhile
-    takes its time with it, so that figure is a lower bound).
+
+@dataclass
+class Meter:
+    """Per phase: the CPU each process of the benchmark used, in cores, and the database's
+    transactions.
+
+    PostgreSQL's CPU is the sum of its processes alive at the end (a backend that exited
+    meanwhile takes its time with it: a lower bound). Its transaction counts reach
+    pg_stat_database up to a second late, and include the few queries of this benchmark.
     """
 
     pids: Mapping[str, int]
+    db: AsyncEngine | None = None
     _start: dict[str, float] = field(default_factory=dict)
     _postgres: dict[int, float] = field(default_factory=dict)
     _started: float = 0.0
+    _transactions: int = 0
 
     def _sample(self) -> dict[str, float]:
         sample = {name: _process_cpu(pid) for name, pid in self.pids.items()}
         sample["machine"] = _machine_busy()
         return sample
 
-    def start(self) -> None:
+    async def _count(self) -> int:
+        return await scalar(self.db, TRANSACTIONS) if self.db is not None else 0
+
+    async def start(self) -> None:
+        self._transactions = await self._count()
         self._start, self._postgres = self._sample(), _postgres_cpu()
         self._started = time.monotonic()
 
-    def stop(self) -> dict[str, float]:
-        """Cores used per process since `start`, and `seconds` elapsed."""
+    async def stop(self) -> dict[str, float]:
+        """Cores used per process since `start`, `seconds` elapsed and `transactions`."""
         elapsed = time.monotonic() - self._started
         end, postgres = self._sample(), _postgres_cpu()
         used = {name: (end[name] - self._start[name]) / elapsed for name in end}
         postgres_used = sum(t - self._postgres.get(pid, 0.0) for pid, t in postgres.items())
         used["postgres"] = postgres_used / elapsed
-        return used | {"seconds": elapsed}
+        if self.db is not None:
+            await asyncio.sleep(1)  # let the last transactions reach the statistics
+        transactions = await self._count() - self._transactions
+        return used | {"seconds": elapsed, "transactions": transactions}
 
 
 # --- the load: webhooks as the channels send them -------------------------------------------
@@ -568,12 +585,12 @@ async def run_channel(
     db: AsyncEngine,
     *,
     timeout: float,
-    meter: CpuMeter,
+    meter: Meter,
 ) -> ChannelResult:
     """Post the webhooks, then wait (at most `timeout`) for all their replies."""
     after = await scalar(db, text("SELECT coalesce(max(id), 0) FROM outbox"))
     mark = len(await fakes.arrivals(channel))
-    meter.start()
+    await meter.start()
     result = ChannelResult(channel, mode, await send)
     # Every answered webhook has committed its outbox row: the run's replies are all known now.
     result.replies = await scalar(
@@ -594,7 +611,7 @@ async def run_channel(
                 break
             next_check = time.monotonic() + 1
         await asyncio.sleep(0.02)
-    result.cpu = meter.stop()
+    result.cpu = await meter.stop()
     result.arrivals = list((await fakes.arrivals(channel))[mark:])
     # The last replies' rows may still be settling; give them a moment.
     for _ in range(100):
@@ -670,13 +687,13 @@ async def measure(args: argparse.Namespace, fakes: Fakes, fakes_pid: int | None,
             pids = {"service": bot.pid, "bench": os.getpid()}
             if fakes_pid is not None:
                 pids["fakes"] = fakes_pid
-            meter = CpuMeter(pids)
+            meter = Meter(pids, db)
             closed = (args.seconds, args.concurrency)
 
             await closed_loop(bot.base, texts, 2, args.concurrency)  # warm up
-            meter.start()
+            await meter.start()
             run.webchat_rate = await closed_loop(bot.base, texts, args.seconds, args.concurrency)
-            run.webchat_cpu = meter.stop()
+            run.webchat_cpu = await meter.stop()
 
             channels: list[tuple[str, Callable[[int], Iterator[Webhook]]]] = [
                 ("telegram", lambda block: telegram_webhooks(texts, block)),
@@ -691,7 +708,7 @@ async def measure(args: argparse.Namespace, fakes: Fakes, fakes_pid: int | None,
                     fakes,
                     db,
                     timeout=args.timeout,
-                    meter=CpuMeter({}),
+                    meter=Meter({}),
                 )
                 fresh = webhooks(MEASURED)
                 phases = [(CLOSED, post_closed_loop(bot.base, fresh, *closed))]
@@ -757,9 +774,12 @@ def report(args: argparse.Namespace, run: Run, load_average: str) -> None:
     phases += [(f"{r.channel} {r.mode}", r.cpu, r.load.ok) for r in run.channels]
     print(f"CPU in cores (of {os.cpu_count()}) per phase, posting and waiting for replies:")
     for name, cpu, messages in phases:
-        cores = ", ".join(f"{k} {v:.2f}" for k, v in cpu.items() if k != "seconds")
+        cores = ", ".join(f"{k} {v:.2f}" for k, v in cpu.items() if k not in PER_PHASE)
         per_message = cpu["service"] * cpu["seconds"] / messages * 1000 if messages else 0
-        print(f"  {name:<22} {cores}; service {per_message:.1f} ms CPU per message")
+        print(
+            f"  {name:<22} {cores}; per message: service {per_message:.1f} ms CPU, "
+            f"{cpu['transactions'] / messages if messages else 0:.1f} transactions"
+        )
     print("fakes: " + ", ".join(f"{k} {v}" for k, v in run.fakes_report.items()))
     lines, events, other = run.stderr
     print(f"service stderr: {lines} lines")
@@ -775,7 +795,7 @@ async def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="per measured phase")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument(
-        "--rate", type=float, default=20.0, help="steady webhooks/s per channel (0: skip)"
+        "--rate", type=float, default=10.0, help="steady webhooks/s per channel (0: skip)"
     )
     parser.add_argument(
         "--timeout", type=float, default=60.0, help="seconds to wait for a run's last replies"

@@ -97,6 +97,8 @@ class Renderer:
 _SPACE_BEFORE_PUNCTUATION = re.compile(r"[ \t]+([!?.,;:])")
 _DOUBLE_SPACE = re.compile(r"[ \t]{2,}")
 _DANGLING_COMMA = re.compile(r"(^|[¡¿])\s*,\s*")
+_DOUBLE_COMMA = re.compile(r",\s*,")
+_SENTENCE_START = re.compile(r"([.!?]\s+[¡¿]?)([a-záéíóúñ])")
 _CONTRACTION = re.compile(r"\b(a|de) el ", re.IGNORECASE)
 
 
@@ -105,8 +107,11 @@ def _tidy(text: str) -> str:
     text = _DOUBLE_SPACE.sub(" ", text)
     text = _SPACE_BEFORE_PUNCTUATION.sub(r"\1", text)
     text = re.sub(r",([!?.])", r"\1", text)
+    text = _DOUBLE_COMMA.sub(",", text)
     text = _DANGLING_COMMA.sub(r"\1", text).strip()
     # A label dropped after a preposition: "a el precio" -> "al precio", "de el" -> "del".
     text = _CONTRACTION.sub(lambda m: "al " if m[1].lower() == "a" else "del ", text)
-    # "{nombre}, gracias..." without a name starts mid-sentence.
+    # "{nombre}, gracias..." without a name, or "¡Claro! {producto} tiene...", start a sentence
+    # with whatever the placeholder held.
+    text = _SENTENCE_START.sub(lambda m: m[1] + m[2].upper(), text)
     return text[:1].upper() + text[1:]

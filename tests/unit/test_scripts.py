@@ -67,3 +67,14 @@ def test_a_label_after_a_preposition_contracts() -> None:
         "clarify.which", seed="1", values={"a": "el precio", "b": "el presupuesto"}
     )
     assert rendered.text == "¿Te refieres al precio o al presupuesto?"
+
+
+def test_placeholders_at_sentence_starts_are_capitalised_and_commas_mended() -> None:
+    renderer = Renderer(
+        complete(
+            greeting=("Te entiendo, {nombre}, es una inversión. ¡Claro! {producto} te ayuda.",)
+        ),
+        {"producto": "nuestro programa"},
+    )
+    text = renderer.render("greeting", seed="1", values={"nombre": ""}).text
+    assert text == "Te entiendo, es una inversión. ¡Claro! Nuestro programa te ayuda."
