@@ -29,8 +29,9 @@ from intents.catalogue import DEFAULT_SCRIPTS, load_catalogue
 from intents.cli import main as intents_main
 from intents.evaluate import read_intent_rows
 from intents.matcher import Matcher
+from tests.paths import NLU_DEV
 
-DEV = Path(__file__).resolve().parents[1].parent / "shared" / "nlu" / "intents_dev.csv"
+DEV = NLU_DEV / "intents_dev.csv"
 
 
 def exported_examples(scripts: Path) -> tuple[list[str], list[str]]:

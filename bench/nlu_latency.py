@@ -22,8 +22,9 @@ from zoneinfo import ZoneInfo
 from intents.catalogue import Catalogue, Example, IntentScripts, load_catalogue
 from intents.evaluate import read_intent_rows
 from intents.matcher import Matcher
+from tests.paths import NLU_DEV
 
-DEV = Path(__file__).resolve().parents[1].parent / "shared" / "nlu" / "intents_dev.csv"
+DEV = NLU_DEV / "intents_dev.csv"
 ZONE = ZoneInfo("America/Mexico_City")
 
 

@@ -32,12 +32,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 
+from tests.paths import TWILIO_SPEC
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PRISM_BIN = PROJECT_ROOT / "node_modules/.bin/prism"
-SPEC_PATH = (
-    Path(__file__).resolve().parents[3]
-    / "shared/channels/specs/twilio_api_v2010_messages_subset.json"
-)
+SPEC_PATH = TWILIO_SPEC
 
 
 class PrismStartError(RuntimeError):
@@ -80,7 +79,7 @@ class PrismMock:
         if shutil.which("node") is None:
             return "prism needs Node.js: `node` is not on PATH"
         if not spec.is_file():
-            return f"Twilio spec for prism not found: {spec} (the shared/ folder beside the repo)"
+            return f"Twilio spec for prism not found: {spec} (tests/data/specs)"
         return None
 
     @property

@@ -1,8 +1,9 @@
 """The Telegram Bot API as data: load the spec, decode wire parameters, validate calls and objects.
 
 The spec is PaulSonOfLars/telegram-bot-api-spec's `api.json` (Bot API 10.1), kept in
-`shared/channels/specs/` beside the project root. It lists every method and type with its fields,
-each field with `types` ("Integer", "Array of String", "InlineKeyboardMarkup", ...) and `required`.
+`tests/data/specs/` (a copy of the one given in shared/channels/specs). It lists every method
+and type with its fields, each field with `types` ("Integer", "Array of String",
+"InlineKeyboardMarkup", ...) and `required`.
 
 Telegram accepts a call's parameters as a query string, a form, multipart or JSON. In the first
 three every value arrives as a string, and the server decodes it by the parameter's declared type,
@@ -22,10 +23,9 @@ from typing import Final
 
 import pytest
 
-# tests/fakes/ -> tests/ -> main/ -> the folder that holds both main/ and shared/
-SPEC_PATH: Final = (
-    Path(__file__).resolve().parents[3] / "shared/channels/specs/telegram-bot-api.json"
-)
+from tests.paths import TELEGRAM_SPEC
+
+SPEC_PATH: Final = TELEGRAM_SPEC
 
 _SCALARS: Final = frozenset({"Integer", "Float", "Boolean", "String", "InputFile"})
 _INTEGER = re.compile(r"-?\d{1,19}")

@@ -12,7 +12,7 @@ Point twilio 9.x at it with one attribute (checked against twilio 9.13's `base/d
 
 What the fake checks on `POST .../Messages.json`, in this order: HTTP basic auth (401, 20003);
 the parameters against the `CreateMessage` form schema of
-`shared/channels/specs/twilio_api_v2010_messages_subset.json` (types, enums, patterns); then the
+`tests/data/specs/twilio_api_v2010_messages_subset.json` (types, enums, patterns); then the
 rules the spec cannot express: `To` (21604), `From` or `MessagingServiceSid` (21603), one of
 `Body`/`MediaUrl`/`ContentSid` (21619), `Body` ≤ 1600 chars (21617), `ContentVariables` is a JSON
 object (21656), `ValidityPeriod` 1-36000 (90007), and opted-out recipients (21610).
@@ -67,10 +67,9 @@ from aiohttp import BasicAuth, ClientError, ClientSession, ClientTimeout, web
 from multidict import MultiDict
 from twilio.request_validator import RequestValidator
 
-SPEC_PATH = (
-    Path(__file__).resolve().parents[3]
-    / "shared/channels/specs/twilio_api_v2010_messages_subset.json"
-)
+from tests.paths import TWILIO_SPEC
+
+SPEC_PATH = TWILIO_SPEC
 
 # Obviously fake credentials; both still pass format checks (`^AC[0-9a-fA-F]{32}$`, 32 hex).
 FAKE_ACCOUNT_SID = "AC" + "0" * 31 + "1"
@@ -407,7 +406,7 @@ def create_message_rules(
     """Form-parameter rules and required names of `POST .../Messages.json`, read from the spec.
 
     Raises:
-        FileNotFoundError: the spec is not beside the project (`shared/` is missing).
+        FileNotFoundError: the spec is missing from tests/data/specs.
     """
     if not spec_path.is_file():
         raise FileNotFoundError(

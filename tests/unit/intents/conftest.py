@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -14,8 +13,6 @@ from intents.catalogue import Catalogue
 MX = ZoneInfo("America/Mexico_City")
 # A Wednesday, mid-morning, in the lead's time zone.
 NOW = datetime(2026, 3, 4, 10, 0, tzinfo=MX)
-REPO = Path(__file__).resolve().parents[3]
-SHARED_NLU = REPO.parent / "shared" / "nlu"
 
 
 @pytest.fixture(scope="session")

@@ -10,8 +10,7 @@ from bot.scripts import SYSTEM_SCRIPTS
 from intents import CatalogueError, load_catalogue
 from intents.catalogue import Catalogue
 from intents.normalize import normalize
-
-from .conftest import REPO, SHARED_NLU
+from tests.paths import DATA, NLU_DEV
 
 INTENT_IDS = [
     "objection.price",
@@ -78,12 +77,10 @@ def _rows(path: Path) -> list[dict[str, str]]:
 
 @pytest.mark.parametrize(
     "path",
-    [SHARED_NLU / "intents_dev.csv", REPO / "tests" / "data" / "intents_holdout_own.csv"],
+    [NLU_DEV / "intents_dev.csv", DATA / "intents_holdout_own.csv"],
     ids=["dev", "own-holdout"],
 )
 def test_no_evaluation_row_is_a_training_example(catalogue: Catalogue, path: Path) -> None:
-    if not path.exists():
-        pytest.skip(f"{path} is not here (shared/ sits beside the repository)")
     examples = {normalize(e.text): e for e in catalogue.all_examples()}
     leaked = [
         f"{row['text']!r} reads like {examples[key].text!r} ({examples[key].intent})"
