@@ -26,6 +26,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -98,17 +99,23 @@ async def postgres_database() -> AsyncIterator[str]:
 
 @contextlib.contextmanager
 def server(command: list[str], port: int, env: dict[str, str]) -> Iterator[str]:
-    process = subprocess.Popen(
-        command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
+    """Run a server for the block; what it logs goes to a file, shown if it wrote anything
+    (a pipe nobody reads would stall a talkative server)."""
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(
+            command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log
+        )
         try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+            log.seek(0)
+            if logged := log.read().decode(errors="replace").strip():
+                print(f"  {command[-3:]} logged:\n{logged[-2000:]}", file=sys.stderr)
 
 
 async def wait_until_up(base: str, path: str) -> None:
