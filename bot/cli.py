@@ -188,7 +188,7 @@ def _telegram_poll(args: argparse.Namespace) -> int:
     return _serve(args, telegram_polling=True)
 
 
-async def _with_db(settings: Settings) -> Database:
+def _database(settings: Settings) -> Database:
     return Database(settings.database.url, pool_size=2)
 
 
@@ -196,7 +196,7 @@ def _db_upgrade(args: argparse.Namespace) -> int:
     settings = _settings()
 
     async def run() -> str | None:
-        db = await _with_db(settings)
+        db = _database(settings)
         try:
             await migrate.upgrade(db)
             return await migrate.current_revision(db)
@@ -211,7 +211,7 @@ def _db_current(args: argparse.Namespace) -> int:
     settings = _settings()
 
     async def run() -> str | None:
-        db = await _with_db(settings)
+        db = _database(settings)
         try:
             return await migrate.current_revision(db)
         finally:
@@ -228,7 +228,7 @@ def _queue(args: argparse.Namespace) -> int:
     settings = _settings()
 
     async def run() -> int:
-        db = await _with_db(settings)
+        db = _database(settings)
         try:
             await migrate.ensure_current(db)
             entries = await Desk(db).queue()
@@ -257,7 +257,7 @@ def _agents_add(args: argparse.Namespace) -> int:
     settings = _settings()
 
     async def run() -> str:
-        db = await _with_db(settings)
+        db = _database(settings)
         try:
             await migrate.ensure_current(db)
             agent, token = await Desk(db).add_agent(
@@ -282,7 +282,7 @@ def _appointments(args: argparse.Namespace) -> int:
     tz = settings.business.tz
 
     async def run() -> None:
-        db = await _with_db(settings)
+        db = _database(settings)
         try:
             await migrate.ensure_current(db)
             local = datetime.now(tz).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -314,7 +314,7 @@ def _jobs(args: argparse.Namespace) -> int:
     settings = _settings()
 
     async def run() -> None:
-        db = await _with_db(settings)
+        db = _database(settings)
         try:
             await migrate.ensure_current(db)
             async with UnitOfWork(db) as uow:
@@ -342,7 +342,7 @@ def _agents_list(args: argparse.Namespace) -> int:
     settings = _settings()
 
     async def run() -> None:
-        db = await _with_db(settings)
+        db = _database(settings)
         try:
             async with UnitOfWork(db) as uow:
                 for agent in await uow.agents.all():

@@ -62,10 +62,6 @@ class Database:
             _tune_sqlite(self.engine)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
-    @property
-    def dialect(self) -> str:
-        return self.engine.dialect.name
-
     async def ping(self, timeout: float = 3.0) -> None:
         """Raises `DatabaseUnavailable` when a trivial query does not answer in time."""
         try:

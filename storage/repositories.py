@@ -19,14 +19,12 @@ from storage.models import (
     Agent,
     Appointment,
     AppointmentState,
-    Author,
     Base,
     Channel,
     ChannelIdentity,
     Conversation,
     ConversationState,
     DeliveryStatus,
-    Direction,
     Handoff,
     HandoffState,
     Lead,
@@ -212,31 +210,6 @@ class Messages:
         statement = statement.order_by(Message.id.desc()).limit(limit)
         return list(reversed((await self.session.execute(statement)).scalars().all()))
 
-    async def outgoing_delivered(
-        self, conversation_id: int, *, after_id: int, limit: int
-    ) -> list[Message]:
-        """Outgoing messages that went out, after `after_id`: what a chat page has to show."""
-        statement = (
-            select(Message)
-            .where(
-                Message.conversation_id == conversation_id,
-                Message.id > after_id,
-                Message.direction == Direction.OUT,
-                Message.status.in_(
-                    [DeliveryStatus.SENT, DeliveryStatus.DELIVERED, DeliveryStatus.READ]
-                ),
-            )
-            .order_by(Message.id)
-            .limit(limit)
-        )
-        return list((await self.session.execute(statement)).scalars())
-
-    async def count_bot_replies(self, conversation_id: int) -> int:
-        statement = select(func.count()).where(
-            Message.conversation_id == conversation_id, Message.author == Author.BOT
-        )
-        return int((await self.session.execute(statement)).scalar_one())
-
 
 class Outbox:
     def __init__(self, session: AsyncSession) -> None:
@@ -290,12 +263,6 @@ class Outbox:
             item.attempts += 1
         await self.session.flush()
         return items
-
-    async def next_due_at(self) -> datetime | None:
-        statement = select(func.min(OutboxItem.next_attempt_at)).where(
-            OutboxItem.state == OutboxState.PENDING
-        )
-        return (await self.session.execute(statement)).scalar_one_or_none()
 
     async def block_unsent_for_lead(self, lead_id: int, reason: str, now: datetime) -> int:
         """Stop every message still waiting for this lead, except the opt-out confirmation."""

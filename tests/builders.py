@@ -1,13 +1,18 @@
-"""Small builders for test data."""
+"""Small builders and helpers the tests share."""
 
 from __future__ import annotations
 
 import itertools
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from aiohttp.test_utils import TestClient
+from sqlalchemy import select, update
+
 from bot.channel import InboundMessage
-from storage.models import Channel
+from bot.keys import DISPATCHER
+from storage.db import Database
+from storage.models import Channel, OutboxItem
 
 _ids = itertools.count(1)
 
@@ -31,3 +36,23 @@ def incoming(
         reply_inline=inline,
         **extra,
     )
+
+
+async def send_due(client: TestClient[Any, Any]) -> None:
+    """Send what the outbox has due now, and wait for the sends."""
+    await client.app[DISPATCHER].drain()
+
+
+async def outbox_rows(db: Database) -> list[OutboxItem]:
+    async with db.session() as session:
+        found = await session.execute(select(OutboxItem).order_by(OutboxItem.id))
+        return list(found.scalars())
+
+
+async def make_outbox_due(db: Database) -> None:
+    """Skip every backoff wait: retries are due now (the schedule is tested on its own)."""
+    async with db.session() as session:
+        await session.execute(
+            update(OutboxItem).values(next_attempt_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
+        await session.commit()

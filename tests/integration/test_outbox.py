@@ -23,7 +23,7 @@ from storage.models import (
     OutboxItem,
     OutboxState,
 )
-from tests.builders import incoming
+from tests.builders import incoming, make_outbox_due, outbox_rows
 from tests.conftest import make_settings
 from tests.fakes.senders import ScriptedSender
 
@@ -48,20 +48,6 @@ def dispatcher(db: Database, settings: Settings, sender: ScriptedSender) -> Disp
     return Dispatcher(db, {sender.channel: sender}, settings.outbox)
 
 
-async def rows(db: Database) -> list[OutboxItem]:
-    async with db.session() as session:
-        return list((await session.execute(select(OutboxItem).order_by(OutboxItem.id))).scalars())
-
-
-async def make_due(db: Database) -> None:
-    """Skip the backoff wait (the schedule itself is checked separately)."""
-    async with db.session() as session:
-        await session.execute(
-            update(OutboxItem).values(next_attempt_at=datetime.now(UTC) - timedelta(seconds=1))
-        )
-        await session.commit()
-
-
 async def say(engine: Engine, text: str, sender: str = "tg-1") -> None:
     await engine.receive(incoming(text, sender=sender, channel=TG, inline=False))
 
@@ -70,7 +56,7 @@ async def test_sent_message_is_recorded(engine: Engine, db: Database, settings: 
     await say(engine, "hola")
     sender = ScriptedSender(TG)
     await dispatcher(db, settings, sender).drain()
-    [row] = await rows(db)
+    [row] = await outbox_rows(db)
     assert [m.recipient for m in sender.sent] == ["tg-1"]
     assert row.state == OutboxState.DONE and row.attempts == 1
     assert row.message.status == DeliveryStatus.SENT
@@ -84,11 +70,11 @@ async def test_transient_failure_is_retried_then_sent(
     sender = ScriptedSender(TG, [RetryLater("timeout")])
     outbox = dispatcher(db, settings, sender)
     await outbox.drain()
-    [row] = await rows(db)
+    [row] = await outbox_rows(db)
     assert row.state == OutboxState.PENDING and row.last_error == "timeout"
-    await make_due(db)
+    await make_outbox_due(db)
     await outbox.drain()
-    [row] = await rows(db)
+    [row] = await outbox_rows(db)
     assert row.state == OutboxState.DONE and row.attempts == 2
     assert len(sender.attempts) == 2 and len(sender.sent) == 1
 
@@ -99,7 +85,7 @@ async def test_channel_retry_after_is_honoured(
     await say(engine, "hola")
     before = datetime.now(UTC)
     await dispatcher(db, settings, ScriptedSender(TG, [RetryLater("429", after=30)])).drain()
-    [row] = await rows(db)
+    [row] = await outbox_rows(db)
     assert row.state == OutboxState.PENDING
     assert before + timedelta(seconds=29) < row.next_attempt_at < before + timedelta(seconds=32)
 
@@ -110,8 +96,8 @@ async def test_gives_up_after_the_budget(engine: Engine, db: Database, settings:
     outbox = dispatcher(db, settings, sender)
     for _ in range(settings.outbox.max_attempts):
         await outbox.drain()
-        await make_due(db)
-    [row] = await rows(db)
+        await make_outbox_due(db)
+    [row] = await outbox_rows(db)
     assert row.state == OutboxState.FAILED and row.attempts == 3
     assert row.message.status == DeliveryStatus.FAILED
     assert "down" in (row.message.error or "")
@@ -124,7 +110,7 @@ async def test_permanent_failure_is_not_retried(
     await say(engine, "hola")
     sender = ScriptedSender(TG, [SendFailed("Bad Request: chat not found", "400")])
     await dispatcher(db, settings, sender).drain()
-    [row] = await rows(db)
+    [row] = await outbox_rows(db)
     assert row.state == OutboxState.FAILED and len(sender.attempts) == 1
     assert row.message.error == "Bad Request: chat not found"
 
@@ -140,7 +126,7 @@ async def test_unreachable_lead_is_not_sent_to_again(
     await outbox.drain()
     await say(engine, "¿cuánto cuesta?")
     await outbox.drain()
-    first, second = await rows(db)
+    first, second = await outbox_rows(db)
     assert first.state == second.state == OutboxState.BLOCKED
     assert second.last_error == "unreachable"
     assert len(sender.attempts) == 1
@@ -156,7 +142,7 @@ async def test_opted_out_lead_gets_only_the_confirmation(
     await say(engine, "ya no me escriban")
     sender = ScriptedSender(TG)
     await dispatcher(db, settings, sender).drain()
-    greeting, confirmation = await rows(db)
+    greeting, confirmation = await outbox_rows(db)
     assert greeting.state == OutboxState.BLOCKED and greeting.last_error == "opted_out"
     assert confirmation.state == OutboxState.DONE
     assert [m.text for m in sender.sent] == [confirmation.message.text]
@@ -170,7 +156,7 @@ async def test_one_chat_stays_in_order_while_others_go_on(
     await say(engine, "hola", sender="fast")
     sender = ScriptedSender(TG, [RetryLater("429", after=60)])
     await dispatcher(db, settings, sender).drain()
-    slow_first, slow_second, fast = await rows(db)
+    slow_first, slow_second, fast = await outbox_rows(db)
     assert slow_first.state == OutboxState.PENDING  # waiting for its retry
     assert slow_second.state == OutboxState.PENDING and slow_second.attempts == 0
     assert fast.state == OutboxState.DONE
@@ -195,7 +181,7 @@ async def test_restart_takes_over_a_dead_claim_and_never_repeats_a_sent_one(
     second = ScriptedSender(TG)
     await dispatcher(db, settings, second).drain()
     assert [m.recipient for m in second.sent] == ["a"]
-    assert all(row.state == OutboxState.DONE for row in await rows(db))
+    assert all(row.state == OutboxState.DONE for row in await outbox_rows(db))
 
 
 async def test_stop_lets_sends_in_flight_finish(
@@ -207,10 +193,10 @@ async def test_stop_lets_sends_in_flight_finish(
     outbox.wake()
     for _ in range(100):
         await asyncio.sleep(0.01)
-        if (await rows(db))[0].state == OutboxState.SENDING:
+        if (await outbox_rows(db))[0].state == OutboxState.SENDING:
             break
     await outbox.stop(timeout=5)
-    [row] = await rows(db)
+    [row] = await outbox_rows(db)
     assert row.state == OutboxState.DONE
 
 

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import time_machine
 from aiohttp.test_utils import TestClient
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from bot.keys import DATABASE, DESK, DISPATCHER, SCHEDULER
 from storage.models import (
@@ -23,9 +23,9 @@ from storage.models import (
     Lead,
     LeadPhone,
     Message,
-    OutboxItem,
     OutboxState,
 )
+from tests.builders import make_outbox_due, outbox_rows, send_due
 from tests.fakes.telegram_api import FakeTelegramServer, post_update
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "telegram"
@@ -74,24 +74,6 @@ async def deliver(client: TestClient[Any, Any], update: dict[str, Any]) -> int:
     return reply.status
 
 
-async def send_due(client: TestClient[Any, Any]) -> None:
-    await client.app[DISPATCHER].drain()
-
-
-async def outbox(client: TestClient[Any, Any]) -> list[OutboxItem]:
-    async with client.app[DATABASE].session() as session:
-        rows = await session.execute(select(OutboxItem).order_by(OutboxItem.id))
-        return list(rows.scalars())
-
-
-async def make_due(client: TestClient[Any, Any]) -> None:
-    async with client.app[DATABASE].session() as session:
-        await session.execute(
-            update(OutboxItem).values(next_attempt_at=datetime.now(UTC) - timedelta(seconds=1))
-        )
-        await session.commit()
-
-
 async def test_requests_without_the_secret_are_refused(
     client: TestClient[Any, Any], tg: FakeTelegramServer
 ) -> None:
@@ -127,7 +109,7 @@ async def test_text_gets_a_spanish_reply_in_the_right_chat(
     [call] = tg.calls_to("sendMessage")
     assert call.params["chat_id"] == MARIANA
     assert call.params["text"]
-    [row] = await outbox(client)
+    [row] = await outbox_rows(client.app[DATABASE])
     assert row.state == OutboxState.DONE
     assert row.message.channel_message_id == f"{MARIANA}:1"
     assert row.message.script == "greeting"
@@ -224,7 +206,7 @@ async def test_blocked_then_unblocked(client: TestClient[Any, Any], tg: FakeTele
     assert await deliver(client, kicked) == 200
     await send_due(client)
     assert tg.calls_to("sendMessage") == []  # the greeting waiting for it is not sent
-    [row] = await outbox(client)
+    [row] = await outbox_rows(client.app[DATABASE])
     assert row.state == OutboxState.BLOCKED
 
     member = json.loads((DATA / "my_chat_member_member.json").read_text(encoding="utf-8"))
@@ -251,12 +233,12 @@ async def test_429_waits_retry_after_then_delivers(
     before = datetime.now(UTC)
     assert await deliver(client, text_update("hola", 30)) == 200
     await send_due(client)
-    [row] = await outbox(client)
+    [row] = await outbox_rows(client.app[DATABASE])
     assert row.state == OutboxState.PENDING
     assert row.next_attempt_at >= before + timedelta(seconds=6)
-    await make_due(client)
+    await make_outbox_due(client.app[DATABASE])
     await send_due(client)
-    [row] = await outbox(client)
+    [row] = await outbox_rows(client.app[DATABASE])
     assert row.state == OutboxState.DONE
     assert len(tg.sent_texts(MARIANA)) == 1
 
@@ -267,9 +249,9 @@ async def test_blocked_user_gets_no_retries(
     tg.block(MARIANA)
     assert await deliver(client, text_update("hola", 40)) == 200
     await send_due(client)
-    await make_due(client)
+    await make_outbox_due(client.app[DATABASE])
     await send_due(client)
-    [row] = await outbox(client)
+    [row] = await outbox_rows(client.app[DATABASE])
     assert row.state == OutboxState.BLOCKED
     assert "blocked" in (row.last_error or "")
     assert row.attempts == 1
@@ -284,7 +266,7 @@ async def test_bad_request_fails_with_the_reason(
     tg.fail_next("sendMessage", status=400, description="Bad Request: chat not found")
     assert await deliver(client, text_update("hola", 50)) == 200
     await send_due(client)
-    [row] = await outbox(client)
+    [row] = await outbox_rows(client.app[DATABASE])
     assert row.state == OutboxState.FAILED
     assert "chat not found" in (row.message.error or "").lower()
 
@@ -295,9 +277,9 @@ async def test_server_error_is_retried(
     tg.fail_next("sendMessage", status=502, body="<html>Bad Gateway</html>")
     assert await deliver(client, text_update("hola", 60)) == 200
     await send_due(client)
-    await make_due(client)
+    await make_outbox_due(client.app[DATABASE])
     await send_due(client)
-    [row] = await outbox(client)
+    [row] = await outbox_rows(client.app[DATABASE])
     assert row.state == OutboxState.DONE
     assert row.attempts == 2
     assert len(tg.failures) == 1
@@ -332,7 +314,7 @@ async def test_one_chat_is_paced_without_holding_up_others(
     assert await deliver(client, text_update("¿cuánto cuesta?", 81)) == 200
     assert await deliver(client, text_update("hola", 82, chat=777000111)) == 200
     await send_due(client)
-    first, second, other = await outbox(client)
+    first, second, other = await outbox_rows(client.app[DATABASE])
     assert first.state == other.state == OutboxState.DONE
     # Within a second of the first: deferred to the chat's pace, with no attempt spent.
     assert second.state == OutboxState.PENDING

@@ -22,9 +22,9 @@ from storage.models import (
     Lead,
     LeadPhone,
     Message,
-    OutboxItem,
     OutboxState,
 )
+from tests.builders import make_outbox_due, outbox_rows, send_due
 from tests.conftest import free_port
 from tests.fakes.prism import PrismMock
 from tests.fakes.twilio_api import WHATSAPP_SANDBOX, FakeTwilioServer
@@ -87,24 +87,6 @@ def _public(client: TestClient[Any, Any]) -> str:
     return f"http://127.0.0.1:{client.server.port}"
 
 
-async def send_due(client: TestClient[Any, Any]) -> None:
-    await client.app[DISPATCHER].drain()
-
-
-async def rows(client: TestClient[Any, Any]) -> list[OutboxItem]:
-    async with client.app[DATABASE].session() as session:
-        found = await session.execute(select(OutboxItem).order_by(OutboxItem.id))
-        return list(found.scalars())
-
-
-async def make_due(client: TestClient[Any, Any]) -> None:
-    async with client.app[DATABASE].session() as session:
-        await session.execute(
-            update(OutboxItem).values(next_attempt_at=datetime.now(UTC) - timedelta(seconds=1))
-        )
-        await session.commit()
-
-
 def recorded(name: str) -> dict[str, str]:
     params: dict[str, str] = json.loads((DATA / f"{name}.json").read_text(encoding="utf-8"))
     return params
@@ -122,7 +104,7 @@ async def test_inbound_is_answered_with_empty_twiml_and_a_rest_reply(
     [sent] = tw.outbound
     assert (sent.to, sent.from_) == (ANA, WHATSAPP_SANDBOX)
     assert sent.body
-    [row] = await rows(client)
+    [row] = await outbox_rows(client.app[DATABASE])
     assert row.state == OutboxState.DONE
     assert row.message.channel_message_id == sent.sid
     assert sent.status_callback == f"{_public(client)}/webhooks/whatsapp/status?outbox={row.id}"
@@ -238,7 +220,7 @@ async def test_status_callbacks_move_forward_only(
     await tw.send_callbacks(sent.sid, ["sent", "read", "delivered"])  # out of order
     await tw.send_callbacks(sent.sid, ["read"], duplicate=True)
     assert {delivery.response_status for delivery in tw.callbacks} == {204}
-    [row] = await rows(client)
+    [row] = await outbox_rows(client.app[DATABASE])
     assert row.message.status == DeliveryStatus.READ
 
 
@@ -258,7 +240,7 @@ async def test_failure_callback_records_the_reason(
     await send_due(client)
     [sent] = tw.outbound
     await tw.send_callbacks(sent.sid, ["failed"], error_code=63016)
-    [row] = await rows(client)
+    [row] = await outbox_rows(client.app[DATABASE])
     assert row.message.status == DeliveryStatus.FAILED
     assert "24-hour window" in (row.message.error or "")
 
@@ -288,7 +270,7 @@ async def test_outside_the_window_free_text_is_blocked(
     await close_window(client)
     await client.app[DESK].reply(conversation, agent, "¿Seguimos con tu trámite?")
     await send_due(client)
-    last = (await rows(client))[-1]
+    last = (await outbox_rows(client.app[DATABASE]))[-1]
     assert last.state == OutboxState.BLOCKED
     assert "outside_24h_window" in (last.last_error or "")
     assert len(tw.outbound) == 1  # only the handoff notice, inside the window
@@ -313,7 +295,7 @@ async def test_outside_the_window_the_configured_template_goes(
     assert template.body in (None, "")
     create = tw.creates[-1]
     assert json.loads(create.params["ContentVariables"]) == {"1": "Ana", "2": "Carla"}
-    assert (await rows(client))[-1].state == OutboxState.DONE
+    assert (await outbox_rows(client.app[DATABASE]))[-1].state == OutboxState.DONE
 
 
 async def test_opted_out_at_twilio_is_not_retried(
@@ -322,9 +304,9 @@ async def test_opted_out_at_twilio_is_not_retried(
     tw.opt_out(ANA)
     await post(client, tw, tw.inbound_whatsapp_params(ANA, "hola"))
     await send_due(client)
-    await make_due(client)
+    await make_outbox_due(client.app[DATABASE])
     await send_due(client)
-    [row] = await rows(client)
+    [row] = await outbox_rows(client.app[DATABASE])
     assert row.state == OutboxState.BLOCKED
     assert "21610" in (row.last_error or "")
     assert len(tw.creates) == 1
@@ -337,13 +319,13 @@ async def test_a_timeout_after_sending_is_not_sent_twice(
     tw.hang_after_accept(3.0)  # longer than whatsapp.send_timeout (1 s)
     await post(client, tw, tw.inbound_whatsapp_params(ANA, "hola"))
     await send_due(client)
-    [row] = await rows(client)
+    [row] = await outbox_rows(client.app[DATABASE])
     assert row.state == OutboxState.PENDING
     assert row.uncertain
     assert len(tw.outbound) == 1  # Twilio did create it
-    await make_due(client)
+    await make_outbox_due(client.app[DATABASE])
     await send_due(client)
-    [row] = await rows(client)
+    [row] = await outbox_rows(client.app[DATABASE])
     assert row.state == OutboxState.DONE
     assert row.message.channel_message_id == tw.outbound[0].sid
     assert len(tw.creates) == 1  # found at Twilio instead of posted again
@@ -358,10 +340,10 @@ async def test_the_status_callback_settles_a_send_whose_answer_was_lost(
     await send_due(client)
     [sent] = tw.outbound
     await tw.send_callbacks(sent.sid, ["sent"])
-    [row] = await rows(client)
+    [row] = await outbox_rows(client.app[DATABASE])
     assert row.state == OutboxState.DONE
     assert row.message.channel_message_id == sent.sid
-    await make_due(client)
+    await make_outbox_due(client.app[DATABASE])
     await send_due(client)
     assert len(tw.creates) == 1
 
