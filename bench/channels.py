@@ -34,6 +34,7 @@ import argparse
 import asyncio
 import collections
 import contextlib
+import functools
 import itertools
 import json
 import os
@@ -317,7 +318,10 @@ def stderr_summary(written: str) -> tuple[int, collections.Counter[str], list[st
             continue
         # One key per kind of event: asyncio's "Task exception was never retrieved" names
         # the task and its exception on the next line.
-        summary = re.sub(r"\d+", "N", " / ".join(event.splitlines()[:2]))[:200]
+        summary = " / ".join(event.splitlines()[:2])
+        if entry.get("exc"):  # the exception itself is the traceback's last line
+            summary += " / " + str(entry["exc"]).strip().splitlines()[-1]
+        summary = re.sub(r"\d+", "N", summary)[:300]
         events[f"{entry['level']} {summary}"] += 1
     return len(lines), events, other[:20]
 
@@ -580,7 +584,7 @@ class ChannelResult:
 async def run_channel(
     channel: str,
     mode: str,
-    send: Awaitable[Load],
+    send: Callable[[], Awaitable[Load]],
     fakes: Fakes,
     db: AsyncEngine,
     *,
@@ -591,7 +595,7 @@ async def run_channel(
     after = await scalar(db, text("SELECT coalesce(max(id), 0) FROM outbox"))
     mark = len(await fakes.arrivals(channel))
     await meter.start()
-    result = ChannelResult(channel, mode, await send)
+    result = ChannelResult(channel, mode, await send())
     # Every answered webhook has committed its outbox row: the run's replies are all known now.
     result.replies = await scalar(
         db,
@@ -700,21 +704,27 @@ async def measure(args: argparse.Namespace, fakes: Fakes, fakes_pid: int | None,
                 ("whatsapp", lambda block: whatsapp_webhooks(texts, block, base)),
             ]
             for channel, webhooks in channels:
-                warm = webhooks(WARM_UP)
+                warm, fresh = webhooks(WARM_UP), webhooks(MEASURED)
                 await run_channel(
                     channel,
                     "warm-up",
-                    post_closed_loop(bot.base, warm, 2, args.concurrency),
+                    functools.partial(post_closed_loop, bot.base, warm, 2, args.concurrency),
                     fakes,
                     db,
                     timeout=args.timeout,
                     meter=Meter({}),
                 )
-                fresh = webhooks(MEASURED)
-                phases = [(CLOSED, post_closed_loop(bot.base, fresh, *closed))]
+                phases: list[tuple[str, Callable[[], Awaitable[Load]]]] = [
+                    (CLOSED, functools.partial(post_closed_loop, bot.base, fresh, *closed))
+                ]
                 if args.rate:
-                    steady = post_open_loop(bot.base, fresh, args.rate, args.seconds)
-                    phases.append((f"steady {args.rate:g}/s", steady))
+                    steady = (args.rate, args.seconds)
+                    phases.append(
+                        (
+                            f"steady {args.rate:g}/s",
+                            functools.partial(post_open_loop, bot.base, fresh, *steady),
+                        )
+                    )
                 for mode, send in phases:
                     run.channels.append(
                         await run_channel(

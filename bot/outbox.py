@@ -17,8 +17,9 @@ import contextlib
 import logging
 import random
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy import select
@@ -44,6 +45,8 @@ from storage.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
 
+# Tries at recording a send's outcome before leaving the row to its lease (about 30 s in all).
+SETTLE_ATTEMPTS = 5
 OPTED_OUT = "opted_out"
 UNREACHABLE = "unreachable"
 NO_SENDER = "channel_not_configured"
@@ -315,22 +318,51 @@ class Dispatcher:
 
     async def _deliver(self, message: OutboundMessage) -> None:
         sender = self.senders[message.channel]
+        settle: Callable[[], Awaitable[None]]
         try:
             receipt = await sender.send(message)
         except RetryLater as exc:
-            await self._settle(message, retry=exc)
+            settle = partial(self._settle, message, retry=exc)
         except SendFailed as exc:
-            await self._settle(message, failure=exc)
+            settle = partial(self._settle, message, failure=exc)
         except Blocked as exc:
-            await self._settle(message, blocked=exc)
+            settle = partial(self._settle, message, blocked=exc)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             # A sender bug or an error it did not classify: keep the row and try again later.
             log.exception("outbox_send_crashed", extra={"outbox_id": message.key})
-            await self._settle(message, retry=RetryLater(f"unexpected: {type(exc).__name__}"))
+            retry = RetryLater(f"unexpected: {type(exc).__name__}")
+            settle = partial(self._settle, message, retry=retry)
         else:
-            await self._settle(message, receipt=receipt)
+            settle = partial(self._settle, message, receipt=receipt)
+        await self._insist(message, settle)
+
+    async def _insist(
+        self, message: OutboundMessage, settle: Callable[[], Awaitable[None]]
+    ) -> None:
+        """Record the outcome, retrying a failure: a row left claimed would be taken up again
+        when its lease runs out, and a message that did go out would be sent twice."""
+        for attempt in range(1, SETTLE_ATTEMPTS + 1):
+            try:
+                await settle()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning(
+                    "outbox_settle_failed",
+                    extra={
+                        "outbox_id": message.key,
+                        "attempt": attempt,
+                        "error": type(exc).__name__,
+                    },
+                )
+                if attempt == SETTLE_ATTEMPTS:
+                    log.exception("outbox_settle_gave_up", extra={"outbox_id": message.key})
+                    return
+                await asyncio.sleep(min(0.5 * 2**attempt, 10.0))
+            else:
+                return
 
     async def _settle(
         self,

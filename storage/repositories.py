@@ -66,6 +66,31 @@ async def insert_ignoring_conflict(
 _MESSAGES = cast(Table, Message.__table__)
 _INSERT_MESSAGE = insert(_MESSAGES).returning(_MESSAGES.c.id)
 _INSERT_OUTBOX = insert(cast(Table, OutboxItem.__table__))
+_EARLIER = aliased(OutboxItem)
+_CLAIM_OUTBOX = (
+    select(OutboxItem)
+    .where(
+        or_(
+            and_(
+                OutboxItem.state == OutboxState.PENDING,
+                OutboxItem.next_attempt_at <= bindparam("now"),
+            ),
+            and_(
+                OutboxItem.state == OutboxState.SENDING,
+                OutboxItem.lease_until < bindparam("now"),
+            ),
+        ),
+        ~exists().where(
+            _EARLIER.channel == OutboxItem.channel,
+            _EARLIER.recipient == OutboxItem.recipient,
+            _EARLIER.id < OutboxItem.id,
+            _EARLIER.state.in_([OutboxState.PENDING, OutboxState.SENDING]),
+        ),
+    )
+    .order_by(OutboxItem.id)
+    .limit(bindparam("limit"))
+    .with_for_update(skip_locked=True, of=OutboxItem)
+)
 _APPOINTMENTS = cast(Table, Appointment.__table__)
 _INSERT_APPOINTMENT = insert(_APPOINTMENTS).returning(_APPOINTMENTS.c.id)
 _CONVERSATION_OF_SENDER = (
@@ -230,30 +255,8 @@ class Outbox:
         are not held up. `SKIP LOCKED` lets several processes claim side by side on PostgreSQL;
         SQLite serialises write transactions, which gives the same guarantee.
         """
-        earlier = aliased(OutboxItem)
-        unsettled = [OutboxState.PENDING, OutboxState.SENDING]
-        statement = (
-            select(OutboxItem)
-            .where(
-                or_(
-                    and_(
-                        OutboxItem.state == OutboxState.PENDING,
-                        OutboxItem.next_attempt_at <= now,
-                    ),
-                    and_(OutboxItem.state == OutboxState.SENDING, OutboxItem.lease_until < now),
-                ),
-                ~exists().where(
-                    earlier.channel == OutboxItem.channel,
-                    earlier.recipient == OutboxItem.recipient,
-                    earlier.id < OutboxItem.id,
-                    earlier.state.in_(unsettled),
-                ),
-            )
-            .order_by(OutboxItem.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True, of=OutboxItem)
-        )
-        items = list((await self.session.execute(statement)).scalars().unique())
+        parameters = {"now": now, "limit": limit}
+        items = list((await self.session.execute(_CLAIM_OUTBOX, parameters)).scalars().unique())
         for item in items:
             if item.state == OutboxState.SENDING:
                 # Its dispatcher died mid-send: the message may or may not have gone out.

@@ -214,3 +214,29 @@ async def test_two_dispatchers_send_each_row_once(
     recipients = [m.recipient for s in senders for m in s.sent]
     assert sorted(recipients) == sorted(f"lead-{n}" for n in range(60))
     assert all(s.sent for s in senders), "both dispatchers should have taken a share"
+
+
+async def test_a_sent_message_is_recorded_even_if_the_first_try_fails(
+    engine: Engine, db: Database, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await say(engine, "hola")
+    sender = ScriptedSender(TG)
+    outbox = dispatcher(db, settings, sender)
+    real_settle = outbox._settle
+    failures = iter([ConnectionResetError("database connection dropped")])
+
+    async def flaky_settle(*args: object, **kwargs: object) -> None:
+        if (failure := next(failures, None)) is not None:
+            raise failure
+        await real_settle(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(outbox, "_settle", flaky_settle)
+    monkeypatch.setattr("bot.outbox.asyncio.sleep", _no_wait)
+    await outbox.drain()
+    [row] = await outbox_rows(db)
+    assert row.state == OutboxState.DONE
+    assert len(sender.sent) == 1  # recorded on the second try, never sent again
+
+
+async def _no_wait(seconds: float) -> None:
+    return None
