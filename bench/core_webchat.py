@@ -4,11 +4,11 @@ Measures, in one run and with the same load generator:
 1. throughput of a bare aiohttp handler that parses the same JSON and does nothing else;
 2. throughput of `seguibot serve` (each request a new message: dedupe, lead, NLU, policy,
    reply row in the outbox, one transaction);
-3. latency of `seguibot serve` at a steady 100 messages/s (open loop: requests leave on
-   schedule whether or not earlier ones finished);
+3. latency of `seguibot serve` at steady rates (default 100 and 50 messages/s; open loop:
+   requests leave on schedule whether or not earlier ones finished);
 4. where the time goes inside the engine (NLU, SQL round trips, the rest), in process.
 
-Run: `.venv/bin/python -m bench.core_webchat [--seconds 15] [--concurrency 32]`
+Run: `.venv/bin/python -m bench.core_webchat [--seconds 15] [--concurrency 32] [--rates 100,50]`
 Needs PostgreSQL (SEGUIBOT_BENCH_POSTGRES, default postgresql+asyncpg://postgres@127.0.0.1/test).
 """
 
@@ -23,7 +23,6 @@ import os
 import platform
 import random
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -254,7 +253,11 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--rate", type=float, default=100.0)
+    parser.add_argument(
+        "--rates",
+        default="100,50",
+        help="steady rates (messages/s) to measure latency at, comma-separated",
+    )
     args = parser.parse_args()
     texts = realistic_texts()
 
@@ -275,8 +278,10 @@ async def main() -> None:
             await wait_until_up(bot, "/readyz")
             await closed_loop(bot, texts, 2, args.concurrency)  # warm up
             bot_rate = await closed_loop(bot, texts, args.seconds, args.concurrency)
-            await asyncio.sleep(1)
-            latencies = await open_loop(bot, texts, args.rate, args.seconds)
+            steady = {}
+            for rate in (float(r) for r in args.rates.split(",")):
+                await asyncio.sleep(3)  # let the previous phase's backlog drain
+                steady[rate] = await open_loop(bot, texts, rate, args.seconds)
         profile = await profile_engine(url, texts, 2000)
 
     print(
@@ -285,18 +290,18 @@ async def main() -> None:
     )
     print(f"bare aiohttp handler:    {bare_rate:8.0f} req/s")
     print(f"seguibot web chat:       {bot_rate:8.0f} msg/s  ({bot_rate / bare_rate:.1%} of bare)")
-    print(
-        f"steady {args.rate:.0f} msg/s:         p50 {percentile(latencies, 50):.1f} ms, "
-        f"p95 {percentile(latencies, 95):.1f} ms, p99 {percentile(latencies, 99):.1f} ms, "
-        f"max {max(latencies):.1f} ms ({len(latencies)} answered)"
-    )
+    for rate, latencies in steady.items():
+        print(
+            f"steady {rate:>4.0f} msg/s:        p50 {percentile(latencies, 50):.1f} ms, "
+            f"p95 {percentile(latencies, 95):.1f} ms, p99 {percentile(latencies, 99):.1f} ms, "
+            f"max {max(latencies):.1f} ms ({len(latencies)} of {int(rate * args.seconds)} answered)"
+        )
     rest = profile["total_ms"] - profile["nlu_ms"] - profile["sql_ms"]
     print(
         f"engine, in process:      {profile['total_ms']:.2f} ms/msg = NLU {profile['nlu_ms']:.2f}"
         f" + SQL {profile['sql_ms']:.2f} ({profile['statements']:.1f} statements)"
         f" + ORM/Python {rest:.2f}"
     )
-    print(f"mean latency check:      {statistics.mean(latencies):.1f} ms")
 
 
 if __name__ == "__main__":

@@ -141,15 +141,13 @@ class Followup:
                 return
 
     async def leave(self, uow: UnitOfWork, lead: Lead, reason: str, now: datetime) -> None:
-        """Stop the lead's sequence: its later steps are withdrawn, and so are its messages
-        still waiting in the outbox (a step due while the lead was writing is not sent after
-        their reply)."""
+        """Stop the lead's sequence: its later steps are withdrawn. (A step's message still
+        waiting in the outbox when the lead writes back is held back by the outbox itself.)"""
         if lead.sequence_run_id is None:
             return
         run_id, lead.sequence_run_id = lead.sequence_run_id, None
         if await uow.sequences.stop(run_id, reason, now):
             await uow.actions.withdraw(now, f"sequence stopped: {reason}", sequence_run_id=run_id)
-            await uow.outbox.withdraw_nudges(lead.id, f"sequence stopped: {reason}", now)
             log.info("sequence_stopped", extra={"lead_id": lead.id, "reason": reason})
 
     async def plan_task_alerts(self, uow: UnitOfWork, task: Task, now: datetime) -> None:

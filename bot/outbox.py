@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 SETTLE_ATTEMPTS = 5
 OPTED_OUT = "opted_out"
 UNREACHABLE = "unreachable"
+LEAD_REPLIED = "lead_replied"
 NO_SENDER = "channel_not_configured"
 
 
@@ -272,6 +273,9 @@ class Dispatcher:
                 reason = None
                 if opted_out and not item.optout_confirmation:
                     reason = OPTED_OUT
+                elif item.cancel_on_reply and last_inbound_at and last_inbound_at > item.created_at:
+                    # A follow-up nudge staged before the lead wrote back: it has nothing to say.
+                    reason = LEAD_REPLIED
                 elif not reachable:
                     reason = UNREACHABLE
                 elif item.channel not in self.senders:

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -21,12 +22,14 @@ class DatabaseUnavailable(SeguibotError):
     """The database cannot be reached; callers answer 503 so the sender retries later."""
 
 
-# What a dead or unreachable database looks like from SQLAlchemy and the drivers.
+# What a dead, unreachable or saturated database looks like from SQLAlchemy and the drivers.
+# (PoolTimeout: every connection busy for `pool_timeout`; the caller should come back later.)
 UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     OperationalError,
     InterfaceError,
     OSError,
     TimeoutError,
+    PoolTimeout,
 )
 
 

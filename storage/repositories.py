@@ -269,20 +269,13 @@ class Outbox:
 
     async def block_unsent_for_lead(self, lead_id: int, reason: str, now: datetime) -> int:
         """Stop every message still waiting for this lead, except the opt-out confirmation."""
-        return await self._block(
-            reason, now, OutboxItem.lead_id == lead_id, OutboxItem.optout_confirmation.is_(False)
-        )
-
-    async def withdraw_nudges(self, lead_id: int, reason: str, now: datetime) -> int:
-        """Stop the follow-up nudges still waiting for this lead (they replied meanwhile)."""
-        return await self._block(
-            reason, now, OutboxItem.lead_id == lead_id, OutboxItem.cancel_on_reply.is_(True)
-        )
-
-    async def _block(self, reason: str, now: datetime, *where: Any) -> int:
         statement = (
             select(OutboxItem)
-            .where(OutboxItem.state == OutboxState.PENDING, *where)
+            .where(
+                OutboxItem.state == OutboxState.PENDING,
+                OutboxItem.lead_id == lead_id,
+                OutboxItem.optout_confirmation.is_(False),
+            )
             .with_for_update()
         )
         items = list((await self.session.execute(statement)).scalars().unique())

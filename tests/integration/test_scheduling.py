@@ -28,6 +28,7 @@ from storage.models import (
     SequenceState,
     Task,
 )
+from tests.builders import send_due
 
 MX = ZoneInfo("America/Mexico_City")
 THURSDAY_10 = datetime(2026, 11, 26, 10, 0, tzinfo=MX)
@@ -262,8 +263,9 @@ async def test_a_reply_stops_the_sequence_and_withdraws_its_waiting_nudge(
     [nudge] = await rows(client, OutboxItem, OutboxItem.cancel_on_reply.is_(True))
     assert nudge.state == OutboxState.PENDING
     await say(client, "perdón, andaba ocupado")  # the lead writes before it goes out
+    await send_due(client)
     [nudge] = await rows(client, OutboxItem, OutboxItem.cancel_on_reply.is_(True))
-    assert nudge.state == OutboxState.BLOCKED
+    assert (nudge.state, nudge.last_error) == (OutboxState.BLOCKED, "lead_replied")
     [run] = await rows(client, SequenceRun)
     assert (run.state, run.stop_reason) == (SequenceState.STOPPED, "replied")
     later = await rows(
