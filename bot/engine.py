@@ -232,7 +232,7 @@ class Engine:
                 lead.name = event.sender_name[:200]
             if event.source and lead.source in (None, event.channel.value):
                 lead.source = event.source[:64]  # a campaign beats "came in on this channel"
-            if event.sender_phone:
+            if event.shared_contact and event.sender_phone:
                 await uow.leads.add_phone(lead.id, event.sender_phone)
             if conversation.state == ConversationState.CLOSED:
                 conversation.state = ConversationState.BOT
