@@ -275,6 +275,7 @@ def _agents_add(args: argparse.Namespace) -> int:
 
 
 def _appointments(args: argparse.Namespace) -> int:
+    from bot.booking import KIND_WORDS
     from bot.calendar import spanish_moment
     from storage.uow import UnitOfWork
 
@@ -285,7 +286,8 @@ def _appointments(args: argparse.Namespace) -> int:
         db = _database(settings)
         try:
             await migrate.ensure_current(db)
-            local = datetime.now(tz).replace(hour=0, minute=0, second=0, microsecond=0)
+            now = datetime.now(tz)
+            local = now.replace(hour=0, minute=0, second=0, microsecond=0)
             end = local + timedelta(days=7 if args.week else 1)
             async with UnitOfWork(db) as uow:
                 found = await uow.appointments.between(local, end)
@@ -296,8 +298,10 @@ def _appointments(args: argparse.Namespace) -> int:
                     agent = (
                         await uow.agents.get(appointment.agent_id) if appointment.agent_id else None
                     )
+                    when = spanish_moment(appointment.starts_at, tz, now)
+                    kind = KIND_WORDS.get(appointment.kind, appointment.kind).split(" ")[-1]
                     print(
-                        f"{spanish_moment(appointment.starts_at, tz):<42} {appointment.kind:<8}"
+                        f"{when:<42} {kind:<9}"
                         f" {(lead.name if lead else None) or '(sin nombre)':<24}"
                         f" {agent.name if agent else 'equipo'}"
                     )

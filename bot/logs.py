@@ -45,7 +45,14 @@ def configure(level: str, *, json_format: bool) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     # Libraries' own request logs would carry URLs with bot tokens and phone numbers.
-    for noisy in ("httpx", "httpcore", "aiohttp.access", "twilio.http_client", "apscheduler"):
+    for noisy in (
+        "httpx",
+        "httpcore",
+        "aiohttp.access",
+        "twilio.http_client",
+        "apscheduler",
+        "alembic",
+    ):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
     # While a backlog is being fired the next wake-up finds the previous one still working and
     # is skipped, as intended; APScheduler reports each skip as a warning.

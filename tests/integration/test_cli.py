@@ -111,3 +111,27 @@ def test_serve_answers_and_stops_cleanly_on_sigterm(env: dict[str, str]) -> None
     assert "serving" in events and "message_received" in events
     # Message text and names never reach the logs above DEBUG.
     assert "hola" not in stderr
+
+
+def test_appointments_and_jobs(env: dict[str, str]) -> None:
+    # Open every day, no holidays: the test does not depend on the day it runs.
+    every_day = {
+        day: ["09:00", "19:00"] for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+    }
+    env = {
+        **env,
+        "SEGUIBOT_SCHEDULING_HOURS": json.dumps(every_day),
+        "SEGUIBOT_SCHEDULING_HOLIDAYS": "[]",
+    }
+    chat = run("chat", env=env, stdin="llámame mañana a las 10\nsí\n")
+    assert chat.returncode == 0, chat.stderr
+    assert "mañana a las 10:00" in chat.stdout
+    assert "today" not in run("appointments", env=env).stdout
+    week = run("appointments", "--week", env=env)
+    assert week.returncode == 0, week.stderr
+    assert "mañana a las 10:00" in week.stdout
+    assert "llamada" in week.stdout
+    jobs = run("jobs", env=env)
+    assert jobs.returncode == 0, jobs.stderr
+    assert "reminder.lead" in jobs.stdout
+    assert "reminder.agent" in jobs.stdout
