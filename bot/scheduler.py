@@ -49,6 +49,7 @@ class Scheduler:
         self.clock = clock
         self._aps: AsyncIOScheduler | None = None
         self._busy = asyncio.Lock()
+        self._stopped = False
 
     def start(self) -> None:
         scheduling, tasks = self.settings.scheduling, self.settings.tasks
@@ -76,6 +77,13 @@ class Scheduler:
         self._aps = aps
 
     async def stop(self) -> None:
+        """For good (shutdown): a wake-up APScheduler started just before must not reach the
+        database after it is closed; it finds the flag and returns."""
+        self._stopped = True
+        await self.pause()
+
+    async def pause(self) -> None:
+        """Stop the alarm clock; `fire_due()` still works when called (tests drive it)."""
         if self._aps is not None:
             self._aps.shutdown(wait=False)
             self._aps = None
@@ -90,20 +98,24 @@ class Scheduler:
         due = local.replace(hour=hour, minute=minute, second=0, microsecond=0)
         if due > local:
             return  # the cron job plans it when the hour comes
-        try:
-            async with UnitOfWork(self.db) as uow:
-                if await self.followup.plan_sweep(uow, due, now):
-                    await uow.commit()
-        except Exception as exc:
-            if not is_unavailable(exc):
-                raise
-            log.warning("sweep_not_planned", extra={"error": type(exc).__name__})
+        # Under the same lock as firing, so stopping waits for it too.
+        async with self._busy:
+            if self._stopped:
+                return
+            try:
+                async with UnitOfWork(self.db) as uow:
+                    if await self.followup.plan_sweep(uow, due, now):
+                        await uow.commit()
+            except Exception as exc:
+                if not is_unavailable(exc):
+                    raise
+                log.warning("sweep_not_planned", extra={"error": type(exc).__name__})
 
     async def fire_due(self) -> int:
         """Fire everything due now, batch by batch; returns how many actions were handled."""
         total = 0
         async with self._busy:
-            while True:
+            while not self._stopped:
                 try:
                     fired = await self._fire_batch()
                 except Exception as exc:
@@ -115,6 +127,7 @@ class Scheduler:
                 total += fired
                 if fired < self.settings.scheduling.batch_size:
                     return total
+        return total
 
     async def _fire_batch(self) -> int:
         now = self.clock()

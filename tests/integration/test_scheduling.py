@@ -45,7 +45,7 @@ def clock() -> Iterator[time_machine.Traveller]:
 async def client(service: Any, clock: time_machine.Traveller) -> TestClient[Any, Any]:
     started: TestClient[Any, Any] = await service()
     # The tests fire and send themselves, so each step happens when they say.
-    await started.app[SCHEDULER].stop()
+    await started.app[SCHEDULER].pause()
     await started.app[DISPATCHER].stop(timeout=1)
     return started
 
@@ -216,7 +216,7 @@ async def test_quiet_hours_hold_follow_ups_until_morning(
 ) -> None:
     clock.move_to(datetime(2026, 11, 26, 20, 30, tzinfo=MX))
     client: TestClient[Any, Any] = await service()
-    await client.app[SCHEDULER].stop()
+    await client.app[SCHEDULER].pause()
     await client.app[DISPATCHER].stop(timeout=1)
     await say(client, "hola")  # a new lead: the warm sequence starts, first step in 2 h
     clock.move_to(datetime(2026, 11, 26, 22, 31, tzinfo=MX))
@@ -239,7 +239,7 @@ async def test_a_reminder_in_its_last_hour_ignores_quiet_hours(
     service: Any, clock: time_machine.Traveller
 ) -> None:
     client: TestClient[Any, Any] = await service(scheduling={"quiet_hours": ["21:00", "09:30"]})
-    await client.app[SCHEDULER].stop()
+    await client.app[SCHEDULER].pause()
     await client.app[DISPATCHER].stop(timeout=1)
     await say(client, "llámame el lunes a las 9")
     await say(client, "sí")

@@ -366,7 +366,7 @@ async def test_booking_with_buttons_and_the_agents_telegram_reminder(
     thursday = datetime(2026, 11, 26, 10, 0, tzinfo=mx)
     friday_5 = datetime(2026, 11, 27, 17, 0, tzinfo=mx)
     agent_chat = 4242424242
-    await client.app[SCHEDULER].stop()
+    await client.app[SCHEDULER].pause()
     await client.app[DESK].add_agent("Carla", telegram_chat_id=agent_chat)
     with time_machine.travel(thursday, tick=True) as clock:
         assert await deliver(client, text_update("llámame mañana a las 5", 90)) == 200
