@@ -134,7 +134,7 @@ def _serve(args: argparse.Namespace, *, telegram_polling: bool = False) -> int:
     host = args.host or settings.server.host
     port = settings.server.port if args.port is None else args.port
     app = create_app(settings, telegram_polling=telegram_polling)
-    log.info("serving", extra={"host": host, "port": port, "database": settings.database.is_sqlite})
+    log.info("serving", extra={"host": host, "port": port, "sqlite": settings.database.is_sqlite})
     web.run_app(
         app,
         host=host,

@@ -122,6 +122,18 @@ _TAKEN = Reply("schedule.taken")
 _ASK_AGAIN = {"stage": "time", "intent": "schedule.book", "day": None, "clock": None}
 
 
+@dataclass(frozen=True, slots=True)
+class _Turn:
+    """What carrying out the effects of one inbound message shares."""
+
+    uow: UnitOfWork
+    event: InboundMessage
+    lead: Lead
+    conversation: Conversation
+    message_id: int
+    now: datetime
+
+
 class _RaceLost(Exception):
     """Another transaction created the same lead or identity first; run again."""
 
@@ -240,7 +252,8 @@ class Engine:
 
             replies: list[InlineReply] = []
             if lead.opted_out_at is None and conversation.state == ConversationState.BOT:
-                replies = await self._converse(uow, event, nlu, lead, conversation, message_id, now)
+                turn = _Turn(uow, event, lead, conversation, message_id, now)
+                replies = await self._converse(turn, nlu)
             await uow.commit()
 
         metrics.INBOUND.labels(event.channel, "stored").inc()
@@ -312,19 +325,11 @@ class Engine:
         )
         return conversation, created
 
-    async def _converse(
-        self,
-        uow: UnitOfWork,
-        event: InboundMessage,
-        nlu: NluResult | None,
-        lead: Lead,
-        conversation: Conversation,
-        message_id: int,
-        now: datetime,
-    ) -> list[InlineReply]:
+    async def _converse(self, turn: _Turn, nlu: NluResult | None) -> list[InlineReply]:
+        event, lead, conversation = turn.event, turn.lead, turn.conversation
         understood = nlu or NluResult(NONE, 0.0)
         context = dict(conversation.context)
-        schedule = await self._schedule(uow, event, understood, context, lead, now)
+        schedule = await self._schedule(turn, understood, context)
         effects = decide(
             ConversationView(conversation.state, context),
             InboundView(
@@ -337,39 +342,31 @@ class Engine:
             ),
             understood,
             LeadView(lead.id, lead.name, lead.score, lead.tier),
-            now,
+            turn.now,
             self.rules.policy,
             schedule,
         )
-        replies: list[InlineReply] = []
-        for effect in effects:
-            if reply := await self._apply(uow, effect, event, lead, conversation, message_id, now):
-                replies.append(reply)
+        replies = [reply for effect in effects if (reply := await self._apply(turn, effect))]
         if replies:
             metrics.REPLIES.labels(event.channel).inc(len(replies))
         return replies
 
     async def _schedule(
-        self,
-        uow: UnitOfWork,
-        event: InboundMessage,
-        nlu: NluResult,
-        context: dict[str, Any],
-        lead: Lead,
-        now: datetime,
+        self, turn: _Turn, nlu: NluResult, context: dict[str, Any]
     ) -> SchedulingView | None:
         """What the booking dialogue needs from the calendar, looked up only when it is in play:
         the lead's next appointment, and whether the time the message asks for is free."""
+        event, lead, now = turn.event, turn.lead, turn.now
         in_dialogue = "booking" in context or "cancel" in context
         pressed_slot = bool(event.choice and event.choice.startswith(SLOT_PREFIX))
         if not (nlu.intent.startswith("schedule.") or in_dialogue or pressed_slot):
             return None
         tz = ZoneInfo(lead.timezone)
-        upcoming = await uow.appointments.next_for(lead.id, now)
+        upcoming = await turn.uow.appointments.next_for(lead.id, now)
         request = time_request(context, nlu, event.choice, now, tz)
         availability = None
         if request is not None and request.mention is not None and request.mention.when:
-            availability = await self.calendar.check(uow, lead, request.mention.when, now)
+            availability = await self.calendar.check(turn.uow, lead, request.mention.when, now)
         return SchedulingView(
             tz=tz,
             availability=availability,
@@ -381,30 +378,12 @@ class Engine:
             kind=self.kinds.detect(event.text),
         )
 
-    async def _apply(
-        self,
-        uow: UnitOfWork,
-        effect: Effect,
-        event: InboundMessage,
-        lead: Lead,
-        conversation: Conversation,
-        message_id: int,
-        now: datetime,
-    ) -> InlineReply | None:
+    async def _apply(self, turn: _Turn, effect: Effect) -> InlineReply | None:
         """Carry out one effect; returns the message when it produced a reply."""
+        uow, lead, conversation, now = turn.uow, turn.lead, turn.conversation, turn.now
         match effect:
             case Reply(script=script, values=values, buttons=buttons):
-                return await self._reply(
-                    uow,
-                    conversation,
-                    lead,
-                    script,
-                    values,
-                    message_id,
-                    event,
-                    now,
-                    buttons=buttons,
-                )
+                return await self._reply(turn, script, values, buttons)
             case AskWhich(intents=(first, second)):
                 labels = self.renderer.label(first), self.renderer.label(second)
                 buttons = tuple(
@@ -412,17 +391,7 @@ class Engine:
                     for label, intent in zip(labels, (first, second), strict=True)
                 )
                 values = {"a": labels[0], "b": labels[1]}
-                return await self._reply(
-                    uow,
-                    conversation,
-                    lead,
-                    "clarify.which",
-                    values,
-                    message_id,
-                    event,
-                    now,
-                    buttons=buttons,
-                )
+                return await self._reply(turn, "clarify.which", values, buttons)
             case Remember(context=context):
                 conversation.context = dict(context)
             case Rescore(delta=delta):
@@ -438,29 +407,13 @@ class Engine:
                 log.info("lead_opted_out", extra={"lead_id": lead.id, "blocked": blocked})
             case EnqueueHandoff(reason=reason):
                 await self.followup.leave(uow, lead, "handed off", now)
-                await self._hand_off(uow, conversation, lead, reason, now)
+                await self._hand_off(turn, reason)
             case BookAppointment():
-                booked = await self._book(uow, lead, conversation, now, effect)
-                return await self._apply(
-                    uow,
-                    effect.confirmation if booked else _TAKEN,
-                    event,
-                    lead,
-                    conversation,
-                    message_id,
-                    now,
-                )
+                booked = await self._book(turn, effect)
+                return await self._apply(turn, effect.confirmation if booked else _TAKEN)
             case MoveAppointment():
-                moved = await self._move(uow, effect, now)
-                return await self._apply(
-                    uow,
-                    effect.confirmation if moved else _TAKEN,
-                    event,
-                    lead,
-                    conversation,
-                    message_id,
-                    now,
-                )
+                moved = await self._move(turn, effect)
+                return await self._apply(turn, effect.confirmation if moved else _TAKEN)
             case CancelAppointment(appointment_id=appointment_id):
                 appointment = await uow.appointments.get(appointment_id)
                 if appointment is not None and appointment.state == AppointmentState.CONFIRMED:
@@ -470,15 +423,9 @@ class Engine:
                     log.info("appointment_cancelled", extra={"appointment_id": appointment.id})
         return None
 
-    async def _book(
-        self,
-        uow: UnitOfWork,
-        lead: Lead,
-        conversation: Conversation,
-        now: datetime,
-        effect: BookAppointment,
-    ) -> bool:
+    async def _book(self, turn: _Turn, effect: BookAppointment) -> bool:
         """Book the slot; False when another lead took it a moment ago (ask for a new time)."""
+        uow, lead, conversation, now = turn.uow, turn.lead, turn.conversation, turn.now
         appointment_id = await uow.appointments.book(
             {
                 "lead_id": lead.id,
@@ -501,7 +448,8 @@ class Engine:
         log.info("appointment_booked", extra={"appointment_id": appointment_id, "lead_id": lead.id})
         return True
 
-    async def _move(self, uow: UnitOfWork, effect: MoveAppointment, now: datetime) -> bool:
+    async def _move(self, turn: _Turn, effect: MoveAppointment) -> bool:
+        uow, now = turn.uow, turn.now
         appointment = await uow.appointments.get(effect.appointment_id)
         if appointment is None:
             return False
@@ -516,38 +464,34 @@ class Engine:
 
     async def _reply(
         self,
-        uow: UnitOfWork,
-        conversation: Conversation,
-        lead: Lead,
+        turn: _Turn,
         script: str,
         values: Mapping[str, str],
-        message_id: int,
-        event: InboundMessage,
-        now: datetime,
-        *,
         buttons: tuple[Button, ...] = (),
     ) -> InlineReply:
-        first_name = (lead.name or "").split(" ")[0]
+        conversation = turn.conversation
+        first_name = (turn.lead.name or "").split(" ")[0]
         rendered = self.renderer.render(
-            script, seed=f"{conversation.id}:{message_id}", values={"nombre": first_name, **values}
+            script,
+            seed=f"{conversation.id}:{turn.message_id}",
+            values={"nombre": first_name, **values},
         )
         message_id = await outbox.stage(
-            uow,
+            turn.uow,
             conversation,
             rendered.text,
             author=Author.BOT,
-            now=now,
+            now=turn.now,
             script=rendered.script,
             variant=rendered.variant,
             buttons=buttons,
             optout_confirmation=script == "optout.confirm",
-            delivered_inline=event.reply_inline,
+            delivered_inline=turn.event.reply_inline,
         )
         return InlineReply(message_id, rendered.text)
 
-    async def _hand_off(
-        self, uow: UnitOfWork, conversation: Conversation, lead: Lead, reason: str, now: datetime
-    ) -> None:
+    async def _hand_off(self, turn: _Turn, reason: str) -> None:
+        uow, lead, conversation = turn.uow, turn.lead, turn.conversation
         if await uow.handoffs.open_for(conversation.id) is not None:
             return
         priority = self.rules.handoff_priority.get(reason, 0)
@@ -560,7 +504,7 @@ class Engine:
                 lead_id=lead.id,
                 reason=reason,
                 priority=priority,
-                requested_at=now,
+                requested_at=turn.now,
             )
         )
         metrics.HANDOFFS.labels(reason).inc()
