@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from bot.errors import ConflictError, NotFound
+from bot.errors import ConflictError, InvalidInput, NotFound
 from bot.followup import Followup
 from storage.db import Database
 from storage.models import (
@@ -21,6 +21,9 @@ from storage.models import (
 from storage.uow import UnitOfWork
 
 PRIORITIES = ("alta", "normal", "baja")
+TITLE_MAX = 200
+# Further ahead than any plan a sales team makes, and far from datetime's year 9999 limit.
+FURTHEST = timedelta(days=5 * 366)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,17 +61,29 @@ class Agenda:
         lead_id: int | None,
         priority: str = "normal",
     ) -> Task:
+        """A task for an agent, with its due and overdue alerts planned.
+
+        Raises:
+            InvalidInput: an unknown priority, lead or owner; a title too long; a due date
+                more than five years away.
+        """
         if priority not in PRIORITIES:
-            raise ConflictError(f"priority must be one of {', '.join(PRIORITIES)}")
+            raise InvalidInput(f"priority must be one of {', '.join(PRIORITIES)}")
+        if len(title) > TITLE_MAX:
+            raise InvalidInput(f"title is longer than {TITLE_MAX} characters")
         now = utcnow()
+        if abs(due_at - now) > FURTHEST:
+            raise InvalidInput("due_at must be within five years of today")
         async with UnitOfWork(self.db) as uow:
             if lead_id is not None and await uow.leads.get(lead_id) is None:
-                raise NotFound(f"no lead {lead_id}")
+                raise InvalidInput(f"no lead {lead_id}")
+            if owner_id is not None and await uow.agents.get(owner_id) is None:
+                raise InvalidInput(f"no agent {owner_id}")
             task = await uow.tasks.add(
                 Task(
                     lead_id=lead_id,
                     owner_id=owner_id,
-                    title=title[:200],
+                    title=title,
                     priority=priority,
                     due_at=due_at,
                     created_at=now,
@@ -111,7 +126,7 @@ class Agenda:
     async def set_stage(self, lead_id: int, stage: str) -> None:
         """Move a lead along the pipeline; its sequence ends, and the new stage's begins."""
         if stage not in self.stages:
-            raise ConflictError(f"stage must be one of: {', '.join(self.stages)}")
+            raise InvalidInput(f"stage must be one of: {', '.join(self.stages)}")
         now = utcnow()
         async with UnitOfWork(self.db) as uow:
             lead = await uow.leads.get(lead_id)

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 
 from bot.agenda import Agenda
-from bot.channel import MediaRef
+from bot.channel import MediaRef, clean
 from bot.errors import MediaUnavailable, NotFound
 from bot.handoff import Desk
 from bot.keys import AGENDA, DATABASE, DESK, MEDIA
+from bot.wire import is_id, parse_json
 from storage.models import Agent, Message, OutboxItem, ScheduledAction, Task
 from storage.uow import UnitOfWork
 
@@ -37,20 +37,20 @@ async def authenticate(request: web.Request, handler: Any) -> web.StreamResponse
 
 def register(app: web.Application) -> None:
     app.router.add_get("/api/queue", queue)
-    app.router.add_get("/api/conversations/{id:\\d+}", conversation)
-    app.router.add_post("/api/conversations/{id:\\d+}/claim", claim)
-    app.router.add_post("/api/conversations/{id:\\d+}/messages", reply)
-    app.router.add_post("/api/conversations/{id:\\d+}/handback", hand_back)
-    app.router.add_post("/api/conversations/{id:\\d+}/close", close)
+    app.router.add_get("/api/conversations/{id:[0-9]{1,18}}", conversation)
+    app.router.add_post("/api/conversations/{id:[0-9]{1,18}}/claim", claim)
+    app.router.add_post("/api/conversations/{id:[0-9]{1,18}}/messages", reply)
+    app.router.add_post("/api/conversations/{id:[0-9]{1,18}}/handback", hand_back)
+    app.router.add_post("/api/conversations/{id:[0-9]{1,18}}/close", close)
     app.router.add_get("/api/outbox", outbox_rows)
-    app.router.add_get("/api/messages/{id:\\d+}/media/{n:\\d+}", media)
+    app.router.add_get("/api/messages/{id:[0-9]{1,18}}/media/{n:[0-9]{1,3}}", media)
     app.router.add_get("/api/appointments", appointments)
     app.router.add_get("/api/tasks", tasks)
     app.router.add_post("/api/tasks", add_task)
-    app.router.add_post("/api/tasks/{id:\\d+}/done", complete_task)
+    app.router.add_post("/api/tasks/{id:[0-9]{1,18}}/done", complete_task)
     app.router.add_get("/api/notifications", notifications)
-    app.router.add_post("/api/notifications/{id:\\d+}/read", read_notification)
-    app.router.add_post("/api/leads/{id:\\d+}/stage", set_stage)
+    app.router.add_post("/api/notifications/{id:[0-9]{1,18}}/read", read_notification)
+    app.router.add_post("/api/leads/{id:[0-9]{1,18}}/stage", set_stage)
     app.router.add_get("/api/jobs", jobs)
 
 
@@ -130,10 +130,7 @@ async def claim(request: web.Request) -> web.Response:
 async def _body(request: web.Request) -> dict[str, Any]:
     if request.content_type != "application/json":
         raise web.HTTPUnsupportedMediaType(text="expected application/json")
-    try:
-        data = await request.json()
-    except json.JSONDecodeError as exc:
-        raise web.HTTPBadRequest(text=f"invalid JSON: {exc}") from None
+    data = parse_json(await request.read())
     if not isinstance(data, dict):
         raise web.HTTPBadRequest(text="expected a JSON object")
     return data
@@ -142,8 +139,9 @@ async def _body(request: web.Request) -> dict[str, Any]:
 async def reply(request: web.Request) -> web.Response:
     data = await _body(request)
     text = data.get("text")
-    if not isinstance(text, str) or not text.strip():
+    if not isinstance(text, str) or not clean(text).strip():
         raise web.HTTPBadRequest(text="text must be a non-empty string")
+    text = clean(text)
     message_id = await _desk(request).reply(_id(request), request[AGENT], text)
     return web.json_response({"message_id": message_id, "status": "pending"}, status=201)
 
@@ -256,8 +254,9 @@ async def tasks(request: web.Request) -> web.Response:
 async def add_task(request: web.Request) -> web.Response:
     data = await _body(request)
     title = data.get("title")
-    if not isinstance(title, str) or not title.strip():
+    if not isinstance(title, str) or not clean(title).strip():
         raise web.HTTPBadRequest(text="title must be a non-empty string")
+    title = clean(title)
     try:
         due_at = datetime.fromisoformat(str(data.get("due_at")))
     except ValueError:
@@ -265,8 +264,8 @@ async def add_task(request: web.Request) -> web.Response:
     if due_at.tzinfo is None:
         raise web.HTTPBadRequest(text="due_at must be ISO 8601 with an offset")
     lead_id, owner_id = data.get("lead_id"), data.get("owner_id", request[AGENT].id)
-    if not all(v is None or isinstance(v, int) for v in (lead_id, owner_id)):
-        raise web.HTTPBadRequest(text="lead_id and owner_id must be integers")
+    if not all(v is None or is_id(v) for v in (lead_id, owner_id)):
+        raise web.HTTPBadRequest(text="lead_id and owner_id must be ids (positive integers)")
     task = await _agenda(request).add_task(
         title=title.strip(),
         due_at=due_at,

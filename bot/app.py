@@ -18,7 +18,14 @@ from bot.agenda import Agenda
 from bot.calendar import Calendar, Hours, KindWords
 from bot.channel import Channel, MediaSource, Sender
 from bot.engine import Engine, LeadRules
-from bot.errors import ConfigError, ConflictError, NotFound, SchemaOutdated, WebhookRejected
+from bot.errors import (
+    ConfigError,
+    ConflictError,
+    InvalidInput,
+    NotFound,
+    SchemaOutdated,
+    WebhookRejected,
+)
 from bot.followup import Followup
 from bot.handoff import Desk
 from bot.keys import AGENDA, DATABASE, DESK, DISPATCHER, ENGINE, MEDIA, SCHEDULER, SETTINGS
@@ -41,7 +48,7 @@ from handlers.webchat import WebchatChannel, WebchatHub, WebchatSender
 from handlers.whatsapp import STATUS_PATH as WHATSAPP_STATUS_PATH
 from handlers.whatsapp import TwilioMedia, TwilioSender, WhatsappInbound, WhatsappWebhook
 from storage import migrate
-from storage.db import Database, DatabaseUnavailable, is_unavailable
+from storage.db import Database, DatabaseUnavailable, is_conflict, is_unavailable
 from storage.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -394,11 +401,20 @@ async def errors(request: web.Request, handler: Any) -> web.StreamResponse:
     except WebhookRejected as exc:
         _log_rejection(request, exc.status, exc.reason)
         return error(exc.status, exc.reason)
+    except InvalidInput as exc:
+        return error(400, str(exc))
     except NotFound as exc:
         return error(404, str(exc))
     except ConflictError as exc:
         return error(409, str(exc))
     except Exception as exc:
+        if is_conflict(exc):
+            # Another transaction won a deadlock or serialization conflict; this one was rolled
+            # back whole and can simply be sent again.
+            log.info("request_conflict", extra={"path": request.path})
+            response = error(503, "busy, try again")
+            response.headers["Retry-After"] = "1"
+            return response
         if is_unavailable(exc):
             log.warning(  # an outage, not a bug: no traceback per request
                 "database_unavailable", extra={"path": request.path, "error": type(exc).__name__}

@@ -75,8 +75,7 @@ def time_request(
     previous question; a slot button names its moment exactly.
     """
     booking = context.get("booking") or {}
-    if choice and choice.startswith(SLOT_PREFIX):
-        at = datetime.fromisoformat(choice.removeprefix(SLOT_PREFIX).split("|")[0])
+    if (at := offered_slot(context, choice)) is not None:
         intent = booking.get("intent", BOOK)
         return TimeRequest(intent, TimeMention(at.date(), at.timetz(), at), picked=True)
     mention = nlu.time
@@ -95,6 +94,26 @@ def time_request(
     if booking.get("stage") == "time":
         mention = complete(_remembered(booking), mention or TimeMention(), now, tz)
     return TimeRequest(intent, mention)
+
+
+def offered_slot(context: Mapping[str, Any], choice: str | None) -> datetime | None:
+    """The moment of a slot button, when it is one of the slots offered in this dialogue.
+
+    Anything else (a button from an older offer, a forged payload) is not a choice of a slot.
+    """
+    if not choice or not choice.startswith(SLOT_PREFIX):
+        return None
+    booking = context.get("booking") or {}
+    if booking.get("stage") != "choose":
+        return None
+    try:
+        at = datetime.fromisoformat(choice.removeprefix(SLOT_PREFIX))
+        offered = [datetime.fromisoformat(option[0]) for option in booking.get("options", [])]
+    except (TypeError, ValueError, IndexError):
+        return None
+    if at.tzinfo is None or at not in offered:
+        return None
+    return at
 
 
 def decide_booking(

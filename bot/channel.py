@@ -6,11 +6,14 @@ delivers an outgoing message. The engine and the policy import this module, neve
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+from bot.errors import WebhookRejected
 from storage.models import Channel, DeliveryStatus
 
 __all__ = [
@@ -35,6 +38,7 @@ __all__ = [
     "Sender",
     "Template",
     "Transcript",
+    "checked",
 ]
 
 
@@ -188,6 +192,89 @@ class SendReceipt:
 
     channel_message_id: str | None = None
     status: DeliveryStatus = DeliveryStatus.SENT
+
+
+# What the database keeps of a channel's ids; longer ones are not ids any channel makes.
+SENDER_ID_MAX = 128
+MESSAGE_ID_MAX = 200
+
+
+# Code points D800-DFFF: in a Python str (JSON joins real pairs) they are always lone halves.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def clean(text: str) -> str:
+    """Text every database can store: no NUL characters, no lone UTF-16 surrogates.
+
+    Nobody types either on purpose; PostgreSQL refuses both (a NUL in text or JSON, a
+    surrogate when encoding to UTF-8), so they are removed or replaced at the door.
+    """
+    return _SURROGATE.sub("\ufffd", text.replace("\x00", ""))
+
+
+def _text(value: object, name: str) -> str:
+    if not isinstance(value, str):
+        raise WebhookRejected(400, f"{name} must be text")
+    return clean(value)
+
+
+def _optional(value: object, name: str, limit: int) -> str | None:
+    if value is None:
+        return None
+    return _text(value, name)[:limit] or None
+
+
+def _id(value: object, name: str, limit: int) -> str:
+    text = _text(value, name)
+    if not text or len(text) > limit:
+        raise WebhookRejected(400, f"{name} must be 1-{limit} characters")
+    return text
+
+
+def checked(event: InboundEvent) -> InboundEvent:
+    """The event with every string storable, or WebhookRejected(400) when a field is not what
+    the channel promises (ids out of bounds, text that is not text, no date).
+
+    The one place where what came from outside is made safe to store, whatever the channel:
+    parsers such as PTB's build objects from whatever the JSON held, without checking types.
+    """
+    match event:
+        case InboundMessage():
+            if not isinstance(event.sent_at, datetime) or event.sent_at.tzinfo is None:
+                raise WebhookRejected(400, "message has no date")
+            return dataclasses.replace(
+                event,
+                sender_id=_id(event.sender_id, "sender id", SENDER_ID_MAX),
+                message_id=_id(event.message_id, "message id", MESSAGE_ID_MAX),
+                text=_text(event.text, "text"),
+                media=tuple(
+                    MediaRef(
+                        _text(m.kind, "media kind")[:16],
+                        _text(m.ref, "media reference")[:2000],
+                        _optional(m.content_type, "media type", 128),
+                    )
+                    for m in event.media
+                ),
+                sender_name=_optional(event.sender_name, "sender name", 200),
+                source=_optional(event.source, "source", 64),
+                choice=_optional(event.choice, "button payload", 256),
+            )
+        case MessageEdited():
+            return dataclasses.replace(
+                event,
+                message_id=_id(event.message_id, "message id", MESSAGE_ID_MAX),
+                text=_text(event.text, "text"),
+            )
+        case DeliveryUpdate():
+            return dataclasses.replace(
+                event,
+                message_id=_id(event.message_id, "message id", MESSAGE_ID_MAX),
+                error_code=_optional(event.error_code, "error code", 500),
+            )
+        case ReachabilityChanged():
+            return dataclasses.replace(
+                event, sender_id=_id(event.sender_id, "sender id", SENDER_ID_MAX)
+            )
 
 
 class Inbound(Protocol):

@@ -8,7 +8,9 @@ outbox rows) - all committed together or not at all.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -16,10 +18,10 @@ from datetime import datetime
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from bot import metrics, outbox
-from bot.booking import SLOT_PREFIX, AppointmentView, SchedulingView, time_request
+from bot.booking import AppointmentView, SchedulingView, offered_slot, time_request
 from bot.calendar import Calendar, KindWords
 from bot.channel import (
     Button,
@@ -30,6 +32,7 @@ from bot.channel import (
     MessageEdited,
     Outcome,
     ReachabilityChanged,
+    checked,
 )
 from bot.effects import (
     AskWhich,
@@ -49,7 +52,7 @@ from bot.policy import ConversationView, InboundView, LeadView, Rules, decide
 from bot.scripts import Renderer
 from bot.settings import Settings
 from intents.model import NONE, NluResult
-from storage.db import Database
+from storage.db import Database, is_conflict
 from storage.models import (
     AppointmentState,
     Author,
@@ -132,6 +135,7 @@ class _Turn:
     conversation: Conversation
     message_id: int
     now: datetime
+    choice: str | None  # the button pressed, when it is a valid choice
 
 
 class _RaceLost(Exception):
@@ -141,7 +145,7 @@ class _RaceLost(Exception):
 class Engine:
     """Handles inbound events; the only writer of conversations on the lead's side."""
 
-    MAX_RACE_RETRIES = 3
+    MAX_ATTEMPTS = 5
 
     def __init__(
         self,
@@ -167,19 +171,35 @@ class Engine:
     async def receive(self, event: InboundEvent) -> Outcome:
         """Handle one event in one transaction.
 
+        The transaction runs again, from the start, when it lost a race for a new lead or
+        identity, or when PostgreSQL aborted it to break a deadlock or a serialization
+        conflict: nothing is answered until it committed or truly failed.
+
         Raises:
+            WebhookRejected: a field is not what any channel sends (400).
             sqlalchemy errors when the database is unreachable; callers answer 503 so the
             channel delivers again later (the dedupe key makes that safe).
         """
         started = time.perf_counter()
-        for attempt in range(1, self.MAX_RACE_RETRIES + 1):
+        event = checked(event)
+        for attempt in range(1, self.MAX_ATTEMPTS + 1):
             try:
                 outcome = await self._dispatch(event)
                 break
-            except (_RaceLost, IntegrityError):
-                if attempt == self.MAX_RACE_RETRIES:
+            except (_RaceLost, IntegrityError, DBAPIError) as exc:
+                retry = isinstance(exc, (_RaceLost, IntegrityError)) or is_conflict(exc)
+                if not retry or attempt == self.MAX_ATTEMPTS:
                     raise
-                log.info("engine_race_retry", extra={"channel": event.channel, "attempt": attempt})
+                log.info(
+                    "engine_retry",
+                    extra={
+                        "channel": event.channel,
+                        "attempt": attempt,
+                        "error": type(getattr(exc, "orig", None) or exc).__name__,
+                    },
+                )
+                # Jitter, so two transactions that collided do not collide again in step.
+                await asyncio.sleep(random.uniform(0, 0.02 * attempt))  # noqa: S311
         metrics.ENGINE_LATENCY.labels(event.channel).observe(time.perf_counter() - started)
         return outcome
 
@@ -202,21 +222,15 @@ class Engine:
             if conversation is None:
                 conversation, new_lead = await self._first_contact(uow, event, now)
             lead = conversation.lead
-            # PostgreSQL text cannot hold NUL; nobody types one on purpose.
-            stored_text = event.text.replace("\x00", "")
-            text = stored_text.strip()
-            if event.choice and self.renderer.knows(event.choice):
-                # A button carries the intent it stands for; nothing to guess.
-                nlu: NluResult | None = NluResult(event.choice, 1.0)
-            else:
-                nlu = self.matcher.match(text, now, lead.timezone) if text else None
+            text = event.text.strip()
+            nlu, choice = self._understand(event, conversation.context, text, now, lead.timezone)
             message_id = await uow.messages.add_inbound(
                 {
                     "conversation_id": conversation.id,
                     "channel": event.channel,
                     "direction": Direction.IN,
                     "author": Author.LEAD,
-                    "text": stored_text,
+                    "text": event.text,
                     "media": [
                         {"kind": m.kind, "ref": m.ref, "content_type": m.content_type}
                         for m in event.media
@@ -252,7 +266,7 @@ class Engine:
 
             replies: list[InlineReply] = []
             if lead.opted_out_at is None and conversation.state == ConversationState.BOT:
-                turn = _Turn(uow, event, lead, conversation, message_id, now)
+                turn = _Turn(uow, event, lead, conversation, message_id, now, choice)
                 replies = await self._converse(turn, nlu)
             await uow.commit()
 
@@ -271,6 +285,27 @@ class Engine:
         if replies and not event.reply_inline:
             self.on_commit()
         return Outcome(message_id=message_id, replies=tuple(replies) if event.reply_inline else ())
+
+    def _understand(
+        self,
+        event: InboundMessage,
+        context: Mapping[str, Any],
+        text: str,
+        now: datetime,
+        tz: str,
+    ) -> tuple[NluResult | None, str | None]:
+        """What the message means, and the button choice it carries when that is valid.
+
+        A button stands for an intent, or for one of the slots just offered (choosing it says
+        yes to it). Any other payload (a button from an old offer, a forged one) is read as
+        the words on the button.
+        """
+        choice = event.choice
+        if choice and self.renderer.is_intent(choice):
+            return NluResult(choice, 1.0), choice
+        if offered_slot(context, choice) is not None:
+            return NluResult("affirm", 1.0), choice
+        return (self.matcher.match(text, now, tz) if text else None), None
 
     async def _first_contact(
         self, uow: UnitOfWork, event: InboundMessage, now: datetime
@@ -338,7 +373,7 @@ class Engine:
                 start=event.start,
                 shared_contact=event.shared_contact,
                 phone_saved=event.sender_phone is not None,
-                choice=event.choice,
+                choice=turn.choice,
             ),
             understood,
             LeadView(lead.id, lead.name, lead.score, lead.tier),
@@ -358,12 +393,11 @@ class Engine:
         the lead's next appointment, and whether the time the message asks for is free."""
         event, lead, now = turn.event, turn.lead, turn.now
         in_dialogue = "booking" in context or "cancel" in context
-        pressed_slot = bool(event.choice and event.choice.startswith(SLOT_PREFIX))
-        if not (nlu.intent.startswith("schedule.") or in_dialogue or pressed_slot):
+        if not (nlu.intent.startswith("schedule.") or in_dialogue):
             return None
         tz = ZoneInfo(lead.timezone)
         upcoming = await turn.uow.appointments.next_for(lead.id, now)
-        request = time_request(context, nlu, event.choice, now, tz)
+        request = time_request(context, nlu, turn.choice, now, tz)
         availability = None
         if request is not None and request.mention is not None and request.mention.when:
             availability = await self.calendar.check(turn.uow, lead, request.mention.when, now)

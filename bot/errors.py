@@ -78,6 +78,10 @@ class MediaUnavailable(SeguibotError):
         self.reason = reason
 
 
+class InvalidInput(SeguibotError):
+    """A request that names something that does not exist or a value out of range (400)."""
+
+
 class ConflictError(SeguibotError):
     """The action lost a race or does not fit the current state (answered 409)."""
 

@@ -232,13 +232,13 @@ class Followup:
     async def _sequence_step(
         self, uow: UnitOfWork, action: ScheduledAction, now: datetime
     ) -> Fired:
-        if action.sequence_run_id is None:
+        if action.sequence_run_id is None or action.lead_id is None:
             return skipped("no sequence run")
+        # The lead before its run: the order every transaction takes them in.
+        lead = await uow.leads.locked(action.lead_id)
         run = await uow.sequences.locked(action.sequence_run_id)
-        if run is None or run.state != SequenceState.ACTIVE:
+        if lead is None or run is None or run.state != SequenceState.ACTIVE:
             return skipped("sequence stopped")
-        lead = await uow.leads.get(run.lead_id)
-        assert lead is not None
         if lead.opted_out_at is not None:
             await self.leave(uow, lead, "opted out", now)
             return skipped("lead opted out")

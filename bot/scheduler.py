@@ -21,7 +21,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from bot import metrics
 from bot.followup import Followup, Result
 from bot.settings import Settings
-from storage.db import Database, is_unavailable
+from storage.db import Database, is_conflict, is_unavailable
 from storage.models import ActionState, utcnow
 from storage.uow import UnitOfWork
 
@@ -119,10 +119,14 @@ class Scheduler:
                 try:
                     fired = await self._fire_batch()
                 except Exception as exc:
-                    if not is_unavailable(exc):
-                        log.exception("scheduler_batch_failed")
-                    else:
+                    if is_conflict(exc):
+                        # Rolled back whole; its actions are still due, and the next tick
+                        # (a second away) fires them.
+                        log.info("scheduler_conflict", extra={"error": type(exc).__name__})
+                    elif is_unavailable(exc):
                         log.warning("scheduler_database_unavailable")
+                    else:
+                        log.exception("scheduler_batch_failed")
                     return total
                 total += fired
                 if fired < self.settings.scheduling.batch_size:

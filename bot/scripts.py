@@ -44,6 +44,9 @@ SYSTEM_SCRIPTS = (
 class ScriptBook(Protocol):
     """Where the texts come from (the intents catalogue)."""
 
+    @property
+    def intents(self) -> tuple[str, ...]: ...
+
     def replies(self, script_id: str) -> tuple[str, ...]: ...
 
     def label(self, intent: str) -> str: ...
@@ -77,7 +80,11 @@ class Renderer:
             ConfigError: naming the script.
         """
         for script in (*SYSTEM_SCRIPTS, *intents):
-            if not self.book.replies(script):
+            try:
+                replies = self.book.replies(script)
+            except KeyError:
+                replies = ()
+            if not replies:
                 raise ConfigError(f"scripts: {script!r} has no replies")
 
     def render(self, script: str, *, seed: str, values: Mapping[str, str]) -> Rendered:
@@ -90,8 +97,9 @@ class Renderer:
     def label(self, intent: str) -> str:
         return self.book.label(intent)
 
-    def knows(self, script: str) -> bool:
-        return bool(self.book.replies(script))
+    def is_intent(self, name: str) -> bool:
+        """True for an intent id of the catalogue (what a button may stand for)."""
+        return name in self.book.intents
 
 
 _SPACE_BEFORE_PUNCTUATION = re.compile(r"[ \t]+([!?.,;:])")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from bot.channel import RawRequest
+from bot.wire import parse_form
 
 
 async def read_raw(request: web.Request, public_url: str = "") -> RawRequest:
@@ -12,14 +13,14 @@ async def read_raw(request: web.Request, public_url: str = "") -> RawRequest:
 
     `url` is the public URL when one is configured: behind a proxy or TLS terminator the
     local URL differs from the one the service called, and signatures cover the public one.
+    A form body is decoded here as UTF-8 whatever charset it declares (Twilio posts UTF-8);
+    one that does not decode yields no fields, so its signature cannot match.
     """
     body = await request.read()  # raises 413 past the app's client_max_size
     url = public_url + request.path_qs if public_url else str(request.url)
     form: dict[str, list[str]] = {}
     if request.content_type == "application/x-www-form-urlencoded":
-        posted = await request.post()
-        for key in posted:
-            form[key] = [str(value) for value in posted.getall(key)]
+        form = parse_form(body)
     return RawRequest(request.method, url, dict(request.headers), body, form)
 
 

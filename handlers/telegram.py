@@ -8,7 +8,6 @@ replies wait in the outbox, Telegram never waits on a send.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import secrets
 import time
@@ -46,6 +45,7 @@ from bot.channel import (
 )
 from bot.errors import MediaUnavailable, RetryLater, SendFailed, WebhookRejected
 from bot.phones import to_e164
+from bot.wire import parse_json
 from handlers.http import read_raw
 
 log = logging.getLogger(__name__)
@@ -83,19 +83,30 @@ class TelegramInbound:
         # Constant-time comparison: the secret is the only thing that authenticates Telegram.
         if not secrets.compare_digest(given.encode(), self.secret_token.encode()):
             raise WebhookRejected(403, "missing or wrong secret token")
-        try:
-            data = json.loads(raw.body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise WebhookRejected(400, f"invalid JSON: {exc}") from None
+        data = parse_json(raw.body)
         if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
             raise WebhookRejected(400, "not a Telegram update (no update_id)")
         try:
             return Update.de_json(data, bot=None)
-        except (KeyError, TypeError, ValueError) as exc:
+        except Exception as exc:
+            # PTB builds objects from whatever the JSON holds; a field of the wrong type or
+            # out of range fails somewhere inside it, with any exception type.
             raise WebhookRejected(400, f"malformed update: {type(exc).__name__}") from None
 
     def event(self, update: Update) -> InboundEvent | None:
-        """The event an update means for us, or None when there is nothing to do."""
+        """The event an update means for us, or None when there is nothing to do.
+
+        Raises:
+            WebhookRejected: 400 when a field PTB accepted has a shape no client sends.
+        """
+        try:
+            return self._event(update)
+        except WebhookRejected:
+            raise
+        except Exception as exc:
+            raise WebhookRejected(400, f"malformed update: {type(exc).__name__}") from None
+
+    def _event(self, update: Update) -> InboundEvent | None:
         if update.message is not None:
             return self._message(update.message)
         if update.edited_message is not None:
@@ -127,6 +138,8 @@ class TelegramInbound:
         # The bot talks to prospects one to one; a group it was added to is not a lead.
         if message.chat.type != ChatType.PRIVATE or message.from_user is None:
             return None
+        if not isinstance(message.chat.id, int) or not isinstance(message.from_user.id, int):
+            raise WebhookRejected(400, "malformed update: chat and user ids are integers")
         sender = message.from_user
         text = message.text or message.caption or ""
         source = None

@@ -30,6 +30,7 @@ from bot.channel import (
     Transcript,
 )
 from bot.errors import WebhookRejected
+from bot.wire import parse_id, parse_json
 from handlers.http import error, read_raw
 
 SESSION_ID = re.compile(r"[A-Za-z0-9_-]{8,128}")
@@ -47,10 +48,7 @@ class WebchatInbound:
         content_type = raw.headers.get("Content-Type", "").split(";")[0].strip().lower()
         if content_type != "application/json":
             raise WebhookRejected(415, "expected Content-Type: application/json")
-        try:
-            data = json.loads(raw.body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise WebhookRejected(400, f"invalid JSON: {exc}") from None
+        data = parse_json(raw.body)
         if not isinstance(data, dict):
             raise WebhookRejected(400, "expected a JSON object")
         session_id = data.get("session_id")
@@ -197,10 +195,10 @@ class WebchatChannel:
         messages another process sent.
         """
         session_id = self._session(request)
-        after = request.headers.get("Last-Event-ID") or request.query.get("after") or "0"
-        if not after.isdigit():
+        after = parse_id(request.headers.get("Last-Event-ID") or request.query.get("after") or "0")
+        if after is None:
             return error(400, "after must be a message id")
-        last_id = int(after)
+        last_id = after
         response = web.StreamResponse(
             headers={
                 "Content-Type": "text/event-stream",

@@ -37,6 +37,7 @@ from bot.channel import (
 )
 from bot.errors import Blocked, MediaUnavailable, RetryLater, SendFailed, WebhookRejected
 from bot.phones import to_e164
+from bot.wire import parse_id
 from handlers.http import read_raw
 from storage.models import DeliveryStatus
 
@@ -138,14 +139,14 @@ class WhatsappInbound:
             status=mapped,
             at=datetime.now(UTC),
             error_code=ERRORS.get(code, code) if code else None,
-            outbox_key=int(key) if key.isdigit() else None,
+            outbox_key=parse_id(key),
         )
 
 
 def _media(params: MultiDict[str]) -> tuple[MediaRef, ...]:
     found = []
-    count = params.get("NumMedia", "0")
-    for n in range(min(int(count) if count.isdigit() else 0, 10)):
+    count = parse_id(params.get("NumMedia", "0")[:2]) or 0  # Twilio sends at most 10
+    for n in range(min(count, 10)):
         url = params.get(f"MediaUrl{n}")
         if url:
             content_type = params.get(f"MediaContentType{n}", "")

@@ -33,7 +33,19 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+# PostgreSQL aborted the transaction to resolve a conflict with another one; running it again
+# succeeds (deadlock_detected, serialization_failure).
+CONFLICT_STATES = frozenset({"40P01", "40001"})
+
+
+def is_conflict(exc: BaseException) -> bool:
+    """A transient conflict between transactions: retry the whole unit of work."""
+    return isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) in CONFLICT_STATES
+
+
 def is_unavailable(exc: BaseException) -> bool:
+    if is_conflict(exc):
+        return False
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
     return isinstance(exc, UNAVAILABLE_ERRORS)

@@ -268,7 +268,7 @@ class Message(Base):
     # Media references as the channel gave them: [{"kind", "ref", "content_type"}]
     media: Mapped[list[Any]] = mapped_column(default=list)
     # The channel's id for this message; the unique key that turns a redelivery into a no-op.
-    channel_message_id: Mapped[str | None] = mapped_column(String(128))
+    channel_message_id: Mapped[str | None] = mapped_column(String(200))
     intent: Mapped[str | None] = mapped_column(String(64))
     confidence: Mapped[float | None] = mapped_column(Float)
     # For outgoing bot messages: which script and which of its variants was sent (A/B reports).

@@ -11,7 +11,7 @@ from sqlalchemy import Table, and_, bindparam, exists, func, insert, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import aliased, contains_eager
 from sqlalchemy.sql.dml import ReturningInsert
 
 from storage.models import (
@@ -93,13 +93,22 @@ _CLAIM_OUTBOX = (
 )
 _APPOINTMENTS = cast(Table, Appointment.__table__)
 _INSERT_APPOINTMENT = insert(_APPOINTMENTS).returning(_APPOINTMENTS.c.id)
+# The engine's first statement for a known sender: the conversation with its identity and
+# lead, both rows locked for this transaction. Every transaction that touches a lead's
+# conversation, the lead, its sequence run and its scheduled actions takes its locks in that
+# order (scheduled actions it never waits for: see `Actions.withdraw`), so none can deadlock.
+# NO KEY UPDATE still lets other transactions insert rows that refer to them (a scheduled
+# reminder's message).
 _CONVERSATION_OF_SENDER = (
     select(Conversation)
-    .join(ChannelIdentity)
+    .join(ChannelIdentity, ChannelIdentity.id == Conversation.identity_id)
+    .join(Lead, Lead.id == Conversation.lead_id)
+    .options(contains_eager(Conversation.identity), contains_eager(Conversation.lead))
     .where(
         ChannelIdentity.channel == bindparam("channel"),
         ChannelIdentity.external_id == bindparam("external_id"),
     )
+    .with_for_update(key_share=True, of=[Conversation, Lead])
 )
 
 
@@ -121,6 +130,11 @@ class Leads:
         if not numbers:
             return None
         statement = select(Lead).join(LeadPhone).where(LeadPhone.e164.in_(numbers)).limit(1)
+        return (await self.session.execute(statement)).scalar_one_or_none()
+
+    async def locked(self, lead_id: int) -> Lead | None:
+        """The lead, its row locked until the transaction ends (see the lock order above)."""
+        statement = select(Lead).where(Lead.id == lead_id).with_for_update(key_share=True)
         return (await self.session.execute(statement)).scalar_one_or_none()
 
     async def add_phone(self, lead_id: int, e164: str) -> None:
@@ -178,7 +192,8 @@ class Conversations:
         return (await self.session.execute(statement)).scalar_one_or_none()
 
     async def for_sender(self, channel: Channel, external_id: str) -> Conversation | None:
-        """The conversation with its lead and identity, in one query (the engine's hot path)."""
+        """The conversation with its lead and identity, in one query (the engine's hot path),
+        the conversation and lead locked for the rest of the transaction."""
         parameters = {"channel": channel, "external_id": external_id}
         result = await self.session.execute(_CONVERSATION_OF_SENDER, parameters)
         return result.scalar_one_or_none()
@@ -457,11 +472,22 @@ class Actions:
         return list((await self.session.execute(statement)).scalars())
 
     async def withdraw(self, now: datetime, reason: str, **where: Any) -> int:
-        """Cancel pending actions matching `where` (e.g. appointment_id=..., lead_id=...)."""
+        """Cancel pending actions matching `where` (e.g. appointment_id=..., lead_id=...).
+
+        An action a scheduler has claimed this very moment is skipped, not waited for: the
+        scheduler locks it before the lead and the sequence run, the opposite of everyone
+        else's order, and waiting for it could deadlock. It finds its run stopped or its
+        appointment cancelled once it gets their locks, and skips itself.
+        """
         conditions = [getattr(ScheduledAction, key) == value for key, value in where.items()]
+        claimable = (
+            select(ScheduledAction.id)
+            .where(ScheduledAction.state == ActionState.PENDING, *conditions)
+            .with_for_update(skip_locked=True)
+        )
         statement = (
             update(ScheduledAction)
-            .where(ScheduledAction.state == ActionState.PENDING, *conditions)
+            .where(ScheduledAction.id.in_(claimable.scalar_subquery()))
             .values(state=ActionState.CANCELLED, fired_at=now, last_error=reason)
             .execution_options(synchronize_session=False)
         )

@@ -393,3 +393,56 @@ async def test_booking_with_buttons_and_the_agents_telegram_reminder(
         [to_agent] = tg.sent_texts(agent_chat)
         assert "Mariana" in to_agent
         assert "17:00" in to_agent
+
+
+def button_press(proposal: Any, data: str, chat: int = MARIANA) -> dict[str, Any]:
+    """A press of one of the buttons of a message we sent, as Telegram delivers it."""
+    press = json.loads((DATA / "callback_query.json").read_text(encoding="utf-8"))
+    query = press["callback_query"]
+    query["id"] = f"press-{data}"[:60]
+    query["data"] = data
+    query["message"]["chat"]["id"] = query["from"]["id"] = chat
+    query["message"]["reply_markup"] = proposal.params["reply_markup"]
+    return press
+
+
+async def test_a_slot_button_the_bot_offered_books_that_slot(
+    client: TestClient[Any, Any], tg: FakeTelegramServer
+) -> None:
+    mx = ZoneInfo("America/Mexico_City")
+    thursday = datetime(2026, 11, 26, 10, 0, tzinfo=mx)
+    with time_machine.travel(thursday, tick=True):
+        # Sunday is closed: the bot offers the nearest free slots as buttons.
+        assert await deliver(client, text_update("llámame el domingo a las 5", 95)) == 200
+        await send_due(client)
+        offer = tg.calls_to("sendMessage")[-1]
+        slots = [row[0]["callback_data"] for row in offer.params["reply_markup"]["inline_keyboard"]]
+        assert slots and all(data.startswith("slot:") for data in slots)
+
+        assert await deliver(client, button_press(offer, slots[0])) == 200
+        async with client.app[DATABASE].session() as session:
+            appointment = (await session.execute(select(Appointment))).scalar_one()
+        assert appointment.starts_at == datetime.fromisoformat(slots[0].removeprefix("slot:"))
+        await send_due(client)
+        assert tg.calls_to("answerCallbackQuery")
+
+
+@pytest.mark.parametrize(
+    "data", ["slot:2026-11-30T10:00:00-06:00", "slot:not-a-date", "schedule.confirm", "x" * 64]
+)
+async def test_a_button_payload_the_bot_did_not_offer_is_read_as_its_words(
+    client: TestClient[Any, Any], tg: FakeTelegramServer, data: str
+) -> None:
+    assert await deliver(client, text_update("hola", 96)) == 200
+    await send_due(client)
+    greeting = tg.calls_to("sendMessage")[-1]
+    greeting.params["reply_markup"] = {
+        "inline_keyboard": [[{"text": "¿Cuánto cuesta?", "callback_data": data}]]
+    }
+    assert await deliver(client, button_press(greeting, data)) == 200
+    async with client.app[DATABASE].session() as session:
+        assert (await session.execute(select(Appointment))).first() is None
+        pressed = (await session.execute(select(Message).order_by(Message.id.desc()))).scalars()
+        inbound = next(m for m in pressed if m.direction == "in")
+    assert inbound.text == "¿Cuánto cuesta?"
+    assert inbound.intent == "info.pricing"

@@ -445,3 +445,17 @@ async def test_media_urls_outside_twilio_are_never_fetched(
     )
     assert response.status == 404
     assert "not a Twilio media URL" in (await response.json())["error"]
+
+
+async def test_a_template_button_reply_is_read_as_its_words(
+    client: TestClient[Any, Any], tw: FakeTwilioServer
+) -> None:
+    # A quick-reply button of an approved template: its payload is the business's own id,
+    # not one of ours, so the words on the button are what the lead said.
+    response = await post(client, tw, recorded("inbound_button_reply"))
+    assert response.status == 200
+    async with client.app[DATABASE].session() as session:
+        message = (await session.execute(select(Message))).scalars().first()
+    assert message is not None
+    assert message.text == "Sí, agendar visita"
+    assert message.intent is not None

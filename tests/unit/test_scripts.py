@@ -12,6 +12,10 @@ class Book:
     def __init__(self, texts: dict[str, tuple[str, ...]]) -> None:
         self.texts = texts
 
+    @property
+    def intents(self) -> tuple[str, ...]:
+        return tuple(key for key in self.texts if key not in SYSTEM_SCRIPTS)
+
     def replies(self, script_id: str) -> tuple[str, ...]:
         return self.texts.get(script_id, ())
 
