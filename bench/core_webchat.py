@@ -137,7 +137,7 @@ class Counter:
 def payloads(texts: list[str], tag: str) -> Iterator[bytes]:
     for n in itertools.count():
         body = {
-            "session_id": f"bench-{tag}-{n % 2000:05d}",
+            "session_id": f"bench-{tag}-{n % 2000:05d}-Kq7mZ2xW9p",
             "text": texts[n % len(texts)],
             "message_id": f"{tag}-{n}",
         }

@@ -43,6 +43,7 @@ def register(app: web.Application) -> None:
     app.router.add_post("/api/conversations/{id:[0-9]{1,18}}/handback", hand_back)
     app.router.add_post("/api/conversations/{id:[0-9]{1,18}}/close", close)
     app.router.add_get("/api/outbox", outbox_rows)
+    app.router.add_post("/api/outbox/{id:[0-9]{1,18}}/resend", resend)
     app.router.add_get("/api/messages/{id:[0-9]{1,18}}/media/{n:[0-9]{1,3}}", media)
     app.router.add_get("/api/appointments", appointments)
     app.router.add_get("/api/tasks", tasks)
@@ -202,6 +203,14 @@ async def outbox_rows(request: web.Request) -> web.Response:
                 ],
             }
         )
+
+
+async def resend(request: web.Request) -> web.Response:
+    """Send again a message that failed or was held for a person to decide."""
+    conversation_id = await _desk(request).resend(_id(request), request[AGENT])
+    return web.json_response(
+        {"id": _id(request), "conversation_id": conversation_id, "state": "pending"}
+    )
 
 
 def _agenda(request: web.Request) -> Agenda:

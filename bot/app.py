@@ -111,6 +111,7 @@ def create_app(
             telegram_bot,
             per_chat_interval=settings.telegram.per_chat_interval,
             overall_per_second=settings.telegram.overall_per_second,
+            resend_uncertain=settings.telegram.resend_uncertain,
         )
     channel_senders.update(senders or {})
 
@@ -154,6 +155,7 @@ def create_app(
         templates=settings.whatsapp.templates,
         business={"producto": settings.business.product, "negocio": settings.business.name},
     )
+    app.on_response_prepare.append(_security_headers)
     app.cleanup_ctx.append(_database)
     if telegram_bot is not None:
         app[TELEGRAM_BOT] = telegram_bot
@@ -174,6 +176,9 @@ def create_app(
             hub,
             business_name=settings.business.name,
             history_limit=settings.webchat.history_limit,
+            reads_per_minute=settings.webchat.reads_per_minute,
+            frame_ancestors=settings.webchat.frame_ancestors,
+            forwarded_for=settings.server.forwarded_for,
         ).register(app)
     if telegram_bot is not None:
         telegram_updates = TelegramWebhook(
@@ -352,6 +357,18 @@ def _announce_channels(settings: Settings) -> None:
             log.info("channel_off", extra={"channel": channel, "reason": why_off})
 
 
+# What every response says unless its route set a policy of its own (the chat page does): no
+# content of any kind, no framing. Pages load their scripts and styles as files, never inline.
+STRICT_POLICY = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'"
+
+
+async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    headers = response.headers
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("Referrer-Policy", "same-origin")
+    headers.setdefault("Content-Security-Policy", STRICT_POLICY)
+
+
 async def healthz(request: web.Request) -> web.Response:
     """The process is up (no dependencies checked)."""
     return web.json_response({"status": "ok"})
@@ -397,7 +414,11 @@ async def errors(request: web.Request, handler: Any) -> web.StreamResponse:
         default = f"{exc.status}: {exc.reason}"
         reason = exc.text if exc.text and exc.text != default else exc.reason.lower()
         _log_rejection(request, exc.status, reason)
-        return error(exc.status, reason)
+        response = error(exc.status, reason)
+        for name in ("Retry-After", "Allow", "WWW-Authenticate"):  # what the client acts on
+            if name in exc.headers:
+                response.headers[name] = exc.headers[name]
+        return response
     except WebhookRejected as exc:
         _log_rejection(request, exc.status, exc.reason)
         return error(exc.status, exc.reason)

@@ -25,6 +25,7 @@ from storage.models import (
     Conversation,
     ConversationState,
     Message,
+    OutboxState,
     utcnow,
 )
 from storage.uow import UnitOfWork
@@ -183,6 +184,30 @@ class Desk:
             await uow.commit()
         self.on_commit()
         return message_id
+
+    async def resend(self, outbox_id: int, agent: Agent) -> int:
+        """Send again a message that failed or was held (e.g. one a crash left uncertain);
+        returns its conversation's id.
+
+        Raises:
+            NotFound: no such outbox row.
+            ConflictError: it is on its way or delivered, or its lead opted out.
+        """
+        now = utcnow()
+        async with UnitOfWork(self.db) as uow:
+            item = await uow.outbox.get(outbox_id)
+            if item is None:
+                raise NotFound(f"no outbox message {outbox_id}")
+            if item.state not in (OutboxState.FAILED, OutboxState.BLOCKED):
+                raise ConflictError(f"the message is {item.state}: only failed or held ones")
+            if item.last_error == outbox.OPTED_OUT:
+                raise ConflictError("the lead opted out: nothing more is sent to them")
+            await uow.outbox.requeue(item, now)
+            conversation_id = item.message.conversation_id
+            await uow.commit()
+        log.info("outbox_resend", extra={"outbox_id": outbox_id, "agent_id": agent.id})
+        self.on_commit()
+        return conversation_id
 
     async def hand_back(self, conversation_id: int, agent: Agent) -> None:
         """Return the conversation to the bot."""

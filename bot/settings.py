@@ -51,6 +51,7 @@ class ServerSettings(_Section):
     port: Annotated[int, Field(ge=0, le=65535)]
     max_body_bytes: PositiveInt
     shutdown_timeout: PositiveFloat
+    forwarded_for: bool
 
 
 class DatabaseSettings(_Section):
@@ -286,9 +287,24 @@ class MediaSettings(_Section):
     max_bytes: PositiveInt
 
 
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?|https://\*\.[A-Za-z0-9.-]+")
+
+
 class WebchatSettings(_Section):
     enabled: bool
     history_limit: PositiveInt
+    reads_per_minute: PositiveInt
+    frame_ancestors: list[str]
+
+    @field_validator("frame_ancestors")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if not _ORIGIN.fullmatch(origin):
+                raise ValueError(
+                    f"{origin!r} is not an origin; write it like https://www.example.com"
+                )
+        return value
 
 
 class TelegramSettings(_Section):
@@ -297,6 +313,7 @@ class TelegramSettings(_Section):
     api_base_url: str
     per_chat_interval: Annotated[float, Field(ge=0)]
     overall_per_second: PositiveInt
+    resend_uncertain: bool
 
     @field_validator("api_base_url")
     @classmethod

@@ -24,6 +24,14 @@ async def read_raw(request: web.Request, public_url: str = "") -> RawRequest:
     return RawRequest(request.method, url, dict(request.headers), body, form)
 
 
+def client_address(request: web.Request, *, forwarded_for: bool) -> str:
+    """Who is asking: the peer's address, or the last X-Forwarded-For entry behind a proxy
+    that sets it (the one address the proxy itself saw; earlier entries are the client's say)."""
+    if forwarded_for and (chain := request.headers.get("X-Forwarded-For")):
+        return chain.split(",")[-1].strip()
+    return request.remote or "unknown"
+
+
 def error(status: int, reason: str) -> web.Response:
     """A short JSON error, the same shape on every route: {"error": "..."}."""
     return web.json_response({"error": reason}, status=status)

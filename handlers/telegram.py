@@ -43,7 +43,7 @@ from bot.channel import (
     ReachabilityChanged,
     SendReceipt,
 )
-from bot.errors import MediaUnavailable, RetryLater, SendFailed, WebhookRejected
+from bot.errors import Blocked, MediaUnavailable, RetryLater, SendFailed, WebhookRejected
 from bot.phones import to_e164
 from bot.wire import parse_json
 from handlers.http import read_raw
@@ -54,6 +54,7 @@ SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 - a header name,
 # The update types the bot handles; everything else is never sent to us.
 ALLOWED_UPDATES = ("message", "edited_message", "callback_query", "my_chat_member")
 WEBHOOK_PATH = "/webhooks/telegram"
+UNCERTAIN = "uncertain: the service stopped while sending; it may have arrived"
 
 
 def message_key(chat_id: int, message_id: int) -> str:
@@ -234,6 +235,12 @@ class TelegramSender:
     before the timeout can show twice; losing a reply is worse than a rare repeat, and the
     outbox keeps a chat's messages in order either way. (WhatsApp, where a repeat costs money
     and trust, reconciles instead.)
+
+    A row left `uncertain` by a crash (its send was in flight when the process died) is held,
+    not sent again: it is blocked with the reason `UNCERTAIN`, visible to agents, who resend it
+    when the lead did not get it. Nearly all such rows did arrive (the request leaves in
+    milliseconds; the wait is for the answer), so resending them blindly mostly repeats them.
+    `resend_uncertain` sends them again instead.
     """
 
     channel = Channel.TELEGRAM
@@ -244,15 +251,19 @@ class TelegramSender:
         *,
         per_chat_interval: float = 1.0,
         overall_per_second: int = 30,
+        resend_uncertain: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.bot = bot
+        self.resend_uncertain = resend_uncertain
         self.per_chat_interval = per_chat_interval
         self.overall = AsyncLimiter(overall_per_second, 1)
         self.clock = clock
         self._next_allowed: dict[str, float] = {}
 
     async def send(self, message: OutboundMessage) -> SendReceipt:
+        if message.uncertain and not self.resend_uncertain:
+            raise Blocked(UNCERTAIN)
         now = self.clock()
         wait = self._next_allowed.get(message.recipient, 0.0) - now
         if wait > 0:

@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import re
 import uuid
-from collections import defaultdict
-from collections.abc import Iterator
+from collections import Counter, defaultdict
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -30,13 +31,53 @@ from bot.channel import (
     Transcript,
 )
 from bot.errors import WebhookRejected
+from bot.ratelimit import RateLimiter
 from bot.wire import parse_id, parse_json
-from handlers.http import error, read_raw
+from handlers.http import client_address, error, read_raw
 
-SESSION_ID = re.compile(r"[A-Za-z0-9_-]{8,128}")
+# The session id is the only credential for a conversation's history: at least 128 bits
+# (22 base64url characters), as the page makes them with crypto.getRandomValues.
+SESSION_ID = re.compile(r"[A-Za-z0-9_-]{22,128}")
+SESSION_RULE = (
+    "session_id must be 22-128 random characters of A-Z a-z 0-9 _ - "
+    "(16 bytes from crypto.getRandomValues, base64url)"
+)
 CLIENT_MESSAGE_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 MAX_TEXT = 16_000
 TEMPLATES = Path(__file__).parent / "templates"
+STATIC = Path(__file__).parent / "static"
+# The page's own policy: its script and style files only, requests to this origin only.
+PAGE_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; base-uri 'none'; form-action 'self'"
+)
+
+
+def strong_session(session_id: object) -> str:
+    """The session id, when it is one nobody could guess.
+
+    Raises:
+        WebhookRejected: 400 for a short id, digits only (a timestamp and Math.random), or
+            characters too repetitive to be random (a counter, a repeated letter).
+    """
+    if (
+        not isinstance(session_id, str)
+        or not SESSION_ID.fullmatch(session_id)
+        or session_id.isdigit()
+        or _spread_bits(session_id) < 64
+    ):
+        raise WebhookRejected(400, SESSION_RULE)
+    return session_id
+
+
+def _spread_bits(text: str) -> float:
+    """Length times the Shannon entropy of the text's characters, in bits.
+
+    Random ids score near their true entropy (22 base64url characters: about 95; a UUID's
+    32 hex digits: about 118); a counter or a repeated letter scores far below 64.
+    """
+    counts = Counter(text)
+    return -sum(n * math.log2(n / len(text)) for n in counts.values())
 
 
 class WebchatInbound:
@@ -51,9 +92,7 @@ class WebchatInbound:
         data = parse_json(raw.body)
         if not isinstance(data, dict):
             raise WebhookRejected(400, "expected a JSON object")
-        session_id = data.get("session_id")
-        if not isinstance(session_id, str) or not SESSION_ID.fullmatch(session_id):
-            raise WebhookRejected(400, "session_id must be 8-128 characters of A-Z a-z 0-9 _ -")
+        session_id = strong_session(data.get("session_id"))
         text = data.get("text", "")
         if not isinstance(text, str):
             raise WebhookRejected(400, "text must be a string")
@@ -128,6 +167,9 @@ class WebchatChannel:
         *,
         business_name: str,
         history_limit: int = 50,
+        reads_per_minute: int = 120,
+        frame_ancestors: Sequence[str] = (),
+        forwarded_for: bool = False,
         poll_interval: float = 2.0,
         keepalive: float = 15.0,
     ) -> None:
@@ -139,6 +181,16 @@ class WebchatChannel:
         self.history_limit = history_limit
         self.poll_interval = poll_interval
         self.keepalive = keepalive
+        # Reading a conversation needs only its session id: a limit per address keeps anyone
+        # from trying ids at speed.
+        self.reads = RateLimiter(reads_per_minute, 60, burst=max(10, reads_per_minute // 4))
+        self.forwarded_for = forwarded_for
+        ancestors = " ".join(frame_ancestors) or "'none'"
+        self.page_headers = {
+            "Content-Security-Policy": f"{PAGE_POLICY}; frame-ancestors {ancestors}"
+        }
+        if not frame_ancestors:
+            self.page_headers["X-Frame-Options"] = "DENY"  # browsers without CSP level 2
         self._closing = False
         env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, enable_async=False
@@ -150,6 +202,7 @@ class WebchatChannel:
         app.router.add_post("/webchat/messages", self.post_message)
         app.router.add_get("/webchat/history", self.history)
         app.router.add_get("/webchat/events", self.events)
+        app.router.add_static("/static/webchat/", STATIC)
         app.on_shutdown.append(self._close_streams)
 
     async def _close_streams(self, app: web.Application) -> None:
@@ -159,7 +212,9 @@ class WebchatChannel:
 
     async def page(self, request: web.Request) -> web.Response:
         html = self._page.render(business=self.business_name)
-        return web.Response(text=html, content_type="text/html", charset="utf-8")
+        return web.Response(
+            text=html, content_type="text/html", charset="utf-8", headers=self.page_headers
+        )
 
     async def post_message(self, request: web.Request) -> web.Response:
         raw = await read_raw(request)
@@ -174,10 +229,19 @@ class WebchatChannel:
         )
 
     def _session(self, request: web.Request) -> str:
-        session_id = request.query.get("session_id", "")
-        if not SESSION_ID.fullmatch(session_id):
-            raise WebhookRejected(400, "session_id must be 8-128 characters of A-Z a-z 0-9 _ -")
-        return session_id
+        """The session a read is for, once the address is within its rate.
+
+        Raises:
+            HTTPTooManyRequests: with Retry-After, past `reads_per_minute`.
+            WebhookRejected: 400 for a weak session id.
+        """
+        wait = self.reads.wait(client_address(request, forwarded_for=self.forwarded_for))
+        if wait > 0:
+            raise web.HTTPTooManyRequests(
+                text="too many reads from this address, try again later",
+                headers={"Retry-After": str(math.ceil(wait))},
+            )
+        return strong_session(request.query.get("session_id", ""))
 
     async def history(self, request: web.Request) -> web.Response:
         session_id = self._session(request)

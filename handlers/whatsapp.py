@@ -13,6 +13,7 @@ import asyncio
 import base64
 import json
 import logging
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -23,6 +24,7 @@ from twilio.base.exceptions import TwilioRestException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client
+from yarl import URL
 
 from bot.channel import (
     Channel,
@@ -188,24 +190,49 @@ class TwilioMedia:
         self.authorization = "Basic " + base64.b64encode(
             f"{account_sid}:{auth_token}".encode()
         ).decode("ascii")
-        base = urlsplit(api_base_url)
-        self.api_origins = {("https", "api.twilio.com"), (base.scheme, base.netloc)}
+        base = URL(api_base_url)
+        self.api_origins = {("https", "api.twilio.com"), (base.scheme, base.raw_authority)}
+        # Messages/{MM|SM…}/Media/{ME…} under our own account, nothing else, no dot segments.
+        self.media_path = re.compile(
+            rf"/2010-04-01/Accounts/{re.escape(account_sid)}"
+            r"/Messages/(MM|SM)[0-9a-fA-F]{32}/Media/ME[0-9a-fA-F]{32}"
+        )
         self.max_bytes = max_bytes
         self.timeout = timeout
 
-    async def fetch(self, media: MediaRef) -> MediaContent:
-        url = urlsplit(media.ref)
-        if (url.scheme, url.netloc) not in self.api_origins or not url.path.startswith(
-            f"/2010-04-01/Accounts/{self.account_sid}/"
+    def _media_url(self, ref: str) -> URL:
+        """The URL to fetch, exactly as it will be requested, if it is one of our account's media.
+
+        Checked after parsing, the way the HTTP client will send it (dot segments resolved), and
+        against the one shape Twilio's media URLs have: `…/Accounts/AC…/../../x` or an escaped
+        dot would otherwise carry our credentials to other paths of Twilio's API.
+
+        Raises:
+            MediaUnavailable: 404 for anything else.
+        """
+        try:
+            url = URL(ref)
+        except (TypeError, ValueError):
+            url = None
+        if (
+            url is None
+            or (url.scheme, url.raw_authority) not in self.api_origins
+            or url.query_string
+            or url.fragment
+            or not self.media_path.fullmatch(url.raw_path)
         ):
             raise MediaUnavailable(404, "not a Twilio media URL of this account")
+        return url
+
+    async def fetch(self, media: MediaRef) -> MediaContent:
+        url = self._media_url(media.ref)
         try:
             async with (
                 asyncio.timeout(self.timeout),
                 ClientSession(headers={"User-Agent": "seguibot"}) as session,
             ):
                 headers = {"Authorization": self.authorization}
-                async with session.get(media.ref, headers=headers, allow_redirects=False) as first:
+                async with session.get(url, headers=headers, allow_redirects=False) as first:
                     if first.status in (301, 302, 303, 307, 308):
                         location = first.headers.get("Location", "")
                         return await self._from_storage(session, location, media)

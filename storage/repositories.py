@@ -306,6 +306,18 @@ class Outbox:
         statement = select(OutboxItem.state, func.count()).group_by(OutboxItem.state)
         return {str(state): int(n) for state, n in (await self.session.execute(statement)).all()}
 
+    async def requeue(self, item: OutboxItem, now: datetime) -> None:
+        """Send a failed or held row again, as if it were new (its message keeps its id)."""
+        item.state = OutboxState.PENDING
+        item.uncertain = False
+        item.attempts = 0
+        item.next_attempt_at = now
+        item.lease_until = None
+        item.last_error = None
+        item.settled_at = None
+        item.message.status = DeliveryStatus.PENDING
+        item.message.error = None
+
     async def failed(self, limit: int = 100) -> list[OutboxItem]:
         statement = (
             select(OutboxItem)

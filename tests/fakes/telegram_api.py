@@ -353,6 +353,7 @@ class FakeTelegramServer:
         per_chat_rate: float | None = None,
         per_chat_burst: int = 3,
         fail_on_rejected: bool = True,
+        latency: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         bot_id, _, secret = token.partition(":")
@@ -373,6 +374,9 @@ class FakeTelegramServer:
         self.per_chat_rate = per_chat_rate
         self.per_chat_burst = per_chat_burst
         self.fail_on_rejected = fail_on_rejected
+        # Seconds a sendMessage takes to be answered, after Telegram has taken it: the window
+        # in which a sender that dies cannot know its message went out.
+        self.latency = latency
         self.clock = clock
 
         self.calls: list[Call] = []
@@ -675,6 +679,8 @@ class FakeTelegramServer:
             self._reject(method, params, 500, description, problems)
             return _ApiError(500, description).response()
         self.calls.append(call)
+        if call.method == "sendMessage":
+            hang = max(hang, self.latency)
         if hang:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._closing.wait(), hang)

@@ -9,7 +9,7 @@ from aiohttp.test_utils import TestClient
 
 from bot.keys import DESK, DISPATCHER
 
-SESSION = "sesion-api-0001"
+SESSION = "sesion-api-0001-Kq7mZ2xW9p"
 
 
 async def agent_token(
@@ -41,11 +41,11 @@ async def test_queue_shows_priority_and_wait(service: Any) -> None:
     client = await service()
     await client.post(
         "/webchat/messages",
-        json={"session_id": "sess-buyer-1", "text": "quiero comprar, ¿cómo pago?"},
+        json={"session_id": "sess-buyer-1-Kq7mZ2xW9p", "text": "quiero comprar, ¿cómo pago?"},
     )
     await client.post(
         "/webchat/messages",
-        json={"session_id": "sess-human-1", "text": "quiero hablar con un asesor"},
+        json={"session_id": "sess-human-1-Kq7mZ2xW9p", "text": "quiero hablar con un asesor"},
     )
     body = await (await client.get("/api/queue", headers=await agent_token(client, "Ana"))).json()
     reasons = [e["reason"] for e in body["queue"]]

@@ -44,8 +44,12 @@ async def test_chatting_in_the_browser(service: Any, browser: Any) -> None:
     client: TestClient[Any, Any] = await service()
     url = f"http://127.0.0.1:{client.server.port}/chat"
     page = await browser.new_page()
+    console: list[str] = []
+    page.on("console", lambda message: console.append(message.text))
     await page.goto(url)
     assert await page.title() == "Chat · Seguibot"
+    session = await page.evaluate("localStorage.getItem('seguibot.sesion')")
+    assert len(session) == 22  # 16 random bytes, base64url
 
     await page.fill("#texto", "hola")
     await page.press("#texto", "Enter")
@@ -71,6 +75,8 @@ async def test_chatting_in_the_browser(service: Any, browser: Any) -> None:
     await page.locator("li.agent").wait_for(timeout=10_000)
     authors = await page.locator("li.msg").evaluate_all("items => items.map(i => i.dataset.author)")
     assert authors == ["lead", "bot", "lead", "bot", "agent"]
+    # Everything ran under the page's Content-Security-Policy without a violation.
+    assert not [line for line in console if "Content Security Policy" in line]
     await page.close()
 
 

@@ -96,7 +96,7 @@ def test_serve_answers_and_stops_cleanly_on_sigterm(env: dict[str, str]) -> None
                 time.sleep(0.1)
         request = urllib.request.Request(
             f"{base}/webchat/messages",
-            data=json.dumps({"session_id": "cli-session-1", "text": "hola"}).encode(),
+            data=json.dumps({"session_id": "cli-session-1-Kq7mZ2xW9p", "text": "hola"}).encode(),
             headers={"Content-Type": "application/json"},
         )
         with urllib.request.urlopen(request, timeout=5) as response:

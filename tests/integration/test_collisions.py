@@ -62,7 +62,7 @@ async def test_a_reply_while_the_scheduler_fires_the_next_step_is_stored_and_ans
         await release.wait()
         return await fire(uow, action, now)
 
-    scheduler.followup.fire = fire_when_released  # type: ignore[method-assign]
+    scheduler.followup.fire = fire_when_released
     firing = asyncio.create_task(scheduler.fire_due())
     await asyncio.wait_for(claimed.wait(), timeout=10)
 
@@ -87,9 +87,7 @@ async def test_a_reply_while_the_scheduler_fires_the_next_step_is_stored_and_ans
             ).all()
         )
         nudges = await session.scalar(
-            select(func.count())
-            .select_from(Message)
-            .where(Message.script.like("sequence.%"))
+            select(func.count()).select_from(Message).where(Message.script.like("sequence.%"))
         )
     assert inbound == 2
     assert nudges == 0  # the step found its sequence stopped by the reply

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from bot.keys import DATABASE
 from storage.models import Message
 
-SESSION = "sesion-ops-0001"
+SESSION = "sesion-ops-0001-Kq7mZ2xW9p"
 
 
 async def test_healthz(service: Any) -> None:

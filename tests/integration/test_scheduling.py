@@ -50,7 +50,9 @@ async def client(service: Any, clock: time_machine.Traveller) -> TestClient[Any,
     return started
 
 
-async def say(client: TestClient[Any, Any], text: str, session: str = "sesion-agenda-1") -> str:
+async def say(
+    client: TestClient[Any, Any], text: str, session: str = "sesion-agenda-1-Kq7mZ2xW9p"
+) -> str:
     response = await client.post("/webchat/messages", json={"session_id": session, "text": text})
     assert response.status == 200, await response.text()
     replies = (await response.json())["replies"]
@@ -167,10 +169,11 @@ async def test_two_leads_confirming_one_slot_get_one_appointment(
 ) -> None:
     if not client.app[DATABASE].url.startswith("postgresql"):
         pytest.skip("true concurrency needs PostgreSQL (SQLite serialises writers)")
-    for session in ("sesion-carrera-1", "sesion-carrera-2"):
+    for session in ("sesion-carrera-1-Kq7mZ2xW9p", "sesion-carrera-2-Kq7mZ2xW9p"):
         await say(client, "llámame mañana a las 5", session)
     answers = await asyncio.gather(
-        say(client, "sí", "sesion-carrera-1"), say(client, "sí", "sesion-carrera-2")
+        say(client, "sí", "sesion-carrera-1-Kq7mZ2xW9p"),
+        say(client, "sí", "sesion-carrera-2-Kq7mZ2xW9p"),
     )
     assert await count(client, Appointment) == 1
     sent = await scripts(client)
@@ -297,8 +300,8 @@ async def test_becoming_hot_starts_the_hot_sequence(
 async def test_the_daily_sweep_cools_idle_leads_and_tasks_their_owner(
     client: TestClient[Any, Any], clock: time_machine.Traveller
 ) -> None:
-    await say(client, "hola", "sesion-dormida-1")
-    await say(client, "hola", "sesion-activa-1")
+    await say(client, "hola", "sesion-dormida-1-Kq7mZ2xW9p")
+    await say(client, "hola", "sesion-activa-1-Kq7mZ2xW9p")
     async with client.app[DATABASE].session() as session:
         await session.execute(
             update(Lead)

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import time_machine
 from aiohttp.test_utils import TestClient
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from bot.keys import DATABASE, DESK, DISPATCHER, SCHEDULER
 from storage.models import (
@@ -23,6 +23,7 @@ from storage.models import (
     Lead,
     LeadPhone,
     Message,
+    OutboxItem,
     OutboxState,
 )
 from tests.builders import make_outbox_due, outbox_rows, send_due
@@ -446,3 +447,56 @@ async def test_a_button_payload_the_bot_did_not_offer_is_read_as_its_words(
         inbound = next(m for m in pressed if m.direction == "in")
     assert inbound.text == "¿Cuánto cuesta?"
     assert inbound.intent == "info.pricing"
+
+
+async def crash_mid_send(client: TestClient[Any, Any]) -> None:
+    """A dispatcher claimed the pending rows and died before settling them: leases ran out."""
+    async with client.app[DATABASE].session() as session:
+        await session.execute(
+            update(OutboxItem)
+            .where(OutboxItem.state == OutboxState.PENDING)
+            .values(state=OutboxState.SENDING, lease_until=datetime.now(UTC) - timedelta(seconds=1))
+        )
+        await session.commit()
+
+
+async def test_a_reply_a_crash_left_uncertain_is_held_for_an_agent(
+    client: TestClient[Any, Any], tg: FakeTelegramServer
+) -> None:
+    assert await deliver(client, text_update("¿cuánto cuesta?", 120)) == 200
+    await crash_mid_send(client)
+    await send_due(client)
+    assert tg.calls_to("sendMessage") == []  # it may already be in the chat: not sent again
+    [row] = await outbox_rows(client.app[DATABASE])
+    assert row.state == OutboxState.BLOCKED
+    assert row.message.error is not None and row.message.error.startswith("uncertain")
+
+    headers = await agent_headers(client)
+    listed = await (await client.get("/api/outbox", headers=headers)).json()
+    assert listed["failed"][0]["error"].startswith("uncertain")
+    # The agent sees the lead did not get it, and sends it again: once.
+    response = await client.post(f"/api/outbox/{row.id}/resend", headers=headers)
+    assert response.status == 200
+    await send_due(client)
+    assert len(tg.calls_to("sendMessage")) == 1
+    again = await client.post(f"/api/outbox/{row.id}/resend", headers=headers)
+    assert again.status == 409  # delivered: nothing to resend
+
+
+async def test_resend_uncertain_sends_again_when_configured(
+    service: Any, tg: FakeTelegramServer
+) -> None:
+    client = await service(
+        telegram={
+            "token": tg.token,
+            "webhook_secret": SECRET,
+            "api_base_url": tg.base_url,
+            "per_chat_interval": 0.0,
+            "resend_uncertain": True,
+        }
+    )
+    await client.app[DISPATCHER].stop(timeout=1)
+    assert await deliver(client, text_update("¿cuánto cuesta?", 121)) == 200
+    await crash_mid_send(client)
+    await send_due(client)
+    assert len(tg.calls_to("sendMessage")) == 1

@@ -6,13 +6,14 @@ import asyncio
 import json
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
 from bot.keys import DATABASE, DESK
 from storage.models import Direction, Message
 
-SESSION = "sesion-prueba-01"
+SESSION = "sesion-prueba-01-Kq7mZ2xW9p"
 
 
 async def say(client: TestClient[Any, Any], text: str, **extra: Any) -> dict[str, Any]:
@@ -70,7 +71,7 @@ async def test_message_ids_are_per_session(service: Any) -> None:
     await say(client, "hola", message_id="1")
     other = await client.post(
         "/webchat/messages",
-        json={"session_id": "otra-sesion-02", "text": "hola", "message_id": "1"},
+        json={"session_id": "otra-sesion-02-Kq7mZ2xW9p", "text": "hola", "message_id": "1"},
     )
     assert (await other.json())["replies"]
 
@@ -154,3 +155,61 @@ async def test_odd_but_valid_texts_never_fail(service: Any) -> None:
     client = await service()
     for text in ["<img src=x onerror=alert(1)>", "a" * 10_000, "🙏🙏", "", "\u0000hola"]:
         await say(client, text)
+
+
+@pytest.mark.parametrize(
+    "weak",
+    [
+        "sesion-prueba-01",  # short: 16 characters
+        "1732900000000012345678901",  # Date.now() + Math.random(), digits only
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        "session-0000000000000000001",  # a counter
+    ],
+)
+async def test_session_ids_anyone_could_guess_are_refused(service: Any, weak: str) -> None:
+    client = await service()
+    response = await client.post("/webchat/messages", json={"session_id": weak, "text": "hola"})
+    assert response.status == 400
+    assert "crypto.getRandomValues" in (await response.json())["error"]
+    for path in ("/webchat/history", "/webchat/events"):
+        assert (await client.get(path, params={"session_id": weak})).status == 400
+
+
+async def test_reading_conversations_is_rate_limited_per_address(service: Any) -> None:
+    client = await service(webchat={"reads_per_minute": 20})
+    statuses = [
+        (await client.get("/webchat/history", params={"session_id": SESSION})).status
+        for _ in range(12)
+    ]
+    # A burst of a quarter of the minute's reads (at least 10), then one every 3 seconds.
+    assert statuses[:10] == [200] * 10
+    response = await client.get("/webchat/history", params={"session_id": SESSION})
+    assert response.status == 429
+    assert int(response.headers["Retry-After"]) >= 1
+    # Sending messages is not a read: a prospect who chats fast is never held back.
+    assert (
+        await client.post("/webchat/messages", json={"session_id": SESSION, "text": "hola"})
+    ).status == 200
+
+
+async def test_security_headers(service: Any) -> None:
+    client = await service()
+    page = await client.get("/chat")
+    policy = page.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in policy and "unsafe-inline" not in policy
+    assert "frame-ancestors 'none'" in policy
+    assert page.headers["X-Frame-Options"] == "DENY"
+    assert "<script>" not in await page.text() and "<style>" not in await page.text()
+    for response in (page, await client.get("/healthz"), await client.get("/nope")):
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert response.headers["Referrer-Policy"] == "same-origin"
+    assert "default-src 'none'" in (await client.get("/healthz")).headers["Content-Security-Policy"]
+    script = await client.get("/static/webchat/chat.js")
+    assert script.status == 200 and "getRandomValues" in await script.text()
+
+
+async def test_the_chat_page_may_be_framed_by_the_sites_an_admin_lists(service: Any) -> None:
+    client = await service(webchat={"frame_ancestors": ["https://www.example.com"]})
+    page = await client.get("/chat")
+    assert "frame-ancestors https://www.example.com" in page.headers["Content-Security-Policy"]
+    assert "X-Frame-Options" not in page.headers

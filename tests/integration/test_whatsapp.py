@@ -430,11 +430,19 @@ async def test_an_agent_can_open_media_from_twilio(
         "http://127.0.0.1:5432/",  # something local
         "https://evil.example.com/2010-04-01/Accounts/AC00000000000000000000000000000001/x",
         "https://api.twilio.com/2010-04-01/Accounts/AC99999999999999999999999999999999/Media/1",
+        # Our account's prefix, then dot segments (plain or escaped) out to other API paths.
+        "{base}/2010-04-01/Accounts/{account}/../../2010-04-01/Accounts/{account}/Messages.json",
+        "{base}/2010-04-01/Accounts/{account}/%2e%2e/%2E%2E/Accounts/{account}/Calls.json",
+        "{base}/2010-04-01/Accounts/{account}/Messages/{message}/Media/{media}/../../../..",
+        "{base}/2010-04-01/Accounts/{account}/Messages/{message}/Media/{media}?x=1",
     ],
 )
 async def test_media_urls_outside_twilio_are_never_fetched(
     client: TestClient[Any, Any], tw: FakeTwilioServer, url: str
 ) -> None:
+    url = url.format(
+        base=tw.base_url, account=tw.account_sid, message="MM" + "a" * 32, media="ME" + "b" * 32
+    )
     params = tw.inbound_whatsapp_params(ANA, "", NumMedia="1", MediaUrl0=url)
     params["MediaContentType0"] = "image/jpeg"
     assert (await post(client, tw, params)).status == 200
@@ -445,6 +453,7 @@ async def test_media_urls_outside_twilio_are_never_fetched(
     )
     assert response.status == 404
     assert "not a Twilio media URL" in (await response.json())["error"]
+    assert not [r for r in tw.requests if r.route != "create"]  # nothing reached Twilio
 
 
 async def test_a_template_button_reply_is_read_as_its_words(
