@@ -391,7 +391,14 @@ class TelegramPoller:
                     offset=offset, timeout=self.wait, allowed_updates=list(ALLOWED_UPDATES)
                 )
                 for update in batch:
-                    await self.updates.deliver(update)
+                    try:
+                        await self.updates.deliver(update)
+                    except WebhookRejected as exc:
+                        # Malformed: delivering it again would fail the same way.
+                        log.warning(
+                            "telegram_update_dropped",
+                            extra={"update_id": update.update_id, "reason": exc.reason},
+                        )
                     offset = update.update_id + 1
                 pause = 1.0
             except Conflict:
