@@ -17,6 +17,7 @@ test: $(VENV)/.dev-installed node_modules/.installed chromium lint typecheck
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 typecheck: $(VENV)/.dev-installed
 	$(BIN)/mypy

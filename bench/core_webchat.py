@@ -40,9 +40,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from bot.app import create_app
-from bot.channel import Channel, InboundMessage
-from bot.keys import DATABASE, ENGINE
+from bot.core.channel import Channel, InboundMessage
 from bot.settings import load_settings
+from bot.web.keys import DATABASE, ENGINE
 from intents import load_catalogue
 from storage import migrate
 from storage.db import Database
@@ -219,7 +219,7 @@ async def profile_engine(url: str, texts: list[str], count: int) -> dict[str, fl
         sql["seconds"] += time.perf_counter() - starts.pop(id(cursor), time.perf_counter())
         sql["statements"] += 1
 
-    matcher = engine.matcher
+    matcher = engine.understanding
     now = datetime.now(UTC)
     started = time.perf_counter()
     for n in range(count):

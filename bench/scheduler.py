@@ -47,11 +47,12 @@ from sqlalchemy import event, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from bench.core_webchat import ROOT, free_port, percentile, postgres_database, wait_until_up
-from bot.followup import TASK_DUE
+from bot.core.model import ActionState
+from bot.followup.planner import TASK_DUE
 from bot.settings import load_settings
 from storage import migrate
 from storage.db import Database
-from storage.models import ActionState, Lead, Notification, ScheduledAction, Task
+from storage.models import Lead, Notification, ScheduledAction, Task
 from storage.repositories import Actions
 
 CHUNK = 5000

@@ -16,7 +16,7 @@ from aiohttp import web
 from telegram.error import InvalidToken, TelegramError
 
 from bot import logs
-from bot.errors import ConfigError, SeguibotError
+from bot.core.errors import ConfigError, SeguibotError
 from bot.settings import Settings, load_settings
 from intents import cli as intents_cli
 from storage import migrate
@@ -153,38 +153,50 @@ def _telegram_on(settings: Settings) -> None:
 
 
 def _telegram_set_webhook(args: argparse.Namespace) -> int:
-    from bot.app import set_telegram_webhook
+    from bot.app import telegram_admin, telegram_webhook_url
 
     settings = _settings()
     _telegram_on(settings)
-    url = asyncio.run(set_telegram_webhook(settings, drop_pending=args.drop_pending_updates))
+    for value, name in (
+        (settings.telegram.webhook_secret, "SEGUIBOT_TELEGRAM_WEBHOOK_SECRET"),
+        (settings.public_url, "SEGUIBOT_PUBLIC_URL"),
+    ):
+        if not value:
+            raise ConfigError(f"{name} is required to set the Telegram webhook")
+    url = telegram_webhook_url(settings)
+    admin = telegram_admin(settings)
+    asyncio.run(
+        admin.set_webhook(
+            url, secret=settings.telegram.webhook_secret, drop_pending=args.drop_pending_updates
+        )
+    )
     print(f"Telegram webhook set: {url}")
     return 0
 
 
 def _telegram_delete_webhook(args: argparse.Namespace) -> int:
-    from bot.app import delete_telegram_webhook
+    from bot.app import telegram_admin
 
     settings = _settings()
     _telegram_on(settings)
-    asyncio.run(delete_telegram_webhook(settings))
+    asyncio.run(telegram_admin(settings).delete_webhook())
     print("Telegram webhook deleted")
     return 0
 
 
 def _telegram_poll(args: argparse.Namespace) -> int:
-    from bot.app import delete_telegram_webhook, telegram_webhook
+    from bot.app import telegram_admin
 
     settings = _settings()
     _telegram_on(settings)
-    current = asyncio.run(telegram_webhook(settings))
+    current = asyncio.run(telegram_admin(settings).webhook())
     if current and not args.delete_webhook:
         raise ConfigError(
             f"a Telegram webhook is set ({current}); polling and a webhook never run at once: "
             "pass --delete-webhook, or run `seguibot telegram delete-webhook` first"
         )
     if current:
-        asyncio.run(delete_telegram_webhook(settings))
+        asyncio.run(telegram_admin(settings).delete_webhook())
     return _serve(args, telegram_polling=True)
 
 
@@ -223,7 +235,7 @@ def _db_current(args: argparse.Namespace) -> int:
 
 
 def _queue(args: argparse.Namespace) -> int:
-    from bot.handoff import Desk
+    from bot.desk.handoff import Desk
 
     settings = _settings()
 
@@ -252,7 +264,7 @@ def _queue(args: argparse.Namespace) -> int:
 
 
 def _agents_add(args: argparse.Namespace) -> int:
-    from bot.handoff import Desk
+    from bot.desk.handoff import Desk
 
     settings = _settings()
 
@@ -275,8 +287,8 @@ def _agents_add(args: argparse.Namespace) -> int:
 
 
 def _appointments(args: argparse.Namespace) -> int:
-    from bot.booking import KIND_WORDS
-    from bot.calendar import spanish_moment
+    from bot.core.booking import KIND_WORDS
+    from bot.core.slots import spanish_moment
     from storage.uow import UnitOfWork
 
     settings = _settings()
@@ -362,9 +374,9 @@ def _agents_list(args: argparse.Namespace) -> int:
 def _chat(args: argparse.Namespace) -> int:
     """The web chat's conversation, in the terminal, against the same database."""
     from bot.app import create_app
-    from bot.channel import Channel, InboundMessage
-    from bot.keys import DATABASE, ENGINE
-    from bot.transcripts import Transcripts
+    from bot.core.channel import Channel, InboundMessage
+    from bot.desk.transcripts import Transcripts
+    from bot.web.keys import DATABASE, ENGINE
 
     settings = _settings()
     logging.getLogger().setLevel(logging.WARNING)  # the conversation is the output here

@@ -23,9 +23,19 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-from bot.errors import ConfigError
+from bot.core.errors import ConfigError
+from bot.core.scoring import Scoring
+from bot.core.slots import Opening
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULTS_FILE = PROJECT_ROOT / "config.yaml"
@@ -105,6 +115,10 @@ class BusinessSettings(_Section):
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
+    def script_values(self) -> dict[str, str]:
+        """What the business fills in every script: {producto}, {negocio}, {asesor}."""
+        return {"producto": self.product, "negocio": self.name, "asesor": "un asesor"}
+
 
 class NluSettings(_Section):
     scripts: str
@@ -134,6 +148,16 @@ class ScoringSettings(_Section):
     initial: Annotated[int, Field(ge=1, le=50)]
     points: dict[str, int]
     tiers: TierSettings
+
+    def rules(self) -> Scoring:
+        tiers = self.tiers
+        return Scoring(
+            initial=self.initial,
+            hot=tiers.hot,
+            warm=tiers.warm,
+            cold=tiers.cold,
+            points=dict(self.points),
+        )
 
 
 class PipelineSettings(_Section):
@@ -210,6 +234,17 @@ class SchedulingSettings(_Section):
     def opening(self, weekday: int) -> tuple[time, time] | None:
         span = self.hours.get(WEEKDAYS[weekday]) or []  # type: ignore[call-overload]
         return (_clock(span[0]), _clock(span[1])) if span else None
+
+    def grid(self) -> Opening:
+        """The opening hours and slot grid, as the booking logic takes them."""
+        return Opening(
+            hours={day: self.opening(day) for day in range(7)},
+            holidays=frozenset(self.holidays),
+            slot_minutes=self.slot_minutes,
+            buffer_minutes=self.buffer_minutes,
+            min_notice_minutes=self.min_notice_minutes,
+            horizon_days=self.horizon_days,
+        )
 
     @property
     def quiet(self) -> tuple[time, time] | None:
@@ -311,18 +346,23 @@ class TelegramSettings(_Section):
     token: str
     webhook_secret: str
     api_base_url: str
+    file_base_url: str
     per_chat_interval: Annotated[float, Field(ge=0)]
     overall_per_second: PositiveInt
     resend_uncertain: bool
 
-    @field_validator("api_base_url")
+    @field_validator("api_base_url", "file_base_url")
     @classmethod
-    def _bot_path(cls, value: str) -> str:
-        # PTB appends the token to it; the file host is derived from it (".../file/bot").
-        if not value.startswith(("https://", "http://")) or not value.endswith("/bot"):
-            raise ValueError(
-                "must be an http(s) URL ending in /bot, e.g. https://api.telegram.org/bot"
-            )
+    def _bot_url(cls, value: str, info: ValidationInfo) -> str:
+        # As python-telegram-bot takes it: the token is appended, or fills a {token} placeholder
+        # (https://api.telegram.org/bot{token}/test is Telegram's test environment).
+        if not value and info.field_name == "file_base_url":
+            return value  # derived from api_base_url: ".../bot" -> ".../file/bot"
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http(s) URL, e.g. https://api.telegram.org/bot")
+        placeholders = set(re.findall(r"{([^{}]*)}", value))
+        if placeholders - {"token", "TOKEN", "bot_token", "BOT_TOKEN", "bot-token", "BOT-TOKEN"}:
+            raise ValueError("the only placeholder it may hold is {token}")
         return value
 
     @field_validator("webhook_secret")
@@ -408,6 +448,14 @@ class Settings(_Section):
     @property
     def whatsapp_enabled(self) -> bool:
         return bool(self.twilio.account_sid)
+
+    def sequence_scripts(self) -> tuple[str, ...]:
+        """The scripts the follow-up sequences send or title their tasks with."""
+        return tuple(
+            step.message or step.task or ""
+            for sequence in self.sequences.values()
+            for step in sequence.steps
+        )
 
     def with_overrides(self, **sections: Any) -> Settings:
         """A copy with some values replaced, re-validated (for tests and CLI flags)."""

@@ -1,11 +1,11 @@
-"""What every channel's HTTP side shares: reading a request whole, answering an error."""
+"""What every channel's HTTP side shares: reading a request whole, and who sent it."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from bot.channel import RawRequest
-from bot.wire import parse_form
+from bot.core.channel import RawRequest
+from bot.core.wire import parse_form
 
 
 async def read_raw(request: web.Request, public_url: str = "") -> RawRequest:
@@ -30,8 +30,3 @@ def client_address(request: web.Request, *, forwarded_for: bool) -> str:
     if forwarded_for and (chain := request.headers.get("X-Forwarded-For")):
         return chain.split(",")[-1].strip()
     return request.remote or "unknown"
-
-
-def error(status: int, reason: str) -> web.Response:
-    """A short JSON error, the same shape on every route: {"error": "..."}."""
-    return web.json_response({"error": reason}, status=status)

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,8 +29,9 @@ from telegram.error import (
     TelegramError,
     TimedOut,
 )
+from telegram.request import HTTPXRequest
 
-from bot.channel import (
+from bot.core.channel import (
     Channel,
     InboundEvent,
     InboundMessage,
@@ -43,9 +44,9 @@ from bot.channel import (
     ReachabilityChanged,
     SendReceipt,
 )
-from bot.errors import Blocked, MediaUnavailable, RetryLater, SendFailed, WebhookRejected
-from bot.phones import to_e164
-from bot.wire import parse_json
+from bot.core.errors import Blocked, MediaUnavailable, RetryLater, SendFailed, WebhookRejected
+from bot.core.phones import to_e164
+from bot.core.wire import parse_json
 from handlers.http import read_raw
 
 log = logging.getLogger(__name__)
@@ -373,14 +374,29 @@ class TelegramPoller:
     """Long polling, for development without a public URL: the webhook's path, fed by getUpdates.
 
     An update is acknowledged (the offset moves past it) only once the engine has taken it, so
-    a database outage delays updates instead of losing them. Telegram refuses getUpdates while
-    a webhook is set, and the poller stops then: never both at once.
+    a database outage (`transient` says which errors are one) delays updates instead of losing
+    them. An update that fails for any other reason is tried `max_failures` times, then logged
+    and skipped: one bad update must not stop every later one. Telegram refuses getUpdates
+    while a webhook is set, and the poller stops then: never both at once.
     """
 
-    def __init__(self, updates: TelegramWebhook, bot: telegram.Bot, *, wait: int = 25) -> None:
+    def __init__(
+        self,
+        updates: TelegramWebhook,
+        bot: telegram.Bot,
+        *,
+        transient: Callable[[BaseException], bool] = lambda exc: False,
+        max_failures: int = 3,
+        wait: int = 25,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         self.updates = updates
         self.bot = bot
+        self.transient = transient
+        self.max_failures = max_failures
         self.wait = wait
+        self.sleep = sleep
+        self._failures: dict[int, int] = {}
 
     async def run(self) -> None:
         offset: int | None = None
@@ -391,14 +407,7 @@ class TelegramPoller:
                     offset=offset, timeout=self.wait, allowed_updates=list(ALLOWED_UPDATES)
                 )
                 for update in batch:
-                    try:
-                        await self.updates.deliver(update)
-                    except WebhookRejected as exc:
-                        # Malformed: delivering it again would fail the same way.
-                        log.warning(
-                            "telegram_update_dropped",
-                            extra={"update_id": update.update_id, "reason": exc.reason},
-                        )
+                    await self._deliver(update)
                     offset = update.update_id + 1
                 pause = 1.0
             except Conflict:
@@ -406,9 +415,87 @@ class TelegramPoller:
                 return
             except (NetworkError, OSError) as exc:
                 log.warning("telegram_poll_retry", extra={"error": type(exc).__name__})
-            except Exception:
-                log.exception("telegram_poll_update_failed", extra={"offset": offset})
+            except _TryAgain:
+                pass
             else:
                 continue
-            await asyncio.sleep(pause)
+            await self.sleep(pause)
             pause = min(pause * 2, 60.0)
+
+    async def _deliver(self, update: Update) -> None:
+        """Hand one update over; raises _TryAgain when it must be fetched again."""
+        try:
+            await self.updates.deliver(update)
+        except WebhookRejected as exc:
+            # Malformed: delivering it again would fail the same way.
+            log.warning(
+                "telegram_update_dropped",
+                extra={"update_id": update.update_id, "reason": exc.reason},
+            )
+        except Exception as exc:
+            if self.transient(exc):
+                log.warning("telegram_poll_unavailable", extra={"error": type(exc).__name__})
+                raise _TryAgain from exc
+            failures = self._failures.get(update.update_id, 0) + 1
+            if failures < self.max_failures:
+                self._failures[update.update_id] = failures
+                log.exception("telegram_poll_update_failed", extra={"update_id": update.update_id})
+                raise _TryAgain from exc
+            log.exception(
+                "telegram_update_skipped",
+                extra={"update_id": update.update_id, "failures": failures},
+            )
+        self._failures.pop(update.update_id, None)
+
+
+class _TryAgain(Exception):
+    """The update was not taken; fetch it again after a pause."""
+
+
+def file_url(api_base_url: str) -> str:
+    """Where the Bot API serves files, beside `api_base_url`: ".../bot" -> ".../file/bot", and
+    the same with a {token} placeholder (".../bot{token}/test" -> ".../file/bot{token}/test")."""
+    before_token = api_base_url.find("{")
+    end = before_token if before_token >= 0 else len(api_base_url)
+    cut = api_base_url.rfind("/bot", 0, end)
+    if cut < 0:
+        return api_base_url
+    return api_base_url[:cut] + "/file" + api_base_url[cut:]
+
+
+def make_bot(
+    token: str, *, api_base_url: str, file_base_url: str = "", connections: int = 8
+) -> telegram.Bot:
+    """PTB's `Bot` for this service: every form of base URL PTB takes ({token} included)."""
+    return telegram.Bot(
+        token,
+        base_url=api_base_url,
+        base_file_url=file_base_url or file_url(api_base_url),
+        # PTB's default pool holds one connection; the outbox sends several at once.
+        request=HTTPXRequest(connection_pool_size=connections, read_timeout=10, connect_timeout=5),
+    )
+
+
+class TelegramAdmin:
+    """The Bot API calls an operator makes: where Telegram delivers updates."""
+
+    def __init__(self, bot: telegram.Bot) -> None:
+        self.bot = bot
+
+    async def set_webhook(self, url: str, *, secret: str, drop_pending: bool = False) -> None:
+        async with self.bot:
+            await self.bot.set_webhook(
+                url=url,
+                secret_token=secret,
+                allowed_updates=list(ALLOWED_UPDATES),
+                drop_pending_updates=drop_pending,
+            )
+
+    async def webhook(self) -> str:
+        """The URL Telegram currently delivers to ("" when none: polling is possible)."""
+        async with self.bot:
+            return (await self.bot.get_webhook_info()).url
+
+    async def delete_webhook(self) -> None:
+        async with self.bot:
+            await self.bot.delete_webhook()

@@ -21,7 +21,7 @@ from pathlib import Path
 import jinja2
 from aiohttp import web
 
-from bot.channel import (
+from bot.core.channel import (
     Channel,
     InboundMessage,
     Intake,
@@ -30,10 +30,10 @@ from bot.channel import (
     SendReceipt,
     Transcript,
 )
-from bot.errors import WebhookRejected
-from bot.ratelimit import RateLimiter
-from bot.wire import parse_id, parse_json
-from handlers.http import client_address, error, read_raw
+from bot.core.errors import WebhookRejected
+from bot.core.ratelimit import RateLimiter
+from bot.core.wire import parse_id, parse_json
+from handlers.http import client_address, read_raw
 
 # The session id is the only credential for a conversation's history: at least 128 bits
 # (22 base64url characters), as the page makes them with crypto.getRandomValues.
@@ -261,7 +261,7 @@ class WebchatChannel:
         session_id = self._session(request)
         after = parse_id(request.headers.get("Last-Event-ID") or request.query.get("after") or "0")
         if after is None:
-            return error(400, "after must be a message id")
+            raise WebhookRejected(400, "after must be a message id")
         last_id = after
         response = web.StreamResponse(
             headers={

@@ -26,7 +26,7 @@ from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 from yarl import URL
 
-from bot.channel import (
+from bot.core.channel import (
     Channel,
     DeliveryUpdate,
     InboundMessage,
@@ -37,11 +37,11 @@ from bot.channel import (
     RawRequest,
     SendReceipt,
 )
-from bot.errors import Blocked, MediaUnavailable, RetryLater, SendFailed, WebhookRejected
-from bot.phones import to_e164
-from bot.wire import parse_id
+from bot.core.errors import Blocked, MediaUnavailable, RetryLater, SendFailed, WebhookRejected
+from bot.core.model import DeliveryStatus
+from bot.core.phones import to_e164
+from bot.core.wire import parse_id
 from handlers.http import read_raw
-from storage.models import DeliveryStatus
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from bot.errors import SeguibotError
+from bot.core.errors import SeguibotError
 
 
 class DatabaseUnavailable(SeguibotError):

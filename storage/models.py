@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any, ClassVar
 
 from sqlalchemy import (
@@ -27,6 +26,22 @@ from sqlalchemy import (
 from sqlalchemy import text as sql
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from bot.core.model import (
+    ActionState,
+    AgentRole,
+    AppointmentKind,
+    AppointmentState,
+    Author,
+    Channel,
+    ConversationState,
+    DeliveryStatus,
+    Direction,
+    HandoffState,
+    OutboxState,
+    SequenceState,
+    utcnow,
+)
 
 # Stable constraint names, so migrations and IntegrityError handling can refer to them.
 NAMING = {
@@ -74,90 +89,6 @@ class Base(DeclarativeBase):
         dict[str, Any]: Json,
         list[Any]: Json,
     }
-
-
-class Channel(StrEnum):
-    WEBCHAT = "webchat"
-    TELEGRAM = "telegram"
-    WHATSAPP = "whatsapp"
-
-
-class ConversationState(StrEnum):
-    BOT = "bot"  # the bot answers
-    WAITING = "waiting"  # handed off, waiting for an agent
-    AGENT = "agent"  # an agent owns it; the bot is silent
-    CLOSED = "closed"  # ended; the next inbound message reopens it with the bot
-
-
-class Direction(StrEnum):
-    IN = "in"
-    OUT = "out"
-
-
-class Author(StrEnum):
-    LEAD = "lead"
-    BOT = "bot"
-    AGENT = "agent"
-
-
-class DeliveryStatus(StrEnum):
-    RECEIVED = "received"  # inbound
-    PENDING = "pending"  # in the outbox
-    SENT = "sent"
-    DELIVERED = "delivered"
-    READ = "read"
-    FAILED = "failed"
-    BLOCKED = "blocked"  # never sent on purpose (opted out, unreachable, outside a window)
-
-
-class OutboxState(StrEnum):
-    PENDING = "pending"
-    SENDING = "sending"  # claimed by a dispatcher until lease_until
-    DONE = "done"
-    FAILED = "failed"
-    BLOCKED = "blocked"
-
-
-class HandoffState(StrEnum):
-    WAITING = "waiting"
-    CLAIMED = "claimed"
-    DONE = "done"
-
-
-class AppointmentKind(StrEnum):
-    CALL = "call"
-    MEETING = "meeting"
-    VISIT = "visit"
-
-
-class AppointmentState(StrEnum):
-    CONFIRMED = "confirmed"
-    CANCELLED = "cancelled"
-    DONE = "done"
-    NO_SHOW = "no_show"
-
-
-class ActionState(StrEnum):
-    PENDING = "pending"
-    DONE = "done"
-    SKIPPED = "skipped"  # came due when it no longer made sense (its appointment passed)
-    CANCELLED = "cancelled"  # withdrawn before it came due (the lead replied, the date moved)
-    FAILED = "failed"
-
-
-class SequenceState(StrEnum):
-    ACTIVE = "active"
-    STOPPED = "stopped"
-    COMPLETED = "completed"
-
-
-class AgentRole(StrEnum):
-    AGENT = "agent"
-    ADMIN = "admin"
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class Agent(Base):
@@ -286,15 +217,22 @@ class Message(Base):
 
 
 class OutboxItem(Base):
-    """An outgoing message committed for sending; the dispatcher works through these rows."""
+    """An outgoing message committed for sending; the dispatcher works through these rows.
+
+    Either a message to a lead (`message_id`) or a notification to an agent's own chat
+    (`notification_id`): both travel the same way, with the same retries and limits.
+    """
 
     __tablename__ = "outbox"
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
-    message_id: Mapped[int] = mapped_column(
+    message_id: Mapped[int | None] = mapped_column(
         ForeignKey("messages.id", ondelete="CASCADE"), unique=True
     )
-    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"))
+    notification_id: Mapped[int | None] = mapped_column(
+        ForeignKey("notifications.id", ondelete="CASCADE"), unique=True
+    )
+    lead_id: Mapped[int | None] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"))
     channel: Mapped[Channel] = mapped_column(String(16))
     recipient: Mapped[str] = mapped_column(String(128))  # the channel identity's external id
     # Channel extras beyond the text: buttons, template name and variables.
@@ -313,7 +251,14 @@ class OutboxItem(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     settled_at: Mapped[datetime | None]
 
-    message: Mapped[Message] = relationship(lazy="joined", innerjoin=True)
+    message: Mapped[Message | None] = relationship(lazy="joined")
+    notification: Mapped[Notification | None] = relationship(lazy="joined")
+
+    @property
+    def text(self) -> str:
+        if self.message is not None:
+            return self.message.text
+        return self.notification.text if self.notification is not None else ""
 
     __table_args__ = (
         Index("ix_outbox_state_next_attempt_at", "state", "next_attempt_at"),

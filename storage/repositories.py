@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
@@ -14,28 +15,31 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased, contains_eager
 from sqlalchemy.sql.dml import ReturningInsert
 
-from storage.models import (
+from bot.core.model import (
     ActionState,
-    Agent,
-    Appointment,
     AppointmentState,
-    Base,
     Channel,
-    ChannelIdentity,
-    Conversation,
     ConversationState,
     DeliveryStatus,
-    Handoff,
+    Direction,
     HandoffState,
+    OutboxState,
+    SequenceState,
+)
+from storage.models import (
+    Agent,
+    Appointment,
+    Base,
+    ChannelIdentity,
+    Conversation,
+    Handoff,
     Lead,
     LeadPhone,
     Message,
     Notification,
     OutboxItem,
-    OutboxState,
     ScheduledAction,
     SequenceRun,
-    SequenceState,
     Task,
 )
 
@@ -132,6 +136,22 @@ class Leads:
         statement = select(Lead).join(LeadPhone).where(LeadPhone.e164.in_(numbers)).limit(1)
         return (await self.session.execute(statement)).scalar_one_or_none()
 
+    async def idle(self, before: datetime, tiers: Sequence[str], limit: int) -> list[Lead]:
+        """Leads of `tiers` with no activity since `before`, not opted out, locked (others
+        busy with one are skipped: the next batch finds them)."""
+        statement = (
+            select(Lead)
+            .where(
+                Lead.last_activity_at < before,
+                Lead.opted_out_at.is_(None),
+                Lead.tier.in_(list(tiers)),
+            )
+            .order_by(Lead.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return list((await self.session.execute(statement)).scalars())
+
     async def locked(self, lead_id: int) -> Lead | None:
         """The lead, its row locked until the transaction ends (see the lock order above)."""
         statement = select(Lead).where(Lead.id == lead_id).with_for_update(key_share=True)
@@ -153,11 +173,12 @@ class Identities:
         )
         return (await self.session.execute(statement)).scalar_one_or_none()
 
-    async def create(self, values: dict[str, Any]) -> int | None:
-        """The new identity's id, or None when a concurrent transaction created it first."""
-        return await insert_ignoring_conflict(
+    async def create(self, values: dict[str, Any]) -> ChannelIdentity | None:
+        """The new identity, or None when a concurrent transaction created it first."""
+        created = await insert_ignoring_conflict(
             self.session, ChannelIdentity, values, ["channel", "external_id"]
         )
+        return await self.session.get(ChannelIdentity, created) if created is not None else None
 
     async def set_reachable(self, channel: Channel, external_id: str, reachable: bool) -> bool:
         statement = (
@@ -231,6 +252,9 @@ class Messages:
         """Store a message without the ORM's bookkeeping (the hot path); returns its id."""
         return (await self.session.execute(_INSERT_MESSAGE, values)).scalar_one()
 
+    async def get(self, message_id: int) -> Message | None:
+        return await self.session.get(Message, message_id)
+
     async def by_channel_id(self, channel: Channel, channel_message_id: str) -> Message | None:
         statement = select(Message).where(
             Message.channel == channel, Message.channel_message_id == channel_message_id
@@ -251,7 +275,23 @@ class Messages:
         return list(reversed((await self.session.execute(statement)).scalars().all()))
 
 
+@dataclass(frozen=True, slots=True)
+class DeliveryContext:
+    """What decides whether a claimed row may go out now."""
+
+    opted_out: bool = False
+    reachable: bool = True
+    last_inbound_at: datetime | None = None  # when the lead last wrote on this channel
+
+
 class Outbox:
+    """Outbox rows, and every change of their state: the one place that writes it.
+
+    pending -> sending (claimed, under a lease) -> done | pending again (retry) | failed |
+    blocked (never sent on purpose). A row's message, when it has one, shows the same outcome
+    to the people reading the conversation.
+    """
+
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
@@ -282,6 +322,89 @@ class Outbox:
         await self.session.flush()
         return items
 
+    async def delivery_context(self, items: Sequence[OutboxItem]) -> dict[int, DeliveryContext]:
+        """Per row: has the lead opted out, can the channel reach them, when did they last
+        write. Rows to an agent's own chat have no lead: nothing holds them back."""
+        statement = (
+            select(
+                OutboxItem.id,
+                Lead.opted_out_at.is_not(None),
+                ChannelIdentity.reachable,
+                Conversation.last_inbound_at,
+            )
+            .join(Lead, Lead.id == OutboxItem.lead_id)
+            .join(
+                ChannelIdentity,
+                (ChannelIdentity.channel == OutboxItem.channel)
+                & (ChannelIdentity.external_id == OutboxItem.recipient),
+            )
+            .join(Conversation, Conversation.identity_id == ChannelIdentity.id)
+            .where(OutboxItem.id.in_([item.id for item in items if item.lead_id is not None]))
+        )
+        found = {
+            row[0]: DeliveryContext(bool(row[1]), bool(row[2]), row[3])
+            for row in await self.session.execute(statement)
+        }
+        return {item.id: found.get(item.id, DeliveryContext()) for item in items}
+
+    def sent(
+        self,
+        item: OutboxItem,
+        now: datetime,
+        channel_message_id: str | None,
+        status: DeliveryStatus = DeliveryStatus.SENT,
+    ) -> None:
+        """The channel took it (a send's receipt, or a report about a send we lost track of)."""
+        item.state = OutboxState.DONE
+        item.uncertain = False
+        item.lease_until = None
+        item.settled_at = now
+        item.last_error = None
+        if item.message is not None:
+            item.message.status = status
+            if channel_message_id is not None:
+                item.message.channel_message_id = channel_message_id
+            item.message.error = None
+
+    def blocked(self, item: OutboxItem, reason: str, now: datetime) -> None:
+        """Not sent, on purpose (opted out, unreachable, outside the channel's rules)."""
+        self._settle(item, OutboxState.BLOCKED, DeliveryStatus.BLOCKED, reason, now)
+
+    def failed_for_good(self, item: OutboxItem, reason: str, now: datetime) -> None:
+        self._settle(item, OutboxState.FAILED, DeliveryStatus.FAILED, reason, now)
+
+    def retry(
+        self,
+        item: OutboxItem,
+        at: datetime,
+        reason: str | None,
+        *,
+        counts: bool = True,
+        uncertain: bool = False,
+    ) -> None:
+        """Back to pending until `at`; an attempt that never happened (pacing) is given back."""
+        item.state = OutboxState.PENDING
+        item.lease_until = None
+        item.next_attempt_at = at
+        item.uncertain = item.uncertain or uncertain
+        if not counts:
+            item.attempts -= 1
+        if reason is not None:
+            item.last_error = reason[:500]
+
+    def requeue(self, item: OutboxItem, now: datetime) -> None:
+        """Send a failed or held row again, as if it were new (its message keeps its id)."""
+        item.state = OutboxState.PENDING
+        item.uncertain = False
+        item.attempts = 0
+        item.next_attempt_at = now
+        item.lease_until = None
+        item.last_error = None
+        item.settled_at = None
+        if item.message is not None:
+            item.message.status = DeliveryStatus.PENDING
+            item.message.error = None
+
     async def block_unsent_for_lead(self, lead_id: int, reason: str, now: datetime) -> int:
         """Stop every message still waiting for this lead, except the opt-out confirmation."""
         statement = (
@@ -291,32 +414,32 @@ class Outbox:
                 OutboxItem.lead_id == lead_id,
                 OutboxItem.optout_confirmation.is_(False),
             )
-            .with_for_update()
+            .with_for_update(of=OutboxItem)
         )
         items = list((await self.session.execute(statement)).scalars().unique())
         for item in items:
-            item.state = OutboxState.BLOCKED
-            item.last_error = reason
-            item.settled_at = now
-            item.message.status = DeliveryStatus.BLOCKED
-            item.message.error = reason
+            self.blocked(item, reason, now)
         return len(items)
+
+    def _settle(
+        self,
+        item: OutboxItem,
+        state: OutboxState,
+        status: DeliveryStatus,
+        reason: str,
+        now: datetime,
+    ) -> None:
+        item.state = state
+        item.lease_until = None
+        item.settled_at = now
+        item.last_error = reason[:500]
+        if item.message is not None:
+            item.message.status = status
+            item.message.error = reason[:500]
 
     async def count_by_state(self) -> dict[str, int]:
         statement = select(OutboxItem.state, func.count()).group_by(OutboxItem.state)
         return {str(state): int(n) for state, n in (await self.session.execute(statement)).all()}
-
-    async def requeue(self, item: OutboxItem, now: datetime) -> None:
-        """Send a failed or held row again, as if it were new (its message keeps its id)."""
-        item.state = OutboxState.PENDING
-        item.uncertain = False
-        item.attempts = 0
-        item.next_attempt_at = now
-        item.lease_until = None
-        item.last_error = None
-        item.settled_at = None
-        item.message.status = DeliveryStatus.PENDING
-        item.message.error = None
 
     async def failed(self, limit: int = 100) -> list[OutboxItem]:
         statement = (
@@ -443,6 +566,35 @@ class Appointments:
             await self.session.refresh(appointment)
             return False
         return True
+
+    async def agents_by_load(self, now: datetime) -> list[int]:
+        """Active agents, those with the fewest upcoming appointments first."""
+        statement = (
+            select(Agent.id)
+            .outerjoin(
+                Appointment,
+                (Appointment.agent_id == Agent.id)
+                & (Appointment.state == AppointmentState.CONFIRMED)
+                & (Appointment.starts_at >= now),
+            )
+            .where(Agent.active.is_(True))
+            .group_by(Agent.id)
+            .order_by(func.count(Appointment.id), Agent.id)
+        )
+        return list((await self.session.execute(statement)).scalars())
+
+    async def taken(
+        self, agents: Sequence[int | None], start: datetime, end: datetime
+    ) -> set[tuple[int | None, datetime]]:
+        """The (agent, start) of confirmed appointments of `agents` starting in [start, end)."""
+        statement = select(Appointment.agent_id, Appointment.starts_at).where(
+            Appointment.state == AppointmentState.CONFIRMED,
+            Appointment.starts_at >= start,
+            Appointment.starts_at < end,
+        )
+        wanted = set(agents)
+        rows = await self.session.execute(statement)
+        return {(agent, at) for agent, at in rows if agent in wanted}
 
     async def between(self, start: datetime, end: datetime) -> list[Appointment]:
         statement = (
@@ -575,6 +727,9 @@ class Notifications:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
+    async def get(self, notification_id: int) -> Notification | None:
+        return await self.session.get(Notification, notification_id)
+
     async def add(self, notification: Notification) -> Notification:
         self.session.add(notification)
         await self.session.flush()
@@ -590,3 +745,38 @@ class Notifications:
             statement = statement.where(Notification.read_at.is_(None))
         statement = statement.order_by(Notification.id.desc()).limit(limit)
         return list((await self.session.execute(statement)).scalars())
+
+
+class Transcripts:
+    """A chat's messages as its page shows them (id, author, text, time)."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def lines(
+        self, channel: Channel, sender_id: str, *, after_id: int, limit: int, to_lead: bool
+    ) -> list[tuple[int, str, str, datetime]]:
+        """Messages after `after_id`, oldest first (the latest `limit` when it is 0).
+        `to_lead`: only messages to the lead that went out (not pending, failed or blocked)."""
+        statement = (
+            select(Message.id, Message.author, Message.text, Message.created_at)
+            .join(Conversation, Conversation.id == Message.conversation_id)
+            .join(ChannelIdentity, ChannelIdentity.id == Conversation.identity_id)
+            .where(
+                ChannelIdentity.channel == channel,
+                ChannelIdentity.external_id == sender_id,
+                Message.id > after_id,
+            )
+        )
+        if to_lead:
+            statement = statement.where(
+                Message.direction == Direction.OUT, Message.status.in_(_WENT_OUT)
+            )
+        if after_id or to_lead:
+            rows = await self.session.execute(statement.order_by(Message.id).limit(limit))
+            return [(row[0], str(row[1]), row[2], row[3]) for row in rows]
+        rows = await self.session.execute(statement.order_by(Message.id.desc()).limit(limit))
+        return [(row[0], str(row[1]), row[2], row[3]) for row in rows][::-1]
+
+
+_WENT_OUT = (DeliveryStatus.SENT, DeliveryStatus.DELIVERED, DeliveryStatus.READ)

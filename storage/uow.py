@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from types import TracebackType
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,6 +22,7 @@ from storage.repositories import (
     Outbox,
     Sequences,
     Tasks,
+    Transcripts,
 )
 
 
@@ -39,6 +42,7 @@ class UnitOfWork:
     sequences: Sequences
     tasks: Tasks
     notifications: Notifications
+    transcripts: Transcripts
 
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -57,6 +61,7 @@ class UnitOfWork:
         self.sequences = Sequences(self.session)
         self.tasks = Tasks(self.session)
         self.notifications = Notifications(self.session)
+        self.transcripts = Transcripts(self.session)
         return self
 
     async def __aexit__(
@@ -68,6 +73,16 @@ class UnitOfWork:
         # close() rolls back whatever was not committed and detaches the objects without
         # expiring them, so values read in the unit of work stay readable after it.
         await self.session.close()
+
+    @contextlib.asynccontextmanager
+    async def savepoint(self) -> AsyncIterator[None]:
+        """A nested transaction: what fails inside rolls back alone, the rest stays."""
+        async with self.session.begin_nested():
+            yield
+
+    async def refresh(self, row: object) -> None:
+        """Read a row again (after a savepoint rolled back changes made to it)."""
+        await self.session.refresh(row)
 
     async def commit(self) -> None:
         await self.session.commit()

@@ -9,10 +9,11 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 from sqlalchemy import select, update
 
-from bot.channel import InboundMessage
-from bot.keys import DISPATCHER
+from bot.core.channel import InboundMessage
+from bot.core.model import Channel
+from bot.web.keys import DISPATCHER
 from storage.db import Database
-from storage.models import Channel, OutboxItem
+from storage.models import Message, OutboxItem
 
 _ids = itertools.count(1)
 
@@ -56,3 +57,9 @@ async def make_outbox_due(db: Database) -> None:
             update(OutboxItem).values(next_attempt_at=datetime.now(UTC) - timedelta(seconds=1))
         )
         await session.commit()
+
+
+def message_of(row: OutboxItem) -> Message:
+    """The message an outbox row sends to a lead (rows to agents have none)."""
+    assert row.message is not None, f"outbox row {row.id} carries no message to a lead"
+    return row.message

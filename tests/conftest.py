@@ -24,7 +24,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from bot.app import create_app
-from bot.channel import Channel, Sender
+from bot.core.channel import Channel, Sender
 from bot.settings import Settings, load_settings
 from storage import migrate
 from storage.db import Database

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 
-from bot.channel import Channel, OutboundMessage, SendReceipt
-from bot.errors import SendError
+from bot.core.channel import Channel, OutboundMessage, SendReceipt
+from bot.core.errors import SendError
 
 
 class ScriptedSender:

@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-from bot.keys import DESK, DISPATCHER
+from bot.web.keys import DESK, DISPATCHER
 
 SESSION = "sesion-api-0001-Kq7mZ2xW9p"
 

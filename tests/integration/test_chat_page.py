@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from bot.keys import DESK
+from bot.web.keys import DESK
 
 CHROMIUM = Path(os.environ.get("SEGUIBOT_TEST_CHROMIUM", "/usr/bin/chromium"))
 HAVE_CHROMIUM = CHROMIUM.exists()

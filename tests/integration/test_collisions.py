@@ -15,8 +15,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import func, select, update
 
-from bot.keys import DATABASE, DISPATCHER, SCHEDULER
-from storage.models import ActionState, Direction, Message, ScheduledAction, SequenceRun
+from bot.core.model import ActionState, Direction
+from bot.web.keys import DATABASE, DISPATCHER, SCHEDULER
+from storage.models import Message, ScheduledAction, SequenceRun
 
 SESSION = "colision-6hW2pQ9rTz4Kx8"
 

@@ -10,23 +10,12 @@ import pytest
 from sqlalchemy import func, select
 
 from bot.app import create_app
-from bot.channel import DeliveryUpdate, MediaRef, MessageEdited, ReachabilityChanged
-from bot.engine import Engine
-from bot.keys import ENGINE
+from bot.conversation.engine import Engine
+from bot.core.channel import DeliveryUpdate, MediaRef, MessageEdited, ReachabilityChanged
+from bot.core.model import Channel, ConversationState, DeliveryStatus, Direction, OutboxState
+from bot.web.keys import ENGINE
 from storage.db import Database
-from storage.models import (
-    Channel,
-    ChannelIdentity,
-    Conversation,
-    ConversationState,
-    DeliveryStatus,
-    Direction,
-    Handoff,
-    Lead,
-    Message,
-    OutboxItem,
-    OutboxState,
-)
+from storage.models import ChannelIdentity, Conversation, Handoff, Lead, Message, OutboxItem
 from tests.builders import incoming
 from tests.conftest import make_settings
 

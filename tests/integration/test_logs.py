@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy.exc import IntegrityError
 
 from bot import logs
-from bot.keys import DATABASE, DISPATCHER
+from bot.web.keys import DATABASE, DISPATCHER
 from storage.models import LeadPhone
 from storage.uow import UnitOfWork
 from tests.builders import send_due

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from bot.keys import DATABASE, DESK, DISPATCHER
+from bot.web.keys import DATABASE, DESK, DISPATCHER
 from storage.models import ChannelIdentity, Lead, Message
 from tests.conftest import free_port
 from tests.fakes.telegram_api import FakeTelegramServer

@@ -13,7 +13,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy.engine import Connection
 
 from bot.app import create_app
-from bot.errors import SchemaOutdated
+from bot.core.errors import SchemaOutdated
 from storage import migrate
 from storage.db import Database
 from storage.models import Base

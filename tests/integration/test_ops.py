@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
-from bot.keys import DATABASE
+from bot.web.keys import DATABASE
 from storage.models import Message
 
 SESSION = "sesion-ops-0001-Kq7mZ2xW9p"

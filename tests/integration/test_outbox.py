@@ -10,20 +10,16 @@ import pytest
 from sqlalchemy import select, update
 
 from bot.app import create_app
-from bot.engine import Engine
-from bot.errors import RetryLater, SendFailed
-from bot.keys import ENGINE
-from bot.outbox import Dispatcher
+from bot.conversation.engine import Engine
+from bot.core.errors import RetryLater, SendFailed
+from bot.core.model import Channel, DeliveryStatus, OutboxState
+from bot.delivery.dispatcher import Dispatcher
+from bot.metrics import Metrics
 from bot.settings import Settings
+from bot.web.keys import ENGINE
 from storage.db import Database
-from storage.models import (
-    Channel,
-    ChannelIdentity,
-    DeliveryStatus,
-    OutboxItem,
-    OutboxState,
-)
-from tests.builders import incoming, make_outbox_due, outbox_rows
+from storage.models import ChannelIdentity, OutboxItem
+from tests.builders import incoming, make_outbox_due, message_of, outbox_rows
 from tests.conftest import make_settings
 from tests.fakes.senders import ScriptedSender
 
@@ -45,7 +41,7 @@ async def engine(settings: Settings) -> AsyncIterator[Engine]:
 
 
 def dispatcher(db: Database, settings: Settings, sender: ScriptedSender) -> Dispatcher:
-    return Dispatcher(db, {sender.channel: sender}, settings.outbox)
+    return Dispatcher(db, {sender.channel: sender}, settings.outbox, Metrics(), sleep=_no_wait)
 
 
 async def say(engine: Engine, text: str, sender: str = "tg-1") -> None:
@@ -59,8 +55,8 @@ async def test_sent_message_is_recorded(engine: Engine, db: Database, settings: 
     [row] = await outbox_rows(db)
     assert [m.recipient for m in sender.sent] == ["tg-1"]
     assert row.state == OutboxState.DONE and row.attempts == 1
-    assert row.message.status == DeliveryStatus.SENT
-    assert row.message.channel_message_id == f"ext-{row.id}-1"
+    assert message_of(row).status == DeliveryStatus.SENT
+    assert message_of(row).channel_message_id == f"ext-{row.id}-1"
 
 
 async def test_transient_failure_is_retried_then_sent(
@@ -99,8 +95,8 @@ async def test_gives_up_after_the_budget(engine: Engine, db: Database, settings:
         await make_outbox_due(db)
     [row] = await outbox_rows(db)
     assert row.state == OutboxState.FAILED and row.attempts == 3
-    assert row.message.status == DeliveryStatus.FAILED
-    assert "down" in (row.message.error or "")
+    assert message_of(row).status == DeliveryStatus.FAILED
+    assert "down" in (message_of(row).error or "")
     assert len(sender.attempts) == 3
 
 
@@ -112,7 +108,7 @@ async def test_permanent_failure_is_not_retried(
     await dispatcher(db, settings, sender).drain()
     [row] = await outbox_rows(db)
     assert row.state == OutboxState.FAILED and len(sender.attempts) == 1
-    assert row.message.error == "Bad Request: chat not found"
+    assert message_of(row).error == "Bad Request: chat not found"
 
 
 async def test_unreachable_lead_is_not_sent_to_again(
@@ -145,7 +141,7 @@ async def test_opted_out_lead_gets_only_the_confirmation(
     greeting, confirmation = await outbox_rows(db)
     assert greeting.state == OutboxState.BLOCKED and greeting.last_error == "opted_out"
     assert confirmation.state == OutboxState.DONE
-    assert [m.text for m in sender.sent] == [confirmation.message.text]
+    assert [m.text for m in sender.sent] == [message_of(confirmation).text]
 
 
 async def test_one_chat_stays_in_order_while_others_go_on(
@@ -231,7 +227,6 @@ async def test_a_sent_message_is_recorded_even_if_the_first_try_fails(
         await real_settle(*args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(outbox, "_settle", flaky_settle)
-    monkeypatch.setattr("bot.outbox.asyncio.sleep", _no_wait)
     await outbox.drain()
     [row] = await outbox_rows(db)
     assert row.state == OutboxState.DONE

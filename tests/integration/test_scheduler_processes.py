@@ -12,10 +12,11 @@ from aiohttp import web
 from sqlalchemy import func, insert, select
 
 from bot.app import create_app
-from bot.followup import TASK_DUE
-from bot.keys import DATABASE, SCHEDULER
+from bot.core.model import ActionState, utcnow
+from bot.followup.planner import TASK_DUE
+from bot.web.keys import DATABASE, SCHEDULER
 from storage.db import Database
-from storage.models import ActionState, Notification, ScheduledAction, Task, utcnow
+from storage.models import Notification, ScheduledAction, Task
 from tests.conftest import make_settings
 
 DUE = 1000

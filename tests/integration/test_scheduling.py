@@ -13,19 +13,16 @@ import time_machine
 from aiohttp.test_utils import TestClient
 from sqlalchemy import func, select, update
 
-from bot.keys import DATABASE, DESK, DISPATCHER, SCHEDULER
+from bot.core.model import ActionState, AppointmentState, OutboxState, SequenceState
+from bot.web.keys import DATABASE, DESK, DISPATCHER, SCHEDULER
 from storage.models import (
-    ActionState,
     Appointment,
-    AppointmentState,
     Lead,
     Message,
     Notification,
     OutboxItem,
-    OutboxState,
     ScheduledAction,
     SequenceRun,
-    SequenceState,
     Task,
 )
 from tests.builders import send_due
@@ -357,6 +354,10 @@ async def test_appointments_and_jobs_api(client: TestClient[Any, Any]) -> None:
     assert [datetime.fromisoformat(a["starts_at"]) for a in today["appointments"]] == [
         datetime(2026, 11, 26, 17, 0, tzinfo=MX)
     ]
-    jobs = await (await client.get("/api/jobs", headers=headers)).json()
+    # Scheduled jobs are for admins: an agent is refused.
+    assert (await client.get("/api/jobs", headers=headers)).status == 403
+    _, admin_token = await client.app[DESK].add_agent("Coordinadora", admin=True)
+    admin = {"Authorization": f"Bearer {admin_token}"}
+    jobs = await (await client.get("/api/jobs", headers=admin)).json()
     assert {j["kind"] for j in jobs["upcoming"]} >= {"reminder.lead", "reminder.agent"}
     assert jobs["failed"] == []

@@ -10,8 +10,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
-from bot.keys import DATABASE, DESK
-from storage.models import Direction, Message
+from bot.core.model import Direction
+from bot.web.keys import DATABASE, DESK
+from storage.models import Message
 
 SESSION = "sesion-prueba-01-Kq7mZ2xW9p"
 

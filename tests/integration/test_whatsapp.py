@@ -12,19 +12,12 @@ import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import select, update
 
-from bot.channel import Channel, OutboundMessage
-from bot.keys import DATABASE, DESK, DISPATCHER
+from bot.core.channel import Channel, OutboundMessage
+from bot.core.model import DeliveryStatus, OutboxState
+from bot.web.keys import DATABASE, DESK, DISPATCHER
 from handlers.whatsapp import TwilioSender
-from storage.models import (
-    ChannelIdentity,
-    Conversation,
-    DeliveryStatus,
-    Lead,
-    LeadPhone,
-    Message,
-    OutboxState,
-)
-from tests.builders import make_outbox_due, outbox_rows, send_due
+from storage.models import ChannelIdentity, Conversation, Lead, LeadPhone, Message
+from tests.builders import make_outbox_due, message_of, outbox_rows, send_due
 from tests.conftest import free_port
 from tests.fakes.prism import PrismMock
 from tests.fakes.twilio_api import WHATSAPP_SANDBOX, FakeTwilioServer
@@ -106,7 +99,7 @@ async def test_inbound_is_answered_with_empty_twiml_and_a_rest_reply(
     assert sent.body
     [row] = await outbox_rows(client.app[DATABASE])
     assert row.state == OutboxState.DONE
-    assert row.message.channel_message_id == sent.sid
+    assert message_of(row).channel_message_id == sent.sid
     assert sent.status_callback == f"{_public(client)}/webhooks/whatsapp/status?outbox={row.id}"
     async with client.app[DATABASE].session() as session:
         lead = (await session.execute(select(Lead))).scalar_one()
@@ -221,7 +214,7 @@ async def test_status_callbacks_move_forward_only(
     await tw.send_callbacks(sent.sid, ["read"], duplicate=True)
     assert {delivery.response_status for delivery in tw.callbacks} == {204}
     [row] = await outbox_rows(client.app[DATABASE])
-    assert row.message.status == DeliveryStatus.READ
+    assert message_of(row).status == DeliveryStatus.READ
 
 
 async def test_status_callback_without_signature_is_403(
@@ -241,8 +234,8 @@ async def test_failure_callback_records_the_reason(
     [sent] = tw.outbound
     await tw.send_callbacks(sent.sid, ["failed"], error_code=63016)
     [row] = await outbox_rows(client.app[DATABASE])
-    assert row.message.status == DeliveryStatus.FAILED
-    assert "24-hour window" in (row.message.error or "")
+    assert message_of(row).status == DeliveryStatus.FAILED
+    assert "24-hour window" in (message_of(row).error or "")
 
 
 async def hand_to_agent(client: TestClient[Any, Any], tw: FakeTwilioServer) -> tuple[Any, int]:
@@ -327,7 +320,7 @@ async def test_a_timeout_after_sending_is_not_sent_twice(
     await send_due(client)
     [row] = await outbox_rows(client.app[DATABASE])
     assert row.state == OutboxState.DONE
-    assert row.message.channel_message_id == tw.outbound[0].sid
+    assert message_of(row).channel_message_id == tw.outbound[0].sid
     assert len(tw.creates) == 1  # found at Twilio instead of posted again
 
 
@@ -342,7 +335,7 @@ async def test_the_status_callback_settles_a_send_whose_answer_was_lost(
     await tw.send_callbacks(sent.sid, ["sent"])
     [row] = await outbox_rows(client.app[DATABASE])
     assert row.state == OutboxState.DONE
-    assert row.message.channel_message_id == sent.sid
+    assert message_of(row).channel_message_id == sent.sid
     await make_outbox_due(client.app[DATABASE])
     await send_due(client)
     assert len(tw.creates) == 1

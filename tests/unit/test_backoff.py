@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from bot.outbox import backoff
+from bot.delivery.dispatcher import backoff
 from bot.settings import load_settings
 
 

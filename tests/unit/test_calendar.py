@@ -7,12 +7,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot.calendar import Hours, KindWords, quiet_until, spanish_day, spanish_moment
+from bot.core.slots import Hours, KindWords, quiet_until, spanish_day, spanish_moment
 from bot.settings import load_settings
 
 MX = ZoneInfo("America/Mexico_City")
 SETTINGS = load_settings(environ={}).scheduling
-HOURS = Hours(SETTINGS, MX)
+HOURS = Hours(SETTINGS.grid(), MX)
 THURSDAY = datetime(2026, 11, 26, 10, 0, tzinfo=MX)
 
 
@@ -30,7 +30,7 @@ def test_saturday_is_short_sunday_and_holidays_closed() -> None:
 
 
 def test_buffer_spaces_the_grid() -> None:
-    spaced = Hours(SETTINGS.model_copy(update={"buffer_minutes": 15}), MX)
+    spaced = Hours(SETTINGS.model_copy(update={"buffer_minutes": 15}).grid(), MX)
     slots = list(spaced.day_slots(date(2026, 11, 26)))
     assert slots[1] - slots[0] == timedelta(minutes=45)
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.phones import spellings, to_e164
+from bot.core.phones import spellings, to_e164
 
 
 @pytest.mark.parametrize(

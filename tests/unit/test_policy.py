@@ -6,18 +6,19 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bot.effects import AskWhich, EnqueueHandoff, OptOut, Remember, Reply, Rescore
-from bot.policy import ConversationView, InboundView, LeadView, Rules, decide
+from bot.core.dialogue import Dialogue
+from bot.core.effects import AskWhich, EnqueueHandoff, OptOut, Remember, Reply, Rescore
+from bot.core.model import ConversationState
+from bot.core.policy import ConversationView, InboundView, LeadView, Rules, decide
 from intents.model import NluResult
-from storage.models import ConversationState
 
 NOW = datetime(2026, 11, 26, 17, 0, tzinfo=UTC)
 RULES = Rules(miss_limit=2, points={"buy.intent": 10, "objection.not_interested": -8})
 TEXT = InboundView(has_text=True)
 
 
-def idle(**context: object) -> ConversationView:
-    return ConversationView(ConversationState.BOT, context)
+def idle(misses: int = 0) -> ConversationView:
+    return ConversationView(ConversationState.BOT, Dialogue(misses=misses))
 
 
 def lead(**changes: object) -> LeadView:
@@ -32,7 +33,7 @@ def nlu(intent: str, confidence: float = 0.9, **extra: object) -> NluResult:
 
 def test_greeting_gets_the_greeting_script() -> None:
     assert decide(idle(), TEXT, nlu("greeting"), lead(), NOW, RULES) == [
-        Remember({"misses": 0}),
+        Remember(Dialogue()),
         Reply("greeting"),
     ]
 
@@ -59,12 +60,12 @@ def test_buying_hands_off_to_close_the_sale_and_scores() -> None:
 
 def test_objection_answers_with_its_script_and_rescoring() -> None:
     effects = decide(idle(), TEXT, nlu("objection.not_interested"), lead(), NOW, RULES)
-    assert effects == [Rescore(-8), Remember({"misses": 0}), Reply("objection.not_interested")]
+    assert effects == [Rescore(-8), Remember(Dialogue()), Reply("objection.not_interested")]
 
 
 def test_first_miss_asks_to_rephrase_and_counts() -> None:
     assert decide(idle(), TEXT, nlu("none", 0.1), lead(), NOW, RULES) == [
-        Remember({"misses": 1}),
+        Remember(Dialogue(misses=1)),
         Reply("none"),
     ]
 
@@ -72,7 +73,7 @@ def test_first_miss_asks_to_rephrase_and_counts() -> None:
 def test_repeated_misses_hand_off() -> None:
     effects = decide(idle(misses=1), TEXT, nlu("none", 0.1), lead(), NOW, RULES)
     assert effects == [
-        Remember({"misses": 0}),
+        Remember(Dialogue()),
         EnqueueHandoff("not_understood"),
         Reply("handoff.not_understood"),
     ]
@@ -80,7 +81,7 @@ def test_repeated_misses_hand_off() -> None:
 
 def test_understanding_resets_the_miss_count() -> None:
     effects = decide(idle(misses=1), TEXT, nlu("info.pricing"), lead(), NOW, RULES)
-    assert Remember({"misses": 0}) in effects
+    assert Remember(Dialogue()) in effects
 
 
 def test_ambiguous_message_asks_which_one() -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bot.errors import ConfigError
-from bot.scripts import SYSTEM_SCRIPTS, Renderer
+from bot.core.errors import ConfigError
+from bot.core.scripts import SYSTEM_SCRIPTS, Renderer
 
 
 class Book:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.scripts import SYSTEM_SCRIPTS
+from bot.core.scripts import SYSTEM_SCRIPTS
 from intents import CatalogueError, load_catalogue
 from intents.catalogue import Catalogue
 from intents.normalize import normalize

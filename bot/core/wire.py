@@ -12,7 +12,7 @@ import re
 from typing import Any
 from urllib.parse import parse_qsl
 
-from bot.errors import WebhookRejected
+from bot.core.errors import WebhookRejected
 
 # More fields than any channel posts (Twilio sends about 25, plus 4 per media item).
 MAX_FORM_FIELDS = 200

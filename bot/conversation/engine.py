@@ -9,21 +9,26 @@ outbox rows) - all committed together or not at all.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from bot import metrics, outbox
-from bot.booking import AppointmentView, SchedulingView, offered_slot, time_request
-from bot.calendar import Calendar, KindWords
-from bot.channel import (
+from bot.core.booking import (
+    AppointmentView,
+    SchedulingView,
+    asking_again,
+    offered_slot,
+    time_request,
+)
+from bot.core.channel import (
     Button,
     DeliveryUpdate,
     InboundEvent,
@@ -34,7 +39,8 @@ from bot.channel import (
     ReachabilityChanged,
     checked,
 )
-from bot.effects import (
+from bot.core.dialogue import Dialogue
+from bot.core.effects import (
     AskWhich,
     BookAppointment,
     CancelAppointment,
@@ -46,27 +52,28 @@ from bot.effects import (
     Reply,
     Rescore,
 )
-from bot.followup import Followup
-from bot.phones import spellings
-from bot.policy import ConversationView, InboundView, LeadView, Rules, decide
-from bot.scripts import Renderer
-from bot.settings import Settings
-from intents.model import NONE, NluResult
-from storage.db import Database, is_conflict
-from storage.models import (
+from bot.core.model import (
     AppointmentState,
     Author,
-    ChannelIdentity,
-    Conversation,
     ConversationState,
     DeliveryStatus,
     Direction,
-    Handoff,
-    Lead,
-    Message,
     OutboxState,
     utcnow,
 )
+from bot.core.phones import spellings
+from bot.core.policy import ConversationView, InboundView, LeadView, Rules, decide
+from bot.core.scoring import HandoffPriority, Scoring
+from bot.core.scripts import Renderer
+from bot.core.slots import KindWords
+from bot.delivery import outbox
+from bot.followup.calendar import Calendar
+from bot.followup.planner import Followup
+from bot.metrics import Metrics
+from bot.settings import Settings
+from intents.model import NONE, NluResult
+from storage.db import Database, is_conflict
+from storage.models import Conversation, Handoff, Lead, Message
 from storage.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -83,33 +90,28 @@ _STATUS_RANK = {
 
 
 class Understanding(Protocol):
-    """The intent matcher, as the engine needs it."""
+    """What the engine needs of the intent matcher."""
 
     def match(self, text: str, now: datetime, tz: str | ZoneInfo) -> NluResult: ...
 
 
 @dataclass(frozen=True, slots=True)
 class LeadRules:
-    """How new leads start and how scores map to tiers and handoffs to priorities."""
+    """How new leads start, how scores move, and what the policy is tuned with."""
 
     timezone: str
-    initial_score: int
     first_stage: str
-    tiers: Mapping[str, int]  # tier -> lowest score, highest tier first
-    handoff_priority: Mapping[str, int]
-    hot_bonus: int
+    scoring: Scoring = field(default_factory=Scoring)
+    handoff: HandoffPriority = field(default_factory=HandoffPriority)
     policy: Rules = field(default_factory=Rules)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LeadRules:
-        tiers = settings.scoring.tiers
         return cls(
             timezone=settings.business.timezone,
-            initial_score=settings.scoring.initial,
             first_stage=settings.pipeline.stages[0],
-            tiers={"hot": tiers.hot, "warm": tiers.warm, "cold": tiers.cold},
-            handoff_priority=settings.handoff.priority,
-            hot_bonus=settings.handoff.hot_bonus,
+            scoring=settings.scoring.rules(),
+            handoff=HandoffPriority(settings.handoff.priority, settings.handoff.hot_bonus),
             policy=Rules(
                 miss_limit=settings.conversation.miss_limit,
                 points=settings.scoring.points,
@@ -117,12 +119,8 @@ class LeadRules:
             ),
         )
 
-    def tier(self, score: int) -> str:
-        return next((tier for tier, low in self.tiers.items() if score >= low), "disqualified")
-
 
 _TAKEN = Reply("schedule.taken")
-_ASK_AGAIN = {"stage": "time", "intent": "schedule.book", "day": None, "clock": None}
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,23 +148,27 @@ class Engine:
     def __init__(
         self,
         db: Database,
-        matcher: Understanding,
+        understanding: Understanding,
         renderer: Renderer,
         rules: LeadRules,
         *,
         calendar: Calendar,
         followup: Followup,
         kinds: KindWords,
+        metrics: Metrics,
         on_commit: Callable[[], None] = lambda: None,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.db = db
-        self.matcher = matcher
+        self.understanding = understanding
         self.renderer = renderer
         self.rules = rules
         self.calendar = calendar
         self.followup = followup
         self.kinds = kinds
+        self.metrics = metrics
         self.on_commit = on_commit
+        self.clock = clock
 
     async def receive(self, event: InboundEvent) -> Outcome:
         """Handle one event in one transaction.
@@ -200,7 +202,7 @@ class Engine:
                 )
                 # Jitter, so two transactions that collided do not collide again in step.
                 await asyncio.sleep(random.uniform(0, 0.02 * attempt))  # noqa: S311
-        metrics.ENGINE_LATENCY.labels(event.channel).observe(time.perf_counter() - started)
+        self.metrics.engine_latency.labels(event.channel).observe(time.perf_counter() - started)
         return outcome
 
     async def _dispatch(self, event: InboundEvent) -> Outcome:
@@ -215,15 +217,16 @@ class Engine:
                 return await self._reachability(event)
 
     async def _message(self, event: InboundMessage) -> Outcome:
-        now = utcnow()
+        now = self.clock()
         async with UnitOfWork(self.db) as uow:
             conversation = await uow.conversations.for_sender(event.channel, event.sender_id)
             new_lead = False
             if conversation is None:
                 conversation, new_lead = await self._first_contact(uow, event, now)
             lead = conversation.lead
+            dialogue = Dialogue.from_context(conversation.context)
             text = event.text.strip()
-            nlu, choice = self._understand(event, conversation.context, text, now, lead.timezone)
+            nlu, choice = self._understand(event, dialogue, text, now, lead.timezone)
             message_id = await uow.messages.add_inbound(
                 {
                     "conversation_id": conversation.id,
@@ -243,21 +246,21 @@ class Engine:
                 }
             )
             if message_id is None:
-                metrics.INBOUND.labels(event.channel, "duplicate").inc()
+                self.metrics.inbound.labels(event.channel, "duplicate").inc()
                 log.info("message_duplicate", extra={"channel": event.channel})
                 return Outcome(duplicate=True)
 
             lead.last_activity_at = now
             conversation.last_inbound_at = min(event.sent_at, now)
             if new_lead:
-                await self.followup.enter(uow, lead, now, tier=lead.tier)
+                await self.followup.sequences.enter(uow, lead, now, tier=lead.tier)
             elif lead.sequence_run_id is not None:
                 # The lead wrote: the follow-up sequence has done its job.
-                await self.followup.leave(uow, lead, "replied", now)
+                await self.followup.sequences.leave(uow, lead, "replied", now)
             if event.sender_name and not lead.name:
-                lead.name = event.sender_name[:200]
+                lead.name = event.sender_name
             if event.source and lead.source in (None, event.channel.value):
-                lead.source = event.source[:64]  # a campaign beats "came in on this channel"
+                lead.source = event.source  # a campaign beats "came in on this channel"
             if event.shared_contact and event.sender_phone:
                 await uow.leads.add_phone(lead.id, event.sender_phone)
             if conversation.state == ConversationState.CLOSED:
@@ -267,10 +270,10 @@ class Engine:
             replies: list[InlineReply] = []
             if lead.opted_out_at is None and conversation.state == ConversationState.BOT:
                 turn = _Turn(uow, event, lead, conversation, message_id, now, choice)
-                replies = await self._converse(turn, nlu)
+                replies = await self._converse(turn, dialogue, nlu)
             await uow.commit()
 
-        metrics.INBOUND.labels(event.channel, "stored").inc()
+        self.metrics.inbound.labels(event.channel, "stored").inc()
         log.info(
             "message_received",
             extra={
@@ -289,7 +292,7 @@ class Engine:
     def _understand(
         self,
         event: InboundMessage,
-        context: Mapping[str, Any],
+        dialogue: Dialogue,
         text: str,
         now: datetime,
         tz: str,
@@ -303,9 +306,9 @@ class Engine:
         choice = event.choice
         if choice and self.renderer.is_intent(choice):
             return NluResult(choice, 1.0), choice
-        if offered_slot(context, choice) is not None:
+        if offered_slot(dialogue, choice) is not None:
             return NluResult("affirm", 1.0), choice
-        return (self.matcher.match(text, now, tz) if text else None), None
+        return (self.understanding.match(text, now, tz) if text else None), None
 
     async def _first_contact(
         self, uow: UnitOfWork, event: InboundMessage, now: datetime
@@ -319,13 +322,14 @@ class Engine:
             lead = await uow.leads.by_phone(spellings(event.sender_phone))
         created = lead is None
         if lead is None:
+            scoring = self.rules.scoring
             lead = await uow.leads.add(
                 Lead(
-                    name=event.sender_name[:200] if event.sender_name else None,
-                    source=event.source[:64] if event.source else event.channel.value,
+                    name=event.sender_name,
+                    source=event.source or event.channel.value,
                     stage=self.rules.first_stage,
-                    score=self.rules.initial_score,
-                    tier=self.rules.tier(self.rules.initial_score),
+                    score=scoring.initial,
+                    tier=scoring.tier(scoring.initial),
                     timezone=self.rules.timezone,
                     first_contact_at=now,
                     last_activity_at=now,
@@ -333,21 +337,19 @@ class Engine:
             )
             if event.sender_phone:
                 await uow.leads.add_phone(lead.id, event.sender_phone)
-        identity_id = await uow.identities.create(
+        identity = await uow.identities.create(
             {
                 "lead_id": lead.id,
                 "channel": event.channel,
                 "external_id": event.sender_id,
                 "phone": event.sender_phone,
-                "display_name": event.sender_name[:200] if event.sender_name else None,
+                "display_name": event.sender_name,
                 "reachable": True,
                 "created_at": now,
             }
         )
-        if identity_id is None:
+        if identity is None:
             raise _RaceLost
-        identity = await uow.session.get(ChannelIdentity, identity_id)
-        assert identity is not None
         conversation = await uow.conversations.add(
             Conversation(
                 lead=lead,
@@ -360,13 +362,14 @@ class Engine:
         )
         return conversation, created
 
-    async def _converse(self, turn: _Turn, nlu: NluResult | None) -> list[InlineReply]:
+    async def _converse(
+        self, turn: _Turn, dialogue: Dialogue, nlu: NluResult | None
+    ) -> list[InlineReply]:
         event, lead, conversation = turn.event, turn.lead, turn.conversation
         understood = nlu or NluResult(NONE, 0.0)
-        context = dict(conversation.context)
-        schedule = await self._schedule(turn, understood, context)
+        schedule = await self._schedule(turn, understood, dialogue)
         effects = decide(
-            ConversationView(conversation.state, context),
+            ConversationView(conversation.state, dialogue),
             InboundView(
                 has_text=nlu is not None,
                 has_media=bool(event.media),
@@ -383,21 +386,21 @@ class Engine:
         )
         replies = [reply for effect in effects if (reply := await self._apply(turn, effect))]
         if replies:
-            metrics.REPLIES.labels(event.channel).inc(len(replies))
+            self.metrics.replies.labels(event.channel).inc(len(replies))
         return replies
 
     async def _schedule(
-        self, turn: _Turn, nlu: NluResult, context: dict[str, Any]
+        self, turn: _Turn, nlu: NluResult, dialogue: Dialogue
     ) -> SchedulingView | None:
         """What the booking dialogue needs from the calendar, looked up only when it is in play:
         the lead's next appointment, and whether the time the message asks for is free."""
         event, lead, now = turn.event, turn.lead, turn.now
-        in_dialogue = "booking" in context or "cancel" in context
+        in_dialogue = dialogue.booking is not None or dialogue.cancelling is not None
         if not (nlu.intent.startswith("schedule.") or in_dialogue):
             return None
         tz = ZoneInfo(lead.timezone)
         upcoming = await turn.uow.appointments.next_for(lead.id, now)
-        request = time_request(context, nlu, turn.choice, now, tz)
+        request = time_request(dialogue, nlu, turn.choice, now, tz)
         availability = None
         if request is not None and request.mention is not None and request.mention.when:
             availability = await self.calendar.check(turn.uow, lead, request.mention.when, now)
@@ -426,21 +429,22 @@ class Engine:
                 )
                 values = {"a": labels[0], "b": labels[1]}
                 return await self._reply(turn, "clarify.which", values, buttons)
-            case Remember(context=context):
-                conversation.context = dict(context)
+            case Remember(dialogue=dialogue):
+                conversation.context = dialogue.to_context()
             case Rescore(delta=delta):
-                lead.score = max(1, min(50, lead.score + delta))
-                tier = self.rules.tier(lead.score)
+                scoring = self.rules.scoring
+                lead.score = scoring.moved(lead.score, delta)
+                tier = scoring.tier(lead.score)
                 if tier != lead.tier:
                     lead.tier = tier
-                    await self.followup.enter(uow, lead, now, tier=tier)
+                    await self.followup.sequences.enter(uow, lead, now, tier=tier)
             case OptOut():
                 lead.opted_out_at = now
-                await self.followup.leave(uow, lead, "opted out", now)
+                await self.followup.sequences.leave(uow, lead, "opted out", now)
                 blocked = await uow.outbox.block_unsent_for_lead(lead.id, outbox.OPTED_OUT, now)
                 log.info("lead_opted_out", extra={"lead_id": lead.id, "blocked": blocked})
             case EnqueueHandoff(reason=reason):
-                await self.followup.leave(uow, lead, "handed off", now)
+                await self.followup.sequences.leave(uow, lead, "handed off", now)
                 await self._hand_off(turn, reason)
             case BookAppointment():
                 booked = await self._book(turn, effect)
@@ -453,7 +457,7 @@ class Engine:
                 if appointment is not None and appointment.state == AppointmentState.CONFIRMED:
                     appointment.state = AppointmentState.CANCELLED
                     appointment.cancelled_at = now
-                    await self.followup.withdraw_reminders(uow, appointment.id, now)
+                    await self.followup.reminders.withdraw(uow, appointment.id, now)
                     log.info("appointment_cancelled", extra={"appointment_id": appointment.id})
         return None
 
@@ -467,18 +471,18 @@ class Engine:
                 "agent_id": effect.agent_id,
                 "kind": effect.kind,
                 "starts_at": effect.at,
-                "ends_at": effect.at + self.followup.slot,
+                "ends_at": effect.at + self.calendar.hours.length,
                 "state": AppointmentState.CONFIRMED,
                 "created_at": now,
             }
         )
         if appointment_id is None:
-            conversation.context = {**conversation.context, "booking": _ASK_AGAIN}
+            self._ask_again(conversation, effect.kind)
             return False
         appointment = await uow.appointments.get(appointment_id)
         assert appointment is not None
-        await self.followup.plan_reminders(uow, appointment, now)
-        await self.followup.leave(uow, lead, "booked", now)
+        await self.followup.reminders.plan(uow, appointment, now)
+        await self.followup.sequences.leave(uow, lead, "booked", now)
         log.info("appointment_booked", extra={"appointment_id": appointment_id, "lead_id": lead.id})
         return True
 
@@ -488,13 +492,27 @@ class Engine:
         if appointment is None:
             return False
         moved = await uow.appointments.move(
-            appointment, effect.at, effect.at + self.followup.slot, effect.agent_id
+            appointment, effect.at, effect.at + self.calendar.hours.length, effect.agent_id
         )
-        if moved:
-            await self.followup.withdraw_reminders(uow, appointment.id, now)
-            await self.followup.plan_reminders(uow, appointment, now)
-            log.info("appointment_moved", extra={"appointment_id": appointment.id})
-        return moved
+        if not moved:
+            self._ask_again(turn.conversation, appointment.kind, reschedule=True)
+            return False
+        await self.followup.reminders.withdraw(uow, appointment.id, now)
+        await self.followup.reminders.plan(uow, appointment, now)
+        log.info("appointment_moved", extra={"appointment_id": appointment.id})
+        return True
+
+    def _ask_again(
+        self, conversation: Conversation, kind: str, *, reschedule: bool = False
+    ) -> None:
+        """The slot was just taken: the next message names another time for the same kind of
+        appointment (a visit stays a visit)."""
+        dialogue = Dialogue.from_context(conversation.context)
+        waiting = asking_again(dialogue.booking, self.rules.policy.default_kind)
+        waiting = dataclasses.replace(
+            waiting, kind=kind, intent="schedule.reschedule" if reschedule else waiting.intent
+        )
+        conversation.context = dataclasses.replace(dialogue, booking=waiting).to_context()
 
     async def _reply(
         self,
@@ -528,9 +546,7 @@ class Engine:
         uow, lead, conversation = turn.uow, turn.lead, turn.conversation
         if await uow.handoffs.open_for(conversation.id) is not None:
             return
-        priority = self.rules.handoff_priority.get(reason, 0)
-        if lead.tier == "hot":
-            priority += self.rules.hot_bonus
+        priority = self.rules.handoff.of(reason, lead.tier)
         conversation.state = ConversationState.WAITING
         await uow.handoffs.add(
             Handoff(
@@ -541,7 +557,7 @@ class Engine:
                 requested_at=turn.now,
             )
         )
-        metrics.HANDOFFS.labels(reason).inc()
+        self.metrics.handoffs.labels(reason).inc()
         log.info(
             "handoff_requested",
             extra={"conversation_id": conversation.id, "reason": reason, "priority": priority},
@@ -574,7 +590,7 @@ class Engine:
                     message.error = event.error_code
             if forward or reconciled:
                 await uow.commit()
-            return Outcome(message_id=message.id, duplicate=not forward)
+            return Outcome(message_id=message.id, duplicate=not (forward or reconciled))
 
     async def _reconcile(self, uow: UnitOfWork, event: DeliveryUpdate) -> Message | None:
         """A report for a send whose answer we never got: record that it did go out.
@@ -583,17 +599,13 @@ class Engine:
         """
         assert event.outbox_key is not None
         item = await uow.outbox.get(event.outbox_key)
-        if item is None or item.channel != event.channel:
+        if item is None or item.channel != event.channel or item.message is None:
             return None
-        if item.message.channel_message_id is None:
-            item.message.channel_message_id = event.message_id
         if item.state in (OutboxState.PENDING, OutboxState.SENDING):
-            item.state = OutboxState.DONE
-            item.settled_at = event.at
-            item.lease_until = None
-            item.uncertain = False
-            item.last_error = None
+            uow.outbox.sent(item, event.at, event.message_id)
             log.info("outbox_reconciled", extra={"outbox_id": item.id, "channel": item.channel})
+        elif item.message.channel_message_id is None:
+            item.message.channel_message_id = event.message_id
         return item.message
 
     async def _reachability(self, event: ReachabilityChanged) -> Outcome:

@@ -18,11 +18,13 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from bot import metrics
-from bot.followup import Followup, Result
+from bot.core.errors import SeguibotError
+from bot.core.model import ActionState, utcnow
+from bot.followup.actions import Result
+from bot.followup.planner import Followup
+from bot.metrics import Metrics
 from bot.settings import Settings
 from storage.db import Database, is_conflict, is_unavailable
-from storage.models import ActionState, utcnow
 from storage.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -38,6 +40,7 @@ class Scheduler:
         db: Database,
         followup: Followup,
         settings: Settings,
+        metrics: Metrics,
         *,
         on_commit: Callable[[], None] = lambda: None,
         clock: Callable[[], datetime] = utcnow,
@@ -45,6 +48,7 @@ class Scheduler:
         self.db = db
         self.followup = followup
         self.settings = settings
+        self.metrics = metrics
         self.on_commit = on_commit
         self.clock = clock
         self._aps: AsyncIOScheduler | None = None
@@ -104,7 +108,7 @@ class Scheduler:
                 return
             try:
                 async with UnitOfWork(self.db) as uow:
-                    if await self.followup.plan_sweep(uow, due, now):
+                    if await self.followup.sweep.plan(uow, due, now):
                         await uow.commit()
             except Exception as exc:
                 if not is_unavailable(exc):
@@ -141,13 +145,13 @@ class Scheduler:
             for action in actions:
                 try:
                     # A savepoint per action: one that fails leaves the others' work intact.
-                    async with uow.session.begin_nested():
+                    async with uow.savepoint():
                         outcome = await self.followup.fire(uow, action, now)
                 except Exception as exc:
                     # The savepoint's rollback expired the row; read it again before changing it.
-                    await uow.session.refresh(action)
+                    await uow.refresh(action)
                     action.attempts += 1
-                    action.last_error = f"{type(exc).__name__}: {exc}"[:500]
+                    action.last_error = failure_reason(exc)
                     if action.attempts >= MAX_ATTEMPTS:
                         action.state, action.fired_at = ActionState.FAILED, now
                         log.exception("action_failed", extra={"action_id": action.id})
@@ -157,7 +161,7 @@ class Scheduler:
                             "action_retry",
                             extra={"action_id": action.id, "error": type(exc).__name__},
                         )
-                    metrics.ACTIONS.labels(action.kind, "error").inc()
+                    self.metrics.actions.labels(action.kind, "error").inc()
                     continue
                 if outcome.result == Result.LATER and outcome.later is not None:
                     action.due_at = outcome.later
@@ -167,10 +171,23 @@ class Scheduler:
                     )
                     action.fired_at = now
                     action.last_error = outcome.reason
-                    metrics.ACTION_LATENESS.observe(max(0.0, (now - action.due_at).total_seconds()))
-                metrics.ACTIONS.labels(action.kind, outcome.result).inc()
+                    self.metrics.action_lateness.observe(
+                        max(0.0, (now - action.due_at).total_seconds())
+                    )
+                self.metrics.actions.labels(action.kind, outcome.result).inc()
                 staged = staged or outcome.staged
             await uow.commit()
         if staged:
             self.on_commit()
         return len(actions)
+
+
+def failure_reason(exc: BaseException) -> str:
+    """What is stored and shown about a failure: the error's class, and our own message only.
+
+    A library's message can carry anything (python-telegram-bot puts the bot token in some), so
+    it is logged with the traceback at most, never stored or served.
+    """
+    if isinstance(exc, SeguibotError):
+        return f"{type(exc).__name__}: {exc}"[:200]
+    return type(exc).__name__

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
-from bot.channel import Button
+from bot.core.channel import Button
+from bot.core.dialogue import Dialogue
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,9 +46,9 @@ class Rescore:
 
 @dataclass(frozen=True, slots=True)
 class Remember:
-    """Replace the conversation's dialogue memory with `context`."""
+    """Replace what the conversation remembers between messages."""
 
-    context: dict[str, Any]
+    dialogue: Dialogue
 
 
 @dataclass(frozen=True, slots=True)

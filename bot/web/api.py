@@ -1,30 +1,35 @@
-"""The JSON API under /api/ for agents and tools. Every call carries `Authorization: Bearer`."""
+"""The JSON API under /api/ for agents and tools. Every call carries `Authorization: Bearer`;
+routes for admins only say so (`admin_only`)."""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 
-from bot.agenda import Agenda
-from bot.channel import MediaRef, clean
-from bot.errors import MediaUnavailable, NotFound
-from bot.handoff import Desk
-from bot.keys import AGENDA, DATABASE, DESK, MEDIA
-from bot.wire import is_id, parse_json
-from storage.models import Agent, Message, OutboxItem, ScheduledAction, Task
-from storage.uow import UnitOfWork
+from bot.core.channel import clean
+from bot.core.errors import MediaUnavailable, NotFound
+from bot.core.model import AgentRole
+from bot.core.wire import is_id, parse_json
+from bot.desk.agenda import Agenda
+from bot.desk.handoff import Desk
+from bot.web.keys import AGENDA, DESK, MEDIA
+from storage.models import Agent, Message, ScheduledAction, Task
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 AGENT: web.RequestKey[Agent] = web.RequestKey("agent", Agent)
+ID = "{id:[0-9]{1,18}}"  # a database id that fits in 64 bits; anything else is not a route
 
 
 @web.middleware
-async def authenticate(request: web.Request, handler: Any) -> web.StreamResponse:
-    if not request.path.startswith("/api/"):
-        return await handler(request)
+async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    agent = await request.app[DESK].authenticate(token.strip()) if scheme == "Bearer" else None
+    desk = request.config_dict[DESK]
+    agent = await desk.authenticate(token.strip()) if scheme == "Bearer" else None
     if agent is None:
         return web.json_response(
             {"error": "missing or unknown bearer token"},
@@ -35,28 +40,44 @@ async def authenticate(request: web.Request, handler: Any) -> web.StreamResponse
     return await handler(request)
 
 
-def register(app: web.Application) -> None:
-    app.router.add_get("/api/queue", queue)
-    app.router.add_get("/api/conversations/{id:[0-9]{1,18}}", conversation)
-    app.router.add_post("/api/conversations/{id:[0-9]{1,18}}/claim", claim)
-    app.router.add_post("/api/conversations/{id:[0-9]{1,18}}/messages", reply)
-    app.router.add_post("/api/conversations/{id:[0-9]{1,18}}/handback", hand_back)
-    app.router.add_post("/api/conversations/{id:[0-9]{1,18}}/close", close)
-    app.router.add_get("/api/outbox", outbox_rows)
-    app.router.add_post("/api/outbox/{id:[0-9]{1,18}}/resend", resend)
-    app.router.add_get("/api/messages/{id:[0-9]{1,18}}/media/{n:[0-9]{1,3}}", media)
-    app.router.add_get("/api/appointments", appointments)
-    app.router.add_get("/api/tasks", tasks)
-    app.router.add_post("/api/tasks", add_task)
-    app.router.add_post("/api/tasks/{id:[0-9]{1,18}}/done", complete_task)
-    app.router.add_get("/api/notifications", notifications)
-    app.router.add_post("/api/notifications/{id:[0-9]{1,18}}/read", read_notification)
-    app.router.add_post("/api/leads/{id:[0-9]{1,18}}/stage", set_stage)
-    app.router.add_get("/api/jobs", jobs)
+def admin_only(handler: Handler) -> Handler:
+    """For routes only admins (coordinadores) may use: 403 for everyone else."""
+
+    @functools.wraps(handler)
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        if request[AGENT].role != AgentRole.ADMIN:
+            raise web.HTTPForbidden(text="only admins may do this")
+        return await handler(request)
+
+    return guarded
+
+
+def create_api() -> web.Application:
+    """The JSON API, mounted at /api/: its own authentication, and roles per route."""
+    api = web.Application(middlewares=[authenticate])
+    add = api.router
+    add.add_get("/queue", queue)
+    add.add_get(f"/conversations/{ID}", conversation)
+    add.add_post(f"/conversations/{ID}/claim", claim)
+    add.add_post(f"/conversations/{ID}/messages", reply)
+    add.add_post(f"/conversations/{ID}/handback", hand_back)
+    add.add_post(f"/conversations/{ID}/close", close)
+    add.add_get("/outbox", admin_only(outbox_rows))
+    add.add_post(f"/outbox/{ID}/resend", resend)
+    add.add_get(f"/messages/{ID}/media/{{n:[0-9]{{1,3}}}}", media)
+    add.add_get("/appointments", appointments)
+    add.add_get("/tasks", tasks)
+    add.add_post("/tasks", add_task)
+    add.add_post(f"/tasks/{ID}/done", complete_task)
+    add.add_get("/notifications", notifications)
+    add.add_post(f"/notifications/{ID}/read", read_notification)
+    add.add_post(f"/leads/{ID}/stage", set_stage)
+    add.add_get("/jobs", admin_only(jobs))
+    return api
 
 
 def _desk(request: web.Request) -> Desk:
-    return request.app[DESK]
+    return request.config_dict[DESK]
 
 
 def _id(request: web.Request) -> int:
@@ -159,16 +180,10 @@ async def close(request: web.Request) -> web.Response:
 
 async def media(request: web.Request) -> web.Response:
     """A photo, document or voice note a lead sent, fetched from its channel on demand."""
-    async with UnitOfWork(request.app[DATABASE]) as uow:
-        message = await uow.session.get(Message, _id(request))
-    n = int(request.match_info["n"])
-    if message is None or n >= len(message.media):
-        raise NotFound("no such media")
-    stored = message.media[n]
-    source = request.app[MEDIA].get(message.channel)
+    channel, ref = await _desk(request).media(_id(request), int(request.match_info["n"]))
+    source = request.config_dict[MEDIA].get(channel)
     if source is None:
-        raise NotFound(f"{message.channel} media cannot be fetched here")
-    ref = MediaRef(stored["kind"], stored["ref"], stored.get("content_type"))
+        raise NotFound(f"{channel} media cannot be fetched here")
     try:
         content = await source.fetch(ref)
     except MediaUnavailable as exc:
@@ -176,33 +191,31 @@ async def media(request: web.Request) -> web.Response:
     return web.Response(
         body=content.data,
         content_type=content.content_type.split(";")[0],
-        headers={"Cache-Control": "private, max-age=300", "X-Content-Type-Options": "nosniff"},
+        headers={"Cache-Control": "private, max-age=300"},
     )
 
 
 async def outbox_rows(request: web.Request) -> web.Response:
-    """Outbox rows by state (default: failed and blocked), newest first."""
-    async with UnitOfWork(request.app[DATABASE]) as uow:
-        rows: list[OutboxItem] = await uow.outbox.failed(limit=200)
-        counts = await uow.outbox.count_by_state()
-        return web.json_response(
-            {
-                "counts": counts,
-                "failed": [
-                    {
-                        "id": row.id,
-                        "message_id": row.message_id,
-                        "conversation_id": row.message.conversation_id,
-                        "channel": row.channel,
-                        "state": row.state,
-                        "attempts": row.attempts,
-                        "error": row.last_error,
-                        "created_at": row.created_at.isoformat(),
-                    }
-                    for row in rows
-                ],
-            }
-        )
+    """Counts by state, and the failed and held messages with their reasons, newest first."""
+    report = await _desk(request).outbox()
+    return web.json_response(
+        {
+            "counts": report.counts,
+            "failed": [
+                {
+                    "id": row.id,
+                    "message_id": row.message_id,
+                    "conversation_id": row.message.conversation_id if row.message else None,
+                    "channel": row.channel,
+                    "state": row.state,
+                    "attempts": row.attempts,
+                    "error": row.last_error,
+                    "created_at": row.created_at.isoformat(),
+                }
+                for row in report.failed
+            ],
+        }
+    )
 
 
 async def resend(request: web.Request) -> web.Response:
@@ -214,7 +227,7 @@ async def resend(request: web.Request) -> web.Response:
 
 
 def _agenda(request: web.Request) -> Agenda:
-    return request.app[AGENDA]
+    return request.config_dict[AGENDA]
 
 
 async def appointments(request: web.Request) -> web.Response:

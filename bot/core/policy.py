@@ -7,14 +7,14 @@ as data for the engine to carry out. Every rule here is tested without a databas
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
 
-from bot.booking import SchedulingView, decide_booking
-from bot.effects import AskWhich, Effect, EnqueueHandoff, OptOut, Remember, Reply, Rescore
+from bot.core.booking import SchedulingView, decide_booking
+from bot.core.dialogue import Dialogue
+from bot.core.effects import AskWhich, Effect, EnqueueHandoff, OptOut, Remember, Reply, Rescore
+from bot.core.model import ConversationState
 from intents.model import NONE, NluResult
-from storage.models import ConversationState
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +29,7 @@ class LeadView:
 @dataclass(frozen=True, slots=True)
 class ConversationView:
     state: ConversationState
-    context: Mapping[str, Any] = field(default_factory=dict)
+    dialogue: Dialogue = field(default_factory=Dialogue)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +83,7 @@ def decide(
 
     if nlu.intent == "optout":
         return [OptOut(), Reply("optout.confirm")]
-    memory = {**conversation.context, "misses": 0}
+    memory = conversation.dialogue.understood()
     if nlu.intent == "handoff.human":
         return [
             *effects,
@@ -110,8 +110,8 @@ def decide(
 
 
 def _not_understood(conversation: ConversationView, rules: Rules) -> list[Effect]:
-    misses = int(conversation.context.get("misses", 0)) + 1
-    memory = {**conversation.context, "misses": 0 if misses >= rules.miss_limit else misses}
+    misses = conversation.dialogue.misses + 1
+    memory = replace(conversation.dialogue, misses=0 if misses >= rules.miss_limit else misses)
     if misses >= rules.miss_limit:
         return [Remember(memory), EnqueueHandoff("not_understood"), Reply("handoff.not_understood")]
     return [Remember(memory), Reply(NONE)]

@@ -14,20 +14,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from bot import outbox
-from bot.errors import ConflictError, NotFound
+from bot.core.channel import MediaRef
+from bot.core.errors import ConflictError, NotFound
+from bot.core.model import AgentRole, Author, Channel, ConversationState, OutboxState, utcnow
+from bot.delivery import outbox
 from bot.settings import TemplateSettings
 from storage.db import Database
-from storage.models import (
-    Agent,
-    AgentRole,
-    Author,
-    Conversation,
-    ConversationState,
-    Message,
-    OutboxState,
-    utcnow,
-)
+from storage.models import Agent, Conversation, Message, OutboxItem
 from storage.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -53,6 +46,12 @@ class QueueEntry:
     tier: str
     requested_at: datetime
     waiting_seconds: int
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxReport:
+    counts: dict[str, int]
+    failed: list[OutboxItem]
 
 
 class Desk:
@@ -185,7 +184,7 @@ class Desk:
         self.on_commit()
         return message_id
 
-    async def resend(self, outbox_id: int, agent: Agent) -> int:
+    async def resend(self, outbox_id: int, agent: Agent) -> int | None:
         """Send again a message that failed or was held (e.g. one a crash left uncertain);
         returns its conversation's id.
 
@@ -202,12 +201,30 @@ class Desk:
                 raise ConflictError(f"the message is {item.state}: only failed or held ones")
             if item.last_error == outbox.OPTED_OUT:
                 raise ConflictError("the lead opted out: nothing more is sent to them")
-            await uow.outbox.requeue(item, now)
-            conversation_id = item.message.conversation_id
+            uow.outbox.requeue(item, now)
+            conversation_id = item.message.conversation_id if item.message else None
             await uow.commit()
         log.info("outbox_resend", extra={"outbox_id": outbox_id, "agent_id": agent.id})
         self.on_commit()
         return conversation_id
+
+    async def media(self, message_id: int, n: int) -> tuple[Channel, MediaRef]:
+        """The `n`-th file a lead's message carried, by reference (fetched by the caller).
+
+        Raises:
+            NotFound: no such message or file.
+        """
+        async with UnitOfWork(self.db) as uow:
+            message = await uow.messages.get(message_id)
+        if message is None or n >= len(message.media):
+            raise NotFound("no such media")
+        stored = message.media[n]
+        return message.channel, MediaRef(stored["kind"], stored["ref"], stored.get("content_type"))
+
+    async def outbox(self, limit: int = 200) -> OutboxReport:
+        """Rows by state, and those that failed or were held back, newest first."""
+        async with UnitOfWork(self.db) as uow:
+            return OutboxReport(await uow.outbox.count_by_state(), await uow.outbox.failed(limit))
 
     async def hand_back(self, conversation_id: int, agent: Agent) -> None:
         """Return the conversation to the bot."""

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from bot.errors import WebhookRejected
-from storage.models import Channel, DeliveryStatus
+from bot.core.errors import WebhookRejected
+from bot.core.model import Channel, DeliveryStatus
 
 __all__ = [
     "TEXT_LIMITS",
@@ -313,6 +313,7 @@ class ChatLine:
     id: int
     author: str  # lead | bot | agent
     text: str
+    at: datetime | None = None
 
 
 class Transcript(Protocol):

@@ -6,21 +6,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from bot.errors import ConflictError, InvalidInput, NotFound
-from bot.followup import Followup
+from bot.core.errors import ConflictError, InvalidInput, NotFound
+from bot.core.model import AgentRole, TaskPriority, utcnow
+from bot.followup.planner import Followup
 from storage.db import Database
-from storage.models import (
-    Agent,
-    AgentRole,
-    Appointment,
-    Notification,
-    ScheduledAction,
-    Task,
-    utcnow,
-)
+from storage.models import Agent, Appointment, Notification, ScheduledAction, Task
 from storage.uow import UnitOfWork
 
-PRIORITIES = ("alta", "normal", "baja")
+PRIORITIES = tuple(TaskPriority)
 TITLE_MAX = 200
 # Further ahead than any plan a sales team makes, and far from datetime's year 9999 limit.
 FURTHEST = timedelta(days=5 * 366)
@@ -89,7 +82,7 @@ class Agenda:
                     created_at=now,
                 )
             )
-            await self.followup.plan_task_alerts(uow, task, now)
+            await self.followup.tasks.plan_alerts(uow, task, now)
             await uow.commit()
             return task
 
@@ -117,7 +110,7 @@ class Agenda:
 
     async def mark_read(self, notification_id: int, agent: Agent) -> None:
         async with UnitOfWork(self.db) as uow:
-            notification = await uow.session.get(Notification, notification_id)
+            notification = await uow.notifications.get(notification_id)
             if notification is None or notification.agent_id not in (None, agent.id):
                 raise NotFound(f"no notification {notification_id}")
             notification.read_at = notification.read_at or utcnow()
@@ -135,8 +128,8 @@ class Agenda:
             if lead.stage == stage:
                 return
             lead.stage = stage
-            await self.followup.leave(uow, lead, "stage changed", now)
-            await self.followup.enter(uow, lead, now, stage=stage)
+            await self.followup.sequences.leave(uow, lead, "stage changed", now)
+            await self.followup.sequences.enter(uow, lead, now, stage=stage)
             await uow.commit()
 
     async def jobs(self, limit: int = 20) -> Jobs:

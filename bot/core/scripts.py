@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from bot.errors import ConfigError
+from bot.core.errors import ConfigError
 
 # Scripts the conversation logic itself uses, besides one per intent.
 SYSTEM_SCRIPTS = (

@@ -1,4 +1,4 @@
-"""When appointments can happen: opening hours, slots, free agents, and dates in Spanish.
+"""When appointments can happen: opening hours, the slot grid, and dates in Spanish. Pure.
 
 Slots sit on a fixed grid from each day's opening time (slot length plus buffer), in the
 business time zone; times are stored in UTC. The grid is what makes double booking impossible
@@ -8,18 +8,13 @@ unique index refuses that.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
-
-from bot.settings import SchedulingSettings
 from intents.normalize import normalize
-from storage.models import Agent, Appointment, AppointmentState, Lead
-from storage.uow import UnitOfWork
 
 _DAYS = ("lunes", "martes", "miércoles", "jueves", "viernes", "sábado", "domingo")
 _MONTHS = (
@@ -86,21 +81,32 @@ class Availability:
     alternatives: tuple[Slot, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class Opening:
+    """When the business takes appointments (from settings.scheduling)."""
+
+    hours: Mapping[int, tuple[time, time] | None]  # by weekday, Monday = 0; None = closed
+    holidays: frozenset[date] = frozenset()
+    slot_minutes: int = 30
+    buffer_minutes: int = 0
+    min_notice_minutes: int = 30
+    horizon_days: int = 60
+
+
 class Hours:
     """Opening hours and the slot grid (pure: no I/O, no clock)."""
 
-    def __init__(self, settings: SchedulingSettings, tz: ZoneInfo) -> None:
-        self.settings = settings
+    def __init__(self, opening: Opening, tz: ZoneInfo) -> None:
+        self.opening = opening
         self.tz = tz
-        self.length = timedelta(minutes=settings.slot_minutes)
-        self.step = timedelta(minutes=settings.slot_minutes + settings.buffer_minutes)
-        self.notice = timedelta(minutes=settings.min_notice_minutes)
-        self.horizon = timedelta(days=settings.horizon_days)
-        self.holidays = frozenset(settings.holidays)
+        self.length = timedelta(minutes=opening.slot_minutes)
+        self.step = timedelta(minutes=opening.slot_minutes + opening.buffer_minutes)
+        self.notice = timedelta(minutes=opening.min_notice_minutes)
+        self.horizon = timedelta(days=opening.horizon_days)
 
     def day_slots(self, day: date) -> Iterator[datetime]:
-        opening = self.settings.opening(day.weekday())
-        if opening is None or day in self.holidays:
+        opening = self.opening.hours.get(day.weekday())
+        if opening is None or day in self.opening.holidays:
             return
         start = datetime.combine(day, opening[0], self.tz)
         close = datetime.combine(day, opening[1], self.tz)
@@ -125,68 +131,29 @@ class Hours:
             day += timedelta(days=1)
 
 
-class Calendar:
-    """Who is free when, from the appointments in the database."""
+def availability(
+    hours: Hours,
+    agents: Sequence[int | None],
+    taken: Set[tuple[int | None, datetime]],
+    requested: datetime,
+    now: datetime,
+    *,
+    window: tuple[datetime, datetime],
+    offer: int,
+) -> Availability:
+    """Is `requested` a bookable slot one of `agents` has free? If not, the `offer` free slots
+    in `window` nearest to it, in time order. `taken` holds the (agent, start) booked."""
 
-    def __init__(self, hours: Hours, offer: int) -> None:
-        self.hours = hours
-        self.offer = offer
+    def free(at: datetime) -> list[int | None]:
+        return [agent for agent in agents if (agent, at) not in taken]
 
-    async def agents_for(self, uow: UnitOfWork, lead: Lead, now: datetime) -> list[int | None]:
-        """The lead's owner; else every active agent, least booked first (round robin)."""
-        if lead.owner_id is not None:
-            return [lead.owner_id]
-        upcoming = (
-            select(Agent.id, func.count(Appointment.id))
-            .outerjoin(
-                Appointment,
-                (Appointment.agent_id == Agent.id)
-                & (Appointment.state == AppointmentState.CONFIRMED)
-                & (Appointment.starts_at >= now),
-            )
-            .where(Agent.active.is_(True))
-            .group_by(Agent.id)
-            .order_by(func.count(Appointment.id), Agent.id)
-        )
-        agents: list[int | None] = [row[0] for row in await uow.session.execute(upcoming)]
-        return agents or [None]
-
-    async def taken(
-        self, uow: UnitOfWork, agents: Sequence[int | None], start: datetime, end: datetime
-    ) -> set[tuple[int | None, datetime]]:
-        statement = select(Appointment.agent_id, Appointment.starts_at).where(
-            Appointment.state == AppointmentState.CONFIRMED,
-            Appointment.starts_at >= start,
-            Appointment.starts_at < end,
-        )
-        rows = await uow.session.execute(statement)
-        wanted = set(agents)
-        return {(agent, at) for agent, at in rows if agent in wanted}
-
-    async def check(
-        self, uow: UnitOfWork, lead: Lead, requested: datetime, now: datetime
-    ) -> Availability:
-        """Is `requested` free for one of the lead's agents? If not, the nearest free slots."""
-        agents = await self.agents_for(uow, lead, now)
-        window_start = max(now + self.hours.notice, requested - timedelta(days=2))
-        window_end = min(now + self.hours.horizon, requested + timedelta(days=14))
-        taken = await self.taken(uow, agents, window_start, window_end + self.hours.step)
-
-        def free(at: datetime) -> list[int | None]:
-            return [agent for agent in agents if (agent, at) not in taken]
-
-        if self.hours.bookable(requested, now) and (ready := free(requested)):
-            return Availability(requested, Slot(requested, ready[0]))
-        nearby = [
-            Slot(at, ready[0])
-            for at in self.hours.slots_between(window_start, window_end)
-            if (ready := free(at))
-        ]
-        # Timestamps, not datetime subtraction: within one time zone Python subtracts wall
-        # clocks, which is an hour off across a DST change.
-        nearby.sort(key=lambda slot: (abs(slot.at.timestamp() - requested.timestamp()), slot.at))
-        choice = sorted(nearby[: self.offer], key=lambda slot: slot.at)
-        return Availability(requested, None, tuple(choice))
+    if hours.bookable(requested, now) and (ready := free(requested)):
+        return Availability(requested, Slot(requested, ready[0]))
+    nearby = [Slot(at, ready[0]) for at in hours.slots_between(*window) if (ready := free(at))]
+    # Timestamps, not datetime subtraction: within one time zone Python subtracts wall
+    # clocks, which is an hour off across a DST change.
+    nearby.sort(key=lambda slot: (abs(slot.at.timestamp() - requested.timestamp()), slot.at))
+    return Availability(requested, None, tuple(sorted(nearby[:offer], key=lambda slot: slot.at)))
 
 
 class KindWords:

@@ -1,0 +1,65 @@
+"""Follow-up work in time: appointment reminders, sequences, tasks and the daily sweep.
+
+Everything here is planned as scheduled actions (rows) inside the transaction that caused it,
+and carried out by `fire()` inside the transaction that claimed the row, so an action's
+messages and its "done" commit together: it fires exactly once.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from bot.core.scoring import Scoring
+from bot.core.scripts import Renderer
+from bot.followup.actions import (
+    REMINDER_AGENT,
+    REMINDER_LEAD,
+    SEQUENCE_STEP,
+    SWEEP,
+    TASK_DUE,
+    TASK_OVERDUE,
+    Fired,
+    skipped,
+)
+from bot.followup.outreach import Outreach
+from bot.followup.reminders import Reminders
+from bot.followup.sequences import Sequences
+from bot.followup.sweep import Sweep
+from bot.followup.tasks import Tasks
+from bot.settings import Settings
+from storage.models import ScheduledAction
+from storage.uow import UnitOfWork
+
+
+class Followup:
+    """The four kinds of follow-up work, and `fire()` for whichever comes due."""
+
+    def __init__(
+        self, settings: Settings, renderer: Renderer, scoring: Scoring, *, telegram: bool
+    ) -> None:
+        tz = settings.business.tz
+        outreach = Outreach(settings, renderer, telegram=telegram)
+        self.tasks = Tasks(outreach, overdue_after_hours=settings.tasks.overdue_after_hours, tz=tz)
+        self.reminders = Reminders(settings.reminders, outreach, tz)
+        self.sequences = Sequences(settings.sequences, outreach, self.tasks)
+        self.sweep = Sweep(
+            scoring,
+            outreach,
+            self.tasks,
+            self.sequences,
+            idle_days=settings.tasks.idle_days,
+            tz=tz,
+        )
+
+    async def fire(self, uow: UnitOfWork, action: ScheduledAction, now: datetime) -> Fired:
+        handler = {
+            REMINDER_LEAD: self.reminders.to_lead,
+            REMINDER_AGENT: self.reminders.to_agent,
+            SEQUENCE_STEP: self.sequences.step,
+            TASK_DUE: self.tasks.alert,
+            TASK_OVERDUE: self.tasks.alert,
+            SWEEP: self.sweep.run,
+        }.get(action.kind)
+        if handler is None:
+            return skipped(f"unknown kind {action.kind}")
+        return await handler(uow, action, now)
