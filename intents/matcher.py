@@ -1,17 +1,21 @@
 """The intent matcher: what does this message want, how sure are we, and when?
 
 Each clause of a message (split at punctuation and "pero") and the message as a whole are
-scored by two experts trained from the scripts:
+scored by three experts trained from the scripts:
 
 * a Naive Bayes model over word and character n-grams, which generalises to wordings the
   scripts never used;
 * rapidfuzz: similarity of the text to the nearest example of each intent Naive Bayes finds
-  plausible, which settles short and formulaic messages ("baja", "ok", "stop por favor").
+  plausible, which settles short and formulaic messages ("baja", "ok", "stop por favor");
+* a logistic regression over the same n-grams (`intents.linear`), which weighs features against
+  each other instead of counting them, and so carries over best to text nobody tuned for.
 
-Their log-scores are added (words never seen in the scripts add to `none`) and turned into
-probabilities by a softmax whose temperature is fitted at start-up on leave-one-out predictions
-of the examples themselves. The message's probabilities are the mean of the whole message's and
-of its clauses' average.
+Naive Bayes and rapidfuzz log-scores are added (words never seen in the scripts add to `none`)
+and divided by a temperature fitted at start-up on leave-one-out predictions of the examples
+themselves; the logistic regression's log-probabilities are added to them with fixed weights
+(chosen by cross-validation on the packaged scripts and our own held-out sets), and a softmax
+turns the sum into probabilities. The message's probabilities are the mean of the whole
+message's and of its clauses' average.
 
 When confident clauses want different things, the priority rule of `nlu/intents.md` picks the
 one to act on first (optout > handoff > cancel > reschedule > book > buy > objections/info >
@@ -34,6 +38,7 @@ from rapidfuzz import fuzz, process
 from intents.catalogue import Catalogue
 from intents.classifier import NaiveBayes, features, softmax
 from intents.entities import find_emails, find_phones
+from intents.linear import LinearModel
 from intents.model import NONE, NluResult
 from intents.normalize import Normalizer, default_normalizer
 from intents.timeexpr import extract_time, to_zone
@@ -78,6 +83,13 @@ class Thresholds:
         unknown_weight: added to `none`'s logit times the share of words never seen in the
             examples: off-topic messages are made of words the scripts never use.
         smoothing: Naive Bayes additive smoothing; small, because examples are short.
+        expert_weight: weight of the calibrated Naive Bayes + rapidfuzz logits in the ensemble.
+        linear_weight: weight of the logistic regression's log-probabilities in the ensemble.
+        linear_l2: the logistic regression's L2 penalty.
+        linear_iterations: its L-BFGS iterations at most (fewer on big catalogues).
+        linear_budget: multiply-adds its training may spend; a catalogue that would need
+            more for `LinearModel.train`'s minimum of iterations (hundreds of intents) is
+            matched without it, by Naive Bayes and rapidfuzz alone, to keep start-up short.
     """
 
     none: float = 0.3
@@ -89,6 +101,11 @@ class Thresholds:
     smoothing: float = 0.05
     fuzzy_max_chars: int = 60
     fuzzy_candidates: int = 6
+    expert_weight: float = 0.5
+    linear_weight: float = 0.5
+    linear_l2: float = 3e-5
+    linear_iterations: int = 60
+    linear_budget: float = 2.5e9
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +130,9 @@ class Matcher:
     catalogue: Catalogue
     normalizer: Normalizer
     model: NaiveBayes
+    linear: LinearModel | None
     examples: tuple[str, ...]
+    example_features: tuple[frozenset[str], ...]
     example_labels: tuple[int, ...]
     by_label: tuple[tuple[tuple[str, ...], tuple[int, ...]], ...]  # (texts, example ids) per intent
     none_index: int | None
@@ -142,7 +161,16 @@ class Matcher:
         thresholds = thresholds or Thresholds()
         pairs = [(e.intent, normalizer(e.text)) for e in catalogue.all_examples()]
         pairs = [(intent, text) for intent, text in pairs if text]
-        model = NaiveBayes.train(pairs, alpha=thresholds.smoothing)
+        found = [frozenset(features(text)) for _, text in pairs]
+        samples = [(intent, f) for (intent, _), f in zip(pairs, found, strict=True)]
+        model = NaiveBayes.train(samples, alpha=thresholds.smoothing)
+        linear = LinearModel.train(
+            samples,
+            labels=model.labels,
+            l2=thresholds.linear_l2,
+            max_iterations=thresholds.linear_iterations,
+            budget=thresholds.linear_budget,
+        )
         index = {label: i for i, label in enumerate(model.labels)}
         labels = [index[intent] for intent, _ in pairs]
         grouped: list[tuple[list[str], list[int]]] = [([], []) for _ in model.labels]
@@ -154,7 +182,9 @@ class Matcher:
             catalogue=catalogue,
             normalizer=normalizer,
             model=model,
+            linear=linear,
             examples=tuple(text for _, text in pairs),
+            example_features=tuple(found),
             example_labels=tuple(labels),
             by_label=by_label,
             none_index=index.get(NONE),
@@ -188,15 +218,24 @@ class Matcher:
 
     def score(self, normalised: str) -> Scored:
         """Intent probabilities for one normalised clause or message."""
-        logits = [x / self.temperature for x in self._raw_logits(normalised)]
+        found = frozenset(features(normalised))
+        experts = self._raw_logits(normalised, found)
+        if self.linear is None:
+            logits = [x / self.temperature for x in experts]
+        else:
+            linear = self.linear.log_probabilities(found)
+            a = self.thresholds.expert_weight / self.temperature
+            b = self.thresholds.linear_weight
+            logits = [a * x + b * float(y) for x, y in zip(experts, linear, strict=True)]
         return Scored(self.model.labels, tuple(softmax(logits)))
 
-    def _raw_logits(self, normalised: str, *, leave_out: int | None = None) -> list[float]:
+    def _raw_logits(
+        self, normalised: str, found: frozenset[str], *, leave_out: int | None = None
+    ) -> list[float]:
         """Naive Bayes log-likelihoods plus weighted nearest-example similarity per intent.
 
         `leave_out` scores example number `leave_out` as if it were not in the catalogue.
         """
-        found = features(normalised)
         logits, known = self.model.scores(found)
         if leave_out is not None:
             own = self.model.without(found, self.example_labels[leave_out])
@@ -298,7 +337,7 @@ class Matcher:
             indices = random.Random(0).sample(indices, sample_size)  # noqa: S311 - sampling, not secrets
         held_out: list[tuple[list[float], float]] = []
         for i in indices:
-            logits = self._raw_logits(self.examples[i], leave_out=i)
+            logits = self._raw_logits(self.examples[i], self.example_features[i], leave_out=i)
             top = max(logits)
             # Intents far below the best add nothing to the softmax: keep the 50 largest.
             gaps = sorted((x - top for x in logits), reverse=True)[:50]
