@@ -8,8 +8,10 @@ It reads the same features as Naive Bayes (`classifier.features`: words, edge-bo
 bigrams, a length bucket, in-word character 3- and 5-grams), each weighted by inverse document
 frequency, the vector scaled to unit length. Training minimises the class-balanced
 cross-entropy with an L2 penalty by L-BFGS, starting from the class centroids, within a budget
-of work so that a catalogue of hundreds of intents still builds in about a second. Scoring a
-message gathers one weight row per known feature: no per-call overhead beyond numpy.
+of work so that a catalogue of hundreds of intents still builds in about a second. Training is
+in float64 and single-threaded, so the same catalogue gives the same weights on every start.
+Scoring a message gathers one (float32) weight row per known feature: no per-call overhead
+beyond numpy.
 """
 
 from __future__ import annotations
@@ -21,11 +23,20 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 from scipy import sparse
-from scipy.linalg import blas
 
 FloatArray = npt.NDArray[np.float32]
+Float64Array = npt.NDArray[np.float64]
 
-_axpy = blas.saxpy  # y += a * x, in place and in one pass (float32)
+
+def _dot(x: Float64Array, y: Float64Array) -> float:
+    # Not BLAS: OpenBLAS's threads (numpy and scipy each ship one) stall when another
+    # process holds a core, which made start-up jump from 1 s to 3 s on a busy machine.
+    return float(np.einsum("i,i->", x, y))
+
+
+def _axpy(x: Float64Array, y: Float64Array, a: float) -> None:
+    """y += a * x, in place."""
+    y += a * x
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +66,7 @@ class LinearModel:
         l2: float = 3e-5,
         max_iterations: int = 60,
         min_iterations: int = 20,
+        min_df: int = 1,
         budget: float = 2.5e9,
     ) -> LinearModel | None:
         """Fit on `(label, features of one example)` pairs.
@@ -65,6 +77,7 @@ class LinearModel:
             l2: penalty on the squared weights, against the mean (class-balanced) loss.
             max_iterations: L-BFGS iterations at most.
             min_iterations: fewer than this within `budget` is not worth training: None.
+            min_df: features in fewer examples than this are left out.
             budget: multiply-adds the optimiser may spend (about a second here). The work of
                 one iteration grows with examples x features x intents, so a catalogue of
                 hundreds of intents gets None and the matcher does without this expert.
@@ -85,19 +98,33 @@ class LinearModel:
         vocabulary: dict[str, int] = {}
         add = vocabulary.setdefault
         columns = [add(feature, len(vocabulary)) for _, found in samples for feature in found]
-        n, f, c = len(samples), len(vocabulary), len(order)
+        n, c = len(samples), len(order)
         lengths = np.fromiter((len(found) for _, found in samples), dtype=np.int64, count=n)
+        indices = np.asarray(columns, dtype=np.int64)
+        df = np.bincount(indices, minlength=len(vocabulary))
+        # A feature of one example only teaches that example; dropping them halves the weights.
+        keep = df >= min_df
+        remap = np.full(len(vocabulary), -1, dtype=np.int64)
+        remap[keep] = np.arange(int(keep.sum()))
+        mapped = remap[indices]
+        kept = mapped >= 0
+        indices = mapped[kept].astype(np.int32)
+        lengths = np.bincount(np.repeat(np.arange(n), lengths)[kept], minlength=n)
+        vocabulary = {feature: int(remap[i]) for feature, i in vocabulary.items() if keep[i]}
+        df = df[keep].astype(np.float64)
+        f = len(vocabulary)
         indptr = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(lengths, out=indptr[1:])
-        indices = np.asarray(columns, dtype=np.int32)
-        df = np.bincount(indices, minlength=f).astype(np.float64)
         idf = (np.log((1.0 + n) / (1.0 + df)) + 1.0).astype(np.float32)
         values = idf[indices]
         # Unit length per row: a long message is not surer than a short one.
         squares = np.zeros(n, dtype=np.float64)
         np.add.at(squares, np.repeat(np.arange(n), lengths), values.astype(np.float64) ** 2)
         values /= np.repeat(np.sqrt(np.maximum(squares, 1e-12)).astype(np.float32), lengths)
-        x = sparse.csr_matrix((values, indices, indptr), shape=(n, f), dtype=np.float32)
+        # Training runs in float64: in float32 the rounding of numpy's vectorised sums depends
+        # on where an array happens to sit in memory, and L-BFGS amplifies it into weights that
+        # differ from one start to the next.
+        x = sparse.csr_matrix((values, indices, indptr), shape=(n, f), dtype=np.float64)
         y = np.fromiter((index[label] for label, _ in samples), dtype=np.int64, count=n)
         weights, bias = _fit(x, y, c, l2=l2, iterations=iterations)
         return cls(tuple(order), vocabulary, idf, weights, bias)
@@ -131,41 +158,43 @@ def _fit(
     n, f = x.shape
     counts = np.bincount(y, minlength=classes).astype(np.float64)
     # Balanced: every intent weighs the same in total, whatever the number of its examples.
-    sample_weight = (n / (classes * counts[y]) / n).astype(np.float32)[:, None]
+    sample_weight = (1.0 / (classes * counts[y]))[:, None]
     xt = x.T.tocsr()
-    onehot = np.zeros((n, classes), dtype=np.float32)
+    onehot = np.zeros((n, classes), dtype=np.float64)
     onehot[np.arange(n), y] = 1.0
     rows = np.arange(n)
+    size = f * classes
 
-    def loss_and_grad(theta: FloatArray) -> tuple[float, FloatArray]:
-        w = theta[: f * classes].reshape(f, classes)
-        z = x @ w + theta[f * classes :]
+    def loss_and_grad(theta: Float64Array) -> tuple[float, Float64Array]:
+        w = theta[:size].reshape(f, classes)
+        z = x @ w + theta[size:]
         z -= z.max(axis=1, keepdims=True)
         exp = np.exp(z)
         sums = exp.sum(axis=1, keepdims=True)
         loss = -float(np.sum(sample_weight[:, 0] * (z[rows, y] - np.log(sums[:, 0]))))
         g = (exp / sums - onehot) * sample_weight
         grad = np.empty_like(theta)
-        grad[: f * classes] = (xt @ g + l2 * w).ravel()
-        grad[f * classes :] = g.sum(axis=0)
-        return loss + 0.5 * l2 * float(np.dot(theta[: f * classes], theta[: f * classes])), grad
+        grad[:size] = (xt @ g + l2 * w).ravel()
+        grad[size:] = g.sum(axis=0)
+        return loss + 0.5 * l2 * float(_dot(theta[:size], theta[:size])), grad
 
     # Start from the class centroids (Rocchio), already a fair classifier: fewer iterations.
     centroid = xt @ (onehot * sample_weight)
-    start = np.zeros(f * classes + classes, dtype=np.float32)
-    start[: f * classes] = (centroid - centroid.mean(axis=1, keepdims=True)).ravel()
+    start = np.zeros(size + classes, dtype=np.float64)
+    start[:size] = (centroid - centroid.mean(axis=1, keepdims=True)).ravel()
     theta = lbfgs(loss_and_grad, start, iterations)
-    return theta[: f * classes].reshape(f, classes).copy(), theta[f * classes :].copy()
+    weights = theta[:size].reshape(f, classes).astype(np.float32)
+    return weights, theta[size:].astype(np.float32)
 
 
 def lbfgs(
-    objective: Callable[[FloatArray], tuple[float, FloatArray]],
-    start: FloatArray,
+    objective: Callable[[Float64Array], tuple[float, Float64Array]],
+    start: Float64Array,
     iterations: int,
     *,
     memory: int = 8,
     tolerance: float = 1e-5,
-) -> FloatArray:
+) -> Float64Array:
     """Minimise a smooth convex `objective` (value and gradient) by L-BFGS from `start`.
 
     scipy's L-BFGS-B spends more time in its bound bookkeeping than the model in its
@@ -173,24 +202,24 @@ def lbfgs(
     """
     theta = start.copy()
     value, grad = objective(theta)
-    history: list[tuple[FloatArray, FloatArray, float]] = []
+    history: list[tuple[Float64Array, Float64Array, float]] = []
     for _ in range(iterations):
         direction = -grad
         alphas = []
         for s, t, rho in reversed(history):
-            alpha = rho * float(np.dot(s, direction))
+            alpha = rho * float(_dot(s, direction))
             _axpy(t, direction, a=-alpha)
             alphas.append(alpha)
         if history:
             s, t, _ = history[-1]
-            direction *= np.float32(float(np.dot(s, t)) / float(np.dot(t, t)))
+            direction *= float(_dot(s, t)) / float(_dot(t, t))
         for (s, t, rho), alpha in zip(history, reversed(alphas), strict=True):
-            beta = rho * float(np.dot(t, direction))
+            beta = rho * float(_dot(t, direction))
             _axpy(s, direction, a=alpha - beta)
-        slope = float(np.dot(grad, direction))
+        slope = float(_dot(grad, direction))
         if slope >= 0:  # not a descent direction: forget the curvature and follow the gradient
             history.clear()
-            direction, slope = -grad, -float(np.dot(grad, grad))
+            direction, slope = -grad, -float(_dot(grad, grad))
         step = 1.0 if history else 1.0 / max(math.sqrt(-slope), 1e-12)
         for _ in range(20):
             candidate = theta.copy()
@@ -202,7 +231,7 @@ def lbfgs(
         else:
             break
         s, t = candidate - theta, new_grad - grad
-        curvature = float(np.dot(s, t))
+        curvature = float(_dot(s, t))
         if curvature > 1e-10:
             history.append((s, t, 1.0 / curvature))
             if len(history) > memory:

@@ -52,6 +52,21 @@ def test_log_probabilities_are_a_distribution() -> None:
     assert model.labels[int(np.argmax(log_p))] == "price"
 
 
+def test_training_is_deterministic() -> None:
+    first, second = _train(), _train()
+    assert np.array_equal(first.weights, second.weights)
+    assert np.array_equal(first.bias, second.bias)
+
+
+def test_features_of_one_example_can_be_left_out() -> None:
+    samples = [(label, frozenset(features(text))) for label, text in SAMPLES]
+    full = LinearModel.train(samples)
+    pruned = LinearModel.train(samples, min_df=2)
+    assert full is not None and pruned is not None
+    assert len(pruned.vocabulary) < len(full.vocabulary)
+    assert "w carisimo" in full.vocabulary and "w carisimo" not in pruned.vocabulary
+
+
 def test_unknown_text_scores_the_bias_alone() -> None:
     model = _train()
     assert np.array_equal(model.logits(frozenset({"w zzz"})), model.bias)
