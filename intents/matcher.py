@@ -301,8 +301,15 @@ class Matcher:
                 False,
             )
         candidates = [(intent, confidence), *others[:2]]
-        runner_up = candidates[1][1] if len(candidates) > 1 else 0.0
-        ambiguous = chosen is None and confidence - runner_up < self.thresholds.ambiguity
+        # Ask only between two readings of substance ("¿el precio o las formas de pago?"):
+        # a yes, a no, thanks or a greeting next to one is not a question worth a turn.
+        ambiguous = (
+            chosen is None
+            and len(candidates) > 1
+            and confidence - candidates[1][1] < self.thresholds.ambiguity
+            and priority(intent) >= _MIDDLE_RANK
+            and priority(candidates[1][0]) >= _MIDDLE_RANK
+        )
         return intent, confidence, candidates, ambiguous
 
     def _by_priority(
