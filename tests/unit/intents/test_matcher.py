@@ -175,6 +175,18 @@ def test_an_acknowledgement_does_not_outrank_what_the_scripts_teach(matcher: Mat
     assert matcher.match("no, gracias", NOW, MX).intent == "deny"
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("me interesa el seguro", "affirm"),
+        ("no me interesa el seguro", "objection.not_interested"),
+        ("me interesa, ¿cuánto cuesta?", "info.pricing"),
+    ],
+)
+def test_interest_is_not_its_negation(matcher: Matcher, text: str, expected: str) -> None:
+    assert matcher.match(text, NOW, MX).intent == expected
+
+
 def test_clear_messages_are_confident_and_unambiguous(matcher: Matcher) -> None:
     for text, intent in [
         ("ya no me manden mensajes por favor", "optout"),
