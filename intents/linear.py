@@ -192,7 +192,7 @@ def lbfgs(
     start: Float64Array,
     iterations: int,
     *,
-    memory: int = 8,
+    memory: int = 4,
     tolerance: float = 1e-5,
 ) -> Float64Array:
     """Minimise a smooth convex `objective` (value and gradient) by L-BFGS from `start`.
