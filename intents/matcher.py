@@ -95,8 +95,8 @@ class Thresholds:
         linear_weight: weight of the logistic regression's log-probabilities in the ensemble.
         linear_l2: the logistic regression's L2 penalty.
         linear_iterations: its L-BFGS iterations at most (fewer on big catalogues).
-        linear_budget: multiply-adds its training may spend; a catalogue that would need
-            more for `LinearModel.train`'s minimum of iterations (hundreds of intents) is
+        linear_budget: work its training may spend (see `LinearModel.train`); a catalogue
+            that would need more for its minimum of iterations (about 100 intents or more) is
             matched without it, by Naive Bayes and rapidfuzz alone, to keep start-up short.
     """
 
@@ -114,7 +114,7 @@ class Thresholds:
     linear_weight: float = 0.75
     linear_l2: float = 3e-5
     linear_iterations: int = 60
-    linear_budget: float = 2.5e9
+    linear_budget: float = 6e8
 
 
 @dataclass(frozen=True, slots=True)
