@@ -88,7 +88,7 @@ class Thresholds:
             the examples: off-topic messages are made of words the scripts never use.
         none_bias: added to `none`'s final logit: small talk is more varied than any list of
             examples, so `none` starts a little ahead (picked with the dev set's `none`
-            recall in view; accuracy does not move between 0 and 1).
+            recall in view; between 0 and 1 accuracy moves by a row at most).
         smoothing: Naive Bayes additive smoothing; small, because examples are short.
         expert_weight: weight of the Naive Bayes + rapidfuzz logits (divided by their own
             temperature, fitted at start-up) in the ensemble.
