@@ -1,6 +1,6 @@
 """TF-IDF + logistic regression baseline next to the matcher, on the same examples and dev set.
 
-    .venv/bin/python bench/nlu_baseline.py [--intents FILE] [--scripts FILE]
+    .venv/bin/python -m bench.nlu_baseline [--intents FILE] [--scripts FILE]
 
 The baseline learns from exactly what `intents export` prints (char 2-5 + word 1-2 TF-IDF,
 scikit-learn's LogisticRegression). It is shown with scikit-learn's default C and with the best

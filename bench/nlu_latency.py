@@ -1,6 +1,6 @@
 """Matcher latency: p50/p99 per message and start-up, default and a synthetic large catalogue.
 
-    .venv/bin/python bench/nlu_latency.py [--repeats 3]
+    .venv/bin/python -m bench.nlu_latency [--repeats 3]
 
 Messages are the dev set's texts (580 chat messages), each run `repeats` times. The
 synthetic catalogue has 500 intents x 30 examples built from a fixed-seed random vocabulary of

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 
@@ -58,8 +58,10 @@ class NaiveBayes:
     alpha: float
 
     @classmethod
-    def train(cls, samples: Iterable[tuple[str, str]], *, alpha: float = 0.5) -> NaiveBayes:
-        """Count features of `(label, normalised text)` pairs.
+    def train(
+        cls, samples: Iterable[tuple[str, Collection[str]]], *, alpha: float = 0.5
+    ) -> NaiveBayes:
+        """Count the features of `(label, features(normalised text))` pairs.
 
         Raises:
             ValueError: no samples, or alpha not positive.
@@ -69,9 +71,8 @@ class NaiveBayes:
         index: dict[str, int] = {}
         counts: defaultdict[str, Counter[int]] = defaultdict(Counter)
         totals: Counter[int] = Counter()
-        for label, text in samples:
+        for label, found in samples:
             label_index = index.setdefault(label, len(index))
-            found = features(text)
             totals[label_index] += len(found)
             for feature in found:
                 counts[feature][label_index] += 1

@@ -6,11 +6,15 @@ parts the message names (`day`, `clock`) and the moment they resolve to (`when`)
 
 Rules, in the order they apply:
 
-* "en 2 horas", "en media hora", "dentro de 20 minutos": now plus that span.
-* An hour: "am" / "de la mañana" is morning; "pm" / "de la tarde" / "de la noche" is afternoon
-  or evening; with "hrs"/"h" it is 24-hour; unqualified 1-7 is 13:00-19:00 (business hours),
-  8-11 morning, 12 and "mediodía" noon. Minutes from ":30", "y media", "y cuarto",
-  "menos cuarto", "y 10", "menos 10".
+* "en 2 horas", "en media hora", "dentro de 20 minutos": now plus that span. A span of a day or
+  more ("en 24 horas", "en 2 días") names no hour: ask.
+* An hour: "am" / "de la mañana" (or "de la madrugada") is morning; "pm" / "de la tarde" /
+  "de la noche" is afternoon or evening; with "hrs"/"h" it is 24-hour; unqualified 1-7 is
+  13:00-19:00 (business hours), 8-11 morning, 12 and "mediodía" noon. Minutes from ":30",
+  "y media", "y cuarto", "menos cuarto", "y 10", "menos 10".
+* The hour needs no "a las": "nueve de la noche", "5 y cuarto", "mañana a 11", and "de 4 a 6"
+  (its start). A bare "a 5" is an hour only where what follows allows it: not "a 3 meses",
+  "a 2 cuadras", "voy a 2 juntas".
 * A day: "hoy", "mañana", "pasado mañana"; a weekday is the next one after today ("este" and
   "el próximo" alike), or the one in next calendar week with "de la próxima/otra semana"
   (weeks start on Monday); a day of month with or without month ("el 3 de diciembre",
@@ -84,17 +88,42 @@ _SPAN = re.compile(
     rf"\b(?:en|dentro de)\s+(?:(?P<half>media)\s+hora|(?:(?P<pair>un par de)|(?P<n>{_NUM}|\d+))"
     r"\s*(?P<unit>horas?|minutos?|dias?)(?P<and_half>\s+y\s+media)?)\b"
 )
+# Numbers a bare "a 5" may be: digits or number words, but not "un"/"una" ("a una reunión").
+_BARE_NUM = r"\d{1,2}|" + "|".join(
+    sorted((w for w, n in NUMBER_WORDS.items() if 2 <= n <= 12), key=len, reverse=True)
+)
+# "a 5" is an hour only where the words after it say so: the end of the message, a question,
+# a period of the day, a day, or the small words of a reply ("a 5 porfa", "a 5 o 6", "a 5 te
+# marco"). Before a noun it is something else: "a 3 meses", "a 2 cuadras", "voy a 2 juntas".
+_AFTER_AN_HOUR = (
+    r"(?=\s*$|\s+\?|\s+(?:o|y|menos|am|pm|a m|p m|en punto|de la|en la|por la|esta|este|hoy"
+    rf"|manana|pasado|el|{_WEEKDAY}|porfa|por favor|plis|pls|mejor|entonces|si|no|ok|okey"
+    r"|va|vale|dale|sale|gracias|te|me|le|nos|les|para|que|como|cuando|puedo|puedes|puede"
+    r"|estoy|estare|esta bien|perfecto|listo|ya|mas o menos|aprox|tipo|sin falta|en adelante"
+    r"|despues|antes|por ahi|hrs|horas|h|hora)\b)"
+)
+_PERIOD_AFTER = r"(?:de|en|por)\s+la\s+(?:manana|tarde|noche|madrugada)\b"
+_MINUTES = rf"(?P<rel>y|menos)\s+(?P<mins>media|cuarto|{_NUM}|\d{{2}})"
 _CLOCK = re.compile(
+    # "a las 5", "la 1 y media", "las 17 horas"
     rf"\b(?:la|las)\s+(?P<h>{_NUM})\b"
     r"(?::(?P<m>\d{2}))?"
-    rf"(?:\s+(?P<rel>y|menos)\s+(?P<mins>media|cuarto|{_NUM}|\d{{2}}))?"
+    rf"(?:\s+{_MINUTES})?"
     r"(?:\s+(?P<suffix>am|pm|a m|p m|horas|hora|h|en punto))?"
     r"|\b(?P<h2>\d{1,2}):(?P<m2>\d{2})\b(?:\s+(?P<suffix2>am|pm|a m|p m|horas|h))?"
     r"|\b(?P<h3>\d{1,2})\s*(?P<suffix3>am|pm|a m|p m)\b"
     r"|\b(?P<noon>medio ?dia|mediodia)\b"
+    # The hour without "a las" (datetime.md): "de 4 a 6" starts at 4; "nueve de la noche";
+    # "5 y cuarto"; "mañana a 11".
+    rf"|\bde\s+(?P<h4>{_BARE_NUM})\s+a\s+(?:las\s+)?(?:{_BARE_NUM})\b"
+    rf"(?:\s+(?P<suffix4>am|pm|a m|p m)\b|{_AFTER_AN_HOUR})"
+    rf"|\b(?P<h5>{_NUM})(?:\s+(?P<rel5>y|menos)\s+(?P<mins5>media|cuarto))?(?=\s+{_PERIOD_AFTER})"
+    rf"|\b(?P<h6>{_NUM})\s+(?P<rel6>y|menos)\s+(?P<mins6>media|cuarto)\b{_AFTER_AN_HOUR}"
+    rf"|\ba\s+(?P<h7>{_BARE_NUM})\b"
+    rf"(?:\s+(?P<rel7>y|menos)\s+(?P<mins7>media|cuarto)\b)?{_AFTER_AN_HOUR}"
 )
 # "de la tarde", "en la noche", "por la mañana", Rioplatense "a la mañana", "esta noche".
-_PERIOD = re.compile(r"\b(?:(?:de|en|por|a)\s+la|esta)\s+(?P<p>manana|tarde|noche)\b")
+_PERIOD = re.compile(r"\b(?:(?:de|en|por|a)\s+la|esta)\s+(?P<p>manana|tarde|noche|madrugada)\b")
 _RELATIVE_DAY = re.compile(r"\b(?P<d>pasado manana|manana|hoy)\b")
 _WEEKDAY_RE = re.compile(rf"\b(?P<w>{_WEEKDAY})\b")
 _NEXT_WEEK = re.compile(
@@ -211,17 +240,26 @@ def _parse_clock(match: re.Match[str]) -> _Clock | None:
     position = match.start()
     if match["noon"]:
         return _Clock(12, 0, 0, explicit=True, position=position)
-    hour = _number(match["h"] or match["h2"] or match["h3"])
-    minute = int(match["m"] or match["m2"] or 0)
-    suffix = (match["suffix"] or match["suffix2"] or match["suffix3"] or "").replace(" ", "")
+    found = {key: value for key, value in match.groupdict().items() if value is not None}
+
+    def first(*names: str) -> str | None:
+        return next((found[n] for n in names if n in found), None)
+
+    hour = _number(first("h", "h2", "h3", "h4", "h5", "h6", "h7") or "0")
+    minute = int(first("m", "m2") or 0)
+    suffix = (first("suffix", "suffix2", "suffix3", "suffix4") or "").replace(" ", "")
     if hour > 23 or minute > 59:
         return None
     back = 0
-    if match["rel"]:
-        amount = {"media": 30, "cuarto": 15}.get(match["mins"]) or _number(match["mins"])
+    relation, minutes = (
+        first("rel", "rel5", "rel6", "rel7"),
+        first("mins", "mins5", "mins6", "mins7"),
+    )
+    if relation and minutes:
+        amount = {"media": 30, "cuarto": 15}.get(minutes) or _number(minutes)
         if amount >= 60:
             return None
-        minute, back = (amount, 0) if match["rel"] == "y" else (0, amount)
+        minute, back = (amount, 0) if relation == "y" else (0, amount)
     if suffix in ("am", "pm") and hour <= 12:
         hour = hour % 12 + (12 if suffix == "pm" else 0)
         return _Clock(hour, minute, back, explicit=True, position=position)
@@ -233,7 +271,7 @@ def _to_time(clock: _Clock, text: str) -> time:
     hour = clock.hour
     if not clock.explicit:
         period = _period(text)
-        if period == "manana":
+        if period in ("manana", "madrugada"):
             hour = 0 if hour == 12 else hour
         elif period in ("tarde", "noche"):
             hour = hour + 12 if hour < 12 else (0 if period == "noche" else 12)

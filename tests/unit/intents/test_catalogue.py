@@ -77,8 +77,12 @@ def _rows(path: Path) -> list[dict[str, str]]:
 
 @pytest.mark.parametrize(
     "path",
-    [NLU_DEV / "intents_dev.csv", DATA / "intents_holdout_own.csv"],
-    ids=["dev", "own-holdout"],
+    [
+        NLU_DEV / "intents_dev.csv",
+        DATA / "intents_holdout_own.csv",
+        DATA / "intents_holdout_own2.csv",
+    ],
+    ids=["dev", "own-holdout", "own-holdout-2"],
 )
 def test_no_evaluation_row_is_a_training_example(catalogue: Catalogue, path: Path) -> None:
     examples = {normalize(e.text): e for e in catalogue.all_examples()}

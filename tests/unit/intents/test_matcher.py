@@ -156,6 +156,37 @@ def test_ambiguity_margin(catalogue: intents.Catalogue) -> None:
     assert not never.match("es caro y no sé si me sirva", NOW, MX).ambiguous
 
 
+def test_ambiguity_is_between_two_readings_of_substance(catalogue: intents.Catalogue) -> None:
+    always = Matcher.from_catalogue(catalogue, thresholds=Thresholds(ambiguity=1.0))
+    both = always.match("¿cuánto cuesta y aceptan tarjeta?", NOW, MX)
+    assert both.ambiguous
+    assert {label for label, _ in both.candidates[:2]} == {"info.pricing", "info.payment_options"}
+    # A yes, a no, thanks or a greeting is never one of the two readings the bot asks about.
+    for text in ["ok, gracias", "hola, buenas", "sí", "no, gracias"]:
+        result = always.match(text, NOW, MX)
+        check(result, always)
+        assert not result.ambiguous, text
+
+
+def test_an_acknowledgement_does_not_outrank_what_the_scripts_teach(matcher: Matcher) -> None:
+    # "ok"/"listo" alone are a yes, but "ok, gracias" closes the conversation.
+    assert matcher.match("listo, mil gracias amiga", NOW, MX).intent == "thanks"
+    assert matcher.match("ok, muchas gracias por todo", NOW, MX).intent == "thanks"
+    assert matcher.match("no, gracias", NOW, MX).intent == "deny"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("me interesa el seguro", "affirm"),
+        ("no me interesa el seguro", "objection.not_interested"),
+        ("me interesa, ¿cuánto cuesta?", "info.pricing"),
+    ],
+)
+def test_interest_is_not_its_negation(matcher: Matcher, text: str, expected: str) -> None:
+    assert matcher.match(text, NOW, MX).intent == expected
+
+
 def test_clear_messages_are_confident_and_unambiguous(matcher: Matcher) -> None:
     for text, intent in [
         ("ya no me manden mensajes por favor", "optout"),

@@ -87,10 +87,47 @@ def at(day: int, hour: int, minute: int = 0, month: int = 3, year: int = 2026) -
         # a month already past this year -> next year
         ("el 15 de enero a las 5", at(15, 17, month=1, year=2027)),
         ("el 15/1 a las 5", at(15, 17, month=1, year=2027)),
+        # an hour without "a las" resolves as if it were there
+        ("nueve de la noche", at(4, 21)),
+        ("mañana nueve de la noche", at(5, 21)),
+        ("mañana a 11", at(5, 11)),
+        ("el lunes a 10", at(9, 10)),
+        ("¿mañana a 11?", at(5, 11)),
+        ("mañana a 11, porfa", at(5, 11)),
+        ("5 y cuarto", at(4, 17, 15)),
+        ("hoy 3 y media", at(4, 15, 30)),
+        ("mañana a 5 menos cuarto", at(5, 16, 45)),
+        ("6 de la mañana", at(5, 6)),
+        ("el viernes 6 de la mañana", at(6, 6)),
+        ("una de la tarde", at(4, 13)),
+        ("mañana 4 de la madrugada", at(5, 4)),
+        ("a 10", at(5, 10)),  # exactly now is not ahead
+        ("llámame mañana de 4 a 6", at(5, 16)),
+        ("de 4 a 6 pm", at(4, 16)),
     ],
 )
 def test_resolves(text: str, expected: datetime) -> None:
     assert when(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "¿se puede a 3 meses?",
+        "lo pago a 12 meses sin intereses",
+        "quedo a 2 cuadras",
+        "estoy a 5 minutos",
+        "a 5 km de aquí",
+        "voy a 2 reuniones hoy",
+        "el curso es de 3 a 6 meses",
+        "de 9 a 5 trabajo",
+        "mañana a una cita",
+        "tengo 2 hijos",
+    ],
+)
+def test_numbers_that_are_not_hours(text: str) -> None:
+    mention = extract_time(normalize(text), NOW, MX)
+    assert mention is None or mention.clock is None
 
 
 @pytest.mark.parametrize(
@@ -105,6 +142,11 @@ def test_resolves(text: str, expected: datetime) -> None:
         "cuando puedas",
         "hoy después de comer",
         "en la noche",
+        # a span of a day or more names no hour
+        "en 24 horas",
+        "en 2 días",
+        "dentro de 3 días",
+        "en un par de días",
     ],
 )
 def test_asks(text: str) -> None:
