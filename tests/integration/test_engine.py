@@ -18,13 +18,25 @@ from storage.db import Database
 from storage.models import ChannelIdentity, Conversation, Handoff, Lead, Message, OutboxItem
 from tests.builders import incoming
 from tests.conftest import make_settings
+from tests.fakes.understanding import StubUnderstanding
+
+# What each text of these tests means: the conversation logic is under test, not the matcher.
+MEANING = {
+    "hola": "greeting",
+    "quiero hablar con un asesor": "handoff.human",
+    "quiero inscribirme, ¿cómo pago?": "buy.intent",
+    "ya no me escriban": "optout",
+    "¿cuánto cuesta?": "info.pricing",
+}
 
 
 @pytest.fixture
 async def engine(database_url: str, db: Database) -> AsyncIterator[Engine]:
     app = create_app(make_settings(database_url))
-    yield app[ENGINE]
-    await app[ENGINE].db.dispose()
+    engine = app[ENGINE]
+    engine.understanding = StubUnderstanding(MEANING)
+    yield engine
+    await engine.db.dispose()
 
 
 async def count(db: Database, model: type, *where: object) -> int:

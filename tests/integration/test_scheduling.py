@@ -361,3 +361,21 @@ async def test_appointments_and_jobs_api(client: TestClient[Any, Any]) -> None:
     jobs = await (await client.get("/api/jobs", headers=admin)).json()
     assert {j["kind"] for j in jobs["upcoming"]} >= {"reminder.lead", "reminder.agent"}
     assert jobs["failed"] == []
+
+
+async def test_a_visit_stays_a_visit_after_its_slot_was_just_taken(
+    client: TestClient[Any, Any],
+) -> None:
+    ana, luis = "sesion-visita-ana-Kq7mZ2xW9p", "sesion-visita-luis-Kq7mZ2xW9p"
+    assert "visita" in await say(client, "quiero visitar el depa mañana a las 5", ana)
+    # Before Ana says yes, Luis takes that very slot.
+    await say(client, "llámame mañana a las 5", luis)
+    await say(client, "sí", luis)
+    await say(client, "sí", ana)  # "that one was just taken: what other time?"
+    assert await count(client, Appointment) == 1
+    assert "visita" in await say(client, "mejor mañana a las 6", ana)
+    await say(client, "sí", ana)
+    booked = await rows(
+        client, Appointment, Appointment.starts_at == FRIDAY_17 + timedelta(hours=1)
+    )
+    assert [appointment.kind for appointment in booked] == ["visit"]
