@@ -12,18 +12,21 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import telegram
 from aiohttp import web
 
-from bot.conversation.engine import Engine, LeadRules
+from bot import live
+from bot.conversation.engine import Engine, LeadRules, people_hours
 from bot.conversation.understanding import Understanding, from_file
 from bot.core.channel import MediaSource, Sender
 from bot.core.model import Channel
 from bot.core.scripts import Renderer
 from bot.core.slots import Hours, KindWords
 from bot.delivery.dispatcher import Dispatcher
+from bot.desk.accounts import Accounts
 from bot.desk.agenda import Agenda
 from bot.desk.handoff import Desk
 from bot.desk.transcripts import Transcripts
@@ -34,7 +37,10 @@ from bot.metrics import Metrics
 from bot.settings import Settings
 from bot.web import ops
 from bot.web.api import create_api
+from bot.web.console import create_console
+from bot.web.console import register_static as register_console_static
 from bot.web.keys import (
+    ACCOUNTS,
     AGENDA,
     DATABASE,
     DESK,
@@ -44,6 +50,8 @@ from bot.web.keys import (
     METRICS,
     SCHEDULER,
     SETTINGS,
+    SIGNALS,
+    TELEGRAM_BOT,
     UNDERSTANDING,
 )
 from bot.web.middleware import errors, security_headers
@@ -67,7 +75,6 @@ from storage.db import Database, is_conflict, is_unavailable
 
 log = logging.getLogger(__name__)
 
-TELEGRAM_BOT = web.AppKey("telegram_bot", telegram.Bot)
 TWILIO_SENDER = web.AppKey("twilio_sender", TwilioSender)
 
 
@@ -150,12 +157,22 @@ def _services(app: web.Application, settings: Settings, channels: _Channels) -> 
     renderer.check((*understanding.intents, *settings.sequence_scripts()))
     rules = LeadRules.from_settings(settings)
 
-    def sent(channel: Channel, recipient: str) -> None:
+    signals = live.Signals()
+    people = people_hours(settings)
+
+    def sent(channel: Channel, recipient: str, conversation_id: int | None) -> None:
         if channel == Channel.WEBCHAT:
             channels.hub.notify(recipient)  # the open chat page collects it now
+        if conversation_id is not None:
+            signals.changed(live.conversation(conversation_id))  # delivery ticks
 
     dispatcher = Dispatcher(db, channels.senders, settings.outbox, metrics, on_sent=sent)
-    followup = Followup(settings, renderer, rules.scoring, telegram=channels.telegram is not None)
+    calendar = Calendar(
+        Hours(settings.scheduling.grid(), settings.business.tz), settings.scheduling.offer
+    )
+    followup = Followup(
+        settings, renderer, rules.scoring, telegram=channels.telegram is not None, hours=people
+    )
     app[SETTINGS] = settings
     app[DATABASE] = db
     app[METRICS] = metrics
@@ -167,22 +184,31 @@ def _services(app: web.Application, settings: Settings, channels: _Channels) -> 
         understanding,
         renderer,
         rules,
-        calendar=Calendar(
-            Hours(settings.scheduling.grid(), settings.business.tz), settings.scheduling.offer
-        ),
+        calendar=calendar,
         followup=followup,
         kinds=KindWords(settings.scheduling.kind_words),
         metrics=metrics,
+        signals=signals,
+        assign_agents=settings.handoff.assign,
         on_commit=dispatcher.wake,
     )
     app[SCHEDULER] = Scheduler(db, followup, settings, metrics, on_commit=dispatcher.wake)
-    app[AGENDA] = Agenda(db, followup, tz=settings.business.tz, stages=settings.pipeline.stages)
+    app[AGENDA] = Agenda(
+        db, followup, tz=settings.business.tz, stages=settings.pipeline.stages, calendar=calendar
+    )
     app[DESK] = Desk(
         db,
+        signals=signals,
+        sequences=followup.sequences,
+        hours=people,
+        sla=timedelta(minutes=settings.handoff.sla_minutes),
+        phone_region=settings.business.phone_region,
         on_commit=dispatcher.wake,
         templates=settings.whatsapp.templates,
         business=settings.business.script_values(),
     )
+    app[ACCOUNTS] = Accounts(db)
+    app[SIGNALS] = signals
     app.cleanup_ctx.append(_database)
     if channels.telegram is not None:
         app[TELEGRAM_BOT] = channels.telegram
@@ -235,6 +261,14 @@ def _routes(
         )
         WhatsappWebhook(engine, whatsapp, settings.public_url).register(app)
     app.add_subapp("/api/", create_api())
+    if settings.console.enabled:
+        app.router.add_get("/console", _to_console)
+        app.add_subapp("/console/", create_console(settings, app[SIGNALS]))
+        register_console_static(app)
+
+
+async def _to_console(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPMovedPermanently("/console/")
 
 
 def _transient(exc: BaseException) -> bool:
@@ -286,6 +320,8 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
             # A shared PostgreSQL is migrated on purpose (`seguibot db upgrade`), never by
             # whichever replica happens to start first.
             await migrate.ensure_current(db)
+        console = app[SETTINGS].console
+        await app[DESK].seed_lists(console.close_reasons, console.canned_replies)
         yield
     finally:
         await db.dispose()

@@ -77,7 +77,16 @@ def _parser() -> argparse.ArgumentParser:
     add = agents.add_parser("add", help="add an agent and print their API token")
     add.add_argument("name")
     add.add_argument("--email")
-    add.add_argument("--admin", action="store_true", help="may edit scripts and see reports")
+    add.add_argument(
+        "--admin",
+        action="store_true",
+        help="a coordinator: manages the team, the console's lists and sees the audit log",
+    )
+    add.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read a console password from standard input (10 characters or more)",
+    )
     add.set_defaults(func=_agents_add)
     add.add_argument(
         "--telegram-chat-id", type=int, help="the agent's Telegram chat, for their reminders"
@@ -264,9 +273,16 @@ def _queue(args: argparse.Namespace) -> int:
 
 
 def _agents_add(args: argparse.Namespace) -> int:
+    from bot.desk.accounts import hash_password
     from bot.desk.handoff import Desk
 
     settings = _settings()
+
+    password_hash = None
+    if args.password_stdin:
+        if not args.email:
+            raise ConfigError("--password-stdin needs --email: agents sign in with their e-mail")
+        password_hash = hash_password(sys.stdin.readline().rstrip("\n"))
 
     async def run() -> str:
         db = _database(settings)
@@ -277,6 +293,7 @@ def _agents_add(args: argparse.Namespace) -> int:
                 email=args.email,
                 admin=args.admin,
                 telegram_chat_id=args.telegram_chat_id,
+                password_hash=password_hash,
             )
         finally:
             await db.dispose()

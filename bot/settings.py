@@ -180,6 +180,9 @@ class PipelineSettings(_Section):
 class HandoffSettings(_Section):
     priority: dict[str, int]
     hot_bonus: int
+    sla_minutes: PositiveInt
+    business_hours: bool
+    assign: bool
 
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -342,6 +345,15 @@ class WebchatSettings(_Section):
         return value
 
 
+class ConsoleSettings(_Section):
+    enabled: bool
+    secret: str
+    session_hours: PositiveInt
+    sign_ins_per_minute: PositiveInt
+    close_reasons: list[Annotated[str, Field(min_length=1, max_length=120)]]
+    canned_replies: dict[Annotated[str, Field(pattern=r"^[a-z0-9_-]{1,32}$")], str]
+
+
 class TelegramSettings(_Section):
     token: str
     webhook_secret: str
@@ -415,6 +427,7 @@ class Settings(_Section):
     outbox: OutboxSettings
     media: MediaSettings
     webchat: WebchatSettings
+    console: ConsoleSettings
     telegram: TelegramSettings
     twilio: TwilioSettings
     whatsapp: WhatsappSettings

@@ -32,7 +32,9 @@ from telegram.error import (
 from telegram.request import HTTPXRequest
 
 from bot.core.channel import (
+    AGENT_LINK_PREFIX,
     Channel,
+    ChatLinkRequested,
     InboundEvent,
     InboundMessage,
     Intake,
@@ -136,7 +138,7 @@ class TelegramInbound:
             )
         return None
 
-    def _message(self, message: telegram.Message) -> InboundMessage | None:
+    def _message(self, message: telegram.Message) -> InboundMessage | ChatLinkRequested | None:
         # The bot talks to prospects one to one; a group it was added to is not a lead.
         if message.chat.type != ChatType.PRIVATE or message.from_user is None:
             return None
@@ -147,8 +149,13 @@ class TelegramInbound:
         source = None
         start = False
         if message.text and (message.text == "/start" or message.text.startswith("/start ")):
-            # Deep link t.me/<bot>?start=<payload>: the payload names the campaign.
+            # Deep link t.me/<bot>?start=<payload>: the payload names the campaign, or is the
+            # code an agent copied from the console to get alerts in this chat.
             payload = message.text.removeprefix("/start").strip()
+            if payload.startswith(AGENT_LINK_PREFIX):
+                return ChatLinkRequested(
+                    Channel.TELEGRAM, str(message.chat.id), payload, message.date
+                )
             source, start, text = (payload[:64] or None), True, ""
         phone = None
         if message.contact is not None:

@@ -22,6 +22,7 @@ from sqlalchemy import (
     UniqueConstraint,
     false,
     func,
+    true,
 )
 from sqlalchemy import text as sql
 from sqlalchemy.dialects.postgresql import JSONB
@@ -103,7 +104,19 @@ class Agent(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     # The agent's own Telegram chat with the bot, for reminders; None = console/API only.
     telegram_chat_id: Mapped[int | None] = mapped_column(BigInteger)
+    # sha256 of the one-time code the agent sends the bot (/start CODE) to link that chat.
+    telegram_link_hash: Mapped[str | None] = mapped_column(String(64))
+    telegram_link_expires_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The console: an argon2 hash (None: cannot sign in), and a counter that, when raised,
+    # ends every session signed in before (password changed, deactivated, signed out everywhere).
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Assignment: only available agents under their capacity get new conversations, the one
+    # assigned longest ago first.
+    available: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    capacity: Mapped[int] = mapped_column(Integer, default=8, server_default="8")
+    last_assigned_at: Mapped[datetime | None]
 
 
 class Lead(Base):
@@ -178,6 +191,8 @@ class Conversation(Base):
     agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
     # Dialogue memory the policy reads and writes (pending question, consecutive misses, ...).
     context: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Labels agents put on the conversation ("factura", "urgente"); a list of short strings.
+    labels: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")
     last_inbound_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -280,9 +295,19 @@ class Handoff(Base):
     priority: Mapped[int] = mapped_column(Integer)
     state: Mapped[HandoffState] = mapped_column(String(16), default=HandoffState.WAITING)
     agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
+    # Who the assignment rules picked (the lead's owner, or round robin); anyone may claim.
+    assigned_agent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("agents.id", ondelete="SET NULL")
+    )
     requested_at: Mapped[datetime] = mapped_column(default=utcnow)
     claimed_at: Mapped[datetime | None]
     ended_at: Mapped[datetime | None]
+    # How it ended: handed back, or closed with one of the admin's reasons.
+    outcome: Mapped[str | None] = mapped_column(String(120))
+    # When the prospect was told once that a person is still on the way (the SLA ran out).
+    reassured_at: Mapped[datetime | None]
+    # Outside business hours the prospect is told once when people are back.
+    away_notified_at: Mapped[datetime | None]
 
     conversation: Mapped[Conversation] = relationship(lazy="joined")
 
@@ -399,3 +424,74 @@ class Notification(Base):
     read_at: Mapped[datetime | None]
 
     __table_args__ = (Index("ix_notifications_agent_id_id", "agent_id", "id"),)
+
+
+class Transfer(Base):
+    """A conversation passed from one agent to another, with the reason (seed 002)."""
+
+    __tablename__ = "transfers"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE"), index=True
+    )
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"), index=True)
+    from_agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
+    to_agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
+    reason: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AuditEvent(Base):
+    """Who did what, when, from where: sign-ins, claims, transfers, closes, role changes,
+    publications, exports. Never holds message text or passwords."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
+    action: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str | None] = mapped_column(String(64))  # "conversation:12", "agent:3"
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    address: Mapped[str | None] = mapped_column(String(64))
+
+    __table_args__ = (Index("ix_audit_events_at", "at"), Index("ix_audit_events_action", "action"))
+
+
+class Invite(Base):
+    """A one-time link an admin sends so a new agent can set their own password."""
+
+    __tablename__ = "invites"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    email: Mapped[str] = mapped_column(String(254))
+    name: Mapped[str] = mapped_column(String(120))
+    role: Mapped[AgentRole] = mapped_column(String(16), default=AgentRole.AGENT)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+
+
+class CannedReply(Base):
+    """A reply agents insert by typing /shortcut; placeholders like the scripts'."""
+
+    __tablename__ = "canned_replies"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    shortcut: Mapped[str] = mapped_column(String(32), unique=True)
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CloseReason(Base):
+    """Why a conversation was closed: the list admins edit, in the order agents see it."""
+
+    __tablename__ = "close_reasons"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    label: Mapped[str] = mapped_column(String(120), unique=True)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)

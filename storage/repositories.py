@@ -157,6 +157,12 @@ class Leads:
         statement = select(Lead).where(Lead.id == lead_id).with_for_update(key_share=True)
         return (await self.session.execute(statement)).scalar_one_or_none()
 
+    async def phones(self, lead_id: int) -> list[str]:
+        statement = (
+            select(LeadPhone.e164).where(LeadPhone.lead_id == lead_id).order_by(LeadPhone.id)
+        )
+        return list((await self.session.execute(statement)).scalars())
+
     async def add_phone(self, lead_id: int, e164: str) -> None:
         await insert_ignoring_conflict(
             self.session, LeadPhone, {"lead_id": lead_id, "e164": e164}, ["e164"]
@@ -201,6 +207,17 @@ class Conversations:
         self.session.add(conversation)
         await self.session.flush()
         return conversation
+
+    async def locked(self, conversation_id: int) -> Conversation | None:
+        """The conversation with its lead, both locked: the engine's lock order."""
+        statement = (
+            select(Conversation)
+            .join(Lead, Lead.id == Conversation.lead_id)
+            .options(contains_eager(Conversation.lead))
+            .where(Conversation.id == conversation_id)
+            .with_for_update(key_share=True, of=[Conversation, Lead])
+        )
+        return (await self.session.execute(statement)).scalars().unique().one_or_none()
 
     async def latest_for_lead(self, lead_id: int) -> Conversation | None:
         """Where to write to a lead first: the conversation they last wrote in."""
@@ -300,6 +317,10 @@ class Outbox:
 
     async def get(self, item_id: int) -> OutboxItem | None:
         return await self.session.get(OutboxItem, item_id)
+
+    async def of_message(self, message_id: int) -> OutboxItem | None:
+        statement = select(OutboxItem).where(OutboxItem.message_id == message_id)
+        return (await self.session.execute(statement)).scalars().unique().one_or_none()
 
     async def claim_due(self, now: datetime, limit: int, lease_until: datetime) -> list[OutboxItem]:
         """Claim rows that are due, at most one per recipient, oldest first.
@@ -487,17 +508,29 @@ class Handoffs:
         result = await self.session.execute(statement)
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
-    async def end(self, conversation_id: int, now: datetime) -> None:
+    async def end(self, conversation_id: int, now: datetime, outcome: str | None = None) -> None:
         statement = (
             update(Handoff)
             .where(
                 Handoff.conversation_id == conversation_id,
                 Handoff.state.in_([HandoffState.WAITING, HandoffState.CLAIMED]),
             )
-            .values(state=HandoffState.DONE, ended_at=now)
+            .values(state=HandoffState.DONE, ended_at=now, outcome=outcome)
             .execution_options(synchronize_session=False)
         )
         await self.session.execute(statement)
+
+    async def get(self, handoff_id: int) -> Handoff | None:
+        return await self.session.get(Handoff, handoff_id)
+
+    async def latest_for(self, conversation_id: int) -> Handoff | None:
+        statement = (
+            select(Handoff)
+            .where(Handoff.conversation_id == conversation_id)
+            .order_by(Handoff.id.desc())
+            .limit(1)
+        )
+        return (await self.session.execute(statement)).scalars().unique().first()
 
 
 class Agents:
@@ -595,6 +628,14 @@ class Appointments:
         wanted = set(agents)
         rows = await self.session.execute(statement)
         return {(agent, at) for agent, at in rows if agent in wanted}
+
+    async def of_lead(self, lead_id: int) -> list[Appointment]:
+        statement = (
+            select(Appointment)
+            .where(Appointment.lead_id == lead_id)
+            .order_by(Appointment.starts_at)
+        )
+        return list((await self.session.execute(statement)).scalars())
 
     async def between(self, start: datetime, end: datetime) -> list[Appointment]:
         statement = (
@@ -713,6 +754,14 @@ class Tasks:
 
     async def get(self, task_id: int) -> Task | None:
         return await self.session.get(Task, task_id)
+
+    async def open_for_lead(self, lead_id: int) -> list[Task]:
+        statement = (
+            select(Task)
+            .where(Task.lead_id == lead_id, Task.done_at.is_(None))
+            .order_by(Task.due_at)
+        )
+        return list((await self.session.execute(statement)).scalars())
 
     async def of(self, owner_id: int | None, *, done: bool = False) -> list[Task]:
         statement = select(Task).where(

@@ -9,6 +9,7 @@ from types import TracebackType
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.db import Database
+from storage.desk import Accounts, Audit, Inbox, Invites, Lists, Transfers
 from storage.repositories import (
     Actions,
     Agents,
@@ -43,6 +44,12 @@ class UnitOfWork:
     tasks: Tasks
     notifications: Notifications
     transcripts: Transcripts
+    accounts: Accounts
+    invites: Invites
+    transfers: Transfers
+    audit: Audit
+    lists: Lists
+    inbox: Inbox
 
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -62,6 +69,12 @@ class UnitOfWork:
         self.tasks = Tasks(self.session)
         self.notifications = Notifications(self.session)
         self.transcripts = Transcripts(self.session)
+        self.accounts = Accounts(self.session)
+        self.invites = Invites(self.session)
+        self.transfers = Transfers(self.session)
+        self.audit = Audit(self.session)
+        self.lists = Lists(self.session)
+        self.inbox = Inbox(self.session)
         return self
 
     async def __aexit__(

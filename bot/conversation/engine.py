@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from bot import live
 from bot.core.booking import (
     AppointmentView,
     SchedulingView,
@@ -30,6 +31,7 @@ from bot.core.booking import (
 )
 from bot.core.channel import (
     Button,
+    ChatLinkRequested,
     DeliveryUpdate,
     InboundEvent,
     InboundMessage,
@@ -65,15 +67,17 @@ from bot.core.phones import spellings
 from bot.core.policy import ConversationView, InboundView, LeadView, Rules, decide
 from bot.core.scoring import HandoffPriority, Scoring
 from bot.core.scripts import Renderer
-from bot.core.slots import KindWords
+from bot.core.slots import Hours, KindWords
 from bot.delivery import outbox
+from bot.desk.accounts import digest
+from bot.desk.assignment import assign
 from bot.followup.calendar import Calendar
 from bot.followup.planner import Followup
 from bot.metrics import Metrics
 from bot.settings import Settings
 from intents.model import NONE, NluResult
 from storage.db import Database, is_conflict
-from storage.models import Conversation, Handoff, Lead, Message
+from storage.models import Conversation, Handoff, Lead, Message, Notification
 from storage.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -116,8 +120,16 @@ class LeadRules:
                 miss_limit=settings.conversation.miss_limit,
                 points=settings.scoring.points,
                 default_kind=settings.scheduling.default_kind,
+                people=people_hours(settings),
             ),
         )
+
+
+def people_hours(settings: Settings) -> Hours | None:
+    """When people answer handoffs: the opening hours, unless the business says any hour."""
+    if not settings.handoff.business_hours:
+        return None
+    return Hours(settings.scheduling.grid(), settings.business.tz)
 
 
 _TAKEN = Reply("schedule.taken")
@@ -134,6 +146,8 @@ class _Turn:
     message_id: int
     now: datetime
     choice: str | None  # the button pressed, when it is a valid choice
+    changed: set[str] = field(default_factory=set)  # live topics to signal after the commit
+    staged: list[bool] = field(default_factory=list)  # messages to agents were staged
 
 
 class _RaceLost(Exception):
@@ -156,6 +170,8 @@ class Engine:
         followup: Followup,
         kinds: KindWords,
         metrics: Metrics,
+        signals: live.Signals | None = None,
+        assign_agents: bool = True,
         on_commit: Callable[[], None] = lambda: None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
@@ -167,6 +183,8 @@ class Engine:
         self.followup = followup
         self.kinds = kinds
         self.metrics = metrics
+        self.signals = signals or live.Signals()
+        self.assign_agents = assign_agents
         self.on_commit = on_commit
         self.clock = clock
 
@@ -215,6 +233,8 @@ class Engine:
                 return await self._delivery(event)
             case ReachabilityChanged():
                 return await self._reachability(event)
+            case ChatLinkRequested():
+                return await self._link_chat(event)
 
     async def _message(self, event: InboundMessage) -> Outcome:
         now = self.clock()
@@ -268,10 +288,13 @@ class Engine:
                 conversation.agent_id = None
 
             replies: list[InlineReply] = []
+            turn = _Turn(uow, event, lead, conversation, message_id, now, choice)
             if lead.opted_out_at is None and conversation.state == ConversationState.BOT:
-                turn = _Turn(uow, event, lead, conversation, message_id, now, choice)
                 replies = await self._converse(turn, dialogue, nlu)
             await uow.commit()
+
+        # The pages that show this conversation (and the queue, after a handoff) look again.
+        self.signals.changed(live.conversation(conversation.id), *turn.changed)
 
         self.metrics.inbound.labels(event.channel, "stored").inc()
         log.info(
@@ -285,7 +308,7 @@ class Engine:
             },
         )
         log.debug("message_text", extra={"message_id": message_id, "text": event.text})
-        if replies and not event.reply_inline:
+        if (replies and not event.reply_inline) or turn.staged:
             self.on_commit()
         return Outcome(message_id=message_id, replies=tuple(replies) if event.reply_inline else ())
 
@@ -543,25 +566,73 @@ class Engine:
         return InlineReply(message_id, rendered.text)
 
     async def _hand_off(self, turn: _Turn, reason: str) -> None:
-        uow, lead, conversation = turn.uow, turn.lead, turn.conversation
+        uow, lead, conversation, now = turn.uow, turn.lead, turn.conversation, turn.now
         if await uow.handoffs.open_for(conversation.id) is not None:
             return
         priority = self.rules.handoff.of(reason, lead.tier)
         conversation.state = ConversationState.WAITING
-        await uow.handoffs.add(
+        chosen = await assign(uow, lead, now) if self.assign_agents else None
+        handoff = await uow.handoffs.add(
             Handoff(
                 conversation_id=conversation.id,
                 lead_id=lead.id,
                 reason=reason,
                 priority=priority,
-                requested_at=turn.now,
+                requested_at=now,
+                assigned_agent_id=chosen.id if chosen else None,
             )
         )
+        await self.followup.handoffs.plan(uow, handoff, now)
+        if chosen is not None:
+            values = {
+                "nombre": lead.name or "Un prospecto",
+                "motivo": self.renderer.render(f"handoff.reason.{reason}", seed="", values={}).text
+                if self.renderer.knows(f"handoff.reason.{reason}")
+                else reason,
+            }
+            text = self.renderer.render(
+                "handoff.agent_alert", seed=f"{conversation.id}", values=values
+            ).text
+            staged = await self.followup.outreach.to_agent(
+                uow, chosen.id, "handoff", text, lead.id, now
+            )
+            turn.staged.append(staged)
+            turn.changed.add(live.agent(chosen.id))
+        turn.changed.add(live.QUEUE)
         self.metrics.handoffs.labels(reason).inc()
         log.info(
             "handoff_requested",
-            extra={"conversation_id": conversation.id, "reason": reason, "priority": priority},
+            extra={
+                "conversation_id": conversation.id,
+                "reason": reason,
+                "priority": priority,
+                "assigned_agent_id": chosen.id if chosen else None,
+            },
         )
+
+    async def _link_chat(self, event: ChatLinkRequested) -> Outcome:
+        """An agent's code from the console: their alerts go to this chat from now on."""
+        now = self.clock()
+        async with UnitOfWork(self.db) as uow:
+            agent = await uow.accounts.by_telegram_link(digest(event.code), now)
+            if agent is None:
+                log.info("telegram_link_refused", extra={"channel": event.channel})
+                return Outcome()
+            agent.telegram_chat_id = int(event.sender_id)
+            agent.telegram_link_hash = None
+            agent.telegram_link_expires_at = None
+            text = self.renderer.render(
+                "agent.telegram_linked", seed=str(agent.id), values={"asesor": agent.name}
+            ).text
+            notification = await uow.notifications.add(
+                Notification(agent_id=agent.id, kind="linked", text=text, created_at=now)
+            )
+            await outbox.stage_notification(uow, notification, agent.telegram_chat_id, now)
+            await uow.commit()
+        log.info("telegram_linked", extra={"agent_id": agent.id})
+        self.on_commit()
+        self.signals.changed(live.agent(agent.id))
+        return Outcome()
 
     async def _edited(self, event: MessageEdited) -> Outcome:
         async with UnitOfWork(self.db) as uow:

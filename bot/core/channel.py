@@ -17,10 +17,12 @@ from bot.core.errors import WebhookRejected
 from bot.core.model import Channel, DeliveryStatus
 
 __all__ = [
+    "AGENT_LINK_PREFIX",
     "TEXT_LIMITS",
     "Button",
     "Channel",
     "ChatLine",
+    "ChatLinkRequested",
     "DeliveryUpdate",
     "InboundEvent",
     "InboundMessage",
@@ -125,7 +127,22 @@ class ReachabilityChanged:
     at: datetime
 
 
-InboundEvent = InboundMessage | MessageEdited | DeliveryUpdate | ReachabilityChanged
+@dataclass(frozen=True, slots=True)
+class ChatLinkRequested:
+    """An agent sent the bot the one-time code from the console: alerts go to this chat."""
+
+    channel: Channel
+    sender_id: str
+    code: str
+    at: datetime
+
+
+# "/start agente-XXXX": a console code, never a lead's campaign.
+AGENT_LINK_PREFIX = "agente-"
+
+InboundEvent = (
+    InboundMessage | MessageEdited | DeliveryUpdate | ReachabilityChanged | ChatLinkRequested
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,6 +291,12 @@ def checked(event: InboundEvent) -> InboundEvent:
         case ReachabilityChanged():
             return dataclasses.replace(
                 event, sender_id=_id(event.sender_id, "sender id", SENDER_ID_MAX)
+            )
+        case ChatLinkRequested():
+            return dataclasses.replace(
+                event,
+                sender_id=_id(event.sender_id, "sender id", SENDER_ID_MAX),
+                code=_id(event.code, "code", 64),
             )
 
 

@@ -78,13 +78,23 @@ class MediaUnavailable(SeguibotError):
         self.reason = reason
 
 
-class InvalidInput(SeguibotError):
+class Refusal(SeguibotError):
+    """A request refused for a reason people read: `code` names the reason (the console shows
+    its Spanish text, from data), `details` fill it in; the message is for logs and the API."""
+
+    def __init__(self, message: str, *, code: str = "", **details: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.details = details
+
+
+class InvalidInput(Refusal):
     """A request that names something that does not exist or a value out of range (400)."""
 
 
-class ConflictError(SeguibotError):
+class ConflictError(Refusal):
     """The action lost a race or does not fit the current state (answered 409)."""
 
 
-class NotFound(SeguibotError):
+class NotFound(Refusal):
     """The named record does not exist (answered 404)."""

@@ -14,6 +14,7 @@ from bot.core.booking import SchedulingView, decide_booking
 from bot.core.dialogue import Dialogue
 from bot.core.effects import AskWhich, Effect, EnqueueHandoff, OptOut, Remember, Reply, Rescore
 from bot.core.model import ConversationState
+from bot.core.slots import Hours, spanish_moment
 from intents.model import NONE, NluResult
 
 
@@ -51,6 +52,8 @@ class Rules:
     miss_limit: int = 2
     points: Mapping[str, int] = field(default_factory=dict)
     default_kind: str = "call"
+    # When people answer handoffs; None: at any hour.
+    people: Hours | None = None
 
 
 def decide(
@@ -89,7 +92,7 @@ def decide(
             *effects,
             Remember(memory),
             EnqueueHandoff("handoff.human"),
-            Reply("handoff.waiting"),
+            _handed_off("handoff.waiting", rules, now),
         ]
     if schedule is not None:
         booking = decide_booking(
@@ -98,7 +101,7 @@ def decide(
         if booking is not None:
             return effects + booking
     if nlu.intent == NONE:
-        return effects + _not_understood(conversation, rules)
+        return effects + _not_understood(conversation, rules, now)
 
     if nlu.ambiguous and len(nlu.candidates) >= 2:
         first, second = nlu.candidates[0][0], nlu.candidates[1][0]
@@ -109,9 +112,24 @@ def decide(
     return [*effects, Remember(memory), Reply(nlu.intent)]
 
 
-def _not_understood(conversation: ConversationView, rules: Rules) -> list[Effect]:
+def _handed_off(script: str, rules: Rules, now: datetime) -> Reply:
+    """What the prospect is told when a person will answer: soon, or when people are back."""
+    people = rules.people
+    if people is None or people.is_open(now):
+        return Reply(script)
+    opening = people.next_opening(now)
+    if opening is None:
+        return Reply(script)
+    return Reply("handoff.away", {"apertura": spanish_moment(opening, people.tz, now)})
+
+
+def _not_understood(conversation: ConversationView, rules: Rules, now: datetime) -> list[Effect]:
     misses = conversation.dialogue.misses + 1
     memory = replace(conversation.dialogue, misses=0 if misses >= rules.miss_limit else misses)
     if misses >= rules.miss_limit:
-        return [Remember(memory), EnqueueHandoff("not_understood"), Reply("handoff.not_understood")]
+        return [
+            Remember(memory),
+            EnqueueHandoff("not_understood"),
+            _handed_off("handoff.not_understood", rules, now),
+        ]
     return [Remember(memory), Reply(NONE)]

@@ -32,6 +32,10 @@ SYSTEM_SCRIPTS = (
     "schedule.cancelled",
     "schedule.cancel_kept",
     "schedule.nothing_booked",
+    "handoff.away",
+    "handoff.still_waiting",
+    "handoff.agent_alert",
+    "agent.telegram_linked",
     "reminder.lead.day",
     "reminder.lead.soon",
     "reminder.agent",
@@ -96,6 +100,13 @@ class Renderer:
 
     def label(self, intent: str) -> str:
         return self.book.label(intent)
+
+    def knows(self, script: str) -> bool:
+        """True when the scripts have a text for `script`."""
+        try:
+            return bool(self.book.replies(script))
+        except KeyError:
+            return False
 
     def is_intent(self, name: str) -> bool:
         """True for an intent id of the catalogue (what a button may stand for)."""

@@ -130,6 +130,55 @@ class Hours:
                     yield slot
             day += timedelta(days=1)
 
+    # --- business time: when people are there (the opening hours, not the slot grid) ------
+
+    def _opening(self, day: date) -> tuple[datetime, datetime] | None:
+        span = self.opening.hours.get(day.weekday())
+        if span is None or day in self.opening.holidays:
+            return None
+        return datetime.combine(day, span[0], self.tz), datetime.combine(day, span[1], self.tz)
+
+    def is_open(self, at: datetime) -> bool:
+        span = self._opening(at.astimezone(self.tz).date())
+        return span is not None and span[0] <= at < span[1]
+
+    def next_opening(self, at: datetime, *, within_days: int = 31) -> datetime | None:
+        """`at` itself if open then, else when the business opens next (None: closed for a
+        month, e.g. no hours configured)."""
+        day = at.astimezone(self.tz).date()
+        for _ in range(within_days + 1):
+            span = self._opening(day)
+            if span is not None and at < span[1]:
+                return max(at, span[0])
+            day += timedelta(days=1)
+        return None
+
+    def business_seconds(self, start: datetime, end: datetime) -> float:
+        """How much of [start, end) falls inside opening hours."""
+        total = 0.0
+        day = start.astimezone(self.tz).date()
+        while datetime.combine(day, time(0), self.tz) < end:
+            span = self._opening(day)
+            if span is not None:
+                overlap = min(end, span[1]).timestamp() - max(start, span[0]).timestamp()
+                total += max(0.0, overlap)
+            day += timedelta(days=1)
+        return total
+
+    def after_business(self, start: datetime, span: timedelta) -> datetime | None:
+        """The moment `span` of business time after `start` (None when never open)."""
+        left = span.total_seconds()
+        at = self.next_opening(start)
+        while at is not None:
+            opening = self._opening(at.astimezone(self.tz).date())
+            assert opening is not None
+            room = opening[1].timestamp() - at.timestamp()
+            if left <= room:
+                return datetime.fromtimestamp(at.timestamp() + left, self.tz)
+            left -= room
+            at = self.next_opening(opening[1])
+        return None
+
 
 def availability(
     hours: Hours,

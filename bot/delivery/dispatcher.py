@@ -56,7 +56,7 @@ class Dispatcher:
         settings: OutboxSettings,
         metrics: Metrics,
         *,
-        on_sent: Callable[[Channel, str], None] = lambda channel, recipient: None,
+        on_sent: Callable[[Channel, str, int | None], None] = lambda *sent: None,
         clock: Callable[[], datetime] = utcnow,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -280,8 +280,7 @@ class Dispatcher:
                     extra={"outbox_id": item.id, "code": code, "attempts": item.attempts},
                 )
             await uow.commit()
-        if receipt is not None:
-            self.on_sent(message.channel, message.recipient)
+        self.on_sent(message.channel, message.recipient, message.conversation_id)
 
 
 def _outbound(item: OutboxItem, last_inbound_at: datetime | None) -> OutboundMessage:

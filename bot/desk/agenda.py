@@ -7,7 +7,8 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from bot.core.errors import ConflictError, InvalidInput, NotFound
-from bot.core.model import AgentRole, TaskPriority, utcnow
+from bot.core.model import AgentRole, AppointmentKind, AppointmentState, TaskPriority, utcnow
+from bot.followup.calendar import Calendar
 from bot.followup.planner import Followup
 from storage.db import Database
 from storage.models import Agent, Appointment, Notification, ScheduledAction, Task
@@ -25,14 +26,122 @@ class Jobs:
     failed: list[ScheduledAction]
 
 
+@dataclass(frozen=True, slots=True)
+class Booked:
+    """An agent's booking: the appointment, or the nearest free slots when the time was not."""
+
+    appointment: Appointment | None
+    alternatives: tuple[datetime, ...] = ()
+
+
 class Agenda:
     def __init__(
-        self, db: Database, followup: Followup, *, tz: ZoneInfo, stages: list[str]
+        self,
+        db: Database,
+        followup: Followup,
+        *,
+        tz: ZoneInfo,
+        stages: list[str],
+        calendar: Calendar | None = None,
     ) -> None:
         self.db = db
         self.followup = followup
         self.tz = tz
         self.stages = stages
+        self.calendar = calendar
+
+    async def book(self, conversation_id: int, at: datetime, kind: str, agent: Agent) -> Booked:
+        """Book a call, meeting or visit for the conversation's lead (with its owner when free
+        then, else whoever is); the lead gets the usual reminders.
+
+        Raises:
+            NotFound: no such conversation. InvalidInput: an unknown kind.
+        """
+        if kind not in tuple(AppointmentKind):
+            raise InvalidInput(f"kind must be one of {', '.join(AppointmentKind)}", code="kind")
+        assert self.calendar is not None
+        now = utcnow()
+        async with UnitOfWork(self.db) as uow:
+            conversation = await uow.conversations.get(conversation_id)
+            if conversation is None:
+                raise NotFound(f"no conversation {conversation_id}", code="no_conversation")
+            lead = conversation.lead
+            found = await self.calendar.check(uow, lead, at, now)
+            if found.free is None:
+                return Booked(None, tuple(slot.at for slot in found.alternatives))
+            agent_id = found.free.agent_id  # the lead's owner when free, else round robin
+            appointment_id = await uow.appointments.book(
+                {
+                    "lead_id": lead.id,
+                    "conversation_id": conversation.id,
+                    "agent_id": agent_id,
+                    "kind": kind,
+                    "starts_at": found.free.at,
+                    "ends_at": found.free.at + self.calendar.hours.length,
+                    "state": AppointmentState.CONFIRMED,
+                    "created_at": now,
+                }
+            )
+            if appointment_id is None:  # taken a moment ago
+                return Booked(None, tuple(slot.at for slot in found.alternatives))
+            appointment = await uow.appointments.get(appointment_id)
+            assert appointment is not None
+            await self.followup.reminders.plan(uow, appointment, now)
+            await self.followup.sequences.leave(uow, lead, "booked", now)
+            uow.audit.record(
+                "appointment_booked",
+                agent_id=agent.id,
+                subject=f"appointment:{appointment_id}",
+                at=now,
+            )
+            await uow.commit()
+            return Booked(appointment)
+
+    async def cancel(self, appointment_id: int, agent: Agent) -> None:
+        now = utcnow()
+        async with UnitOfWork(self.db) as uow:
+            appointment = await uow.appointments.get(appointment_id)
+            if appointment is None or appointment.state != AppointmentState.CONFIRMED:
+                raise NotFound(f"no appointment {appointment_id} to cancel", code="no_appointment")
+            appointment.state = AppointmentState.CANCELLED
+            appointment.cancelled_at = now
+            await self.followup.reminders.withdraw(uow, appointment.id, now)
+            uow.audit.record(
+                "appointment_cancelled",
+                agent_id=agent.id,
+                subject=f"appointment:{appointment_id}",
+                at=now,
+            )
+            await uow.commit()
+
+    async def move(self, appointment_id: int, at: datetime, agent: Agent) -> Booked:
+        """Move an appointment to a free slot (reminders follow), or say which slots are free."""
+        assert self.calendar is not None
+        now = utcnow()
+        async with UnitOfWork(self.db) as uow:
+            appointment = await uow.appointments.get(appointment_id)
+            if appointment is None or appointment.state != AppointmentState.CONFIRMED:
+                raise NotFound(f"no appointment {appointment_id} to move", code="no_appointment")
+            lead = await uow.leads.get(appointment.lead_id)
+            assert lead is not None
+            found = await self.calendar.check(uow, lead, at, now)
+            if found.free is None:
+                return Booked(None, tuple(slot.at for slot in found.alternatives))
+            ends = found.free.at + self.calendar.hours.length
+            if not await uow.appointments.move(
+                appointment, found.free.at, ends, found.free.agent_id
+            ):
+                return Booked(None, tuple(slot.at for slot in found.alternatives))
+            await self.followup.reminders.withdraw(uow, appointment.id, now)
+            await self.followup.reminders.plan(uow, appointment, now)
+            uow.audit.record(
+                "appointment_moved",
+                agent_id=agent.id,
+                subject=f"appointment:{appointment_id}",
+                at=now,
+            )
+            await uow.commit()
+            return Booked(appointment)
 
     def window(self, span: str, now: datetime | None = None) -> tuple[datetime, datetime]:
         """Today, or this week from today, in the business time zone."""

@@ -7,11 +7,13 @@ messages and its "done" commit together: it fires exactly once.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from bot.core.scoring import Scoring
 from bot.core.scripts import Renderer
+from bot.core.slots import Hours
 from bot.followup.actions import (
+    HANDOFF_SLA,
     REMINDER_AGENT,
     REMINDER_LEAD,
     SEQUENCE_STEP,
@@ -21,6 +23,7 @@ from bot.followup.actions import (
     Fired,
     skipped,
 )
+from bot.followup.handoffs import Handoffs
 from bot.followup.outreach import Outreach
 from bot.followup.reminders import Reminders
 from bot.followup.sequences import Sequences
@@ -35,10 +38,20 @@ class Followup:
     """The four kinds of follow-up work, and `fire()` for whichever comes due."""
 
     def __init__(
-        self, settings: Settings, renderer: Renderer, scoring: Scoring, *, telegram: bool
+        self,
+        settings: Settings,
+        renderer: Renderer,
+        scoring: Scoring,
+        *,
+        telegram: bool,
+        hours: Hours | None = None,
     ) -> None:
         tz = settings.business.tz
         outreach = Outreach(settings, renderer, telegram=telegram)
+        self.outreach = outreach
+        self.handoffs = Handoffs(
+            outreach, sla=timedelta(minutes=settings.handoff.sla_minutes), hours=hours
+        )
         self.tasks = Tasks(outreach, overdue_after_hours=settings.tasks.overdue_after_hours, tz=tz)
         self.reminders = Reminders(settings.reminders, outreach, tz)
         self.sequences = Sequences(settings.sequences, outreach, self.tasks)
@@ -59,6 +72,7 @@ class Followup:
             TASK_DUE: self.tasks.alert,
             TASK_OVERDUE: self.tasks.alert,
             SWEEP: self.sweep.run,
+            HANDOFF_SLA: self.handoffs.reassure,
         }.get(action.kind)
         if handler is None:
             return skipped(f"unknown kind {action.kind}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -60,7 +60,7 @@ class Scheduler:
         hour, minute = (int(part) for part in tasks.sweep_at.split(":"))
         aps = AsyncIOScheduler(timezone="UTC")
         aps.add_job(
-            self.fire_due,
+            self._alarm(self.fire_due),
             IntervalTrigger(seconds=scheduling.poll_seconds),
             id="fire-due",
             max_instances=1,
@@ -68,7 +68,7 @@ class Scheduler:
             misfire_grace_time=None,
         )
         aps.add_job(
-            self.plan_sweep,
+            self._alarm(self.plan_sweep),
             CronTrigger(hour=hour, minute=minute, timezone=self.settings.business.tz),
             id="daily-sweep",
             max_instances=1,
@@ -76,9 +76,20 @@ class Scheduler:
             misfire_grace_time=None,
         )
         # Today's sweep, if the process starts after its hour (or it was missed while down).
-        aps.add_job(self.plan_sweep, id="sweep-at-start")
+        aps.add_job(self._alarm(self.plan_sweep), id="sweep-at-start")
         aps.start()
         self._aps = aps
+
+    def _alarm(self, work: Callable[[], Awaitable[object]]) -> Callable[[], Awaitable[None]]:
+        """What APScheduler calls: nothing once the alarm clock is paused or stopped (a wake-up
+        already queued must not start work that the end of the process would cut short)."""
+
+        async def ring() -> None:
+            if self._aps is not None:
+                await work()
+
+        ring.__name__ = getattr(work, "__name__", "alarm")
+        return ring
 
     async def stop(self) -> None:
         """For good (shutdown): a wake-up APScheduler started just before must not reach the

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import telegram
 from aiohttp import web
 
+from bot import live
 from bot.conversation.engine import Engine
 from bot.conversation.understanding import Understanding
 from bot.core.channel import Channel, MediaSource
 from bot.delivery.dispatcher import Dispatcher
+from bot.desk.accounts import Accounts
 from bot.desk.agenda import Agenda
 from bot.desk.handoff import Desk
 from bot.followup.scheduler import Scheduler
@@ -25,3 +28,6 @@ DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 SCHEDULER = web.AppKey("scheduler", Scheduler)
 AGENDA = web.AppKey("agenda", Agenda)
 MEDIA: web.AppKey[dict[Channel, MediaSource]] = web.AppKey("media")
+ACCOUNTS = web.AppKey("accounts", Accounts)
+SIGNALS = web.AppKey("signals", live.Signals)
+TELEGRAM_BOT = web.AppKey("telegram_bot", telegram.Bot)

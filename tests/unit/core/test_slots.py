@@ -118,3 +118,25 @@ def test_quiet_hours_across_a_dst_change() -> None:
     assert now.utcoffset() == timedelta(hours=-4)
     # Nine hours on the wall clock, eight in real time (compare instants, not wall clocks).
     assert morning.astimezone(UTC) - now.astimezone(UTC) == timedelta(hours=8)
+
+
+def test_business_time_counts_only_opening_hours() -> None:
+    # Thursday 18:30: half an hour left today (closes 19:00), opens Friday 09:00.
+    evening = datetime(2026, 11, 26, 18, 30, tzinfo=MX)
+    assert HOURS.is_open(evening)
+    assert not HOURS.is_open(evening + timedelta(hours=1))
+    assert HOURS.next_opening(evening + timedelta(hours=1)) == datetime(
+        2026, 11, 27, 9, 0, tzinfo=MX
+    )
+    friday_930 = datetime(2026, 11, 27, 9, 30, tzinfo=MX)
+    assert HOURS.business_seconds(evening, friday_930) == 60 * 60  # 30 min + 30 min
+    assert HOURS.after_business(evening, timedelta(minutes=45)) == datetime(
+        2026, 11, 27, 9, 15, tzinfo=MX
+    )
+
+
+def test_business_time_skips_closed_days() -> None:
+    saturday_1330 = datetime(2026, 11, 28, 13, 30, tzinfo=MX)  # Saturday 10-14, Sunday closed
+    assert HOURS.after_business(saturday_1330, timedelta(hours=1)) == datetime(
+        2026, 11, 30, 9, 30, tzinfo=MX
+    )
