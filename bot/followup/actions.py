@@ -12,6 +12,7 @@ SEQUENCE_STEP = "sequence.step"
 TASK_DUE = "task.due"
 TASK_OVERDUE = "task.overdue"
 SWEEP = "sweep.idle"
+IDLE = "conversation.idle"
 
 
 class Result(StrEnum):

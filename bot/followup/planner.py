@@ -12,6 +12,7 @@ from datetime import datetime
 from bot.core.scoring import Scoring
 from bot.core.scripts import Renderer
 from bot.followup.actions import (
+    IDLE,
     REMINDER_AGENT,
     REMINDER_LEAD,
     SEQUENCE_STEP,
@@ -21,6 +22,7 @@ from bot.followup.actions import (
     Fired,
     skipped,
 )
+from bot.followup.idle import IdleWatch
 from bot.followup.outreach import Outreach
 from bot.followup.reminders import Reminders
 from bot.followup.sequences import Sequences
@@ -32,7 +34,7 @@ from storage.uow import UnitOfWork
 
 
 class Followup:
-    """The four kinds of follow-up work, and `fire()` for whichever comes due."""
+    """The kinds of follow-up work, and `fire()` for whichever comes due."""
 
     def __init__(
         self, settings: Settings, renderer: Renderer, scoring: Scoring, *, telegram: bool
@@ -41,7 +43,9 @@ class Followup:
         outreach = Outreach(settings, renderer, telegram=telegram)
         self.tasks = Tasks(outreach, overdue_after_hours=settings.tasks.overdue_after_hours, tz=tz)
         self.reminders = Reminders(settings.reminders, outreach, tz)
-        self.sequences = Sequences(settings.sequences, outreach, self.tasks)
+        idle = settings.conversation.idle
+        self.sequences = Sequences(settings.sequences, outreach, self.tasks, idle=idle)
+        self.idle = IdleWatch(self.sequences, idle=idle, won_stages=settings.pipeline.won_stages)
         self.sweep = Sweep(
             scoring,
             outreach,
@@ -49,6 +53,7 @@ class Followup:
             self.sequences,
             idle_days=settings.tasks.idle_days,
             tz=tz,
+            won_stages=settings.pipeline.won_stages,
         )
 
     async def fire(self, uow: UnitOfWork, action: ScheduledAction, now: datetime) -> Fired:
@@ -59,6 +64,7 @@ class Followup:
             TASK_DUE: self.tasks.alert,
             TASK_OVERDUE: self.tasks.alert,
             SWEEP: self.sweep.run,
+            IDLE: self.idle.check,
         }.get(action.kind)
         if handler is None:
             return skipped(f"unknown kind {action.kind}")
