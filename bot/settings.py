@@ -130,6 +130,12 @@ class NluSettings(_Section):
 
 class ConversationSettings(_Section):
     miss_limit: PositiveInt
+    idle_minutes: PositiveInt
+
+    @property
+    def idle(self) -> timedelta:
+        """How long a conversation stays live after its last message, either way."""
+        return timedelta(minutes=self.idle_minutes)
 
 
 class TierSettings(_Section):
@@ -163,6 +169,7 @@ class ScoringSettings(_Section):
 class PipelineSettings(_Section):
     preset: str
     presets: dict[str, list[str]]
+    won: dict[str, list[str]]
 
     @model_validator(mode="after")
     def _preset_exists(self) -> PipelineSettings:
@@ -170,11 +177,20 @@ class PipelineSettings(_Section):
             raise ValueError(f"preset {self.preset!r} is not one of {sorted(self.presets)}")
         if not self.presets[self.preset]:
             raise ValueError(f"preset {self.preset!r} has no stages")
+        for preset, stages in self.won.items():
+            unknown = [stage for stage in stages if stage not in self.presets.get(preset, [])]
+            if unknown:
+                raise ValueError(f"won.{preset}: {unknown} are not stages of preset {preset!r}")
         return self
 
     @property
     def stages(self) -> list[str]:
         return self.presets[self.preset]
+
+    @property
+    def won_stages(self) -> frozenset[str]:
+        """The stages of leads who have already bought, in the preset in use."""
+        return frozenset(self.won.get(self.preset, []))
 
 
 class HandoffSettings(_Section):

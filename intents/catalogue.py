@@ -34,10 +34,12 @@ DEFAULT_SCRIPTS = Path(__file__).parent / "scripts" / "es.yaml"
 # Placeholders the service can fill; anything else in braces is a typo the prospect would see.
 # {a} and {b} are the two intents' labels in "clarify.which"; {fecha}, {dia}, {tipo}, {opciones},
 # {dias} and {tarea} come from the agenda, reminders and tasks; {apertura} (when people are back)
-# and {motivo} (why a conversation was handed off) from the handoff.
+# and {motivo} (why a conversation was handed off) from the handoff; {correo} and {telefono} are
+# the contact details a lead typed and the bot saved.
 PLACEHOLDERS = frozenset(
     {"nombre", "producto", "negocio", "asesor", "a", "b"}
     | {"fecha", "dia", "tipo", "opciones", "dias", "tarea", "apertura", "motivo"}
+    | {"correo", "telefono"}
 )
 _INTENT_ID = re.compile(r"^[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)*$")
 _INTENT_KEYS = frozenset({"label", "examples", "replies"})

@@ -37,9 +37,10 @@ from rapidfuzz import fuzz, process
 
 from intents.catalogue import Catalogue
 from intents.classifier import NaiveBayes, features, softmax
-from intents.entities import find_emails, find_phones
+from intents.entities import find_emails, find_phones, find_position, says_bought
 from intents.linear import LinearModel
 from intents.model import NONE, NluResult
+from intents.names import find_name
 from intents.normalize import Normalizer, default_normalizer
 from intents.timeexpr import extract_time, to_zone
 
@@ -215,14 +216,18 @@ class Matcher:
         text = text if isinstance(text, str) else str(text)
         clauses = self.normalizer.clauses(text)
         intent, confidence, candidates, ambiguous = self._decide(clauses)
+        normalised = " ".join(clauses)
         return NluResult(
             intent=intent,
             confidence=round(confidence, 4),
-            time=extract_time(" ".join(clauses), now, zone),
+            time=extract_time(normalised, now, zone),
             phones=find_phones(text, self.default_region),
             emails=find_emails(text),
             candidates=tuple((label, round(p, 4)) for label, p in candidates),
             ambiguous=ambiguous,
+            position=find_position(normalised),
+            name=find_name(text),
+            bought=says_bought(normalised),
         )
 
     def score(self, normalised: str) -> Scored:

@@ -33,6 +33,11 @@ class NluResult:
     `intent` is an id from `nlu/intents.md` (or `none`), `confidence` is calibrated in
     [0, 1]. `candidates` are the best intents with their confidences, best first; when
     `ambiguous` is set the two best are too close to tell apart and the bot should ask.
+
+    Besides the time and contact details, rules (not the trained matcher) read: `position`, an
+    item of a list the bot offered ("la segunda" 2, "la última" -1); `name`, the name the
+    prospect introduces themselves with ("hola, soy Pedro"); `bought`, the prospect says they
+    already bought ("ya lo compré", "ya hice el pago").
     """
 
     intent: str
@@ -42,6 +47,9 @@ class NluResult:
     emails: tuple[str, ...] = ()
     candidates: tuple[tuple[str, float], ...] = field(default=())
     ambiguous: bool = False
+    position: int | None = None
+    name: str | None = None
+    bought: bool = False
 
     @property
     def when(self) -> datetime | None:

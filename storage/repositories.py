@@ -278,6 +278,29 @@ class Messages:
         )
         return (await self.session.execute(statement)).scalar_one_or_none()
 
+    async def sent_since(self, conversation_id: int, since: datetime) -> bool:
+        """A message went to the lead in this conversation after `since` (a follow-up, a
+        reminder, an agent's reply)."""
+        statement = select(
+            exists().where(
+                Message.conversation_id == conversation_id,
+                Message.direction == Direction.OUT,
+                Message.created_at > since,
+            )
+        )
+        return bool((await self.session.execute(statement)).scalar_one())
+
+    async def last_at_for_lead(self, lead_id: int) -> datetime | None:
+        """When the lead's latest message, either way and on any channel, was stored."""
+        conversations = select(Conversation.id).where(Conversation.lead_id == lead_id)
+        statement = (
+            select(Message.created_at)
+            .where(Message.conversation_id.in_(conversations.scalar_subquery()))
+            .order_by(Message.id.desc())
+            .limit(1)
+        )
+        return (await self.session.execute(statement)).scalar_one_or_none()
+
     async def of_conversation(
         self, conversation_id: int, *, after_id: int = 0, limit: int = 100
     ) -> list[Message]:
@@ -664,6 +687,26 @@ class Actions:
         return (
             await insert_ignoring_conflict(self.session, ScheduledAction, values, ["dedupe_key"])
         ) is not None
+
+    async def pending(self, kind: str, lead_id: int) -> bool:
+        """An action of `kind` waits for the lead."""
+        statement = select(
+            exists().where(
+                ScheduledAction.lead_id == lead_id,
+                ScheduledAction.kind == kind,
+                ScheduledAction.state == ActionState.PENDING,
+            )
+        )
+        return bool((await self.session.execute(statement)).scalar_one())
+
+    async def earlier_step_due(self, run_id: int, step: int) -> datetime | None:
+        """When the first still pending step before `step` of a sequence run is due, if any."""
+        statement = select(func.min(ScheduledAction.due_at)).where(
+            ScheduledAction.sequence_run_id == run_id,
+            ScheduledAction.state == ActionState.PENDING,
+            ScheduledAction.payload["step"].as_integer() < step,
+        )
+        return (await self.session.execute(statement)).scalar_one_or_none()
 
     async def claim_due(self, now: datetime, limit: int) -> list[ScheduledAction]:
         """Due actions, locked for this transaction; other processes skip them."""

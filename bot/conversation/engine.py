@@ -63,7 +63,7 @@ from bot.core.model import (
     OutboxState,
     utcnow,
 )
-from bot.core.phones import spellings
+from bot.core.phones import readable, spellings
 from bot.core.policy import ConversationView, InboundView, LeadView, Rules, decide
 from bot.core.scoring import HandoffPriority, Scoring
 from bot.core.scripts import Renderer
@@ -105,6 +105,7 @@ class LeadRules:
 
     timezone: str
     first_stage: str
+    region: str = "MX"  # for phone numbers written without a country code
     scoring: Scoring = field(default_factory=Scoring)
     handoff: HandoffPriority = field(default_factory=HandoffPriority)
     policy: Rules = field(default_factory=Rules)
@@ -114,6 +115,7 @@ class LeadRules:
         return cls(
             timezone=settings.business.timezone,
             first_stage=settings.pipeline.stages[0],
+            region=settings.business.phone_region,
             scoring=settings.scoring.rules(),
             handoff=HandoffPriority(settings.handoff.priority, settings.handoff.hot_bonus),
             policy=Rules(
@@ -121,6 +123,7 @@ class LeadRules:
                 points=settings.scoring.points,
                 default_kind=settings.scheduling.default_kind,
                 people=people_hours(settings),
+                won_stages=settings.pipeline.won_stages,
             ),
         )
 
@@ -146,8 +149,18 @@ class _Turn:
     message_id: int
     now: datetime
     choice: str | None  # the button pressed, when it is a valid choice
+    learned: Learned  # what the message put on the lead's record
     changed: set[str] = field(default_factory=set)  # live topics to signal after the commit
     staged: list[bool] = field(default_factory=list)  # messages to agents were staged
+
+
+@dataclass(frozen=True, slots=True)
+class Learned:
+    """What a message told about the lead that was not on record before."""
+
+    name: bool = False
+    email: str | None = None
+    phones: tuple[str, ...] = ()
 
 
 class _RaceLost(Exception):
@@ -240,11 +253,12 @@ class Engine:
         now = self.clock()
         async with UnitOfWork(self.db) as uow:
             conversation = await uow.conversations.for_sender(event.channel, event.sender_id)
-            new_lead = False
             if conversation is None:
-                conversation, new_lead = await self._first_contact(uow, event, now)
+                conversation, _ = await self._first_contact(uow, event, now)
             lead = conversation.lead
             dialogue = Dialogue.from_context(conversation.context)
+            if await self._lapsed(uow, conversation.id, dialogue, event):
+                dialogue = dialogue.without_question()
             text = event.text.strip()
             nlu, choice = self._understand(event, dialogue, text, now, lead.timezone)
             message_id = await uow.messages.add_inbound(
@@ -272,13 +286,12 @@ class Engine:
 
             lead.last_activity_at = now
             conversation.last_inbound_at = min(event.sent_at, now)
-            if new_lead:
-                await self.followup.sequences.enter(uow, lead, now, tier=lead.tier)
-            elif lead.sequence_run_id is not None:
+            if lead.sequence_run_id is not None:
                 # The lead wrote: the follow-up sequence has done its job.
                 await self.followup.sequences.leave(uow, lead, "replied", now)
             if event.sender_name and not lead.name:
                 lead.name = event.sender_name
+            learned = await self._learn(uow, lead, nlu)
             if event.source and lead.source in (None, event.channel.value):
                 lead.source = event.source  # a campaign beats "came in on this channel"
             if event.shared_contact and event.sender_phone:
@@ -288,9 +301,12 @@ class Engine:
                 conversation.agent_id = None
 
             replies: list[InlineReply] = []
-            turn = _Turn(uow, event, lead, conversation, message_id, now, choice)
+            turn = _Turn(uow, event, lead, conversation, message_id, now, choice, learned)
             if lead.opted_out_at is None and conversation.state == ConversationState.BOT:
                 replies = await self._converse(turn, dialogue, nlu)
+                if lead.opted_out_at is None and conversation.state == ConversationState.BOT:
+                    # When this conversation goes quiet, the tier's follow-up starts.
+                    await self.followup.idle.watch(uow, lead, now)
             await uow.commit()
 
         # The pages that show this conversation (and the queue, after a handoff) look again.
@@ -332,6 +348,48 @@ class Engine:
         if offered_slot(dialogue, choice) is not None:
             return NluResult("affirm", 1.0), choice
         return (self.understanding.match(text, now, tz) if text else None), None
+
+    @staticmethod
+    async def _lapsed(
+        uow: UnitOfWork, conversation_id: int, dialogue: Dialogue, event: InboundMessage
+    ) -> bool:
+        """The question pending is no longer the one a typed "sí" answers: a follow-up or an
+        agent wrote since the bot asked it. (A button of that question still answers it.)"""
+        if not dialogue.pending or dialogue.asked_at is None or event.choice is not None:
+            return False
+        return await uow.messages.sent_since(conversation_id, dialogue.asked_at)
+
+    async def _learn(self, uow: UnitOfWork, lead: Lead, nlu: NluResult | None) -> Learned:
+        """Put on the lead's record what the message tells and the record lacks: a name, an
+        e-mail, more phone numbers. A name or an e-mail on record is never replaced, and a
+        number that belongs to another lead is never taken from them."""
+        if nlu is None:
+            return Learned()
+        named = nlu.name is not None and not lead.name
+        if named:
+            lead.name = nlu.name
+        email = nlu.emails[0] if nlu.emails and not lead.email else None
+        if email is not None:
+            lead.email = email
+        phones: list[str] = []
+        for phone in nlu.phones[:3]:
+            owner = await uow.leads.by_phone(spellings(phone))
+            if owner is None:
+                await uow.leads.add_phone(lead.id, phone)
+                phones.append(readable(phone))
+            elif owner.id != lead.id:
+                log.info("phone_of_another_lead", extra={"lead_id": lead.id, "owner": owner.id})
+        if named or email or phones:
+            log.info(
+                "lead_details_learned",
+                extra={
+                    "lead_id": lead.id,
+                    "named": named,
+                    "email_added": email is not None,
+                    "phones_added": len(phones),
+                },
+            )
+        return Learned(named, email, tuple(phones))
 
     async def _first_contact(
         self, uow: UnitOfWork, event: InboundMessage, now: datetime
@@ -400,9 +458,12 @@ class Engine:
                 shared_contact=event.shared_contact,
                 phone_saved=event.sender_phone is not None,
                 choice=turn.choice,
+                name_saved=turn.learned.name,
+                email_saved=turn.learned.email,
+                phones_saved=turn.learned.phones,
             ),
             understood,
-            LeadView(lead.id, lead.name, lead.score, lead.tier),
+            LeadView(lead.id, lead.name, lead.score, lead.tier, stage=lead.stage),
             turn.now,
             self.rules.policy,
             schedule,
@@ -418,8 +479,7 @@ class Engine:
         """What the booking dialogue needs from the calendar, looked up only when it is in play:
         the lead's next appointment, and whether the time the message asks for is free."""
         event, lead, now = turn.event, turn.lead, turn.now
-        in_dialogue = dialogue.booking is not None or dialogue.cancelling is not None
-        if not (nlu.intent.startswith("schedule.") or in_dialogue):
+        if not (nlu.intent.startswith("schedule.") or dialogue.pending):
             return None
         tz = ZoneInfo(lead.timezone)
         upcoming = await turn.uow.appointments.next_for(lead.id, now)
@@ -453,14 +513,15 @@ class Engine:
                 values = {"a": labels[0], "b": labels[1]}
                 return await self._reply(turn, "clarify.which", values, buttons)
             case Remember(dialogue=dialogue):
-                conversation.context = dialogue.to_context()
+                # Stamped: a follow-up sent after this moment makes the question lapse.
+                asked_at = now if dialogue.pending else None
+                conversation.context = dataclasses.replace(dialogue, asked_at=asked_at).to_context()
             case Rescore(delta=delta):
                 scoring = self.rules.scoring
                 lead.score = scoring.moved(lead.score, delta)
                 tier = scoring.tier(lead.score)
-                if tier != lead.tier:
-                    lead.tier = tier
-                    await self.followup.sequences.enter(uow, lead, now, tier=tier)
+                # The tier's sequence starts when the conversation goes quiet, not mid-chat.
+                lead.tier = tier
             case OptOut():
                 lead.opted_out_at = now
                 await self.followup.sequences.leave(uow, lead, "opted out", now)
@@ -500,7 +561,7 @@ class Engine:
             }
         )
         if appointment_id is None:
-            self._ask_again(conversation, effect.kind)
+            self._ask_again(conversation, effect.kind, now)
             return False
         appointment = await uow.appointments.get(appointment_id)
         assert appointment is not None
@@ -518,7 +579,7 @@ class Engine:
             appointment, effect.at, effect.at + self.calendar.hours.length, effect.agent_id
         )
         if not moved:
-            self._ask_again(turn.conversation, appointment.kind, reschedule=True)
+            self._ask_again(turn.conversation, appointment.kind, now, reschedule=True)
             return False
         await self.followup.reminders.withdraw(uow, appointment.id, now)
         await self.followup.reminders.plan(uow, appointment, now)
@@ -526,7 +587,7 @@ class Engine:
         return True
 
     def _ask_again(
-        self, conversation: Conversation, kind: str, *, reschedule: bool = False
+        self, conversation: Conversation, kind: str, now: datetime, *, reschedule: bool = False
     ) -> None:
         """The slot was just taken: the next message names another time for the same kind of
         appointment (a visit stays a visit)."""
@@ -535,7 +596,8 @@ class Engine:
         waiting = dataclasses.replace(
             waiting, kind=kind, intent="schedule.reschedule" if reschedule else waiting.intent
         )
-        conversation.context = dataclasses.replace(dialogue, booking=waiting).to_context()
+        asking = dataclasses.replace(dialogue, booking=waiting, asked_at=now)
+        conversation.context = asking.to_context()
 
     async def _reply(
         self,

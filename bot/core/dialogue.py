@@ -48,17 +48,33 @@ Booking = AskingTime | Confirming | Choosing
 
 @dataclass(frozen=True, slots=True)
 class Dialogue:
+    """The question the bot is waiting for an answer to, if any, and the count of misses.
+
+    A pending question decides how the next message is read: "sí" confirms the slot proposed,
+    "la segunda" picks an offered slot, "el precio" says which of two readings was meant.
+    """
+
     misses: int = 0  # messages in a row the bot did not understand
     booking: Booking | None = None
     cancelling: int | None = None  # the appointment "¿la cancelo?" asked about
+    # "¿Te refieres a X o a Y?": the two intents the last message could have meant.
+    clarifying: tuple[str, str] | None = None
+    # When the bot last asked or kept the question pending; a follow-up sent after that moment
+    # changed the subject, and the question is no longer the one a "sí" answers.
+    asked_at: datetime | None = None
+
+    @property
+    def pending(self) -> bool:
+        """A question waits for its answer."""
+        return self.booking is not None or self.cancelling is not None or bool(self.clarifying)
 
     def understood(self) -> Dialogue:
         """The question pending stays; the count of misses starts again."""
         return replace(self, misses=0)
 
     def without_question(self) -> Dialogue:
-        """Nothing pending any more: the booking or cancelling dialogue ended."""
-        return replace(self, booking=None, cancelling=None)
+        """Nothing pending any more: the question was answered or has lapsed."""
+        return replace(self, booking=None, cancelling=None, clarifying=None, asked_at=None)
 
     @classmethod
     def from_context(cls, data: Mapping[str, Any]) -> Dialogue:
@@ -69,12 +85,18 @@ class Dialogue:
             misses=misses if isinstance(misses, int) else 0,
             booking=_booking(data.get("booking")),
             cancelling=cancelling if isinstance(cancelling, int) else None,
+            clarifying=_pair(data.get("clarify")),
+            asked_at=_moment(data.get("asked_at")),
         )
 
     def to_context(self) -> dict[str, Any]:
         data: dict[str, Any] = {"misses": self.misses}
         if self.cancelling is not None:
             data["cancel"] = {"appointment": self.cancelling}
+        if self.clarifying is not None:
+            data["clarify"] = list(self.clarifying)
+        if self.asked_at is not None:
+            data["asked_at"] = self.asked_at.isoformat()
         match self.booking:
             case AskingTime(intent, kind, day, clock):
                 data["booking"] = {
@@ -100,6 +122,22 @@ class Dialogue:
                     "options": [[slot.at.isoformat(), slot.agent_id] for slot in options],
                 }
         return data
+
+
+def _pair(data: object) -> tuple[str, str] | None:
+    if isinstance(data, list) and len(data) == 2 and all(isinstance(x, str) for x in data):
+        return (data[0], data[1])
+    return None
+
+
+def _moment(data: object) -> datetime | None:
+    if not isinstance(data, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(data)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
 
 
 def _booking(data: object, default_kind: str = "call") -> Booking | None:

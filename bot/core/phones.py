@@ -45,3 +45,12 @@ def spellings(e164: str) -> tuple[str, ...]:
         if len(national) == 10:
             return (e164, prefix + marker + national)
     return (e164,)
+
+
+def readable(e164: str) -> str:
+    """How a person writes the number: "+52 55 1234 5678"."""
+    try:
+        number = phonenumbers.parse(e164)
+    except phonenumbers.NumberParseException:
+        return e164
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)

@@ -10,12 +10,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from bot.core.booking import SchedulingView, decide_booking
+from bot.core.booking import AFFIRM, SchedulingView, decide_booking, repeat_question
 from bot.core.dialogue import Dialogue
 from bot.core.effects import AskWhich, Effect, EnqueueHandoff, OptOut, Remember, Reply, Rescore
 from bot.core.model import ConversationState
 from bot.core.slots import Hours, spanish_moment
 from intents.model import NONE, NluResult
+
+BUY = "buy.intent"
+# How likely a reading must be, among the message's candidates, to answer "¿X o Y?" with it.
+_CLARIFIED = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +29,7 @@ class LeadView:
     score: int
     tier: str
     opted_out: bool = False
+    stage: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +48,10 @@ class InboundView:
     choice: str | None = None  # the payload of the button pressed, if any
     shared_contact: bool = False
     phone_saved: bool = False  # the shared contact was the lead's own number, now on record
+    # What the text told about the lead and is now on record (each said once, when new).
+    name_saved: bool = False
+    email_saved: str | None = None
+    phones_saved: tuple[str, ...] = ()  # as the lead can read them: "+52 55 1234 5678"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +63,8 @@ class Rules:
     default_kind: str = "call"
     # When people answer handoffs; None: at any hour.
     people: Hours | None = None
+    # Pipeline stages of leads who have already bought: they get the post-sale path.
+    won_stages: frozenset[str] = frozenset()
 
 
 def decide(
@@ -80,17 +91,30 @@ def decide(
             return [Reply("greeting")]
         return [Reply("media.received")] if inbound.has_media else []
 
+    dialogue = conversation.dialogue
+    if dialogue.clarifying is not None and nlu.intent not in ("optout", "handoff.human"):
+        # "¿Te refieres a X o a Y?" was asked: this message may say which.
+        pair = dialogue.clarifying
+        meant = _clarified(pair, nlu)
+        if meant is None and nlu.intent == AFFIRM:
+            return [Remember(dialogue.understood()), AskWhich(pair)]  # "sí" says neither
+        dialogue = replace(dialogue, clarifying=None)
+        if meant is not None:
+            nlu = NluResult(meant, 1.0, time=nlu.time)
+
     effects: list[Effect] = []
     if delta := rules.points.get(nlu.intent, 0):
         effects.append(Rescore(delta))
 
     if nlu.intent == "optout":
         return [OptOut(), Reply("optout.confirm")]
-    memory = conversation.dialogue.understood()
+    memory = dialogue.understood()
+    noted = _noted(inbound)
     if nlu.intent == "handoff.human":
         return [
             *effects,
             Remember(memory),
+            *noted,
             EnqueueHandoff("handoff.human"),
             _handed_off("handoff.waiting", rules, now),
         ]
@@ -99,17 +123,34 @@ def decide(
             memory, nlu, inbound.choice, schedule, now, default_kind=rules.default_kind
         )
         if booking is not None:
-            return effects + booking
+            return effects + noted + booking
+    if nlu.bought or (nlu.intent == BUY and lead.stage in rules.won_stages):
+        # A customer asking what comes next, or saying they already paid: a person takes
+        # them from here (seed 001), never a payment request.
+        return [
+            *effects,
+            Remember(memory),
+            *noted,
+            Reply("post_sale.next"),
+            EnqueueHandoff("post_sale"),
+        ]
     if nlu.intent == NONE:
-        return effects + _not_understood(conversation, rules, now)
+        if inbound.name_saved or noted:
+            # Nothing to answer but what the lead told about themselves: say it was noted.
+            hello: list[Effect] = [Reply("contact.name_saved")] if inbound.name_saved else []
+            return [*effects, Remember(memory), *hello, *noted]
+        return effects + _not_understood(dialogue, rules, now)
 
     if nlu.ambiguous and len(nlu.candidates) >= 2:
-        first, second = nlu.candidates[0][0], nlu.candidates[1][0]
-        return [*effects, Remember(memory), AskWhich((first, second))]
-    if nlu.intent == "buy.intent":
+        pair = (nlu.candidates[0][0], nlu.candidates[1][0])
+        return [*effects, Remember(replace(memory, clarifying=pair)), *noted, AskWhich(pair)]
+    if nlu.intent == BUY:
         # A human closes the sale: say so with the buy script, then queue it with priority.
-        return [*effects, Remember(memory), Reply("buy.intent"), EnqueueHandoff("buy.intent")]
-    return [*effects, Remember(memory), Reply(nlu.intent)]
+        return [*effects, Remember(memory), *noted, Reply(BUY), EnqueueHandoff(BUY)]
+    # Something else while a question waits ("¿y cuánto cuesta?"): answer it, then ask the
+    # question again, so that the next "sí" answers the question the bot asked last.
+    again = repeat_question(memory, schedule, now) if schedule is not None else []
+    return [*effects, Remember(memory), *noted, Reply(nlu.intent), *again]
 
 
 def _handed_off(script: str, rules: Rules, now: datetime) -> Reply:
@@ -123,9 +164,37 @@ def _handed_off(script: str, rules: Rules, now: datetime) -> Reply:
     return Reply("handoff.away", {"apertura": spanish_moment(opening, people.tz, now)})
 
 
-def _not_understood(conversation: ConversationView, rules: Rules, now: datetime) -> list[Effect]:
-    misses = conversation.dialogue.misses + 1
-    memory = replace(conversation.dialogue, misses=0 if misses >= rules.miss_limit else misses)
+def _noted(inbound: InboundView) -> list[Effect]:
+    """Say once what the message put on record: an e-mail, another phone number."""
+    noted: list[Effect] = []
+    if inbound.email_saved:
+        noted.append(Reply("contact.email_saved", {"correo": inbound.email_saved}))
+    if inbound.phones_saved:
+        numbers = _listing(list(inbound.phones_saved))
+        noted.append(Reply("contact.phone_saved", {"telefono": numbers}))
+    return noted
+
+
+def _clarified(pair: tuple[str, str], nlu: NluResult) -> str | None:
+    """Which of the two readings the answer to "¿X o Y?" picks: one of them said (or its button
+    pressed), "lo primero" / "la segunda", or the likelier of the two in what was said."""
+    if nlu.intent in pair:
+        return nlu.intent
+    if nlu.position in (1, 2, -1):
+        return pair[0] if nlu.position == 1 else pair[1]
+    scores = dict(nlu.candidates)
+    best = max(pair, key=lambda intent: scores.get(intent, 0.0))
+    return best if scores.get(best, 0.0) >= _CLARIFIED else None
+
+
+def _listing(items: list[str]) -> str:
+    """ "a, b y c" """
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " y " + items[-1]
+
+
+def _not_understood(dialogue: Dialogue, rules: Rules, now: datetime) -> list[Effect]:
+    misses = dialogue.misses + 1
+    memory = replace(dialogue, misses=0 if misses >= rules.miss_limit else misses)
     if misses >= rules.miss_limit:
         return [
             Remember(memory),

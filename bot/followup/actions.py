@@ -13,6 +13,7 @@ TASK_DUE = "task.due"
 TASK_OVERDUE = "task.overdue"
 SWEEP = "sweep.idle"
 HANDOFF_SLA = "handoff.sla"
+IDLE = "conversation.idle"
 
 
 class Result(StrEnum):

@@ -14,6 +14,7 @@ from bot.core.scripts import Renderer
 from bot.core.slots import Hours
 from bot.followup.actions import (
     HANDOFF_SLA,
+    IDLE,
     REMINDER_AGENT,
     REMINDER_LEAD,
     SEQUENCE_STEP,
@@ -24,6 +25,7 @@ from bot.followup.actions import (
     skipped,
 )
 from bot.followup.handoffs import Handoffs
+from bot.followup.idle import IdleWatch
 from bot.followup.outreach import Outreach
 from bot.followup.reminders import Reminders
 from bot.followup.sequences import Sequences
@@ -35,7 +37,7 @@ from storage.uow import UnitOfWork
 
 
 class Followup:
-    """The four kinds of follow-up work, and `fire()` for whichever comes due."""
+    """The kinds of follow-up work, and `fire()` for whichever comes due."""
 
     def __init__(
         self,
@@ -54,7 +56,9 @@ class Followup:
         )
         self.tasks = Tasks(outreach, overdue_after_hours=settings.tasks.overdue_after_hours, tz=tz)
         self.reminders = Reminders(settings.reminders, outreach, tz)
-        self.sequences = Sequences(settings.sequences, outreach, self.tasks)
+        idle = settings.conversation.idle
+        self.sequences = Sequences(settings.sequences, outreach, self.tasks, idle=idle)
+        self.idle = IdleWatch(self.sequences, idle=idle, won_stages=settings.pipeline.won_stages)
         self.sweep = Sweep(
             scoring,
             outreach,
@@ -62,6 +66,7 @@ class Followup:
             self.sequences,
             idle_days=settings.tasks.idle_days,
             tz=tz,
+            won_stages=settings.pipeline.won_stages,
         )
 
     async def fire(self, uow: UnitOfWork, action: ScheduledAction, now: datetime) -> Fired:
@@ -73,6 +78,7 @@ class Followup:
             TASK_OVERDUE: self.tasks.alert,
             SWEEP: self.sweep.run,
             HANDOFF_SLA: self.handoffs.reassure,
+            IDLE: self.idle.check,
         }.get(action.kind)
         if handler is None:
             return skipped(f"unknown kind {action.kind}")

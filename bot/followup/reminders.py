@@ -71,7 +71,11 @@ class Reminders:
             return skipped("lead has no conversation")
         span = "day" if action.payload.get("minutes", 0) >= DAY_AHEAD else "soon"
         values = self.outreach.values(
-            lead, {"fecha": spanish_moment(appointment.starts_at, tz, now)}
+            lead,
+            {
+                "fecha": spanish_moment(appointment.starts_at, tz, now),
+                "tipo": KIND_WORDS.get(appointment.kind, "la cita"),
+            },
         )
         script = f"{REMINDER_LEAD}.{span}"
         await self.outreach.to_lead(uow, conversation, script, values, now, seed=f"r{action.id}")

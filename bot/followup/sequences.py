@@ -1,14 +1,16 @@
 """Follow-up sequences: the steps a lead goes through by temperature or stage (seeds 000, 001).
 
-A lead enters the sequence of its new tier or stage; a reply, a booking, an opt-out, a handoff
-or a stage change stops it. Each step is a scheduled action, fired in its own turn.
+A lead enters the sequence of its tier when its conversation goes idle (`bot.followup.idle`),
+or of its new stage; a reply, a booking, an opt-out, a handoff or a stage change stops it. Each
+step is a scheduled action, fired in its own turn; a message step never interrupts a live
+conversation: it waits until the conversation has been quiet for the idle time.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from bot.core.model import SequenceState
@@ -24,11 +26,17 @@ log = logging.getLogger(__name__)
 
 class Sequences:
     def __init__(
-        self, sequences: Mapping[str, SequenceSettings], outreach: Outreach, tasks: Tasks
+        self,
+        sequences: Mapping[str, SequenceSettings],
+        outreach: Outreach,
+        tasks: Tasks,
+        *,
+        idle: timedelta,
     ) -> None:
         self.sequences = sequences
         self.outreach = outreach
         self.tasks = tasks
+        self.idle = idle  # a conversation is live this long after its last message
 
     async def enter(
         self,
@@ -83,10 +91,16 @@ class Sequences:
         index = int(action.payload.get("step", 0))
         if sequence is None or index >= len(sequence.steps):
             return skipped("sequence no longer configured")
+        if (earlier := await uow.actions.earlier_step_due(run.id, index)) is not None:
+            # An earlier step was held back (quiet hours, a live chat): keep the order.
+            return later("earlier step pending", max(earlier, now))
         step = sequence.steps[index]
         values = self.outreach.values(lead, {})
         fired = DONE
         if step.message is not None:
+            last = await uow.messages.last_at_for_lead(lead.id)
+            if last is not None and now < last + self.idle:
+                return later("conversation live", last + self.idle)
             if morning := self.outreach.quiet_until(now, ZoneInfo(lead.timezone)):
                 return later("quiet hours", morning)
             conversation = await self.outreach.conversation(uow, lead, None)

@@ -1,8 +1,10 @@
-"""The daily sweep (seed 002): leads idle too long become cold, and their owner gets a task."""
+"""The daily sweep (seed 002): leads idle too long become cold, and their owner gets a task;
+those who have not bought yet enter the cold sequence."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Set
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -30,6 +32,7 @@ class Sweep:
         *,
         idle_days: int,
         tz: ZoneInfo,
+        won_stages: Set[str] = frozenset(),
     ) -> None:
         self.scoring = scoring
         self.outreach = outreach
@@ -37,6 +40,7 @@ class Sweep:
         self.sequences = sequences
         self.idle_days = idle_days
         self.tz = tz
+        self.won_stages = won_stages  # customers get the post-sale sequence, not a sales one
 
     async def plan(self, uow: UnitOfWork, day_start: datetime, now: datetime) -> bool:
         """Today's sweep, once across every process (the day is the dedupe key)."""
@@ -67,7 +71,8 @@ class Sweep:
                 values=self.outreach.values(lead, {"dias": str(self.idle_days)}),
             )
             await self.tasks.create(uow, lead, title, now)
-            await self.sequences.enter(uow, lead, now, tier=lead.tier)
+            if lead.stage not in self.won_stages:
+                await self.sequences.enter(uow, lead, now, tier=lead.tier)
         if len(idle) == BATCH:
             # More than one batch: carry on in a fresh action (and transaction) right away.
             await uow.actions.add(kind=SWEEP, due_at=now, payload={}, created_at=now)

@@ -43,7 +43,16 @@ async def test_a_reply_while_the_scheduler_fires_the_next_step_is_stored_and_ans
     client: TestClient[Any, Any],
 ) -> None:
     db = client.app[DATABASE]
-    assert await say(client, "hola")  # a new lead: its tier's follow-up sequence starts
+    assert await say(client, "hola")  # a new lead; it goes quiet (3 h ago, as far as we know)
+    async with db.session() as session:
+        await session.execute(
+            update(Message).values(created_at=datetime.now(UTC) - timedelta(hours=3))
+        )
+        await session.execute(
+            update(ScheduledAction).values(due_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
+        await session.commit()
+    await client.app[SCHEDULER].fire_due()  # quiet: its tier's follow-up sequence starts
     async with db.session() as session:
         run = (await session.execute(select(SequenceRun))).scalar_one()
         await session.execute(

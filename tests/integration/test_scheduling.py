@@ -93,9 +93,8 @@ async def test_book_confirm_and_reminders(client: TestClient[Any, Any]) -> None:
         ("reminder.lead", FRIDAY_17 - timedelta(hours=24)),
         ("reminder.lead", FRIDAY_17 - timedelta(hours=1)),
     ]
-    # The lead's sequence ended with the booking.
-    [run] = await rows(client, SequenceRun)
-    assert run.state == SequenceState.STOPPED
+    # The conversation ended in a booking: no follow-up sequence starts when it goes quiet.
+    assert await rows(client, SequenceRun) == []
 
 
 async def test_a_day_without_hour_is_completed_by_the_next_message(
@@ -121,10 +120,12 @@ async def test_closed_hours_offer_the_nearest_free_slots(client: TestClient[Any,
         "lunes 30 de noviembre a las 09:00",
     ):
         assert option in offered
-    # "la de la 1:30" after the list: the offered slot at that hour.
-    proposal = await say(client, "la de las 13:30")
-    assert (await scripts(client))[-1] == "schedule.confirm"
-    assert "el sábado 28 de noviembre a las 13:30" in proposal
+    # "la de la 1:30" after the list: the offered slot at that hour, booked like its button.
+    booked = await say(client, "la de las 13:30")
+    assert (await scripts(client))[-1] == "schedule.booked"
+    assert "el sábado 28 de noviembre a las 13:30" in booked
+    [appointment] = await rows(client, Appointment)
+    assert appointment.starts_at == datetime(2026, 11, 28, 13, 30, tzinfo=MX)
 
 
 async def test_cancel_releases_the_reminders(client: TestClient[Any, Any]) -> None:
@@ -184,6 +185,9 @@ async def test_reminders_fire_once_at_their_time(
     await say(client, "llámame mañana a las 5")
     await say(client, "sí")
     assert await fire(client) == 0
+    clock.move_to(THURSDAY_10 + timedelta(hours=2, seconds=1))
+    assert await fire(client) == 1  # the chat went quiet: booked, so no sequence starts
+    assert await rows(client, SequenceRun) == []
     clock.move_to(FRIDAY_17 - timedelta(hours=24, seconds=-1))
     assert await fire(client) == 1
     assert (await scripts(client))[-1] == "reminder.lead.day"
@@ -218,9 +222,11 @@ async def test_quiet_hours_hold_follow_ups_until_morning(
     client: TestClient[Any, Any] = await service()
     await client.app[SCHEDULER].pause()
     await client.app[DISPATCHER].stop(timeout=1)
-    await say(client, "hola")  # a new lead: the warm sequence starts, first step in 2 h
+    await say(client, "hola")  # a new lead, warm: its sequence starts when the chat goes quiet
     clock.move_to(datetime(2026, 11, 26, 22, 31, tzinfo=MX))
-    await fire(client)
+    await fire(client)  # quiet since 20:30: the warm sequence starts, its first step in 2 h
+    clock.move_to(datetime(2026, 11, 27, 0, 32, tzinfo=MX))
+    await fire(client)  # the first step is due, in quiet hours
     [step] = await rows(
         client,
         ScheduledAction,
@@ -256,9 +262,12 @@ async def test_a_reply_stops_the_sequence_and_withdraws_its_waiting_nudge(
     client: TestClient[Any, Any], clock: time_machine.Traveller
 ) -> None:
     await say(client, "hola")
+    assert await rows(client, SequenceRun) == []  # not while the lead is chatting
+    clock.move_to(THURSDAY_10 + timedelta(hours=2, seconds=1))
+    await fire(client)  # quiet for 2 h: the warm sequence starts
     [run] = await rows(client, SequenceRun)
     assert (run.sequence, run.state) == ("warm", SequenceState.ACTIVE)
-    clock.move_to(THURSDAY_10 + timedelta(hours=2, seconds=1))
+    clock.move_to(THURSDAY_10 + timedelta(hours=4, seconds=2))
     await fire(client)  # the first nudge is staged; the outbox has not sent it yet
     [nudge] = await rows(client, OutboxItem, OutboxItem.cancel_on_reply.is_(True))
     assert nudge.state == OutboxState.PENDING
@@ -287,10 +296,16 @@ async def test_becoming_hot_starts_the_hot_sequence(
     await say(client, "¿cuánto cuesta?")  # info.pricing: +3 -> 42, hot
     [lead] = await rows(client, Lead)
     assert lead.tier == "hot"
-    runs = {(r.sequence, r.state) for r in await rows(client, SequenceRun)}
-    assert ("hot", SequenceState.ACTIVE) in runs
-    clock.move_to(THURSDAY_10 + timedelta(seconds=5))
+    # Not in the middle of the chat: the hot sequence starts once the conversation is quiet.
+    assert await rows(client, SequenceRun) == []
+    clock.move_to(THURSDAY_10 + timedelta(hours=1, minutes=59))
     await fire(client)
+    assert await rows(client, SequenceRun) == []
+    clock.move_to(THURSDAY_10 + timedelta(hours=2, seconds=5))
+    await fire(client)
+    runs = {(r.sequence, r.state) for r in await rows(client, SequenceRun)}
+    assert runs == {("hot", SequenceState.ACTIVE)}
+    await fire(client)  # its first step, due at once
     assert (await scripts(client))[-1] == "sequence.hot.1"
 
 

@@ -112,3 +112,69 @@ def test_media_without_text_is_acknowledged() -> None:
 def test_nothing_at_all_gets_no_reply() -> None:
     empty = InboundView(has_text=False)
     assert decide(idle(), empty, nlu("none", 0.0), lead(), NOW, RULES) == []
+
+
+def test_an_email_typed_with_a_request_answers_it_and_says_the_email_was_saved() -> None:
+    typed = InboundView(has_text=True, email_saved="juan@gmail.com")
+    effects = decide(idle(), typed, nlu("objection.send_info"), lead(), NOW, RULES)
+    replies = [e for e in effects if isinstance(e, Reply)]
+    assert replies == [
+        Reply("contact.email_saved", {"correo": "juan@gmail.com"}),
+        Reply("objection.send_info"),
+    ]
+
+
+def test_contact_details_alone_are_acknowledged_not_misunderstood() -> None:
+    typed = InboundView(has_text=True, phones_saved=("+52 55 1234 5678",))
+    effects = decide(idle(misses=1), typed, nlu("none", 0.2), lead(), NOW, RULES)
+    assert effects == [
+        Remember(Dialogue()),
+        Reply("contact.phone_saved", {"telefono": "+52 55 1234 5678"}),
+    ]
+
+
+def test_a_name_alone_is_greeted_by_it() -> None:
+    named = InboundView(has_text=True, name_saved=True)
+    effects = decide(idle(), named, nlu("none", 0.2), lead(), NOW, RULES)
+    assert effects == [Remember(Dialogue()), Reply("contact.name_saved")]
+
+
+CUSTOMER_RULES = Rules(points={"buy.intent": 10}, won_stages=frozenset({"purchase"}))
+
+
+def test_a_customer_asking_to_buy_gets_the_post_sale_path_not_a_payment_request() -> None:
+    customer = lead(stage="purchase")
+    effects = decide(idle(), TEXT, nlu("buy.intent"), customer, NOW, CUSTOMER_RULES)
+    assert Reply("buy.intent") not in effects
+    assert effects[-2:] == [Reply("post_sale.next"), EnqueueHandoff("post_sale")]
+
+
+def test_saying_one_already_bought_is_the_post_sale_path_whatever_the_stage() -> None:
+    said = nlu("buy.intent", bought=True)
+    effects = decide(idle(), TEXT, said, lead(stage="interest"), NOW, CUSTOMER_RULES)
+    assert effects[-2:] == [Reply("post_sale.next"), EnqueueHandoff("post_sale")]
+    # Not a customer and not saying so: buying is buying.
+    effects = decide(idle(), TEXT, nlu("buy.intent"), lead(stage="interest"), NOW, CUSTOMER_RULES)
+    assert effects[-2:] == [Reply("buy.intent"), EnqueueHandoff("buy.intent")]
+
+
+def test_the_won_stages_are_data() -> None:
+    real_estate = Rules(won_stages=frozenset({"escriturado", "entregado"}))
+    buying = nlu("buy.intent")
+    assert Reply("post_sale.next") in decide(
+        idle(), TEXT, buying, lead(stage="escriturado"), NOW, real_estate
+    )
+    assert Reply("post_sale.next") not in decide(
+        idle(), TEXT, buying, lead(stage="purchase"), NOW, real_estate
+    )
+
+
+def test_an_ambiguous_message_remembers_the_two_readings() -> None:
+    result = nlu(
+        "info.pricing",
+        0.5,
+        ambiguous=True,
+        candidates=(("info.pricing", 0.5), ("info.payment_options", 0.45)),
+    )
+    effects = decide(idle(), TEXT, result, lead(), NOW, RULES)
+    assert Remember(Dialogue(clarifying=("info.pricing", "info.payment_options"))) in effects
