@@ -192,6 +192,12 @@ class TelegramInbound:
         )
 
 
+def _cause(exc: BaseException) -> str:
+    """The class of the error under a PTB error, never its text."""
+    inner = exc.__cause__ or exc.__context__
+    return type(inner).__name__ if inner is not None else type(exc).__name__
+
+
 def _with_plus(number: str) -> str:
     # Telegram sends contact numbers in international form, sometimes without the "+".
     return number if number.startswith("+") else "+" + number
@@ -301,7 +307,10 @@ class TelegramSender:
             except TimedOut as exc:
                 raise RetryLater("telegram: timed out") from exc
             except NetworkError as exc:
-                raise RetryLater(f"telegram: {exc.message}") from exc
+                # Only the kind of failure: PTB's text for a transport error can carry the
+                # request's URL, and the URL carries the bot token. The reason is stored and
+                # shown in /api/outbox.
+                raise RetryLater(f"telegram: network error ({_cause(exc)})") from exc
             except TelegramError as exc:
                 raise SendFailed(f"telegram: {type(exc).__name__}", type(exc).__name__) from exc
         return SendReceipt(channel_message_id=message_key(sent.chat.id, sent.message_id))

@@ -496,3 +496,22 @@ async def test_resend_uncertain_sends_again_when_configured(
     await crash_mid_send(client)
     await send_due(client)
     assert len(tg.calls_to("sendMessage")) == 1
+
+
+async def test_a_base_url_with_a_token_placeholder_reaches_the_api(
+    service: Any, tg: FakeTelegramServer
+) -> None:
+    # Telegram's test environment is written https://api.telegram.org/bot{token}/test; the
+    # fake serves the plain form, which the placeholder spells too.
+    client = await service(
+        telegram={
+            "token": tg.token,
+            "webhook_secret": SECRET,
+            "api_base_url": tg.base_url + "{token}",
+            "per_chat_interval": 0.0,
+        }
+    )
+    await client.app[DISPATCHER].stop(timeout=1)
+    assert await deliver(client, text_update("hola", 130)) == 200
+    await send_due(client)
+    assert len(tg.calls_to("sendMessage")) == 1

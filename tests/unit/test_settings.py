@@ -103,3 +103,23 @@ def test_settings_are_frozen() -> None:
     settings = load_settings(environ={})
     with pytest.raises(ValueError, match="frozen"):
         settings.server.port = 1  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://api.telegram.org/bot",
+        "https://api.telegram.org/bot{token}/test",  # Telegram's test environment
+        "http://127.0.0.1:8081/bot",  # a local Bot API server
+        "http://telegram.internal/custom/{TOKEN}",
+    ],
+)
+def test_telegram_base_urls_take_every_form_ptb_takes(url: str) -> None:
+    settings = load_settings(environ={"SEGUIBOT_TELEGRAM_API_BASE_URL": url})
+    assert settings.telegram.api_base_url == url
+
+
+@pytest.mark.parametrize("url", ["api.telegram.org/bot", "https://x/bot{secret}"])
+def test_telegram_base_urls_that_ptb_would_refuse_stop_start_up(url: str) -> None:
+    with pytest.raises(ConfigError, match="telegram.api_base_url"):
+        load_settings(environ={"SEGUIBOT_TELEGRAM_API_BASE_URL": url})

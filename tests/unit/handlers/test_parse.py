@@ -22,7 +22,7 @@ from bot.core.channel import (
 )
 from bot.core.errors import WebhookRejected
 from bot.core.model import Channel, DeliveryStatus
-from handlers.telegram import SECRET_HEADER, TelegramInbound
+from handlers.telegram import SECRET_HEADER, TelegramInbound, file_url
 from handlers.webchat import WebchatInbound
 from handlers.whatsapp import SIGNATURE_HEADER, WhatsappInbound
 
@@ -185,3 +185,18 @@ def test_webchat_malformed_is_400(body: Any) -> None:
     with pytest.raises(WebhookRejected) as refused:
         WebchatInbound().parse(webchat(body))
     assert refused.value.status == 400
+
+
+@pytest.mark.parametrize(
+    ("api", "files"),
+    [
+        ("https://api.telegram.org/bot", "https://api.telegram.org/file/bot"),
+        (
+            "https://api.telegram.org/bot{token}/test",
+            "https://api.telegram.org/file/bot{token}/test",
+        ),
+        ("http://127.0.0.1:8081/bot", "http://127.0.0.1:8081/file/bot"),
+    ],
+)
+def test_telegram_files_live_beside_the_api(api: str, files: str) -> None:
+    assert file_url(api) == files
