@@ -121,5 +121,5 @@ def test_telegram_base_urls_take_every_form_ptb_takes(url: str) -> None:
 
 @pytest.mark.parametrize("url", ["api.telegram.org/bot", "https://x/bot{secret}"])
 def test_telegram_base_urls_that_ptb_would_refuse_stop_start_up(url: str) -> None:
-    with pytest.raises(ConfigError, match="telegram.api_base_url"):
+    with pytest.raises(ConfigError, match=r"telegram\.api_base_url"):
         load_settings(environ={"SEGUIBOT_TELEGRAM_API_BASE_URL": url})
