@@ -24,7 +24,7 @@ Telegram's pacing (about 1 message/s per chat, 30/s overall) is turned off by de
 it does not set the result; `--telegram-per-second 30` measures with the real cap.
 
 Run: `.venv/bin/python -m bench.channels [--seconds 10] [--concurrency 32]`
-Needs PostgreSQL (SEGUIBOT_BENCH_POSTGRES, as bench/core_webchat.py) and ../shared/channels/specs
+Needs PostgreSQL (BENCH_POSTGRES_URL, as bench/core_webchat.py) and ../shared/channels/specs
 (the fakes check every call against them).
 """
 

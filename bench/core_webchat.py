@@ -9,7 +9,7 @@ Measures, in one run and with the same load generator:
 4. where the time goes inside the engine (NLU, SQL round trips, the rest), in process.
 
 Run: `.venv/bin/python -m bench.core_webchat [--seconds 15] [--concurrency 32] [--rates 100,50]`
-Needs PostgreSQL (SEGUIBOT_BENCH_POSTGRES, default postgresql+asyncpg://postgres@127.0.0.1/test).
+Needs PostgreSQL (BENCH_POSTGRES_URL, default postgresql+asyncpg://postgres@127.0.0.1/test).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ from storage.db import Database
 
 ROOT = Path(__file__).resolve().parents[1]
 ADMIN_URL = os.environ.get(
-    "SEGUIBOT_BENCH_POSTGRES", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+    "BENCH_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
 
 BARE_SERVER = """

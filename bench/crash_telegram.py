@@ -8,7 +8,7 @@ that arrived once, twice, never, and rows held for an agent ("uncertain"). Run o
 default (`telegram.resend_uncertain: false`, hold) and once with `true` (send again).
 
 Run: `.venv/bin/python -m bench.crash_telegram [--chats 100] [--latency 0.5]`
-Needs PostgreSQL (SEGUIBOT_BENCH_POSTGRES, as bench/core_webchat.py).
+Needs PostgreSQL (BENCH_POSTGRES_URL, as bench/core_webchat.py).
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ The claim query is also EXPLAINed on the seeded table, with the due actions due,
 `ix_scheduled_actions_state_due_at` serves it.
 
 Run: `.venv/bin/python -m bench.scheduler [--pending 100000] [--due 1000] [--window 60]`
-Needs PostgreSQL (SEGUIBOT_BENCH_POSTGRES, as bench/core_webchat.py). Exits 1 if a target is
+Needs PostgreSQL (BENCH_POSTGRES_URL, as bench/core_webchat.py). Exits 1 if a target is
 missed.
 """
 

@@ -12,6 +12,7 @@ key and where its value came from (file or environment variable).
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import re
@@ -32,6 +33,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from bot.core.errors import ConfigError
 from bot.core.scoring import Scoring
@@ -41,6 +44,17 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULTS_FILE = PROJECT_ROOT / "config.yaml"
 ENV_PREFIX = "SEGUIBOT_"
 ENV_CONFIG_FILE = "SEGUIBOT_CONFIG"
+# Variables that used to be in the product's namespace, and their names now.
+ENV_RENAMED: Mapping[str, str] = {
+    "SEGUIBOT_TEST_POSTGRES": "TEST_POSTGRES_URL",
+    "SEGUIBOT_TEST_CHROMIUM": "TEST_CHROMIUM",
+    "SEGUIBOT_BENCH_POSTGRES": "BENCH_POSTGRES_URL",
+}
+# Keys that hold a path. A relative path is taken from the directory of the file that sets it
+# (config.yaml's is the checkout), or from the working directory for an environment variable,
+# and stored absolute: every command then agrees whatever folder it runs from.
+PATH_KEYS: tuple[tuple[str, ...], ...] = (("data_dir",), ("nlu", "scripts"))
+SQLITE_FILE = "seguibot.db"
 # Names other tools already use for these keys.
 ENV_ALIASES: Mapping[str, tuple[str, ...]] = {
     "DATABASE_URL": ("database", "url"),
@@ -83,10 +97,35 @@ class DatabaseSettings(_Section):
     def is_sqlite(self) -> bool:
         return self.url.startswith("sqlite")
 
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The SQLite file, for an SQLite URL that names one (not `:memory:`)."""
+        if not self.is_sqlite:
+            return None
+        database = make_url(self.url).database
+        return Path(database) if database and database != ":memory:" else None
+
+    def where(self) -> str:
+        """The database in words, never with its password: for messages to the operator."""
+        if (path := self.sqlite_path) is not None:
+            return f"SQLite file {path}"
+        if self.is_sqlite:
+            return "SQLite in memory"
+        url = make_url(self.url)
+        return (
+            f"PostgreSQL at {url.host or 'localhost'}:{url.port or 5432}, "
+            f"database {url.database or '(default)'}, user {url.username or '(default)'}"
+        )
+
 
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"]
     json_format: bool = Field(alias="json")
+
+
+class PlanSettings(_Section):
+    name: Annotated[str, Field(min_length=1)]
+    price: Annotated[str, Field(min_length=1)]
 
 
 class BusinessSettings(_Section):
@@ -94,6 +133,7 @@ class BusinessSettings(_Section):
     product: str
     timezone: str
     phone_region: str
+    plans: list[PlanSettings]
 
     @field_validator("timezone")
     @classmethod
@@ -116,8 +156,14 @@ class BusinessSettings(_Section):
         return ZoneInfo(self.timezone)
 
     def script_values(self) -> dict[str, str]:
-        """What the business fills in every script: {producto}, {negocio}, {asesor}."""
-        return {"producto": self.product, "negocio": self.name, "asesor": "un asesor"}
+        """What the business fills in every script: {producto}, {negocio}, {asesor}, and
+        {planes} ("Básico ($499 al mes), Pro ($999 al mes)"; empty when no plan is set)."""
+        return {
+            "producto": self.product,
+            "negocio": self.name,
+            "asesor": "un asesor",
+            "planes": ", ".join(f"{plan.name} ({plan.price})" for plan in self.plans),
+        }
 
 
 class NluSettings(_Section):
@@ -426,6 +472,7 @@ class WhatsappSettings(_Section):
 class Settings(_Section):
     """Everything configurable, validated once at start-up and frozen."""
 
+    data_dir: str
     public_url: str
     server: ServerSettings
     database: DatabaseSettings
@@ -447,6 +494,30 @@ class Settings(_Section):
     telegram: TelegramSettings
     twilio: TwilioSettings
     whatsapp: WhatsappSettings
+
+    @model_validator(mode="before")
+    @classmethod
+    def _database_in_data_dir(cls, data: Any) -> Any:
+        """No database URL: SQLite in `data_dir`. A relative SQLite path is taken inside
+        `data_dir` too, never in whatever folder the command happens to run from."""
+        if not isinstance(data, dict) or not isinstance(data.get("data_dir"), str):
+            return data
+        database = data.get("database")
+        if not isinstance(database, dict) or not isinstance(database.get("url"), str):
+            return data
+        data_dir = _absolute(data["data_dir"], PROJECT_ROOT)
+        url = database["url"]
+        if not url:
+            url = f"sqlite+aiosqlite:///{data_dir / SQLITE_FILE}"
+        elif url.startswith("sqlite"):
+            try:
+                parsed = make_url(url)
+            except ArgumentError:
+                return data  # the url validator names the problem
+            name = parsed.database
+            if name and name != ":memory:" and not Path(name).is_absolute():
+                url = parsed.set(database=str(data_dir / name)).render_as_string(False)
+        return {**data, "data_dir": str(data_dir), "database": {**database, "url": url}}
 
     @field_validator("public_url")
     @classmethod
@@ -478,6 +549,21 @@ class Settings(_Section):
     def whatsapp_enabled(self) -> bool:
         return bool(self.twilio.account_sid)
 
+    def channels(self) -> dict[str, tuple[bool, str]]:
+        """Each channel: whether it is on, and what turns it on (or off)."""
+        return {
+            "web chat": (self.webchat.enabled, "webchat.enabled: true"),
+            "Telegram": (
+                self.telegram.enabled,
+                "SEGUIBOT_TELEGRAM_TOKEN (and SEGUIBOT_TELEGRAM_WEBHOOK_SECRET for the webhook)",
+            ),
+            "WhatsApp": (
+                self.whatsapp_enabled,
+                "TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, SEGUIBOT_WHATSAPP_FROM and "
+                "SEGUIBOT_PUBLIC_URL",
+            ),
+        }
+
     def sequence_scripts(self) -> tuple[str, ...]:
         """The scripts the follow-up sequences send or title their tasks with."""
         return tuple(
@@ -504,10 +590,13 @@ def load_settings(
     env = os.environ if environ is None else environ
     origins: dict[tuple[str, ...], str] = {}
     data = _read_yaml(defaults_file)
+    _resolve_paths(data, defaults_file.resolve().parent)
     _record_origins(data, (), defaults_file.name, origins)
     overlay = env.get(ENV_CONFIG_FILE)
     if overlay:
-        extra = _read_yaml(Path(overlay))
+        overlay_path = Path(overlay).expanduser()
+        extra = _read_yaml(overlay_path)
+        _resolve_paths(extra, overlay_path.resolve().parent)
         _record_origins(extra, (), overlay, origins)
         _deep_merge(data, extra)
     _apply_environment(data, env, origins)
@@ -533,6 +622,21 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if not isinstance(loaded, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections")
     return loaded
+
+
+def _absolute(value: str, base: Path) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else (base / path).resolve()
+
+
+def _resolve_paths(data: dict[str, Any], base: Path) -> None:
+    """Make the path keys a file sets absolute, taken from that file's directory."""
+    for path in PATH_KEYS:
+        node: Any = data
+        for key in path[:-1]:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict) and isinstance(node.get(path[-1]), str) and node[path[-1]]:
+            node[path[-1]] = str(_absolute(node[path[-1]], base))
 
 
 def _record_origins(
@@ -576,13 +680,12 @@ def _apply_environment(
     for name, raw in env.items():
         if name not in known:
             if name.startswith(ENV_PREFIX) and name != ENV_CONFIG_FILE:
-                raise ConfigError(
-                    f"environment variable {name}: no such setting "
-                    f"(known: {', '.join(sorted(n for n in known if n.startswith(ENV_PREFIX)))})"
-                )
+                raise ConfigError(_unknown_variable(name, known))
             continue
         path = known[name]
         value: Any = raw
+        if path in PATH_KEYS and raw:
+            value = str(_absolute(raw, Path.cwd()))
         if raw[:1] in "[{":
             try:
                 value = json.loads(raw)
@@ -593,6 +696,20 @@ def _apply_environment(
             node = node.setdefault(key, {})
         node[path[-1]] = value
         origins[path] = f"environment variable {name}"
+
+
+def _unknown_variable(name: str, known: Mapping[str, tuple[str, ...]]) -> str:
+    """Name the variable, and the one that was probably meant."""
+    if name in ENV_RENAMED:
+        return f"environment variable {name} is now called {ENV_RENAMED[name]}: rename it"
+    ours = [n.removeprefix(ENV_PREFIX) for n in known if n.startswith(ENV_PREFIX)]
+    close = difflib.get_close_matches(name.removeprefix(ENV_PREFIX), ours, n=1, cutoff=0.6)
+    hint = (
+        f"did you mean {ENV_PREFIX}{close[0]}?"
+        if close
+        else f"every key of config.yaml has one, named {ENV_PREFIX}<SECTION>_<KEY>"
+    )
+    return f"environment variable {name}: no such setting; {hint}"
 
 
 def _explain(exc: ValidationError, origins: dict[tuple[str, ...], str], defaults: str) -> str:

@@ -1,6 +1,6 @@
 """Shared fixtures: databases (SQLite always, PostgreSQL when reachable) and the app.
 
-PostgreSQL: `SEGUIBOT_TEST_POSTGRES` (default postgresql+asyncpg://postgres@127.0.0.1:5432/test)
+PostgreSQL: `TEST_POSTGRES_URL` (default postgresql+asyncpg://postgres@127.0.0.1:5432/test)
 names a server where a throw-away database is created for the run and dropped after it. When the
 server cannot be reached, every PostgreSQL case is skipped with a reason that says so.
 """
@@ -31,7 +31,7 @@ from storage.db import Database
 from storage.models import Base
 
 POSTGRES_ADMIN_URL = os.environ.get(
-    "SEGUIBOT_TEST_POSTGRES", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+    "TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
 T = TypeVar("T")
 _TABLES = ", ".join(table.name for table in reversed(Base.metadata.sorted_tables))

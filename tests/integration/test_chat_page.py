@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient
 
 from bot.web.keys import DESK
 
-CHROMIUM = Path(os.environ.get("SEGUIBOT_TEST_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM = Path(os.environ.get("TEST_CHROMIUM", "/usr/bin/chromium"))
 HAVE_CHROMIUM = CHROMIUM.exists()
 # As the machine probe runs it: no sandbox as root, and nothing that reaches the network.
 CHROMIUM_ARGS = [

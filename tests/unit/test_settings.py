@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bot.core.errors import ConfigError
-from bot.settings import DEFAULTS_FILE, env_names, load_settings
+from bot.settings import DEFAULTS_FILE, PROJECT_ROOT, env_names, load_settings
 
 
 def test_defaults_load_and_run_embedded() -> None:
@@ -48,9 +48,72 @@ def test_wrong_type_in_env_names_the_variable() -> None:
     assert "greater than or equal to 1" in message
 
 
-def test_unknown_env_variable_is_refused() -> None:
-    with pytest.raises(ConfigError, match="SEGUIBOT_SERVR_PORT: no such setting"):
+def test_unknown_env_variable_is_refused_with_the_nearest_name() -> None:
+    with pytest.raises(ConfigError) as caught:
         load_settings(environ={"SEGUIBOT_SERVR_PORT": "1"})
+    assert str(caught.value) == (
+        "environment variable SEGUIBOT_SERVR_PORT: no such setting; "
+        "did you mean SEGUIBOT_SERVER_PORT?"
+    )
+
+
+def test_unknown_env_variable_with_nothing_near_says_how_names_are_made() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(environ={"SEGUIBOT_XYZZY": "1"})
+    message = str(caught.value)
+    assert "SEGUIBOT_<SECTION>_<KEY>" in message
+    assert len(message) < 200  # not a list of every setting
+
+
+def test_old_test_variables_name_their_new_names() -> None:
+    for old, new in (
+        ("SEGUIBOT_TEST_POSTGRES", "TEST_POSTGRES_URL"),
+        ("SEGUIBOT_BENCH_POSTGRES", "BENCH_POSTGRES_URL"),
+    ):
+        with pytest.raises(ConfigError, match=f"{old} is now called {new}"):
+            load_settings(environ={old: "postgresql://x@h/db"})
+    load_settings(environ={"TEST_POSTGRES_URL": "x", "BENCH_POSTGRES_URL": "x"})
+
+
+def test_the_database_is_in_the_checkouts_data_dir_whatever_the_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings(environ={})
+    assert settings.data_dir == str(PROJECT_ROOT / "data")
+    assert settings.database.url == f"sqlite+aiosqlite:///{PROJECT_ROOT / 'data' / 'seguibot.db'}"
+    # A relative SQLite path is taken inside data_dir, never in the working directory.
+    relative = load_settings(environ={"DATABASE_URL": "sqlite+aiosqlite:///other.db"})
+    assert relative.database.sqlite_path == PROJECT_ROOT / "data" / "other.db"
+    assert not (tmp_path / "data").exists()  # loading settings creates nothing
+
+
+def test_relative_paths_follow_the_file_or_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    overlay = etc / "prod.yaml"
+    overlay.write_text("data_dir: var\nnlu:\n  scripts: mis_guiones.yaml\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    from_file = load_settings(environ={"SEGUIBOT_CONFIG": str(overlay)})
+    assert from_file.data_dir == str(etc / "var")
+    assert from_file.nlu.scripts_path == etc / "mis_guiones.yaml"
+    assert from_file.database.sqlite_path == etc / "var" / "seguibot.db"
+    from_env = load_settings(environ={"SEGUIBOT_DATA_DIR": "datos"})
+    assert from_env.database.sqlite_path == tmp_path / "datos" / "seguibot.db"
+
+
+def test_the_database_is_described_without_its_password() -> None:
+    settings = load_settings(environ={"DATABASE_URL": "postgresql://ventas:s3cr3t@db:5433/crm"})
+    assert settings.database.where() == "PostgreSQL at db:5433, database crm, user ventas"
+
+
+def test_plans_fill_the_planes_placeholder() -> None:
+    assert load_settings(environ={}).business.script_values()["planes"] == ""
+    plans = '[{"name": "Básico", "price": "$499 al mes"}, {"name": "Pro", "price": "$999 al mes"}]'
+    settings = load_settings(environ={"SEGUIBOT_BUSINESS_PLANS": plans})
+    assert settings.business.script_values()["planes"] == "Básico ($499 al mes), Pro ($999 al mes)"
 
 
 def test_unknown_key_in_file_names_file_and_key(tmp_path: Path) -> None:
