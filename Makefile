@@ -1,15 +1,19 @@
 # The two commands of the README. Both create and use the virtualenv .venv/ at the project root.
-#   make run   - install and start the service (SQLite, no credentials) on http://127.0.0.1:8080
+#   make run   - install and start the service (SQLite in ./data, no credentials) on
+#                http://127.0.0.1:8080 (make run PORT=9000 HOST=0.0.0.0 for another address)
 #   make test  - install the dev tools and run lint, format check, type check and the tests
 
 PYTHON ?= python3
+# Empty: server.port and server.host from the configuration (8080, 127.0.0.1).
+PORT ?=
+HOST ?=
 VENV := .venv
 BIN := $(VENV)/bin
 
 .PHONY: run test lint typecheck bench chromium clean
 
 run: $(VENV)/.installed
-	$(BIN)/seguibot serve
+	$(BIN)/seguibot serve $(if $(PORT),--port $(PORT)) $(if $(HOST),--host $(HOST))
 
 test: $(VENV)/.dev-installed node_modules/.installed chromium lint typecheck
 	$(BIN)/pytest

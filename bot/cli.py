@@ -1,4 +1,10 @@
-"""The `seguibot` command (also `python -m bot`)."""
+"""The `seguibot` command (also `python -m bot`).
+
+Languages: what agents read (`queue`, `appointments`, `jobs`, `agents list`) and the terminal
+chat are Spanish; everything for whoever runs the service (help, errors, `serve`, `db`,
+`telegram`, `agents` changes) is English, like config.yaml and the logs. Every time shown is in
+the business time zone, with its name.
+"""
 
 from __future__ import annotations
 
@@ -9,18 +15,24 @@ import getpass
 import logging
 import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
-from telegram.error import InvalidToken, TelegramError
 
 from bot import logs
-from bot.core.errors import ConfigError, SeguibotError
+from bot.core.errors import ConfigError, SeguibotError, Unreachable
 from bot.settings import Settings, load_settings
 from intents import cli as intents_cli
 from storage import migrate
-from storage.db import Database
+from storage.db import Database, DatabaseUnavailable
+
+T = TypeVar("T")
+# Exit codes: 1 for a refusal or a wrong setting, 2 when the database or an API cannot be
+# reached (or there is no database yet).
+UNREACHABLE_EXIT = 2
 
 log = logging.getLogger(__name__)
 
@@ -33,72 +45,119 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args))
+    except Unreachable as exc:
+        print(f"seguibot: {exc}", file=sys.stderr)
+        return UNREACHABLE_EXIT
     except SeguibotError as exc:
         print(f"seguibot: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
-    except TelegramError as exc:
-        # Never print PTB's message: for a rejected token it contains the token.
-        hint = ": check SEGUIBOT_TELEGRAM_TOKEN" if isinstance(exc, InvalidToken) else ""
-        print(f"seguibot: Telegram answered {type(exc).__name__}{hint}", file=sys.stderr)
-        return 1
     except BrokenPipeError:
         # The reader went away (`seguibot intents export | head`): not an error.
         sys.stderr.close()
         return 0
 
 
+AGENT_REF = "AGENT"
+AGENT_REF_HELP = "the agent's id, e-mail or name (see `seguibot agents list`)"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="seguibot", description="Sales follow-up bot for WhatsApp, Telegram and web chat."
+        prog="seguibot",
+        description="Sales follow-up bot for WhatsApp, Telegram and web chat.",
+        epilog="Every command reads config.yaml, the file named by SEGUIBOT_CONFIG and the "
+        "environment (README: Configuration); the database is DATABASE_URL, or SQLite in "
+        "data_dir.",
     )
     commands = parser.add_subparsers(metavar="COMMAND")
 
-    serve = commands.add_parser("serve", help="run the service (webhooks, web chat, API)")
+    serve = commands.add_parser(
+        "serve",
+        help="run the service (webhooks, web chat, API); creates and migrates an SQLite database",
+    )
     serve.add_argument("--host", help="address to listen on (default: server.host)")
     serve.add_argument("--port", type=int, help="port to listen on (default: server.port)")
     serve.set_defaults(func=_serve)
 
     db = commands.add_parser("db", help="database schema").add_subparsers(metavar="ACTION")
-    db.add_parser("upgrade", help="apply pending migrations").set_defaults(func=_db_upgrade)
-    db.add_parser("current", help="show the schema revision").set_defaults(func=_db_current)
+    db.add_parser(
+        "upgrade", help="create the database if it is SQLite, and apply pending migrations"
+    ).set_defaults(func=_db_upgrade)
+    db.add_parser(
+        "current", help="show where the database is and its schema revision"
+    ).set_defaults(func=_db_current)
 
-    chat = commands.add_parser("chat", help="talk to the bot in this terminal")
+    chat = commands.add_parser("chat", help="talk to the bot in this terminal, as a prospect")
     chat.add_argument("--session", help="continue a conversation (default: a new one)")
     chat.set_defaults(func=_chat)
 
-    queue = commands.add_parser("queue", help="conversations waiting for an agent")
+    queue = commands.add_parser("queue", help="conversations waiting for an agent (Spanish)")
     queue.set_defaults(func=_queue)
 
-    agents = commands.add_parser("agents", help="agents and their API tokens").add_subparsers(
-        metavar="ACTION"
-    )
-    add = agents.add_parser("add", help="add an agent and print their API token")
-    add.add_argument("name")
-    add.add_argument("--email")
+    agents = commands.add_parser(
+        "agents", help="agents: add, list, rename, deactivate, remove, replace a token"
+    ).add_subparsers(metavar="ACTION")
+    add = agents.add_parser("add", help="add an agent and print their API token (shown once)")
+    add.add_argument("name", help="unique, in any case")
+    add.add_argument("--email", help="unique, in any case")
     add.add_argument(
         "--admin",
         action="store_true",
-        help="a coordinator: manages the team, the console's lists and sees the audit log",
+        help="a coordinator: besides what agents do, manages the team in the console "
+        "(invites, roles, capacity, deactivation), its canned replies and close reasons, and "
+        "reads the audit log; reads the outbox and scheduled jobs (/api/outbox, /api/jobs); "
+        "replies in and closes any agent's conversation, dismisses a waiting handoff, and "
+        "sees and completes everyone's tasks",
     )
     add.add_argument(
         "--password-stdin",
         action="store_true",
         help="read a console password from standard input (10 characters or more)",
     )
-    add.set_defaults(func=_agents_add)
     add.add_argument(
         "--telegram-chat-id", type=int, help="the agent's Telegram chat, for their reminders"
     )
-    agents.add_parser("list", help="list agents").set_defaults(func=_agents_list)
+    add.set_defaults(func=_agents_add)
+    agents.add_parser("list", help="list agents (Spanish)").set_defaults(func=_agents_list)
+    rename = agents.add_parser("rename", help="change an agent's name")
+    rename.add_argument("agent", metavar=AGENT_REF, help=AGENT_REF_HELP)
+    rename.add_argument("name", help="the new name (unique, in any case)")
+    rename.set_defaults(func=_agents_rename)
+    deactivate = agents.add_parser(
+        "deactivate",
+        help="stop an agent: their token stops working, they get no new appointments, and "
+        "the conversations they hold go back to the queue; their history stays",
+    )
+    deactivate.add_argument("agent", metavar=AGENT_REF, help=AGENT_REF_HELP)
+    deactivate.set_defaults(func=_agents_deactivate)
+    activate = agents.add_parser("activate", help="let a deactivated agent work again")
+    activate.add_argument("agent", metavar=AGENT_REF, help=AGENT_REF_HELP)
+    activate.set_defaults(func=_agents_activate)
+    remove = agents.add_parser(
+        "remove",
+        help="delete an agent nothing refers to yet (added by mistake); "
+        "one with history is deactivated instead",
+    )
+    remove.add_argument("agent", metavar=AGENT_REF, help=AGENT_REF_HELP)
+    remove.set_defaults(func=_agents_remove)
+    token = agents.add_parser(
+        "token", help="replace an agent's API token (a lost one): prints the new one, once"
+    )
+    token.add_argument("agent", metavar=AGENT_REF, help=AGENT_REF_HELP)
+    token.set_defaults(func=_agents_token)
 
-    appointments = commands.add_parser("appointments", help="appointments of today or the week")
+    appointments = commands.add_parser(
+        "appointments", help="appointments of today or the week (Spanish)"
+    )
     appointments.add_argument("--week", action="store_true", help="the next 7 days")
     appointments.set_defaults(func=_appointments)
 
-    jobs = commands.add_parser("jobs", help="scheduled actions: what is due next, what failed")
-    jobs.add_argument("--limit", type=int, default=20)
+    jobs = commands.add_parser(
+        "jobs", help="scheduled actions: what is due next, what failed (Spanish)"
+    )
+    jobs.add_argument("--limit", type=int, default=20, help="at most this many of each")
     jobs.set_defaults(func=_jobs)
 
     telegram = commands.add_parser("telegram", help="Telegram webhook and polling").add_subparsers(
@@ -136,24 +195,159 @@ def _settings() -> Settings:
     return settings
 
 
+# --- the database -------------------------------------------------------------------------------
+
+# What to look at, by what went wrong (DatabaseUnavailable.kind).
+_CHECK = {
+    "network": "check that the server is running there and the host and port in DATABASE_URL",
+    "login": "check the user and password in DATABASE_URL",
+    "database": "check the database name in DATABASE_URL, or create that database",
+    "file": "check that the folder exists and this user may write there (data_dir)",
+    "other": "check DATABASE_URL and that the server answers",
+}
+
+
+async def _open(settings: Settings, *, create: bool = False) -> Database:
+    """The database, once it answered a trivial query.
+
+    `create`: an SQLite file (and data_dir) may be made; otherwise a missing file is an
+    error that says how to make one, and nothing is created.
+
+    Raises:
+        Unreachable: one line that says what failed, where (never the password), and what
+            to check.
+    """
+    config = settings.database
+    path = config.sqlite_path
+    if path is not None:
+        if create:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise Unreachable(
+                    f"cannot create the folder {path.parent} for the database ({exc.strerror}): "
+                    f"{_CHECK['file']}"
+                ) from None
+        elif not path.exists():
+            raise Unreachable(
+                f"there is no database at {path} (data_dir is {settings.data_dir}): create it "
+                "with `seguibot db upgrade`, or start the service with `make run`; another "
+                "database is chosen with DATABASE_URL or SEGUIBOT_DATA_DIR"
+            )
+    db = Database(config.url, pool_size=2)
+    try:
+        await db.ping(timeout=15)
+    except DatabaseUnavailable as exc:
+        await db.dispose()
+        reason = exc.reason
+        password = _password(config.url)
+        if password:
+            reason = reason.replace(password, "***")
+        raise Unreachable(
+            f"cannot use the database ({config.where()}): {reason}; {_CHECK[exc.kind]}"
+        ) from None
+    return db
+
+
+def _password(url: str) -> str | None:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).password
+
+
+def _with_database(
+    settings: Settings,
+    work: Callable[[Database], Awaitable[T]],
+    *,
+    create: bool = False,
+    current: bool = True,
+) -> T:
+    """Open the database, check its schema (`current`), do `work`, close it."""
+
+    async def run() -> T:
+        db = await _open(settings, create=create)
+        try:
+            if current:
+                await migrate.ensure_current(db)
+            return await work(db)
+        finally:
+            await db.dispose()
+
+    return asyncio.run(run())
+
+
+# --- serve ------------------------------------------------------------------------------------
+
+
 def _serve(args: argparse.Namespace, *, telegram_polling: bool = False) -> int:
     from bot.app import create_app
 
     settings = _settings()
     host = args.host or settings.server.host
     port = settings.server.port if args.port is None else args.port
+
+    _ready_to_serve(settings)
     app = create_app(settings, telegram_polling=telegram_polling)
-    log.info("serving", extra={"host": host, "port": port, "sqlite": settings.database.is_sqlite})
+
+    def started(_: str) -> None:
+        log.info(
+            "serving", extra={"host": host, "port": port, "sqlite": settings.database.is_sqlite}
+        )
+        print(_banner(settings, host, port), flush=True)
+
     web.run_app(
         app,
         host=host,
         port=port,
         shutdown_timeout=settings.server.shutdown_timeout,
         access_log=None,
-        print=lambda _: None,
+        print=started,
         handle_signals=True,
     )
     return 0
+
+
+def _ready_to_serve(settings: Settings) -> None:
+    """Fail here, in one line, before anything says it is serving: SQLite is this process's
+    own and is migrated as the app starts; a shared PostgreSQL must already be migrated."""
+
+    async def ready(db: Database) -> None:
+        if not db.is_sqlite:
+            await migrate.ensure_current(db)
+
+    _with_database(settings, ready, create=True, current=False)
+
+
+def _banner(settings: Settings, host: str, port: int) -> str:
+    """What an operator needs to know once the service listens, in plain words."""
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104
+    base = f"http://{shown}:{port}"
+    lines = [f"Seguibot is serving on {base} (stop with Ctrl+C)."]
+    for name, (on, how) in settings.channels().items():
+        if on and name == "web chat":
+            state = f"on: open {base}/chat"
+            if settings.public_url:
+                state += f" (public: {settings.public_url}/chat)"
+        elif on:
+            state = "on"
+        else:
+            state = f"off; turn it on with {how}"
+        lines.append(f"  {name + ':':<10} {state}")
+    lines.append(f"  {'database:':<10} {settings.database.where()}")
+    business = settings.business
+    lines.append(
+        f"  {'business:':<10} {business.name}, selling {business.product!r}, "
+        f"times in {business.timezone}"
+    )
+    if business.name == "Seguibot":  # the product's name: the business is not set yet
+        lines.append(
+            "  Make it yours: set business.name, business.product, business.plans and "
+            "scheduling.hours (README: Configure your business)."
+        )
+    return "\n".join(lines)
+
+
+# --- Telegram ---------------------------------------------------------------------------------
 
 
 def _telegram_on(settings: Settings) -> None:
@@ -209,67 +403,144 @@ def _telegram_poll(args: argparse.Namespace) -> int:
     return _serve(args, telegram_polling=True)
 
 
-def _database(settings: Settings) -> Database:
-    return Database(settings.database.url, pool_size=2)
+# --- db ---------------------------------------------------------------------------------------
 
 
 def _db_upgrade(args: argparse.Namespace) -> int:
     settings = _settings()
 
-    async def run() -> str | None:
-        db = _database(settings)
-        try:
-            await migrate.upgrade(db)
-            return await migrate.current_revision(db)
-        finally:
-            await db.dispose()
+    async def upgrade(db: Database) -> str | None:
+        await migrate.upgrade(db)
+        return await migrate.current_revision(db)
 
-    print(f"schema at {asyncio.run(run())}")
+    revision = _with_database(settings, upgrade, create=True, current=False)
+    print(f"schema at {revision}: {settings.database.where()}")
     return 0
 
 
 def _db_current(args: argparse.Namespace) -> int:
     settings = _settings()
-
-    async def run() -> str | None:
-        db = _database(settings)
-        try:
-            return await migrate.current_revision(db)
-        finally:
-            await db.dispose()
-
-    current, head = asyncio.run(run()), migrate.head_revision()
-    print(f"schema at {current or 'nothing'}; code needs {head}")
+    current = _with_database(settings, migrate.current_revision, current=False)
+    head = migrate.head_revision()
+    print(f"{settings.database.where()}: schema at {current or 'nothing'}; code needs {head}")
+    if current != head:
+        print("apply the migrations with `seguibot db upgrade`", file=sys.stderr)
     return 0 if current == head else 1
 
 
+# --- what agents read (Spanish) -----------------------------------------------------------------
+
+
+def _when(at: datetime, tz: ZoneInfo) -> str:
+    """ "2026-05-01 17:00 (America/Mexico_City)": a time as people here read it."""
+    return f"{at.astimezone(tz):%Y-%m-%d %H:%M} ({tz.key})"
+
+
 def _queue(args: argparse.Namespace) -> int:
-    from bot.desk.handoff import Desk
+    from bot.desk.handoff import Desk, QueueEntry
 
     settings = _settings()
 
-    async def run() -> int:
-        db = _database(settings)
-        try:
-            await migrate.ensure_current(db)
-            entries = await Desk(db).queue()
-        finally:
-            await db.dispose()
-        if not entries:
-            print("No hay conversaciones en espera.")
-            return 0
-        print(
-            f"{'conv':>6}  {'prioridad':>9}  {'espera':>8}  {'canal':<9} {'motivo':<16} prospecto"
-        )
-        for e in entries:
-            wait = f"{e.waiting_seconds // 60}m{e.waiting_seconds % 60:02d}s"
-            print(
-                f"{e.conversation_id:>6}  {e.priority:>9}  {wait:>8}  {e.channel:<9} "
-                f"{e.reason:<16} {e.lead_name or '(sin nombre)'} [{e.tier}]"
-            )
-        return 0
+    async def read(db: Database) -> list[QueueEntry]:
+        return await Desk(db).queue()
 
-    return asyncio.run(run())
+    entries = _with_database(settings, read)
+    if not entries:
+        print("No hay conversaciones en espera.")
+        return 0
+    print(f"{'conv':>6}  {'prioridad':>9}  {'espera':>8}  {'canal':<9} {'motivo':<16} prospecto")
+    for e in entries:
+        wait = f"{e.waiting_seconds // 60}m{e.waiting_seconds % 60:02d}s"
+        print(
+            f"{e.conversation_id:>6}  {e.priority:>9}  {wait:>8}  {e.channel:<9} "
+            f"{e.reason:<16} {e.lead_name or '(sin nombre)'} [{e.tier}]"
+        )
+    return 0
+
+
+def _appointments(args: argparse.Namespace) -> int:
+    from bot.core.booking import KIND_WORDS
+    from bot.core.slots import spanish_moment
+    from storage.uow import UnitOfWork
+
+    settings = _settings()
+    tz = settings.business.tz
+
+    async def show(db: Database) -> None:
+        now = datetime.now(tz)
+        local = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        end = local + timedelta(days=7 if args.week else 1)
+        async with UnitOfWork(db) as uow:
+            found = await uow.appointments.between(local, end)
+            if not found:
+                print("No hay citas " + ("esta semana." if args.week else "hoy."))
+            for appointment in found:
+                lead = await uow.leads.get(appointment.lead_id)
+                agent = await uow.agents.get(appointment.agent_id) if appointment.agent_id else None
+                when = f"{spanish_moment(appointment.starts_at, tz, now)} ({tz.key})"
+                kind = KIND_WORDS.get(appointment.kind, appointment.kind).split(" ")[-1]
+                print(
+                    f"{when:<62} {kind:<9}"
+                    f" {(lead.name if lead else None) or '(sin nombre)':<24}"
+                    f" {agent.name if agent else 'equipo'}"
+                )
+
+    _with_database(settings, show)
+    return 0
+
+
+def _jobs(args: argparse.Namespace) -> int:
+    from storage.models import ScheduledAction
+    from storage.uow import UnitOfWork
+
+    settings = _settings()
+    tz = settings.business.tz
+
+    async def read(db: Database) -> tuple[list[ScheduledAction], list[ScheduledAction]]:
+        async with UnitOfWork(db) as uow:
+            return await uow.actions.upcoming(args.limit), await uow.actions.failed(args.limit)
+
+    upcoming, failed = _with_database(settings, read)
+    print("Próximas:" if upcoming else "Nada programado.")
+    for action in upcoming:
+        print(f"  {_when(action.due_at, tz)}  {action.kind:<16} prospecto {action.lead_id}")
+    if failed:
+        print("Fallidas:")
+    for action in failed:
+        when = _when(action.fired_at, tz) if action.fired_at else "-"
+        print(
+            f"  #{action.id} {when}  {action.kind:<16} {action.attempts} intentos: "
+            f"{action.last_error}"
+        )
+    return 0
+
+
+_ROLES = {"admin": "coordinador", "agent": "asesor"}
+
+
+def _agents_list(args: argparse.Namespace) -> int:
+    from storage.models import Agent
+    from storage.uow import UnitOfWork
+
+    settings = _settings()
+
+    async def read(db: Database) -> list[Agent]:
+        async with UnitOfWork(db) as uow:
+            return await uow.agents.all()
+
+    agents = _with_database(settings, read)
+    if not agents:
+        print("No hay asesores. Agrega uno con `seguibot agents add NOMBRE`.")
+        return 0
+    print(f"{'id':>4}  {'rol':<11} {'estado':<8} {'nombre':<24} e-mail")
+    for agent in agents:
+        state = "activo" if agent.active else "inactivo"
+        role = _ROLES.get(agent.role, agent.role)
+        print(f"{agent.id:>4}  {role:<11} {state:<8} {agent.name:<24} {agent.email or '-'}")
+    return 0
+
+
+# --- changes to agents (English: for whoever runs the service) ----------------------------------
 
 
 def _agents_add(args: argparse.Namespace) -> int:
@@ -284,107 +555,97 @@ def _agents_add(args: argparse.Namespace) -> int:
             raise ConfigError("--password-stdin needs --email: agents sign in with their e-mail")
         password_hash = hash_password(sys.stdin.readline().rstrip("\n"))
 
-    async def run() -> str:
-        db = _database(settings)
-        try:
-            await migrate.ensure_current(db)
-            agent, token = await Desk(db).add_agent(
-                args.name,
-                email=args.email,
-                admin=args.admin,
-                telegram_chat_id=args.telegram_chat_id,
-                password_hash=password_hash,
-            )
-        finally:
-            await db.dispose()
+    async def add(db: Database) -> str:
+        agent, token = await Desk(db).add_agent(
+            args.name,
+            email=args.email,
+            admin=args.admin,
+            telegram_chat_id=args.telegram_chat_id,
+            password_hash=password_hash,
+        )
         return f"agent {agent.id} ({agent.role}): {agent.name}\ntoken (shown once): {token}"
 
-    print(asyncio.run(run()))
+    print(_with_database(settings, add))
     return 0
 
 
-def _appointments(args: argparse.Namespace) -> int:
-    from bot.core.booking import KIND_WORDS
-    from bot.core.slots import spanish_moment
-    from storage.uow import UnitOfWork
+def _agents_rename(args: argparse.Namespace) -> int:
+    from bot.desk.team import Team
 
     settings = _settings()
-    tz = settings.business.tz
 
-    async def run() -> None:
-        db = _database(settings)
-        try:
-            await migrate.ensure_current(db)
-            now = datetime.now(tz)
-            local = now.replace(hour=0, minute=0, second=0, microsecond=0)
-            end = local + timedelta(days=7 if args.week else 1)
-            async with UnitOfWork(db) as uow:
-                found = await uow.appointments.between(local, end)
-                if not found:
-                    print("No hay citas " + ("esta semana." if args.week else "hoy."))
-                for appointment in found:
-                    lead = await uow.leads.get(appointment.lead_id)
-                    agent = (
-                        await uow.agents.get(appointment.agent_id) if appointment.agent_id else None
-                    )
-                    when = spanish_moment(appointment.starts_at, tz, now)
-                    kind = KIND_WORDS.get(appointment.kind, appointment.kind).split(" ")[-1]
-                    print(
-                        f"{when:<42} {kind:<9}"
-                        f" {(lead.name if lead else None) or '(sin nombre)':<24}"
-                        f" {agent.name if agent else 'equipo'}"
-                    )
-        finally:
-            await db.dispose()
+    async def rename(db: Database) -> str:
+        before = (await Team(db).get(args.agent)).name
+        agent = await Team(db).rename(args.agent, args.name)
+        return f"agent {agent.id}: {before} is now {agent.name}"
 
-    asyncio.run(run())
+    print(_with_database(settings, rename))
     return 0
 
 
-def _jobs(args: argparse.Namespace) -> int:
-    from storage.uow import UnitOfWork
+def _agents_deactivate(args: argparse.Namespace) -> int:
+    from bot.desk.team import Team
 
     settings = _settings()
 
-    async def run() -> None:
-        db = _database(settings)
-        try:
-            await migrate.ensure_current(db)
-            async with UnitOfWork(db) as uow:
-                upcoming = await uow.actions.upcoming(args.limit)
-                failed = await uow.actions.failed(args.limit)
-        finally:
-            await db.dispose()
-        print("Próximas:" if upcoming else "Nada programado.")
-        for action in upcoming:
-            print(f"  {action.due_at:%Y-%m-%d %H:%M} UTC  {action.kind:<16} lead {action.lead_id}")
-        if failed:
-            print("Fallidas:")
-        for action in failed:
-            print(
-                f"  #{action.id} {action.kind:<16} {action.attempts} intentos: {action.last_error}"
+    async def deactivate(db: Database) -> str:
+        done = await Team(db).deactivate(args.agent)
+        lines = [
+            f"agent {done.agent.id} ({done.agent.name}) deactivated: their token no longer works"
+        ]
+        if done.requeued:
+            ids = ", ".join(str(i) for i in done.requeued)
+            lines.append(f"conversations back in the queue: {ids}")
+        if done.upcoming_appointments:
+            lines.append(
+                f"they still hold {done.upcoming_appointments} upcoming appointment(s): "
+                "see `seguibot appointments --week`"
             )
+        return "\n".join(lines)
 
-    asyncio.run(run())
+    print(_with_database(settings, deactivate))
     return 0
 
 
-def _agents_list(args: argparse.Namespace) -> int:
-    from storage.uow import UnitOfWork
+def _agents_activate(args: argparse.Namespace) -> int:
+    from bot.desk.team import Team
 
     settings = _settings()
 
-    async def run() -> None:
-        db = _database(settings)
-        try:
-            async with UnitOfWork(db) as uow:
-                for agent in await uow.agents.all():
-                    state = "active" if agent.active else "inactive"
-                    print(f"{agent.id:>4}  {agent.role:<6} {state:<8} {agent.name}")
-        finally:
-            await db.dispose()
+    async def activate(db: Database) -> str:
+        agent = await Team(db).activate(args.agent)
+        return f"agent {agent.id} ({agent.name}) is active again"
 
-    asyncio.run(run())
+    print(_with_database(settings, activate))
+    return 0
+
+
+def _agents_remove(args: argparse.Namespace) -> int:
+    from bot.desk.team import Team
+
+    settings = _settings()
+
+    async def remove(db: Database) -> str:
+        agent = await Team(db).remove(args.agent)
+        return f"agent {agent.id} ({agent.name}) removed"
+
+    print(_with_database(settings, remove))
+    return 0
+
+
+def _agents_token(args: argparse.Namespace) -> int:
+    from bot.desk.team import Team
+
+    settings = _settings()
+
+    async def replace(db: Database) -> str:
+        agent, token = await Team(db).new_token(args.agent)
+        return (
+            f"agent {agent.id} ({agent.name}): the old token no longer works\n"
+            f"token (shown once): {token}"
+        )
+
+    print(_with_database(settings, replace))
     return 0
 
 
@@ -396,6 +657,7 @@ def _chat(args: argparse.Namespace) -> int:
     from bot.web.keys import DATABASE, ENGINE
 
     settings = _settings()
+    _ready_to_serve(settings)
     logging.getLogger().setLevel(logging.WARNING)  # the conversation is the output here
     session = args.session or f"terminal-{getpass.getuser()}-{uuid.uuid4().hex[:8]}"
 

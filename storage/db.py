@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import sqlite3
 from typing import Any
 
 from sqlalchemy import event, text
@@ -15,11 +17,61 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from bot.core.errors import SeguibotError
+from bot.core.errors import Unreachable
 
 
-class DatabaseUnavailable(SeguibotError):
-    """The database cannot be reached; callers answer 503 so the sender retries later."""
+class DatabaseUnavailable(Unreachable):
+    """The database cannot be reached or used; callers answer 503 so the sender retries later.
+
+    `reason` says why in words (never the URL, which may hold the password); `kind` is what
+    to check: "network" (host, port, server running), "login" (user, password), "database"
+    (its name), "file" (an SQLite file's folder and permissions) or "other".
+    """
+
+    def __init__(self, reason: str, kind: str = "other") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.kind = kind
+
+
+# PostgreSQL's SQLSTATEs for a refused login and a database that does not exist.
+_LOGIN_STATES = frozenset({"28000", "28P01"})
+_NO_DATABASE_STATES = frozenset({"3D000"})
+
+
+def connection_problem(exc: BaseException) -> DatabaseUnavailable:
+    """Why connecting failed, in words, from the exception and its causes."""
+    chain: list[BaseException] = []
+    seen: BaseException | None = exc
+    while seen is not None and seen not in chain:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    for error in chain:
+        state = getattr(error, "sqlstate", None)
+        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
+        if state in _LOGIN_STATES:
+            return DatabaseUnavailable(f"the server refused the login ({first_line})", "login")
+        if state in _NO_DATABASE_STATES:
+            return DatabaseUnavailable(first_line, "database")
+        if isinstance(error, socket.gaierror):
+            return DatabaseUnavailable(
+                f"the host name does not resolve (DNS: {error.strerror})", "network"
+            )
+        if isinstance(error, ConnectionRefusedError):
+            return DatabaseUnavailable(
+                "connection refused (nothing listens on that host and port)", "network"
+            )
+        if isinstance(error, TimeoutError | PoolTimeout):
+            return DatabaseUnavailable("no answer in time (timeout)", "network")
+        if isinstance(error, sqlite3.Error):
+            return DatabaseUnavailable(first_line, "file")
+    for error in chain:
+        if isinstance(error, OSError):
+            return DatabaseUnavailable(
+                error.strerror or str(error) or type(error).__name__, "network"
+            )
+    last = chain[-1]
+    return DatabaseUnavailable(str(last).splitlines()[0] if str(last) else type(last).__name__)
 
 
 # What a dead, unreachable or saturated database looks like from SQLAlchemy and the drivers.
@@ -78,14 +130,18 @@ class Database:
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
     async def ping(self, timeout: float = 3.0) -> None:
-        """Raises `DatabaseUnavailable` when a trivial query does not answer in time."""
+        """Connect and run a trivial query.
+
+        Raises:
+            DatabaseUnavailable: it did not answer in time, or refused (host, login, database
+                name, file), with the reason in words.
+        """
         try:
             async with asyncio.timeout(timeout), self.engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
         except Exception as exc:
-            if is_unavailable(exc):
-                raise DatabaseUnavailable(str(exc)) from exc
-            raise
+            # Whatever stops a trivial query stops everything: the database is not usable.
+            raise connection_problem(exc) from exc
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -118,6 +118,13 @@ class Agent(Base):
     capacity: Mapped[int] = mapped_column(Integer, default=8, server_default="8")
     last_assigned_at: Mapped[datetime | None]
 
+    __table_args__ = (
+        # One agent per name and per e-mail, whatever the case: the command line and the
+        # console name agents by either.
+        Index("uq_agents_lower_name", func.lower(name), unique=True),
+        Index("uq_agents_lower_email", func.lower(email), unique=True),
+    )
+
 
 class Lead(Base):
     __tablename__ = "leads"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from sqlalchemy import Table, and_, bindparam, exists, func, insert, or_, select, update
@@ -46,6 +46,15 @@ from storage.models import (
 # Statements on the engine's hot path are built once and executed with parameters: building
 # a statement per message costs more than running it. They target tables, not mapped classes,
 # so SQLAlchemy runs them as plain Core statements without the ORM's bookkeeping.
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    """An aggregate (min, max) comes back without the column's type: naive on SQLite."""
+    if value is None:
+        return None
+    if isinstance(value, str):  # SQLite hands aggregates of text-stored times back as text
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 @functools.cache
@@ -253,6 +262,21 @@ class Conversations:
         )
         result = await self.session.execute(statement)
         return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def release(self, agent_id: int) -> list[int]:
+        """Put the conversations an agent holds back in the queue; their ids."""
+        held = select(Conversation.id).where(
+            Conversation.agent_id == agent_id, Conversation.state == ConversationState.AGENT
+        )
+        ids = list((await self.session.execute(held)).scalars())
+        if ids:
+            await self.session.execute(
+                update(Conversation)
+                .where(Conversation.id.in_(ids))
+                .values(state=ConversationState.WAITING, agent_id=None)
+                .execution_options(synchronize_session=False)
+            )
+        return ids
 
 
 class Messages:
@@ -485,6 +509,14 @@ class Outbox:
         statement = select(OutboxItem.state, func.count()).group_by(OutboxItem.state)
         return {str(state): int(n) for state, n in (await self.session.execute(statement)).all()}
 
+    async def backlog(self) -> tuple[int, datetime | None]:
+        """Rows not yet sent (pending or being sent), and when the oldest was staged."""
+        statement = select(func.count(), func.min(OutboxItem.created_at)).where(
+            OutboxItem.state.in_([OutboxState.PENDING, OutboxState.SENDING])
+        )
+        count, oldest = (await self.session.execute(statement)).one()
+        return int(count), _aware(oldest)
+
     async def failed(self, limit: int = 100) -> list[OutboxItem]:
         statement = (
             select(OutboxItem)
@@ -531,6 +563,29 @@ class Handoffs:
         result = await self.session.execute(statement)
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
+    async def reopen(self, conversation_ids: Sequence[int]) -> None:
+        """Claimed handoffs waiting again (their agent left): same priority, same start."""
+        if not conversation_ids:
+            return
+        statement = (
+            update(Handoff)
+            .where(
+                Handoff.conversation_id.in_(list(conversation_ids)),
+                Handoff.state == HandoffState.CLAIMED,
+            )
+            .values(state=HandoffState.WAITING, agent_id=None, claimed_at=None)
+            .execution_options(synchronize_session=False)
+        )
+        await self.session.execute(statement)
+
+    async def waiting(self) -> tuple[int, datetime | None]:
+        """How many conversations wait for a person, and since when the oldest does."""
+        statement = select(func.count(), func.min(Handoff.requested_at)).where(
+            Handoff.state == HandoffState.WAITING
+        )
+        count, oldest = (await self.session.execute(statement)).one()
+        return int(count), _aware(oldest)
+
     async def end(self, conversation_id: int, now: datetime, outcome: str | None = None) -> None:
         statement = (
             update(Handoff)
@@ -574,6 +629,54 @@ class Agents:
 
     async def all(self) -> list[Agent]:
         return list((await self.session.execute(select(Agent).order_by(Agent.id))).scalars())
+
+    async def find(self, ref: str) -> Agent | None:
+        """By id, e-mail or name (e-mail and name in any case)."""
+        if ref.isdigit():
+            return await self.get(int(ref))
+        wanted = ref.strip().casefold()
+        attribute = "email" if "@" in ref else "name"
+        for agent in await self.all():
+            if (getattr(agent, attribute) or "").casefold() == wanted:
+                return agent
+        return None
+
+    async def taken(
+        self, name: str, email: str | None, *, besides: int | None = None
+    ) -> str | None:
+        """ "name" or "email" when another agent already has it, in any case.
+
+        Compared here with Unicode case folding; the unique indexes on lower(name) and
+        lower(email) also stop two writers racing (SQLite's lower() folds ASCII only).
+        """
+        for agent in await self.all():
+            if agent.id == besides:
+                continue
+            if agent.name.casefold() == name.strip().casefold():
+                return "name"
+            if email and (agent.email or "").casefold() == email.strip().casefold():
+                return "email"
+        return None
+
+    async def footprint(self, agent_id: int) -> dict[str, int]:
+        """What records name the agent: messages, conversations, handoffs, appointments,
+        leads and tasks (notifications to them are theirs alone and go with them)."""
+        counted = {
+            "messages": select(func.count()).where(Message.agent_id == agent_id),
+            "conversations": select(func.count()).where(Conversation.agent_id == agent_id),
+            "handoffs": select(func.count()).where(Handoff.agent_id == agent_id),
+            "appointments": select(func.count()).where(Appointment.agent_id == agent_id),
+            "leads": select(func.count()).where(Lead.owner_id == agent_id),
+            "tasks": select(func.count()).where(Task.owner_id == agent_id),
+        }
+        counts = {
+            what: int((await self.session.execute(q)).scalar_one()) for what, q in counted.items()
+        }
+        return {what: n for what, n in counts.items() if n}
+
+    async def delete(self, agent: Agent) -> None:
+        await self.session.delete(agent)
+        await self.session.flush()
 
 
 class Appointments:
@@ -660,6 +763,15 @@ class Appointments:
         )
         return list((await self.session.execute(statement)).scalars())
 
+    async def upcoming_of(self, agent_id: int, now: datetime) -> int:
+        """How many confirmed appointments the agent holds from now on."""
+        statement = select(func.count()).where(
+            Appointment.agent_id == agent_id,
+            Appointment.state == AppointmentState.CONFIRMED,
+            Appointment.starts_at >= now,
+        )
+        return int((await self.session.execute(statement)).scalar_one())
+
     async def between(self, start: datetime, end: datetime) -> list[Appointment]:
         statement = (
             select(Appointment)
@@ -741,6 +853,14 @@ class Actions:
         )
         result = await self.session.execute(statement)
         return int(result.rowcount)  # type: ignore[attr-defined]
+
+    async def due(self, now: datetime) -> tuple[int, datetime | None]:
+        """Actions due and not fired yet, and the due time of the oldest."""
+        statement = select(func.count(), func.min(ScheduledAction.due_at)).where(
+            ScheduledAction.state == ActionState.PENDING, ScheduledAction.due_at <= now
+        )
+        count, oldest = (await self.session.execute(statement)).one()
+        return int(count), _aware(oldest)
 
     async def upcoming(self, limit: int) -> list[ScheduledAction]:
         statement = (

@@ -11,6 +11,11 @@ class ConfigError(SeguibotError):
     """The configuration is unusable; the message names the key and where it came from."""
 
 
+class Unreachable(SeguibotError):
+    """Something the service depends on (the database, a channel's API) cannot be reached or
+    refuses us; the message says what, where (never a password or token) and why."""
+
+
 class SchemaOutdated(SeguibotError):
     """The database schema is behind the code's migrations."""
 
@@ -62,11 +67,13 @@ class SendFailed(SendError):
 
 class Blocked(SendError):
     """Not sent on purpose: the channel's rules forbid this message now (e.g. WhatsApp's
-    24-hour window with no template for it). Not retried; visible with its reason."""
+    24-hour window with no template for it). Not retried; visible with its reason.
+    `code` is short and from a fixed set (a metric label): "outside_24h_window", "63016"."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, code: str = "blocked") -> None:
         super().__init__(reason)
         self.reason = reason
+        self.code = code
 
 
 class MediaUnavailable(SeguibotError):

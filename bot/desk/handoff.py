@@ -155,9 +155,16 @@ class Desk:
         telegram_chat_id: int | None = None,
         password_hash: str | None = None,
     ) -> tuple[Agent, str]:
-        """A new agent and their API token (shown once; only its hash is stored)."""
+        """A new agent and their API token (shown once; only its hash is stored).
+
+        Raises:
+            ConflictError: another agent has the same name or e-mail (in any case).
+        """
         token = new_token()
         async with UnitOfWork(self.db) as uow:
+            if clash := await uow.agents.taken(name, email):
+                value = name if clash == "name" else email
+                raise ConflictError(f"an agent with the {clash} {value!r} already exists")
             agent = await uow.agents.add(
                 Agent(
                     name=name,

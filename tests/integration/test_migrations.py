@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestServer
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from bot.app import create_app
@@ -60,6 +62,47 @@ async def test_migrations_go_down_and_up_again(database_url: str) -> None:
         assert await migrate.current_revision(db) is None
         await migrate.upgrade(db)
         assert await migrate.current_revision(db) == migrate.head_revision()
+    finally:
+        await db.dispose()
+
+
+async def test_duplicate_agents_are_told_apart_when_names_become_unique(
+    database_url: str,
+) -> None:
+    db = Database(database_url)
+    try:
+        await migrate.downgrade(db, "0006")
+        rows = [
+            (1, "Ana", "ana@example.com"),
+            (2, "ANA", "Ana@Example.com"),
+            (3, "ana", None),
+            (4, "Bob", "bob@example.com"),
+        ]
+        async with db.engine.begin() as conn:
+            for agent_id, name, email in rows:
+                await conn.execute(
+                    text(
+                        "INSERT INTO agents (id, name, email, role, token_hash, active, created_at)"
+                        " VALUES (:id, :name, :email, 'agent', :token, true, :at)"
+                    ),
+                    {
+                        "id": agent_id,
+                        "name": name,
+                        "email": email,
+                        "token": f"hash{agent_id}",
+                        "at": datetime(2026, 1, 1, tzinfo=UTC),
+                    },
+                )
+        await migrate.upgrade(db)
+        async with db.engine.connect() as conn:
+            result = await conn.execute(text("SELECT id, name, email, token_hash FROM agents"))
+            after = sorted(tuple(row) for row in result)
+        assert after == [
+            (1, "Ana", "ana@example.com", "hash1"),
+            (2, "ANA (2)", None, "hash2"),
+            (3, "ana (3)", None, "hash3"),
+            (4, "Bob", "bob@example.com", "hash4"),
+        ]
     finally:
         await db.dispose()
 
