@@ -65,6 +65,7 @@ from handlers.telegram import (
     TelegramPoller,
     TelegramSender,
     TelegramWebhook,
+    describe_failure,
     make_bot,
 )
 from handlers.webchat import WebchatChannel, WebchatHub, WebchatSender
@@ -342,7 +343,10 @@ async def _telegram_session(app: web.Application) -> AsyncIterator[None]:
         log.info("telegram_ready", extra={"bot": bot.username})
     except telegram.error.TelegramError as exc:
         # Never log the exception text: PTB puts the token in it. Sends will retry.
-        log.error("telegram_unavailable", extra={"error": type(exc).__name__})
+        log.error(
+            "telegram_unavailable",
+            extra={"error": type(exc).__name__, "reason": describe_failure(exc, bot.token)},
+        )
     yield
     await bot.shutdown()
 
@@ -364,17 +368,8 @@ async def _scheduling(app: web.Application) -> AsyncIterator[None]:
 
 def _announce_channels(settings: Settings) -> None:
     """Say at start-up which channels are on, and for those off, what turns them on."""
-    channels = {
-        "webchat": (settings.webchat.enabled, "webchat.enabled is false"),
-        "telegram": (settings.telegram.enabled, "set SEGUIBOT_TELEGRAM_TOKEN to turn it on"),
-        "whatsapp": (
-            settings.whatsapp_enabled,
-            "set TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, SEGUIBOT_WHATSAPP_FROM and "
-            "SEGUIBOT_PUBLIC_URL to turn it on",
-        ),
-    }
-    for channel, (on, why_off) in channels.items():
+    for channel, (on, how) in settings.channels().items():
         if on:
             log.info("channel_on", extra={"channel": channel})
         else:
-            log.info("channel_off", extra={"channel": channel, "reason": why_off})
+            log.info("channel_off", extra={"channel": channel, "turn_on_with": how})

@@ -8,13 +8,17 @@ replies wait in the outbox, Telegram never waits on a send.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
+import socket
+import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import telegram
 from aiohttp import web
 from aiolimiter import AsyncLimiter
@@ -24,6 +28,7 @@ from telegram.error import (
     BadRequest,
     Conflict,
     Forbidden,
+    InvalidToken,
     NetworkError,
     RetryAfter,
     TelegramError,
@@ -46,7 +51,16 @@ from bot.core.channel import (
     ReachabilityChanged,
     SendReceipt,
 )
-from bot.core.errors import Blocked, MediaUnavailable, RetryLater, SendFailed, WebhookRejected
+from bot.core.errors import (
+    Blocked,
+    ConfigError,
+    MediaUnavailable,
+    RetryLater,
+    SeguibotError,
+    SendFailed,
+    Unreachable,
+    WebhookRejected,
+)
 from bot.core.phones import to_e164
 from bot.core.wire import parse_json
 from handlers.http import read_raw
@@ -277,7 +291,7 @@ class TelegramSender:
 
     async def send(self, message: OutboundMessage) -> SendReceipt:
         if message.uncertain and not self.resend_uncertain:
-            raise Blocked(UNCERTAIN)
+            raise Blocked(UNCERTAIN, "uncertain")
         now = self.clock()
         wait = self._next_allowed.get(message.recipient, 0.0) - now
         if wait > 0:
@@ -492,14 +506,56 @@ def make_bot(
     )
 
 
+def describe_failure(exc: BaseException, token: str) -> str:
+    """What could not be reached and why, in words, with the token masked: PTB's messages and
+    httpx's request URL carry it (https://api.telegram.org/bot<token>/getMe)."""
+    chain: list[BaseException] = []
+    seen: BaseException | None = exc
+    while seen is not None and seen not in chain:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    url = "the Telegram Bot API"
+    for error in chain:
+        if isinstance(error, httpx.RequestError):
+            with contextlib.suppress(RuntimeError):  # no request attached
+                url = str(error.request.url)
+            break
+    reason = _why(chain)
+    masked = f"could not reach {url}: {reason}"
+    return masked.replace(token, "<token>") if token else masked
+
+
+def _why(chain: list[BaseException]) -> str:
+    for error in chain:
+        if isinstance(error, socket.gaierror):
+            return f"the host name does not resolve (DNS: {error.strerror})"
+        if isinstance(error, ConnectionRefusedError):
+            return "connection refused (nothing listens there)"
+        if isinstance(error, ssl.SSLError):
+            return f"the TLS handshake failed ({error.reason or error})"
+        if isinstance(error, httpx.ConnectTimeout):
+            return "no connection in time (connect timeout)"
+    if any(isinstance(error, httpx.TimeoutException | TimedOut) for error in chain):
+        return "connected, but no answer in time (read timeout)"
+    for error in reversed(chain):
+        if str(error):
+            return str(error)
+    return type(chain[-1]).__name__
+
+
 class TelegramAdmin:
-    """The Bot API calls an operator makes: where Telegram delivers updates."""
+    """The Bot API calls an operator makes: where Telegram delivers updates.
+
+    Errors come out as ours, with the token never in them: `Unreachable` (which URL, and
+    why: DNS, refused, timeout), `ConfigError` (the token was refused), `SeguibotError`
+    (Telegram refused the request, with its reason).
+    """
 
     def __init__(self, bot: telegram.Bot) -> None:
         self.bot = bot
 
     async def set_webhook(self, url: str, *, secret: str, drop_pending: bool = False) -> None:
-        async with self.bot:
+        async with self._calling():
             await self.bot.set_webhook(
                 url=url,
                 secret_token=secret,
@@ -509,9 +565,30 @@ class TelegramAdmin:
 
     async def webhook(self) -> str:
         """The URL Telegram currently delivers to ("" when none: polling is possible)."""
-        async with self.bot:
+        async with self._calling():
             return (await self.bot.get_webhook_info()).url
 
     async def delete_webhook(self) -> None:
-        async with self.bot:
+        async with self._calling():
             await self.bot.delete_webhook()
+
+    @contextlib.asynccontextmanager
+    async def _calling(self) -> AsyncIterator[None]:
+        token = self.bot.token
+        try:
+            async with self.bot:
+                yield
+        except InvalidToken:
+            # PTB's message for a refused token contains the token: never show it.
+            raise ConfigError(
+                "Telegram refused the bot token: check SEGUIBOT_TELEGRAM_TOKEN (from @BotFather)"
+            ) from None
+        except (NetworkError, OSError) as exc:  # TimedOut is a NetworkError
+            raise Unreachable(
+                f"{describe_failure(exc, token)}; check this machine's network, or "
+                "SEGUIBOT_TELEGRAM_API_BASE_URL"
+            ) from None
+        except TelegramError as exc:
+            raise SeguibotError(
+                f"Telegram refused the request: {exc.message.replace(token, '<token>')}"
+            ) from None

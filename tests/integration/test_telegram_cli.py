@@ -76,9 +76,34 @@ async def test_a_rejected_token_is_reported_without_the_token(
     env = {**environment(tg, tmp_path), "SEGUIBOT_TELEGRAM_TOKEN": "987654321:not-the-right-one"}
     code, out, err = await seguibot("telegram", "set-webhook", env=env)
     assert code == 1
-    assert "InvalidToken" in err
+    assert "Telegram refused the bot token: check SEGUIBOT_TELEGRAM_TOKEN" in err
     assert "not-the-right-one" not in err + out
     tg.take_rejected()
+
+
+@pytest.mark.parametrize(
+    ("base_url", "why"),
+    [
+        ("http://127.0.0.1:{port}/bot", "connection refused"),
+        ("http://seguibot-no-such-host.invalid/bot", "the host name does not resolve (DNS"),
+    ],
+)
+async def test_an_unreachable_api_is_named_with_the_reason_and_without_the_token(
+    tmp_path: Path, base_url: str, why: str
+) -> None:
+    token = "123456:the-secret-part"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SEGUIBOT_")}
+    url = base_url.format(port=free_port())  # nothing listens there
+    env.update(
+        DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}",
+        SEGUIBOT_TELEGRAM_TOKEN=token,
+        SEGUIBOT_TELEGRAM_API_BASE_URL=url,
+    )
+    code, out, err = await seguibot("telegram", "delete-webhook", env=env)
+    assert code == 2
+    assert err.count("\n") == 1, err  # one line, no traceback
+    assert f"seguibot: could not reach {url}<token>/getMe: {why}" in err
+    assert "the-secret-part" not in err + out
 
 
 async def test_poll_refuses_while_a_webhook_is_set(tg: FakeTelegramServer, tmp_path: Path) -> None:
