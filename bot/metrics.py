@@ -10,6 +10,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 class Metrics:
+    """Counters the services increment, and gauges `bot.web.ops` reads from the database."""
+
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         registry = self.registry
@@ -33,7 +35,15 @@ class Metrics:
         )
         self.outbox_failed = Counter(
             "seguibot_outbox_failed_total",
-            "Messages given up on or blocked",
+            "Sends the channel refused or that were given up on, by error code "
+            "(the channel's: 403, 21610, ...; gave_up after outbox.max_attempts)",
+            ["channel", "code"],
+            registry=registry,
+        )
+        self.outbox_blocked = Counter(
+            "seguibot_outbox_blocked_total",
+            "Messages held back on purpose (opted_out, lead_replied, unreachable, "
+            "outside_24h_window, uncertain, ...)",
             ["channel", "reason"],
             registry=registry,
         )
@@ -43,8 +53,35 @@ class Metrics:
             ["channel"],
             registry=registry,
         )
+        # Read from the database at each scrape (bot/web/ops.py): true across processes and
+        # restarts, which counters in one process are not.
         self.outbox_pending = Gauge(
             "seguibot_outbox_pending", "Outbox rows waiting to be sent", registry=registry
+        )
+        self.outbox_oldest_pending = Gauge(
+            "seguibot_outbox_oldest_pending_seconds",
+            "Age of the oldest outbox row not sent yet (0 when none)",
+            registry=registry,
+        )
+        self.queue_length = Gauge(
+            "seguibot_handoff_queue_length",
+            "Conversations waiting for an agent",
+            registry=registry,
+        )
+        self.queue_oldest = Gauge(
+            "seguibot_handoff_oldest_wait_seconds",
+            "How long the longest-waiting conversation has waited for an agent (0 when none)",
+            registry=registry,
+        )
+        self.actions_due = Gauge(
+            "seguibot_actions_due",
+            "Scheduled actions due and not fired yet",
+            registry=registry,
+        )
+        self.actions_oldest_due = Gauge(
+            "seguibot_actions_oldest_due_seconds",
+            "How late the most overdue scheduled action not fired yet is (0 when none)",
+            registry=registry,
         )
         self.handoffs = Counter(
             "seguibot_handoffs_total",

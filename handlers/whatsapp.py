@@ -318,7 +318,9 @@ class TwilioSender:
             datetime.now(UTC) - message.last_inbound_at > WINDOW
         )
         if outside and message.template is None:
-            raise Blocked("outside_24h_window: no template configured for this message")
+            raise Blocked(
+                "outside_24h_window: no template configured for this message", "outside_24h_window"
+            )
         if message.uncertain:
             found = await self._find(message, outside)
             if found is not None:
@@ -372,7 +374,7 @@ def _translate(exc: TwilioRestException) -> Exception:
     if code == "21610":
         return SendFailed(ERRORS["21610"], code, unreachable=True)
     if code == "63016":
-        return Blocked(ERRORS["63016"])
+        return Blocked(ERRORS["63016"], "63016")
     if exc.status == 429 or code == "20429":
         return RetryLater(f"twilio 429 ({code or 'too many requests'})")
     if exc.status >= 500:

@@ -150,7 +150,7 @@ class Dispatcher:
             for item in items:
                 if reason := self._held_back(item, context[item.id]):
                     uow.outbox.blocked(item, reason, now)
-                    self._count_blocked(item, reason)
+                    self._count_blocked(item, reason, reason)
                 else:
                     ready.append(_outbound(item, context[item.id].last_inbound_at))
             await uow.commit()
@@ -170,8 +170,9 @@ class Dispatcher:
             return NO_SENDER
         return None
 
-    def _count_blocked(self, item: OutboxItem, reason: str) -> None:
-        self.metrics.outbox_failed.labels(item.channel, reason).inc()
+    def _count_blocked(self, item: OutboxItem, code: str, reason: str) -> None:
+        """`code` is the metric's label: one of a fixed few (the reason may be free text)."""
+        self.metrics.outbox_blocked.labels(item.channel, code).inc()
         log.info("outbox_blocked", extra={"outbox_id": item.id, "reason": reason})
 
     async def _deliver(self, message: OutboundMessage) -> None:
@@ -242,7 +243,7 @@ class Dispatcher:
                 self.metrics.outbox_sent.labels(item.channel).inc()
             elif blocked is not None:
                 outbox.blocked(item, blocked.reason, now)
-                self._count_blocked(item, blocked.reason)
+                self._count_blocked(item, blocked.code, blocked.reason)
             elif retry is not None and not retry.counts:
                 # The sender is pacing the chat: nothing was tried, no attempt is spent.
                 outbox.retry(item, now + timedelta(seconds=retry.after or 0.0), None, counts=False)
@@ -268,7 +269,8 @@ class Dispatcher:
                 # The lead blocked us or opted out at the channel: no retry, and no more sends
                 # there until the channel says they are reachable again.
                 outbox.blocked(item, failure.reason, now)
-                self._count_blocked(item, failure.reason)
+                self.metrics.outbox_failed.labels(item.channel, failure.code or "unreachable").inc()
+                log.info("outbox_blocked", extra={"outbox_id": item.id, "code": failure.code})
                 await uow.identities.set_reachable(item.channel, item.recipient, False)
             else:
                 reason = failure.reason if failure else f"gave up: {retry.reason if retry else ''}"

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bot.core.errors import SchemaOutdated
+from bot.core.model import utcnow
 from bot.web.keys import DATABASE, METRICS
 from storage import migrate
 from storage.db import DatabaseUnavailable, is_unavailable
 from storage.uow import UnitOfWork
+
+
+def _age(since: datetime | None, now: datetime) -> float:
+    return max(0.0, (now - since).total_seconds()) if since is not None else 0.0
 
 
 def register(app: web.Application) -> None:
@@ -41,13 +48,25 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def prometheus(request: web.Request) -> web.Response:
+    """Counters as counted, and the people side read now: the queue, the outbox backlog, the
+    scheduler's due backlog (what docs/alerts.yml alerts on)."""
     metrics = request.app[METRICS]
+    now = utcnow()
     try:
         async with UnitOfWork(request.app[DATABASE]) as uow:
-            counts = await uow.outbox.count_by_state()
-        metrics.outbox_pending.set(counts.get("pending", 0) + counts.get("sending", 0))
+            waiting, longest = await uow.handoffs.waiting()
+            backlog, oldest_row = await uow.outbox.backlog()
+            due, oldest_due = await uow.actions.due(now)
     except Exception as exc:
         if not is_unavailable(exc):
             raise
+        # The gauges keep their last values; /readyz says the database is down.
+    else:
+        metrics.queue_length.set(waiting)
+        metrics.queue_oldest.set(_age(longest, now))
+        metrics.outbox_pending.set(backlog)
+        metrics.outbox_oldest_pending.set(_age(oldest_row, now))
+        metrics.actions_due.set(due)
+        metrics.actions_oldest_due.set(_age(oldest_due, now))
     body = generate_latest(metrics.registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

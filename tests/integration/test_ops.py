@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import re
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
-from bot.web.keys import DATABASE
-from storage.models import Message
+from bot.core.channel import Channel
+from bot.core.errors import RetryLater, SendFailed
+from bot.core.model import ActionState, utcnow
+from bot.web.keys import DATABASE, DESK, DISPATCHER, SCHEDULER
+from storage.models import Handoff, Message, OutboxItem, ScheduledAction
+from tests.fakes.senders import ScriptedSender
+
+ALERTS = Path(__file__).resolve().parents[2] / "docs" / "alerts.yml"
 
 SESSION = "sesion-ops-0001-Kq7mZ2xW9p"
 
@@ -36,6 +47,99 @@ async def test_metrics_count_messages_and_replies(service: Any) -> None:
         "seguibot_outbox_pending",
     ):
         assert name in text
+
+
+def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+async def test_metrics_show_what_to_alert_on(service: Any) -> None:
+    """Queue length and the longest wait, the outbox backlog and its oldest row, failed sends
+    by channel and code, and the scheduler's due backlog, as /metrics serves them."""
+    sender = ScriptedSender(
+        Channel.WEBCHAT, [SendFailed("refused", "E42"), RetryLater("busy", after=3600)]
+    )
+    client = await service(senders={Channel.WEBCHAT: sender})
+    app = client.app
+    await app[SCHEDULER].pause()  # the due action below must stay due
+    empty = _samples(await (await client.get("/metrics")).text())
+    assert empty[("seguibot_handoff_queue_length", ())] == 0
+    assert empty[("seguibot_handoff_oldest_wait_seconds", ())] == 0
+
+    for n in (1, 2):
+        session = f"sesion-ops-cola-{n}-Kq7mZ2xW9pLr"
+        await client.post(
+            "/webchat/messages", json={"session_id": session, "text": "quiero hablar con un asesor"}
+        )
+    desk = app[DESK]
+    agent, _ = await desk.add_agent("Carla")
+    first, second = await desk.queue()
+    await desk.claim(first.conversation_id, agent)
+    await desk.reply(first.conversation_id, agent, "Hola, soy Carla")  # refused: E42
+    await app[DISPATCHER].drain()
+    await desk.reply(first.conversation_id, agent, "¿Sigues ahí?")  # retried in an hour
+    await app[DISPATCHER].drain()
+    now = utcnow()
+    async with app[DATABASE].session() as session, session.begin():
+        await session.execute(
+            update(Handoff)
+            .where(Handoff.conversation_id == second.conversation_id)
+            .values(requested_at=now - timedelta(minutes=10))
+        )
+        await session.execute(
+            update(OutboxItem)
+            .where(OutboxItem.state == "pending")
+            .values(created_at=now - timedelta(minutes=5))
+        )
+        session.add(
+            ScheduledAction(
+                kind="reminder.lead", due_at=now - timedelta(minutes=3), state=ActionState.PENDING
+            )
+        )
+
+    samples = _samples(await (await client.get("/metrics")).text())
+    assert samples[("seguibot_handoff_queue_length", ())] == 1
+    assert 600 <= samples[("seguibot_handoff_oldest_wait_seconds", ())] < 700
+    assert samples[("seguibot_outbox_pending", ())] == 1
+    assert 300 <= samples[("seguibot_outbox_oldest_pending_seconds", ())] < 400
+    failed = ("seguibot_outbox_failed_total", (("channel", "webchat"), ("code", "E42")))
+    assert samples[failed] == 1
+    assert samples[("seguibot_actions_due", ())] >= 1
+    assert samples[("seguibot_actions_oldest_due_seconds", ())] >= 180
+
+
+async def test_alert_rules_parse_and_name_only_exported_metrics(service: Any) -> None:
+    rules = yaml.safe_load(ALERTS.read_text(encoding="utf-8"))
+    alerts = [rule for group in rules["groups"] for rule in group["rules"]]
+    assert len(alerts) >= 6
+    for rule in alerts:
+        assert set(rule) >= {"alert", "expr", "labels", "annotations"}, rule
+        assert rule["labels"]["severity"] in ("page", "warning")
+        assert rule["annotations"]["summary"]
+    named = set(re.findall(r"\bseguibot_[a-z0-9_]+", ALERTS.read_text(encoding="utf-8")))
+
+    client = await service()
+    families = list(text_string_to_metric_families(await (await client.get("/metrics")).text()))
+    exported = {family.name for family in families}
+    for family in families:
+        suffixes = {
+            "counter": ("_total", "_created"),
+            "histogram": ("_bucket", "_sum", "_count", "_created"),
+        }.get(family.type, ())
+        exported |= {family.name + suffix for suffix in suffixes}
+    assert named - exported == set()
+    for wanted in (
+        "seguibot_handoff_queue_length",
+        "seguibot_handoff_oldest_wait_seconds",
+        "seguibot_outbox_oldest_pending_seconds",
+        "seguibot_outbox_failed_total",
+        "seguibot_actions_oldest_due_seconds",
+    ):
+        assert wanted in named
 
 
 async def test_unknown_route_is_404_json(service: Any) -> None:
