@@ -32,12 +32,13 @@ from intents.normalize import Normalizer, default_normalizer
 DEFAULT_SCRIPTS = Path(__file__).parent / "scripts" / "es.yaml"
 
 # Placeholders the service can fill; anything else in braces is a typo the prospect would see.
+# {planes} is the business's plans and prices (business.plans), empty when none are set.
 # {a} and {b} are the two intents' labels in "clarify.which"; {fecha}, {dia}, {tipo}, {opciones},
 # {dias} and {tarea} come from the agenda, reminders and tasks; {apertura} (when people are back)
 # and {motivo} (why a conversation was handed off) from the handoff; {correo} and {telefono} are
 # the contact details a lead typed and the bot saved.
 PLACEHOLDERS = frozenset(
-    {"nombre", "producto", "negocio", "asesor", "a", "b"}
+    {"nombre", "producto", "negocio", "asesor", "planes", "a", "b"}
     | {"fecha", "dia", "tipo", "opciones", "dias", "tarea", "apertura", "motivo"}
     | {"correo", "telefono"}
 )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import re
+import string
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -72,6 +74,17 @@ class Rendered:
     variant: int
 
 
+# Facts about the business a configuration may leave out ({planes}: business.plans). A variant
+# that quotes one left out is never chosen (it would read "nuestros planes: ."); once it is
+# set, the variants that quote it are chosen before the others.
+OPTIONAL_FACTS = frozenset({"planes"})
+
+
+@functools.lru_cache(maxsize=4096)
+def _placeholders(text: str) -> frozenset[str]:
+    return frozenset(name for _, name, _, _ in string.Formatter().parse(text) if name)
+
+
 class _Blank(dict[str, str]):
     def __missing__(self, key: str) -> str:
         return ""
@@ -103,9 +116,19 @@ class Renderer:
     def render(self, script: str, *, seed: str, values: Mapping[str, str]) -> Rendered:
         """One variant of `script`, chosen by `seed` so a retry renders the same text."""
         variants = self.book.replies(script)
-        variant = zlib.crc32(f"{seed}:{script}".encode()) % len(variants)
+        choices = self._choices(variants)
+        variant = choices[zlib.crc32(f"{seed}:{script}".encode()) % len(choices)]
         filled = variants[variant].format_map(_Blank({**self.defaults, **values}))
         return Rendered(_tidy(filled), script, variant)
+
+    def _choices(self, variants: tuple[str, ...]) -> list[int]:
+        """The variants that may be chosen, by the business facts configured (OPTIONAL_FACTS)."""
+        known = {name for name in OPTIONAL_FACTS if self.defaults.get(name)}
+        missing = OPTIONAL_FACTS - known
+        every = range(len(variants))
+        usable = [i for i in every if not _placeholders(variants[i]) & missing] or list(every)
+        quoting = [i for i in usable if _placeholders(variants[i]) & known]
+        return quoting or usable
 
     def label(self, intent: str) -> str:
         return self.book.label(intent)

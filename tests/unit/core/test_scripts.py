@@ -82,3 +82,24 @@ def test_placeholders_at_sentence_starts_are_capitalised_and_commas_mended() -> 
     )
     text = renderer.render("greeting", seed="1", values={"nombre": ""}).text
     assert text == "Te entiendo, es una inversión. ¡Claro! Nuestro programa te ayuda."
+
+
+PRICING = (
+    "Para darte el precio exacto: ¿es para ti o para tu empresa?",
+    "Estos son nuestros planes: {planes}. ¿Cuál te conviene?",
+    "Te paso la tabla de precios. ¿Te la envío?",
+)
+
+
+def test_a_variant_quoting_plans_is_never_chosen_when_none_are_set() -> None:
+    renderer = Renderer(complete(**{"info.pricing": PRICING}), {"planes": ""})
+    chosen = {renderer.render("info.pricing", seed=str(n), values={}).variant for n in range(60)}
+    assert chosen == {0, 2}
+
+
+def test_set_plans_are_quoted_first() -> None:
+    renderer = Renderer(complete(**{"info.pricing": PRICING}), {"planes": "Básico ($499)"})
+    for n in range(20):
+        rendered = renderer.render("info.pricing", seed=str(n), values={})
+        assert rendered.variant == 1
+        assert rendered.text == "Estos son nuestros planes: Básico ($499). ¿Cuál te conviene?"
