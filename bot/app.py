@@ -76,6 +76,8 @@ from storage.db import Database, is_conflict, is_unavailable
 
 log = logging.getLogger(__name__)
 
+# The script the web chat page greets with before anyone has written.
+WEBCHAT_GREETING = "webchat.greeting"
 TWILIO_SENDER = web.AppKey("twilio_sender", TwilioSender)
 
 
@@ -155,7 +157,8 @@ def _services(app: web.Application, settings: Settings, channels: _Channels) -> 
         from_file(settings.nlu.scripts_path, settings.business.phone_region)
     )
     renderer = Renderer(understanding, settings.business.script_values())
-    renderer.check((*understanding.intents, *settings.sequence_scripts()))
+    page = (WEBCHAT_GREETING,) if settings.webchat.enabled else ()
+    renderer.check((*understanding.intents, *settings.sequence_scripts(), *page))
     rules = LeadRules.from_settings(settings)
 
     signals = live.Signals()
@@ -227,11 +230,17 @@ def _routes(
     engine = app[ENGINE]
     ops.register(app)
     if settings.webchat.enabled:
+
+        def greeting() -> str:
+            # Through the engine's renderer: scripts published later are what the page shows.
+            return engine.renderer.render(WEBCHAT_GREETING, seed="webchat", values={}).text
+
         WebchatChannel(
             engine,
             Transcripts(app[DATABASE]),
             channels.hub,
             business_name=settings.business.name,
+            greeting=greeting,
             history_limit=settings.webchat.history_limit,
             reads_per_minute=settings.webchat.reads_per_minute,
             frame_ancestors=settings.webchat.frame_ancestors,

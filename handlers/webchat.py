@@ -14,7 +14,7 @@ import math
 import re
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,6 +23,7 @@ from aiohttp import web
 
 from bot.core.channel import (
     Channel,
+    ChatLine,
     InboundMessage,
     Intake,
     OutboundMessage,
@@ -166,6 +167,7 @@ class WebchatChannel:
         hub: WebchatHub,
         *,
         business_name: str,
+        greeting: Callable[[], str] = str,
         history_limit: int = 50,
         reads_per_minute: int = 120,
         frame_ancestors: Sequence[str] = (),
@@ -178,6 +180,8 @@ class WebchatChannel:
         self.hub = hub
         self.inbound = WebchatInbound()
         self.business_name = business_name
+        # The business's greeting (a script), shown on the empty page; read at each load.
+        self.greeting = greeting
         self.history_limit = history_limit
         self.poll_interval = poll_interval
         self.keepalive = keepalive
@@ -203,6 +207,8 @@ class WebchatChannel:
         app.router.add_get("/webchat/history", self.history)
         app.router.add_get("/webchat/events", self.events)
         app.router.add_static("/static/webchat/", STATIC)
+        # Browsers ask for it on every page; a 404 would be logged as a warning each time.
+        app.router.add_get("/favicon.ico", self.favicon)
         app.on_shutdown.append(self._close_streams)
 
     async def _close_streams(self, app: web.Application) -> None:
@@ -211,20 +217,32 @@ class WebchatChannel:
         self.hub.notify_all()
 
     async def page(self, request: web.Request) -> web.Response:
-        html = self._page.render(business=self.business_name)
+        html = self._page.render(business=self.business_name, greeting=self.greeting())
         return web.Response(
             text=html, content_type="text/html", charset="utf-8", headers=self.page_headers
+        )
+
+    async def favicon(self, request: web.Request) -> web.FileResponse:
+        return web.FileResponse(
+            STATIC / "favicon.ico",
+            headers={"Content-Type": "image/x-icon", "Cache-Control": "max-age=86400"},
         )
 
     async def post_message(self, request: web.Request) -> web.Response:
         raw = await read_raw(request)
         message = self.inbound.parse(raw)
         outcome = await self.intake.receive(message)
+        # Other tabs of this session show the lead's message (and the replies) now.
+        self.hub.notify(message.sender_id)
         client_id = message.message_id.split(":", 1)[1]
+        at = _iso(message.sent_at)
         return web.json_response(
             {
                 "message_id": client_id,
-                "replies": [{"id": r.id, "text": r.text} for r in outcome.replies],
+                # The stored message's id: the page matches it with the event stream's copy.
+                "id": outcome.message_id,
+                "at": at,
+                "replies": [{"id": r.id, "text": r.text, "at": at} for r in outcome.replies],
             }
         )
 
@@ -248,15 +266,14 @@ class WebchatChannel:
         lines = await self.transcript.lines(
             Channel.WEBCHAT, session_id, after_id=0, limit=self.history_limit
         )
-        return web.json_response(
-            {"messages": [{"id": ln.id, "author": ln.author, "text": ln.text} for ln in lines]}
-        )
+        return web.json_response({"messages": [_shown(line, session_id) for line in lines]})
 
     async def events(self, request: web.Request) -> web.StreamResponse:
-        """Server-sent events: each message sent to the lead after `Last-Event-ID` / `after`.
+        """Server-sent events: each message after `Last-Event-ID` / `after` that went out to
+        the lead, and the lead's own (so a second tab shows both sides).
 
-        Wakes at once when this process sends to the session, and polls now and then for
-        messages another process sent.
+        Wakes at once when this process sends to the session or the session writes, and polls
+        now and then for messages another process handled.
         """
         session_id = self._session(request)
         after = parse_id(request.headers.get("Last-Event-ID") or request.query.get("after") or "0")
@@ -277,11 +294,11 @@ class WebchatChannel:
         with self.hub.listen(session_id) as woken, contextlib.suppress(ConnectionResetError):
             while not self._closing:
                 woken.clear()
-                lines = await self.transcript.sent_to_lead(
+                lines = await self.transcript.visible_after(
                     Channel.WEBCHAT, session_id, after_id=last_id, limit=100
                 )
                 for line in lines:
-                    data = json.dumps({"id": line.id, "author": line.author, "text": line.text})
+                    data = json.dumps(_shown(line, session_id))
                     await response.write(
                         f"id: {line.id}\nevent: message\ndata: {data}\n\n".encode()
                     )
@@ -294,3 +311,23 @@ class WebchatChannel:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(woken.wait(), timeout=self.poll_interval)
         return response
+
+
+def _iso(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _shown(line: ChatLine, session_id: str) -> dict[str, object]:
+    """A message as the page gets it: id, author, text, time (UTC, ISO 8601) and, for the
+    lead's own, the id the page gave it (`client_id`)."""
+    shown: dict[str, object] = {"id": line.id, "author": line.author, "text": line.text}
+    if line.at is not None:
+        shown["at"] = _iso(line.at)
+    prefix = session_id + ":"
+    if (
+        line.author == "lead"
+        and line.channel_message_id
+        and line.channel_message_id.startswith(prefix)
+    ):
+        shown["client_id"] = line.channel_message_id.removeprefix(prefix)
+    return shown

@@ -966,12 +966,26 @@ class Transcripts:
         self.session = session
 
     async def lines(
-        self, channel: Channel, sender_id: str, *, after_id: int, limit: int, to_lead: bool
-    ) -> list[tuple[int, str, str, datetime]]:
-        """Messages after `after_id`, oldest first (the latest `limit` when it is 0).
-        `to_lead`: only messages to the lead that went out (not pending, failed or blocked)."""
+        self,
+        channel: Channel,
+        sender_id: str,
+        *,
+        after_id: int,
+        limit: int,
+        to_lead: bool,
+        with_lead: bool = False,
+    ) -> list[tuple[int, str, str, datetime, str | None]]:
+        """(id, author, text, time, channel message id) after `after_id`, oldest first (the
+        latest `limit` when it is 0). `to_lead`: only messages to the lead that went out (not
+        pending, failed or blocked), and the lead's own too when `with_lead`."""
         statement = (
-            select(Message.id, Message.author, Message.text, Message.created_at)
+            select(
+                Message.id,
+                Message.author,
+                Message.text,
+                Message.created_at,
+                Message.channel_message_id,
+            )
             .join(Conversation, Conversation.id == Message.conversation_id)
             .join(ChannelIdentity, ChannelIdentity.id == Conversation.identity_id)
             .where(
@@ -981,14 +995,15 @@ class Transcripts:
             )
         )
         if to_lead:
+            went_out = and_(Message.direction == Direction.OUT, Message.status.in_(_WENT_OUT))
             statement = statement.where(
-                Message.direction == Direction.OUT, Message.status.in_(_WENT_OUT)
+                or_(went_out, Message.direction == Direction.IN) if with_lead else went_out
             )
         if after_id or to_lead:
             rows = await self.session.execute(statement.order_by(Message.id).limit(limit))
-            return [(row[0], str(row[1]), row[2], row[3]) for row in rows]
+            return [(row[0], str(row[1]), row[2], row[3], row[4]) for row in rows]
         rows = await self.session.execute(statement.order_by(Message.id.desc()).limit(limit))
-        return [(row[0], str(row[1]), row[2], row[3]) for row in rows][::-1]
+        return [(row[0], str(row[1]), row[2], row[3], row[4]) for row in rows][::-1]
 
 
 _WENT_OUT = (DeliveryStatus.SENT, DeliveryStatus.DELIVERED, DeliveryStatus.READ)

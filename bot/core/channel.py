@@ -337,6 +337,9 @@ class ChatLine:
     author: str  # lead | bot | agent
     text: str
     at: datetime | None = None
+    # The channel's id for a lead's message (the web chat's is "<session>:<page's id>"), so a
+    # page can match a message it sent with the copy the event stream brings back.
+    channel_message_id: str | None = None
 
 
 class Transcript(Protocol):
@@ -352,6 +355,13 @@ class Transcript(Protocol):
         self, channel: Channel, sender_id: str, *, after_id: int, limit: int
     ) -> list[ChatLine]:
         """Messages to the lead that went out (not pending, failed or blocked)."""
+        ...
+
+    async def visible_after(
+        self, channel: Channel, sender_id: str, *, after_id: int, limit: int
+    ) -> list[ChatLine]:
+        """What an open chat page shows as it happens: the lead's own messages (written in
+        another tab, say) and those to the lead that went out, oldest first."""
         ...
 
 

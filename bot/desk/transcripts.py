@@ -24,11 +24,31 @@ class Transcripts:
     ) -> list[ChatLine]:
         return await self._read(channel, sender_id, after_id, limit, to_lead=True)
 
+    async def visible_after(
+        self, channel: Channel, sender_id: str, *, after_id: int, limit: int
+    ) -> list[ChatLine]:
+        return await self._read(channel, sender_id, after_id, limit, to_lead=True, with_lead=True)
+
     async def _read(
-        self, channel: Channel, sender_id: str, after_id: int, limit: int, *, to_lead: bool
+        self,
+        channel: Channel,
+        sender_id: str,
+        after_id: int,
+        limit: int,
+        *,
+        to_lead: bool,
+        with_lead: bool = False,
     ) -> list[ChatLine]:
         async with UnitOfWork(self.db) as uow:
             rows = await uow.transcripts.lines(
-                channel, sender_id, after_id=after_id, limit=limit, to_lead=to_lead
+                channel,
+                sender_id,
+                after_id=after_id,
+                limit=limit,
+                to_lead=to_lead,
+                with_lead=with_lead,
             )
-        return [ChatLine(id=id_, author=author, text=text, at=at) for id_, author, text, at in rows]
+        return [
+            ChatLine(id=id_, author=author, text=text, at=at, channel_message_id=key)
+            for id_, author, text, at, key in rows
+        ]

@@ -6,8 +6,18 @@
   const formulario = document.getElementById("formulario");
   const texto = document.getElementById("texto");
   const boton = document.getElementById("enviar");
+  const estado = document.getElementById("estado");
   const vistos = new Set();
+  // Messages this tab sent and shows already, by the id the page gave them: the event stream
+  // brings them back (for the other tabs) and they must not appear twice here.
+  const propios = new Map();
   let ultimo = 0;
+
+  // Times in the visitor's own clock, as any messenger shows them; the full date and the zone
+  // on hover.
+  const zona = Intl.DateTimeFormat().resolvedOptions().timeZone;
+  const hora = new Intl.DateTimeFormat("es", { hour: "2-digit", minute: "2-digit" });
+  const completa = new Intl.DateTimeFormat("es", { dateStyle: "long", timeStyle: "short" });
 
   // The session id is the only key to this conversation: 128 random bits from the browser's
   // cryptographic generator, never Math.random. An older, weaker id is replaced.
@@ -21,21 +31,47 @@
     localStorage.setItem("seguibot.sesion", sesion);
   }
 
-  function mostrar(autor, contenido, id) {
-    if (id !== undefined) {
-      if (vistos.has(id)) return;
-      vistos.add(id);
-      ultimo = Math.max(ultimo, id);
+  function sellar(li, at) {
+    const fecha = at ? new Date(at) : new Date();
+    let marca = li.querySelector("time");
+    if (!marca) {
+      marca = document.createElement("time");
+      li.append(marca);
+    }
+    marca.dateTime = fecha.toISOString();
+    marca.textContent = hora.format(fecha);
+    marca.title = `${completa.format(fecha)} (${zona})`;
+  }
+
+  // m: {id?, author, text, at?, client_id?}, as the server sends messages.
+  function mostrar(m) {
+    if (m.id !== undefined && m.id !== null) {
+      if (vistos.has(m.id)) return null;
+      vistos.add(m.id);
+      ultimo = Math.max(ultimo, m.id);
+      const propio = m.client_id && propios.get(m.client_id);
+      if (propio) {
+        propios.delete(m.client_id);
+        propio.dataset.id = m.id;
+        sellar(propio, m.at);
+        return propio;
+      }
     }
     const li = document.createElement("li");
-    li.className = "msg " + autor;
-    li.dataset.author = autor;
+    li.className = "msg " + m.author;
+    li.dataset.author = m.author;
+    if (m.id !== undefined && m.id !== null) li.dataset.id = m.id;
     const quien = document.createElement("span");
     quien.className = "autor";
-    quien.textContent = AUTORES[autor] || autor;
-    li.append(quien, document.createTextNode(contenido));
+    quien.textContent = AUTORES[m.author] || m.author;
+    const cuerpo = document.createElement("span");
+    cuerpo.className = "texto";
+    cuerpo.textContent = m.text;
+    li.append(quien, cuerpo);
+    sellar(li, m.at);
     lista.append(li);
     lista.scrollTop = lista.scrollHeight;
+    return li;
   }
 
   function aviso(contenido) {
@@ -45,16 +81,27 @@
     lista.append(li);
   }
 
+  // The event stream brings what arrives later (an agent, a reminder, another tab). While it
+  // is down the page says so; the browser reconnects by itself after a network error, and
+  // this code does when the server answered with an error (the browser then gives up).
+  let espera = 1000;
   function escuchar() {
     const eventos = new EventSource(`/webchat/events?session_id=${encodeURIComponent(sesion)}&after=${ultimo}`);
-    eventos.addEventListener("message", (e) => {
-      const m = JSON.parse(e.data);
-      mostrar(m.author, m.text, m.id);
+    eventos.addEventListener("open", () => {
+      estado.hidden = true;
+      espera = 1000;
+    });
+    eventos.addEventListener("message", (e) => mostrar(JSON.parse(e.data)));
+    eventos.addEventListener("error", () => {
+      estado.hidden = false;
+      if (eventos.readyState === EventSource.CLOSED) {
+        setTimeout(escuchar, espera);
+        espera = Math.min(espera * 2, 30000);
+      }
     });
   }
 
-  async function enviar(contenido) {
-    const idMensaje = idAleatorio();
+  async function enviar(contenido, idMensaje) {
     for (let intento = 0; intento < 3; intento++) {
       try {
         const r = await fetch("/webchat/messages", {
@@ -62,7 +109,7 @@
           headers: { "Content-Type": "application/json" },
           body: JSON.stringify({ session_id: sesion, text: contenido, message_id: idMensaje }),
         });
-        if (r.ok) return (await r.json()).replies;
+        if (r.ok) return await r.json();
         if (r.status < 500) break;
       } catch (_) { /* red caída: se reintenta con el mismo id, sin duplicar */ }
       await new Promise((ok) => setTimeout(ok, 800 * (intento + 1)));
@@ -75,10 +122,15 @@
     const contenido = texto.value.trim();
     if (!contenido) return;
     texto.value = "";
-    mostrar("lead", contenido);
+    const idMensaje = idAleatorio();
+    propios.set(idMensaje, mostrar({ author: "lead", text: contenido }));
     boton.disabled = true;
     try {
-      for (const r of await enviar(contenido)) mostrar("bot", r.text, r.id);
+      const respuesta = await enviar(contenido, idMensaje);
+      if (respuesta.id !== null) {  // null: a retry the server had already stored
+        mostrar({ id: respuesta.id, author: "lead", text: contenido, at: respuesta.at, client_id: idMensaje });
+      }
+      for (const r of respuesta.replies) mostrar({ author: "bot", ...r });
     } catch (_) {
       aviso("No pudimos enviar tu mensaje. Revisa tu conexión e inténtalo de nuevo.");
     } finally {
@@ -93,6 +145,6 @@
 
   fetch(`/webchat/history?session_id=${encodeURIComponent(sesion)}`)
     .then((r) => (r.ok ? r.json() : { messages: [] }))
-    .then((h) => h.messages.forEach((m) => mostrar(m.author, m.text, m.id)))
+    .then((h) => h.messages.forEach(mostrar))
     .finally(escuchar);
 })();

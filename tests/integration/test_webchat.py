@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -81,7 +82,8 @@ async def test_handoff_then_the_agent_reply_arrives_by_events(service: Any) -> N
     client = await service()
     handed = await say(client, "quiero hablar con un asesor")
     assert len(handed["replies"]) == 1
-    assert (await say(client, "¿me escuchan?"))["replies"] == []
+    posted = await say(client, "¿me escuchan?", message_id="m-escuchan")
+    assert posted["replies"] == [] and isinstance(posted["id"], int)
 
     agent, _ = await client.app[DESK].add_agent("Carla")
     [entry] = await client.app[DESK].queue()
@@ -91,18 +93,32 @@ async def test_handoff_then_the_agent_reply_arrives_by_events(service: Any) -> N
         f"/webchat/events?session_id={SESSION}&after={handed['replies'][0]['id']}"
     )
     assert events.headers["Content-Type"] == "text/event-stream"
+    # The lead's own message comes too (a second tab shows it), with the id the page gave it.
+    own = await next_event(events)
+    assert own == {
+        "id": own["id"],
+        "author": "lead",
+        "text": "¿me escuchan?",
+        "at": own["at"],
+        "client_id": "m-escuchan",
+    }
     await client.app[DESK].reply(entry.conversation_id, agent, "Hola, soy Carla. ¿En qué te ayudo?")
     event = await next_event(events)
     assert event == {
         "id": event["id"],
         "author": "agent",
         "text": "Hola, soy Carla. ¿En qué te ayudo?",
+        "at": event["at"],
     }
     events.close()
 
     history = await client.get(f"/webchat/history?session_id={SESSION}")
-    authors = [m["author"] for m in (await history.json())["messages"]]
-    assert authors == ["lead", "bot", "lead", "agent"]
+    messages = (await history.json())["messages"]
+    assert [m["author"] for m in messages] == ["lead", "bot", "lead", "agent"]
+    # Every message has its time, UTC in ISO 8601, in order.
+    times = [datetime.fromisoformat(m["at"]) for m in messages]
+    assert all(t.utcoffset() == timedelta(0) for t in times) and times == sorted(times)
+    assert abs(times[-1] - datetime.now(UTC)) < timedelta(minutes=1)
 
 
 async def test_events_replay_after_last_event_id(service: Any) -> None:
@@ -112,8 +128,20 @@ async def test_events_replay_after_last_event_id(service: Any) -> None:
     events = await client.get(
         f"/webchat/events?session_id={SESSION}", headers={"Last-Event-ID": str(greeting["id"])}
     )
+    asked = await next_event(events)
+    assert (asked["author"], asked["text"]) == ("lead", "precio?")
     assert (await next_event(events))["id"] == pricing["id"]
     events.close()
+
+
+async def test_the_page_greets_with_the_business_script_and_has_an_icon(service: Any) -> None:
+    client = await service(business={"name": "Inmobiliaria Sol", "product": "tu casa nueva"})
+    page = await (await client.get("/chat")).text()
+    greeting = page.split('class="saludo"')[1].split("</li>")[0]
+    assert "Inmobiliaria Sol" in greeting and "tu casa nueva" in greeting
+    icon = await client.get("/favicon.ico")
+    assert icon.status == 200 and icon.content_type == "image/x-icon"
+    assert (await icon.read())[:4] == b"\x00\x00\x01\x00"  # an ICO file
 
 
 async def test_bad_requests_are_refused_clearly(service: Any) -> None:
