@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased, contains_eager
 from sqlalchemy.sql.dml import ReturningInsert
 
+from bot.core.errors import ConflictError
 from bot.core.model import (
     ActionState,
     AppointmentState,
@@ -623,8 +624,13 @@ class Agents:
         return (await self.session.execute(statement)).scalar_one_or_none()
 
     async def add(self, agent: Agent) -> Agent:
+        """Raises ConflictError when the unique indexes refuse it (the same name or e-mail
+        added by someone else meanwhile); the caller's transaction is then unusable."""
         self.session.add(agent)
-        await self.session.flush()
+        try:
+            await self.session.flush()
+        except IntegrityError as exc:
+            raise ConflictError("an agent with that name or e-mail already exists") from exc
         return agent
 
     async def all(self) -> list[Agent]:

@@ -14,6 +14,7 @@ from bot.desk.team import Team
 from bot.web.keys import DATABASE, DESK
 from storage.db import Database
 from storage.models import Agent
+from storage.uow import UnitOfWork
 
 SESSION = "sesion-equipo-0001-Kq7mZ2xW9p"
 
@@ -37,6 +38,14 @@ async def test_the_database_refuses_duplicates_that_skip_the_service(db: Databas
             session.add(Agent(name=name, email=email, token_hash=hash_token(name), role="agent"))
             with pytest.raises(IntegrityError):
                 await session.commit()
+
+
+async def test_a_duplicate_that_slips_past_the_check_is_a_conflict(db: Database) -> None:
+    # Two `agents add` at once both pass the check; the index stops the second as a refusal.
+    await Desk(db).add_agent("Ana")
+    async with UnitOfWork(db) as uow:
+        with pytest.raises(ConflictError, match="already exists"):
+            await uow.agents.add(Agent(name="ANA", token_hash=hash_token("x"), role="agent"))
 
 
 async def test_deactivating_returns_conversations_to_the_queue_and_stops_the_token(
