@@ -206,12 +206,6 @@ class TelegramInbound:
         )
 
 
-def _cause(exc: BaseException) -> str:
-    """The class of the error under a PTB error, never its text."""
-    inner = exc.__cause__ or exc.__context__
-    return type(inner).__name__ if inner is not None else type(exc).__name__
-
-
 def _with_plus(number: str) -> str:
     # Telegram sends contact numbers in international form, sometimes without the "+".
     return number if number.startswith("+") else "+" + number
@@ -321,10 +315,10 @@ class TelegramSender:
             except TimedOut as exc:
                 raise RetryLater("telegram: timed out") from exc
             except NetworkError as exc:
-                # Only the kind of failure: PTB's text for a transport error can carry the
-                # request's URL, and the URL carries the bot token. The reason is stored and
-                # shown in /api/outbox.
-                raise RetryLater(f"telegram: network error ({_cause(exc)})") from exc
+                # Kept as the row's last error (/api/outbox): which URL, and why. PTB's own
+                # text can carry the request's URL, and the URL the bot token: never stored,
+                # the token is masked here.
+                raise RetryLater(f"telegram: {describe_failure(exc, self.bot.token)}") from exc
             except TelegramError as exc:
                 raise SendFailed(f"telegram: {type(exc).__name__}", type(exc).__name__) from exc
         return SendReceipt(channel_message_id=message_key(sent.chat.id, sent.message_id))
@@ -444,7 +438,13 @@ class TelegramPoller:
                 log.error("telegram_poll_conflict", extra={"reason": "a webhook is set"})
                 return
             except (NetworkError, OSError) as exc:
-                log.warning("telegram_poll_retry", extra={"error": type(exc).__name__})
+                log.warning(
+                    "telegram_poll_retry",
+                    extra={
+                        "error": type(exc).__name__,
+                        "reason": describe_failure(exc, self.bot.token),
+                    },
+                )
             except _TryAgain:
                 pass
             else:

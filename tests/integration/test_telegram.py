@@ -16,10 +16,14 @@ import time_machine
 from aiohttp.test_utils import TestClient
 from sqlalchemy import select, update
 
+from bot.core.channel import Channel, OutboundMessage
+from bot.core.errors import RetryLater
 from bot.core.model import OutboxState
 from bot.web.keys import DATABASE, DESK, DISPATCHER, SCHEDULER
+from handlers.telegram import TelegramSender, make_bot
 from storage.models import Appointment, ChannelIdentity, Lead, LeadPhone, Message, OutboxItem
 from tests.builders import make_outbox_due, message_of, outbox_rows, send_due
+from tests.conftest import free_port
 from tests.fakes.telegram_api import FakeTelegramServer, post_update
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "telegram"
@@ -515,3 +519,24 @@ async def test_a_base_url_with_a_token_placeholder_reaches_the_api(
     assert await deliver(client, text_update("hola", 130)) == 200
     await send_due(client)
     assert len(tg.calls_to("sendMessage")) == 1
+
+
+UNREACHABLE_TOKEN = "123456:the-secret-part"
+
+
+@pytest.mark.parametrize("form", ["/bot", "/bot{token}/test"])
+async def test_a_send_that_cannot_reach_the_api_is_retried_with_the_reason(form: str) -> None:
+    port = free_port()  # nothing listens there
+    bot = make_bot(UNREACHABLE_TOKEN, api_base_url=f"http://127.0.0.1:{port}" + form)
+    called = form.replace("{token}", "<token>") if "{token}" in form else form + "<token>"
+    message = OutboundMessage(
+        key=1, channel=Channel.TELEGRAM, recipient="42", text="hola", created_at=datetime.now(UTC)
+    )
+    with pytest.raises(RetryLater) as caught:
+        await TelegramSender(bot).send(message)
+    assert "the-secret-part" not in caught.value.reason
+    assert caught.value.reason == (
+        f"telegram: could not reach http://127.0.0.1:{port}{called}/sendMessage: "
+        "connection refused (nothing listens there)"
+    )
+    await bot.shutdown()
