@@ -21,6 +21,7 @@ from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
+from sqlalchemy.engine import make_url
 
 from bot import logs
 from bot.core.errors import ConfigError, SeguibotError, Unreachable
@@ -250,8 +251,6 @@ async def _open(settings: Settings, *, create: bool = False) -> Database:
 
 
 def _password(url: str) -> str | None:
-    from sqlalchemy.engine import make_url
-
     return make_url(url).password
 
 
