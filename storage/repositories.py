@@ -30,6 +30,7 @@ from bot.core.model import (
 from storage.models import (
     Agent,
     Appointment,
+    AuditEvent,
     Base,
     ChannelIdentity,
     Conversation,
@@ -42,6 +43,7 @@ from storage.models import (
     ScheduledAction,
     SequenceRun,
     Task,
+    Transfer,
 )
 
 # Statements on the engine's hot path are built once and executed with parameters: building
@@ -574,7 +576,19 @@ class Handoffs:
                 Handoff.conversation_id.in_(list(conversation_ids)),
                 Handoff.state == HandoffState.CLAIMED,
             )
-            .values(state=HandoffState.WAITING, agent_id=None, claimed_at=None)
+            .values(
+                state=HandoffState.WAITING, agent_id=None, assigned_agent_id=None, claimed_at=None
+            )
+            .execution_options(synchronize_session=False)
+        )
+        await self.session.execute(statement)
+
+    async def unassign(self, agent_id: int) -> None:
+        """Waiting handoffs the rules gave this agent go to whoever takes them."""
+        statement = (
+            update(Handoff)
+            .where(Handoff.assigned_agent_id == agent_id, Handoff.state == HandoffState.WAITING)
+            .values(assigned_agent_id=None)
             .execution_options(synchronize_session=False)
         )
         await self.session.execute(statement)
@@ -666,7 +680,8 @@ class Agents:
 
     async def footprint(self, agent_id: int) -> dict[str, int]:
         """What records name the agent: messages, conversations, handoffs, appointments,
-        leads and tasks (notifications to them are theirs alone and go with them)."""
+        leads, tasks, transfers and what they did in the audit log (notifications to them
+        are theirs alone and go with them)."""
         counted = {
             "messages": select(func.count()).where(Message.agent_id == agent_id),
             "conversations": select(func.count()).where(Conversation.agent_id == agent_id),
@@ -674,6 +689,10 @@ class Agents:
             "appointments": select(func.count()).where(Appointment.agent_id == agent_id),
             "leads": select(func.count()).where(Lead.owner_id == agent_id),
             "tasks": select(func.count()).where(Task.owner_id == agent_id),
+            "transfers": select(func.count()).where(
+                or_(Transfer.from_agent_id == agent_id, Transfer.to_agent_id == agent_id)
+            ),
+            "audit events": select(func.count()).where(AuditEvent.agent_id == agent_id),
         }
         counts = {
             what: int((await self.session.execute(q)).scalar_one()) for what, q in counted.items()

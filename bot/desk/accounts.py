@@ -209,18 +209,25 @@ class Accounts:
         async with UnitOfWork(self.db) as uow:
             return await uow.invites.open(utcnow())
 
-    async def set_active(self, agent_id: int, active: bool, who: Who) -> None:
-        """Deactivate (sessions and API token stop working at once) or reactivate an agent.
+    async def set_active(self, agent_id: int, active: bool, who: Who) -> list[int]:
+        """Deactivate (sessions and API token stop working at once; the conversations they
+        hold go back to the queue, in their place, and nothing waits assigned to them) or
+        reactivate an agent. Returns the conversations put back in the queue.
 
         Raises:
             ConflictError: an admin cannot deactivate themselves (someone must remain).
         """
         if agent_id == who.agent_id and not active:
             raise ConflictError("you cannot deactivate yourself")
+        requeued: list[int] = []
         async with UnitOfWork(self.db) as uow:
             agent = await self._agent(uow, agent_id)
             agent.active = active
             agent.session_epoch += 1
+            if not active:
+                requeued = await uow.conversations.release(agent_id)
+                await uow.handoffs.reopen(requeued)
+                await uow.handoffs.unassign(agent_id)
             uow.audit.record(
                 "agent_activated" if active else "agent_deactivated",
                 agent_id=who.agent_id,
@@ -229,6 +236,7 @@ class Accounts:
                 at=utcnow(),
             )
             await uow.commit()
+        return requeued
 
     async def set_role(self, agent_id: int, admin: bool, who: Who) -> None:
         if agent_id == who.agent_id and not admin:

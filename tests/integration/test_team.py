@@ -3,12 +3,14 @@ replacing a token (bot/desk/team.py), on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy.exc import IntegrityError
 
 from bot.core.errors import ConflictError, NotFound
+from bot.desk.accounts import Accounts
 from bot.desk.handoff import Desk, hash_token
 from bot.desk.team import Team
 from bot.web.keys import DATABASE, DESK
@@ -73,6 +75,28 @@ async def test_deactivating_returns_conversations_to_the_queue_and_stops_the_tok
 
     assert (await team.activate("carla")).active
     assert (await desk.authenticate(token)) is not None
+
+
+async def test_deactivating_ends_sessions_unassigns_and_is_audited(service: Any) -> None:
+    client = await service()
+    desk: Desk = client.app[DESK]
+    db = client.app[DATABASE]
+    beto, _ = await desk.add_agent("Beto")
+    await client.post(
+        "/webchat/messages", json={"session_id": SESSION, "text": "quiero hablar con un asesor"}
+    )
+    [waiting] = await desk.queue()
+    assert waiting.assigned_to == "Beto"  # the assignment rules picked the only agent
+
+    await Team(db).deactivate("beto")
+    [waiting] = await desk.queue()
+    assert waiting.assigned_to is None  # waits for whoever takes it
+    after = await Team(db).get("beto")
+    assert not after.active and after.session_epoch == beto.session_epoch + 1
+    events, _ = await Accounts(db).audit(
+        action="agent_deactivated", agent_id=None, since=datetime.now(UTC) - timedelta(hours=1)
+    )
+    assert [(e.subject, e.address) for e in events] == [(f"agent:{beto.id}", "command line")]
 
 
 async def test_a_new_token_replaces_the_old_one(db: Database) -> None:
