@@ -47,7 +47,7 @@ ENV_CONFIG_FILE = "SEGUIBOT_CONFIG"
 # Variables that used to be in the product's namespace, and their names now.
 ENV_RENAMED: Mapping[str, str] = {
     "SEGUIBOT_TEST_POSTGRES": "TEST_POSTGRES_URL",
-    "SEGUIBOT_TEST_CHROMIUM": "TEST_CHROMIUM",
+    "SEGUIBOT_TEST_CHROMIUM": "CHROMIUM_PATH",
     "SEGUIBOT_BENCH_POSTGRES": "BENCH_POSTGRES_URL",
 }
 # Keys that hold a path. A relative path is taken from the directory of the file that sets it

@@ -2,43 +2,21 @@
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
 
 from bot.web.keys import DESK
-
-CHROMIUM = Path(os.environ.get("TEST_CHROMIUM", "/usr/bin/chromium"))
-HAVE_CHROMIUM = CHROMIUM.exists()
-# As the machine probe runs it: no sandbox as root, and nothing that reaches the network.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-playwright_api = pytest.importorskip("playwright.async_api", reason="playwright is not installed")
+from tests.browser import DESKTOP, PHONE, launched_chromium, screenshot
 
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Any]:
-    if not HAVE_CHROMIUM:
-        pytest.skip(f"no Chromium at {CHROMIUM} (Debian package chromium; make test installs it)")
-    async with playwright_api.async_playwright() as playwright:
-        launched = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
+    async for launched in launched_chromium():
         yield launched
-        await launched.close()
 
 
 async def test_chatting_in_the_browser(service: Any, browser: Any) -> None:
@@ -93,26 +71,21 @@ async def test_text_with_markup_is_shown_as_text(service: Any, browser: Any) -> 
     await page.close()
 
 
-SCREENSHOTS = os.environ.get("TEST_SCREENSHOTS")  # a folder to keep them in; else tmp_path
-
-
-@pytest.mark.parametrize(("width", "height"), [(390, 844), (1280, 800)], ids=["phone", "desktop"])
+@pytest.mark.parametrize(("viewport", "size"), [(PHONE, "390"), (DESKTOP, "desktop")])
 async def test_an_empty_page_greets_and_messages_show_their_time(
-    service: Any, browser: Any, tmp_path: Path, width: int, height: int
+    service: Any, browser: Any, viewport: dict[str, int], size: str
 ) -> None:
     client: TestClient[Any, Any] = await service(
         business={"name": "Inmobiliaria Sol", "product": "tu casa nueva"}
     )
-    page = await browser.new_page(viewport={"width": width, "height": height})
+    page = await browser.new_page(viewport=viewport)
     failed: list[str] = []
     page.on("response", lambda r: failed.append(r.url) if r.status >= 400 else None)
     await page.goto(f"http://127.0.0.1:{client.server.port}/chat")
     greeting = page.locator("li.saludo")
     assert "Inmobiliaria Sol" in await greeting.inner_text()
     assert await greeting.is_visible()
-    folder = Path(SCREENSHOTS) if SCREENSHOTS else tmp_path
-    folder.mkdir(parents=True, exist_ok=True)
-    await page.screenshot(path=str(folder / f"chat-empty-{width}.png"))
+    await screenshot(page, f"chat-empty-{size}")
 
     await page.fill("#texto", "hola, ¿cuánto cuesta?")
     await page.press("#texto", "Enter")
@@ -124,7 +97,7 @@ async def test_an_empty_page_greets_and_messages_show_their_time(
     for shown, iso, title in stamps:
         assert re.fullmatch(r"\d{1,2}:\d{2}(\s?[ap]\.?\s?m\.?)?", shown), shown
         assert iso.endswith("Z") and title.endswith(")")
-    await page.screenshot(path=str(folder / f"chat-{width}.png"))
+    await screenshot(page, f"chat-{size}")
     # The icon is served: no error response on a page load.
     icon = await page.request.get(f"http://127.0.0.1:{client.server.port}/favicon.ico")
     assert icon.status == 200
@@ -133,7 +106,7 @@ async def test_an_empty_page_greets_and_messages_show_their_time(
 
 
 async def test_the_page_says_it_is_reconnecting_while_the_stream_is_down(
-    service: Any, browser: Any, tmp_path: Path
+    service: Any, browser: Any
 ) -> None:
     client: TestClient[Any, Any] = await service()
     page = await browser.new_page()
@@ -146,9 +119,7 @@ async def test_the_page_says_it_is_reconnecting_while_the_stream_is_down(
     notice = page.locator("#estado")
     await notice.wait_for(state="visible", timeout=10_000)
     assert (await notice.inner_text()).strip() == "Reconectando…"
-    folder = Path(SCREENSHOTS) if SCREENSHOTS else tmp_path
-    folder.mkdir(parents=True, exist_ok=True)
-    await page.screenshot(path=str(folder / "chat-reconnecting.png"))
+    await screenshot(page, "chat-reconnecting")
 
     await page.unroute("**/webchat/events*")
     await notice.wait_for(state="hidden", timeout=15_000)
