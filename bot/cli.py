@@ -332,6 +332,11 @@ def _banner(settings: Settings, host: str, port: int) -> str:
         else:
             state = f"off; turn it on with {how}"
         lines.append(f"  {name + ':':<10} {state}")
+    if settings.console.enabled:
+        lines.append(
+            f"  {'console:':<10} {base}/console/ for agents (the first: `seguibot agents add "
+            "NAME --email E --admin --password-stdin`)"
+        )
     lines.append(f"  {'database:':<10} {settings.database.where()}")
     business = settings.business
     lines.append(
