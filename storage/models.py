@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Date,
     DateTime,
     Dialect,
     Float,
@@ -16,6 +18,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    Numeric,
     String,
     Text,
     TypeDecorator,
@@ -145,12 +148,28 @@ class Lead(Base):
     )
     first_contact_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_activity_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The CRM record (seed 000 "Campos del CRM", seed 002's client file).
+    address: Mapped[str | None] = mapped_column(String(300))
+    campaign: Mapped[str | None] = mapped_column(String(120))
+    referred_by_id: Mapped[int | None] = mapped_column(ForeignKey("leads.id", ondelete="SET NULL"))
+    # The pipeline the stage belongs to (`pipelines.key`); None: the configured default.
+    pipeline: Mapped[str | None] = mapped_column(String(64))
+    stage_changed_at: Mapped[datetime | None]
+    lost_reason: Mapped[str | None] = mapped_column(String(200))
+    tags: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")
+    # Values of the custom fields an admin defines, by `custom_fields.key`.
+    custom: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
 
     phones: Mapped[list[LeadPhone]] = relationship(
         back_populates="lead", lazy="raise", cascade="all, delete-orphan"
     )
 
-    __table_args__ = (Index("ix_leads_last_activity_at", "last_activity_at"),)
+    __table_args__ = (
+        Index("ix_leads_last_activity_at", "last_activity_at"),
+        Index("ix_leads_first_contact_at", "first_contact_at"),
+        Index("ix_leads_stage", "stage"),
+        Index("ix_leads_owner_id", "owner_id"),
+    )
 
 
 class LeadPhone(Base):
@@ -502,3 +521,168 @@ class CloseReason(Base):
     label: Mapped[str] = mapped_column(String(120), unique=True)
     position: Mapped[int] = mapped_column(Integer, default=0)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+# --- The CRM: pipelines, stage history, activities, deals, scoring explained -----------------
+
+
+class Pipeline(Base):
+    """A sales pipeline: its stages are rows of `stages`, in order (seed 000, seed 002)."""
+
+    __tablename__ = "pipelines"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(120))
+    position: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Stage(Base):
+    """One stage of a pipeline. `outcome` is open, won or lost; a lost stage may require a
+    reason; `cadence_days` is how often a lead in it is followed up (seed 002)."""
+
+    __tablename__ = "stages"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    pipeline_id: Mapped[int] = mapped_column(ForeignKey("pipelines.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(120))
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    outcome: Mapped[str] = mapped_column(String(8), default="open")  # open | won | lost
+    cadence_days: Mapped[int | None] = mapped_column(Integer)
+    reason_required: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    __table_args__ = (UniqueConstraint("pipeline_id", "key"),)
+
+
+class StageChange(Base):
+    """A lead moved from one stage to another: who, when, why. The funnel is read from here."""
+
+    __tablename__ = "stage_changes"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"))
+    pipeline: Mapped[str | None] = mapped_column(String(64))
+    from_stage: Mapped[str | None] = mapped_column(String(64))
+    to_stage: Mapped[str] = mapped_column(String(64))
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
+    reason: Mapped[str | None] = mapped_column(String(200))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        Index("ix_stage_changes_lead_id_at", "lead_id", "at"),
+        Index("ix_stage_changes_to_stage_at", "to_stage", "at"),
+    )
+
+
+class Activity(Base):
+    """Something that happened with a lead (seed 002): a call, meeting, message, e-mail or note
+    logged by an agent, or a change recorded automatically (stage, owner, field, deal, merge).
+    `agent_id` None: the bot or the system did it."""
+
+    __tablename__ = "activities"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"))
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
+    # call | meeting | message | email | note | stage | owner | field | deal | merge | ...
+    kind: Mapped[str] = mapped_column(String(24))
+    occurred_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Calls: answered_interested | call_back_later | no_answer | left_message; meetings: free text.
+    result: Mapped[str | None] = mapped_column(String(40))
+    duration_minutes: Mapped[int | None] = mapped_column(Integer)
+    place: Mapped[str | None] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text, default="")
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    __table_args__ = (
+        Index("ix_activities_lead_id_occurred_at", "lead_id", "occurred_at"),
+        Index("ix_activities_agent_id_occurred_at", "agent_id", "occurred_at"),
+        Index("ix_activities_occurred_at", "occurred_at"),
+    )
+
+
+class Deal(Base):
+    """Something a lead may buy: product, amount and currency; open, won or lost (with why)."""
+
+    __tablename__ = "deals"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"), index=True)
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
+    product: Mapped[str] = mapped_column(String(200))
+    amount: Mapped[Decimal] = mapped_column(Numeric(14, 2))
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(8), default="open")  # open | won | lost
+    lost_reason: Mapped[str | None] = mapped_column(String(200))
+    opened_at: Mapped[datetime] = mapped_column(default=utcnow)
+    closed_at: Mapped[datetime | None]
+
+    __table_args__ = (Index("ix_deals_status_closed_at", "status", "closed_at"),)
+
+
+class LostReason(Base):
+    """Why a deal or a lead was lost: the list admins edit, in the order agents see it."""
+
+    __tablename__ = "lost_reasons"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    label: Mapped[str] = mapped_column(String(120), unique=True)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class CustomField(Base):
+    """A field an admin adds to every lead record: text, number, date or choice."""
+
+    __tablename__ = "custom_fields"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), unique=True)
+    label: Mapped[str] = mapped_column(String(120))
+    kind: Mapped[str] = mapped_column(String(8))  # text | number | date | choice
+    choices: Mapped[list[Any]] = mapped_column(default=list)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ScoreEvent(Base):
+    """One rule that moved a lead's score: the lead page explains the score with these."""
+
+    __tablename__ = "score_events"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"))
+    rule: Mapped[str] = mapped_column(String(64))
+    points: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (Index("ix_score_events_lead_id_at", "lead_id", "at"),)
+
+
+class SavedFilter(Base):
+    """A lead-list filter an agent saved under a name (the query string of the list)."""
+
+    __tablename__ = "saved_filters"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(120))
+    query: Mapped[str] = mapped_column(String(1000))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CacEntry(Base):
+    """What acquiring customers from one source cost in one month (seed 004's CAC)."""
+
+    __tablename__ = "cac_entries"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    source: Mapped[str] = mapped_column(String(64))
+    month: Mapped[date] = mapped_column(Date)  # the first day of the month
+    amount: Mapped[Decimal] = mapped_column(Numeric(14, 2))
+    currency: Mapped[str] = mapped_column(String(3))
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (UniqueConstraint("source", "month"),)
