@@ -25,6 +25,7 @@ from bot.core.channel import MediaSource, Sender
 from bot.core.model import Channel
 from bot.core.scripts import Renderer
 from bot.core.slots import Hours, KindWords
+from bot.crm.pipelines import Pipelines
 from bot.delivery.dispatcher import Dispatcher
 from bot.desk.accounts import Accounts
 from bot.desk.agenda import Agenda
@@ -48,6 +49,7 @@ from bot.web.keys import (
     ENGINE,
     MEDIA,
     METRICS,
+    PIPELINES,
     SCHEDULER,
     SETTINGS,
     SIGNALS,
@@ -197,8 +199,15 @@ def _services(app: web.Application, settings: Settings, channels: _Channels) -> 
         on_commit=dispatcher.wake,
     )
     app[SCHEDULER] = Scheduler(db, followup, settings, metrics, on_commit=dispatcher.wake)
+    pipelines = Pipelines(db, followup.sequences, rules.scoring, settings.pipeline)
+    app[PIPELINES] = pipelines
     app[AGENDA] = Agenda(
-        db, followup, tz=settings.business.tz, stages=settings.pipeline.stages, calendar=calendar
+        db,
+        followup,
+        tz=settings.business.tz,
+        stages=settings.pipeline.stages,
+        calendar=calendar,
+        pipelines=pipelines,
     )
     app[DESK] = Desk(
         db,
@@ -332,6 +341,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
             await migrate.ensure_current(db)
         console = app[SETTINGS].console
         await app[DESK].seed_lists(console.close_reasons, console.canned_replies)
+        await app[PIPELINES].seed()
         yield
     finally:
         await db.dispose()

@@ -37,7 +37,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from bot.core.errors import ConfigError
-from bot.core.scoring import Scoring
+from bot.core.scoring import SIGNALS, Scoring
 from bot.core.slots import Opening
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -196,10 +196,27 @@ class TierSettings(_Section):
         return self
 
 
+class UnansweredSettings(_Section):
+    attempts: PositiveInt
+    days: PositiveInt
+
+
 class ScoringSettings(_Section):
     initial: Annotated[int, Field(ge=1, le=50)]
     points: dict[str, int]
+    signals: dict[str, int]
+    sources: dict[str, int]
+    replied_fast_minutes: PositiveInt
+    unanswered: UnansweredSettings
+    labels: dict[str, str]
     tiers: TierSettings
+
+    @model_validator(mode="after")
+    def _known_signals(self) -> ScoringSettings:
+        unknown = sorted(set(self.signals) - set(SIGNALS))
+        if unknown:
+            raise ValueError(f"signals: {unknown} are not signals ({', '.join(SIGNALS)})")
+        return self
 
     def rules(self) -> Scoring:
         tiers = self.tiers
@@ -209,13 +226,36 @@ class ScoringSettings(_Section):
             warm=tiers.warm,
             cold=tiers.cold,
             points=dict(self.points),
+            signals=dict(self.signals),
+            sources=dict(self.sources),
+            replied_fast_minutes=self.replied_fast_minutes,
+            unanswered_attempts=self.unanswered.attempts,
+            unanswered_days=self.unanswered.days,
+            labels=dict(self.labels),
         )
+
+
+class StageSettings(_Section):
+    name: str
+    # How often a lead in this stage is followed up, in days (seed 002); None: no cadence.
+    cadence_days: PositiveInt | None = None
+    lost: bool = False  # a lost stage; moving a lead there needs a reason
+
+
+class PipelineDetails(_Section):
+    name: str
+    stages: dict[str, StageSettings]
 
 
 class PipelineSettings(_Section):
     preset: str
     presets: dict[str, list[str]]
     won: dict[str, list[str]]
+    # Names (Spanish, shown in the console), cadences and lost stages of each preset's stages:
+    # seeded into the database on start; afterwards admins edit them there.
+    details: dict[str, PipelineDetails]
+    # The reasons a lead or a deal is lost, seeded once; admins edit the list in the console.
+    lost_reasons: list[str]
 
     @model_validator(mode="after")
     def _preset_exists(self) -> PipelineSettings:
@@ -227,6 +267,10 @@ class PipelineSettings(_Section):
             unknown = [stage for stage in stages if stage not in self.presets.get(preset, [])]
             if unknown:
                 raise ValueError(f"won.{preset}: {unknown} are not stages of preset {preset!r}")
+        for preset, details in self.details.items():
+            unknown = [s for s in details.stages if s not in self.presets.get(preset, [])]
+            if unknown:
+                raise ValueError(f"details.{preset}: {unknown} are not stages of preset {preset!r}")
         return self
 
     @property

@@ -317,6 +317,16 @@ class Messages:
         )
         return bool((await self.session.execute(statement)).scalar_one())
 
+    async def previous(self, conversation_id: int, before_id: int) -> Message | None:
+        """The conversation's message just before `before_id`, either way."""
+        statement = (
+            select(Message)
+            .where(Message.conversation_id == conversation_id, Message.id < before_id)
+            .order_by(Message.id.desc())
+            .limit(1)
+        )
+        return (await self.session.execute(statement)).scalar_one_or_none()
+
     async def last_at_for_lead(self, lead_id: int) -> datetime | None:
         """When the lead's latest message, either way and on any channel, was stored."""
         conversations = select(Conversation.id).where(Conversation.lead_id == lead_id)

@@ -8,6 +8,7 @@ from types import TracebackType
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.crm import Crm
 from storage.db import Database
 from storage.desk import Accounts, Audit, Inbox, Invites, Lists, Transfers
 from storage.repositories import (
@@ -50,6 +51,7 @@ class UnitOfWork:
     audit: Audit
     lists: Lists
     inbox: Inbox
+    crm: Crm
 
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -75,6 +77,7 @@ class UnitOfWork:
         self.audit = Audit(self.session)
         self.lists = Lists(self.session)
         self.inbox = Inbox(self.session)
+        self.crm = Crm(self.session)
         return self
 
     async def __aexit__(

@@ -41,6 +41,7 @@ from bot.core.channel import (
     ReachabilityChanged,
     checked,
 )
+from bot.core.crm import ActivityKind
 from bot.core.dialogue import Dialogue
 from bot.core.effects import (
     AskWhich,
@@ -65,9 +66,10 @@ from bot.core.model import (
 )
 from bot.core.phones import readable, spellings
 from bot.core.policy import ConversationView, InboundView, LeadView, Rules, decide
-from bot.core.scoring import HandoffPriority, Scoring
+from bot.core.scoring import BOOKED, INTENT, OPTED_OUT, REPLIED_FAST, HandoffPriority, Scoring
 from bot.core.scripts import Renderer
 from bot.core.slots import Hours, KindWords
+from bot.crm import record
 from bot.delivery import outbox
 from bot.desk.accounts import digest
 from bot.desk.assignment import assign
@@ -105,6 +107,7 @@ class LeadRules:
 
     timezone: str
     first_stage: str
+    pipeline: str | None = None  # the pipeline new leads start in (config pipeline.preset)
     region: str = "MX"  # for phone numbers written without a country code
     scoring: Scoring = field(default_factory=Scoring)
     handoff: HandoffPriority = field(default_factory=HandoffPriority)
@@ -115,6 +118,7 @@ class LeadRules:
         return cls(
             timezone=settings.business.timezone,
             first_stage=settings.pipeline.stages[0],
+            pipeline=settings.pipeline.preset,
             region=settings.business.phone_region,
             scoring=settings.scoring.rules(),
             handoff=HandoffPriority(settings.handoff.priority, settings.handoff.hot_bonus),
@@ -284,6 +288,7 @@ class Engine:
                 log.info("message_duplicate", extra={"channel": event.channel})
                 return Outcome(duplicate=True)
 
+            await self._replied_fast(uow, lead, conversation.id, message_id, now)
             lead.last_activity_at = now
             conversation.last_inbound_at = min(event.sent_at, now)
             if lead.sequence_run_id is not None:
@@ -414,10 +419,12 @@ class Engine:
                     timezone=self.rules.timezone,
                     first_contact_at=now,
                     last_activity_at=now,
+                    pipeline=self.rules.pipeline,
                 )
             )
             if event.sender_phone:
                 await uow.leads.add_phone(lead.id, event.sender_phone)
+            await record.created(uow, lead, scoring, now)
         identity = await uow.identities.create(
             {
                 "lead_id": lead.id,
@@ -516,14 +523,12 @@ class Engine:
                 # Stamped: a follow-up sent after this moment makes the question lapse.
                 asked_at = now if dialogue.pending else None
                 conversation.context = dataclasses.replace(dialogue, asked_at=asked_at).to_context()
-            case Rescore(delta=delta):
-                scoring = self.rules.scoring
-                lead.score = scoring.moved(lead.score, delta)
-                tier = scoring.tier(lead.score)
+            case Rescore(delta=delta, intent=intent):
                 # The tier's sequence starts when the conversation goes quiet, not mid-chat.
-                lead.tier = tier
+                record.rescore(uow, lead, self.rules.scoring, INTENT + intent, now, delta)
             case OptOut():
                 lead.opted_out_at = now
+                record.rescore(uow, lead, self.rules.scoring, OPTED_OUT, now)
                 await self.followup.sequences.leave(uow, lead, "opted out", now)
                 blocked = await uow.outbox.block_unsent_for_lead(lead.id, outbox.OPTED_OUT, now)
                 log.info("lead_opted_out", extra={"lead_id": lead.id, "blocked": blocked})
@@ -567,8 +572,41 @@ class Engine:
         assert appointment is not None
         await self.followup.reminders.plan(uow, appointment, now)
         await self.followup.sequences.leave(uow, lead, "booked", now)
+        self._booked(uow, lead, appointment_id, effect.kind, effect.at, now)
         log.info("appointment_booked", extra={"appointment_id": appointment_id, "lead_id": lead.id})
         return True
+
+    def _booked(
+        self,
+        uow: UnitOfWork,
+        lead: Lead,
+        appointment_id: int,
+        kind: str,
+        at: datetime,
+        now: datetime,
+    ) -> None:
+        """The CRM keeps the booking: an activity and the booked signal's points."""
+        record.rescore(uow, lead, self.rules.scoring, BOOKED, now)
+        record.activity(
+            uow,
+            lead.id,
+            ActivityKind.APPOINTMENT,
+            now,
+            details={"appointment_id": appointment_id, "kind": kind, "at": at.isoformat()},
+        )
+
+    async def _replied_fast(
+        self, uow: UnitOfWork, lead: Lead, conversation_id: int, message_id: int, now: datetime
+    ) -> None:
+        """A reply soon after a follow-up or an agent's message counts for the lead (one
+        reply to the bot's own answers in a chat does not: that is just chatting)."""
+        before = await uow.messages.previous(conversation_id, message_id)
+        if before is None or before.direction != Direction.OUT:
+            return
+        outreach = before.author == Author.AGENT or (before.script or "").startswith("sequence.")
+        limit = self.rules.scoring.replied_fast_minutes * 60
+        if outreach and (now - before.created_at).total_seconds() <= limit:
+            record.rescore(uow, lead, self.rules.scoring, REPLIED_FAST, now)
 
     async def _move(self, turn: _Turn, effect: MoveAppointment) -> bool:
         uow, now = turn.uow, turn.now
@@ -645,6 +683,13 @@ class Engine:
             )
         )
         await self.followup.handoffs.plan(uow, handoff, now)
+        record.activity(
+            uow,
+            lead.id,
+            ActivityKind.HANDOFF,
+            now,
+            details={"reason": reason, "priority": priority},
+        )
         if chosen is not None:
             values = {
                 "nombre": lead.name or "Un prospecto",

@@ -39,9 +39,11 @@ class OptOut:
 
 @dataclass(frozen=True, slots=True)
 class Rescore:
-    """Move the lead's score by `delta` points (clamped to 1-50); the tier follows."""
+    """Move the lead's score by `delta` points (clamped to 1-50); the tier follows. `intent`
+    is the rule that moved it (the score explained)."""
 
     delta: int
+    intent: str = ""
 
 
 @dataclass(frozen=True, slots=True)

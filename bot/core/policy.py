@@ -104,7 +104,7 @@ def decide(
 
     effects: list[Effect] = []
     if delta := rules.points.get(nlu.intent, 0):
-        effects.append(Rescore(delta))
+        effects.append(Rescore(delta, nlu.intent))
 
     if nlu.intent == "optout":
         return [OptOut(), Reply("optout.confirm")]

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 from bot.core.errors import ConflictError, InvalidInput, NotFound
 from bot.core.model import AgentRole, AppointmentKind, AppointmentState, TaskPriority, utcnow
+from bot.crm.pipelines import Pipelines
 from bot.followup.calendar import Calendar
 from bot.followup.planner import Followup
 from storage.db import Database
@@ -43,7 +44,9 @@ class Agenda:
         tz: ZoneInfo,
         stages: list[str],
         calendar: Calendar | None = None,
+        pipelines: Pipelines | None = None,
     ) -> None:
+        self.pipelines = pipelines
         self.db = db
         self.followup = followup
         self.tz = tz
@@ -225,21 +228,13 @@ class Agenda:
             notification.read_at = notification.read_at or utcnow()
             await uow.commit()
 
-    async def set_stage(self, lead_id: int, stage: str) -> None:
-        """Move a lead along the pipeline; its sequence ends, and the new stage's begins."""
-        if stage not in self.stages:
-            raise InvalidInput(f"stage must be one of: {', '.join(self.stages)}")
-        now = utcnow()
-        async with UnitOfWork(self.db) as uow:
-            lead = await uow.leads.get(lead_id)
-            if lead is None:
-                raise NotFound(f"no lead {lead_id}")
-            if lead.stage == stage:
-                return
-            lead.stage = stage
-            await self.followup.sequences.leave(uow, lead, "stage changed", now)
-            await self.followup.sequences.enter(uow, lead, now, stage=stage)
-            await uow.commit()
+    async def set_stage(
+        self, lead_id: int, stage: str, *, agent_id: int | None = None, reason: str | None = None
+    ) -> None:
+        """Move a lead along the pipeline (the CRM's rules); its sequence ends, and the new
+        stage's begins."""
+        assert self.pipelines is not None
+        await self.pipelines.move(lead_id, stage, agent_id=agent_id, reason=reason)
 
     async def jobs(self, limit: int = 20) -> Jobs:
         async with UnitOfWork(self.db) as uow:

@@ -57,7 +57,9 @@ class Followup:
         self.tasks = Tasks(outreach, overdue_after_hours=settings.tasks.overdue_after_hours, tz=tz)
         self.reminders = Reminders(settings.reminders, outreach, tz)
         idle = settings.conversation.idle
-        self.sequences = Sequences(settings.sequences, outreach, self.tasks, idle=idle)
+        self.sequences = Sequences(
+            settings.sequences, outreach, self.tasks, idle=idle, scoring=scoring
+        )
         self.idle = IdleWatch(self.sequences, idle=idle, won_stages=settings.pipeline.won_stages)
         self.sweep = Sweep(
             scoring,

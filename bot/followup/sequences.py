@@ -14,6 +14,8 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from bot.core.model import SequenceState
+from bot.core.scoring import Scoring
+from bot.crm import record
 from bot.followup.actions import DONE, SEQUENCE_STEP, STAGED, Fired, later, skipped
 from bot.followup.outreach import Outreach
 from bot.followup.tasks import Tasks
@@ -32,7 +34,9 @@ class Sequences:
         tasks: Tasks,
         *,
         idle: timedelta,
+        scoring: Scoring | None = None,
     ) -> None:
+        self.scoring = scoring  # an attempt unanswered counts against the lead's score
         self.sequences = sequences
         self.outreach = outreach
         self.tasks = tasks
@@ -109,6 +113,10 @@ class Sequences:
             await self.outreach.to_lead(
                 uow, conversation, step.message, values, now, seed=f"s{action.id}", nudge=True
             )
+            attempted = any(s.message is not None for s in sequence.steps[:index])
+            if self.scoring is not None and attempted:
+                # A reply stops the sequence: the attempt before this one went unanswered.
+                await record.unanswered(uow, lead, self.scoring, now)
             fired = STAGED
         elif step.task is not None:
             title = self.outreach.render(step.task, seed=f"s{action.id}", values=values)

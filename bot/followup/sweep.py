@@ -9,7 +9,8 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from bot.core.model import ActionState, Tier
-from bot.core.scoring import Scoring
+from bot.core.scoring import IDLE_COOLED, Scoring
+from bot.crm import record
 from bot.followup.actions import DONE, SWEEP, Fired
 from bot.followup.outreach import Outreach
 from bot.followup.sequences import Sequences
@@ -63,8 +64,7 @@ class Sweep:
             now - timedelta(days=self.idle_days), (Tier.HOT, Tier.WARM), BATCH
         )
         for lead in idle:
-            lead.score = self.scoring.cooled(lead.score)
-            lead.tier = self.scoring.tier(lead.score)
+            record.cool(uow, lead, self.scoring, IDLE_COOLED, now)
             title = self.outreach.render(
                 "task.follow_up_idle",
                 seed=f"w{lead.id}",

@@ -333,7 +333,10 @@ async def set_stage(request: web.Request) -> web.Response:
     stage = data.get("stage")
     if not isinstance(stage, str):
         raise web.HTTPBadRequest(text="stage must be a string")
-    await _agenda(request).set_stage(_id(request), stage)
+    reason = data.get("reason")
+    if reason is not None and not isinstance(reason, str):
+        raise web.HTTPBadRequest(text="reason must be a string")
+    await _agenda(request).set_stage(_id(request), stage, agent_id=request[AGENT].id, reason=reason)
     return web.json_response({"lead_id": _id(request), "stage": stage})
 
 

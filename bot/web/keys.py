@@ -9,6 +9,7 @@ from bot import live
 from bot.conversation.engine import Engine
 from bot.conversation.understanding import Understanding
 from bot.core.channel import Channel, MediaSource
+from bot.crm.pipelines import Pipelines
 from bot.delivery.dispatcher import Dispatcher
 from bot.desk.accounts import Accounts
 from bot.desk.agenda import Agenda
@@ -31,3 +32,4 @@ MEDIA: web.AppKey[dict[Channel, MediaSource]] = web.AppKey("media")
 ACCOUNTS = web.AppKey("accounts", Accounts)
 SIGNALS = web.AppKey("signals", live.Signals)
 TELEGRAM_BOT = web.AppKey("telegram_bot", telegram.Bot)
+PIPELINES = web.AppKey("pipelines", Pipelines)

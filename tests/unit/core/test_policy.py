@@ -53,14 +53,18 @@ def test_handoff_request_queues_and_tells_the_lead() -> None:
 
 def test_buying_hands_off_to_close_the_sale_and_scores() -> None:
     effects = decide(idle(), TEXT, nlu("buy.intent"), lead(), NOW, RULES)
-    assert effects[0] == Rescore(10)
+    assert effects[0] == Rescore(10, "buy.intent")
     assert Reply("buy.intent") in effects
     assert effects[-1] == EnqueueHandoff("buy.intent")
 
 
 def test_objection_answers_with_its_script_and_rescoring() -> None:
     effects = decide(idle(), TEXT, nlu("objection.not_interested"), lead(), NOW, RULES)
-    assert effects == [Rescore(-8), Remember(Dialogue()), Reply("objection.not_interested")]
+    assert effects == [
+        Rescore(-8, "objection.not_interested"),
+        Remember(Dialogue()),
+        Reply("objection.not_interested"),
+    ]
 
 
 def test_first_miss_asks_to_rephrase_and_counts() -> None:
