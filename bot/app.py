@@ -25,8 +25,12 @@ from bot.core.channel import MediaSource, Sender
 from bot.core.model import Channel
 from bot.core.scripts import Renderer
 from bot.core.slots import Hours, KindWords
+from bot.crm.duplicates import Duplicates
+from bot.crm.leads import Records
 from bot.crm.pipelines import Pipelines
+from bot.crm.webhooks import Endpoints
 from bot.delivery.dispatcher import Dispatcher
+from bot.delivery.webhooks import WebhookDispatcher
 from bot.desk.accounts import Accounts
 from bot.desk.agenda import Agenda
 from bot.desk.handoff import Desk
@@ -46,17 +50,22 @@ from bot.web.keys import (
     DATABASE,
     DESK,
     DISPATCHER,
+    DUPLICATES,
+    ENDPOINTS,
     ENGINE,
     MEDIA,
     METRICS,
     PIPELINES,
+    RECORDS,
     SCHEDULER,
     SETTINGS,
     SIGNALS,
     TELEGRAM_BOT,
     UNDERSTANDING,
+    WEBHOOKS,
 )
 from bot.web.middleware import errors, security_headers
+from handlers.outbound import HttpPoster
 from handlers.telegram import (
     WEBHOOK_PATH as TELEGRAM_WEBHOOK_PATH,
 )
@@ -81,6 +90,7 @@ log = logging.getLogger(__name__)
 # The script the web chat page greets with before anyone has written.
 WEBCHAT_GREETING = "webchat.greeting"
 TWILIO_SENDER = web.AppKey("twilio_sender", TwilioSender)
+WEBHOOK_POSTER = web.AppKey("webhook_poster", HttpPoster)
 
 
 def create_app(
@@ -201,6 +211,15 @@ def _services(app: web.Application, settings: Settings, channels: _Channels) -> 
     app[SCHEDULER] = Scheduler(db, followup, settings, metrics, on_commit=dispatcher.wake)
     pipelines = Pipelines(db, followup.sequences, rules.scoring, settings.pipeline)
     app[PIPELINES] = pipelines
+    poster = HttpPoster()
+    webhooks = WebhookDispatcher(db, poster, settings.outbox)
+    app[WEBHOOK_POSTER] = poster
+    app[WEBHOOKS] = webhooks
+    app[ENDPOINTS] = Endpoints(db)
+    app[DUPLICATES] = Duplicates(db, followup.sequences, rules.scoring.initial)
+    app[RECORDS] = Records(
+        db, pipelines, rules.scoring, tz=settings.business.tz, duplicates=app[DUPLICATES]
+    )
     app[AGENDA] = Agenda(
         db,
         followup,
@@ -231,6 +250,7 @@ def _services(app: web.Application, settings: Settings, channels: _Channels) -> 
         app.cleanup_ctx.append(_twilio_session)
     app.cleanup_ctx.append(_dispatching)
     app.cleanup_ctx.append(_scheduling)
+    app.cleanup_ctx.append(_webhooks)
 
 
 def _routes(
@@ -376,6 +396,14 @@ async def _dispatching(app: web.Application) -> AsyncIterator[None]:
     yield
     # After the server stopped taking requests: let the sends in flight finish.
     await dispatcher.stop(timeout=app[SETTINGS].server.shutdown_timeout)
+
+
+async def _webhooks(app: web.Application) -> AsyncIterator[None]:
+    webhooks = app[WEBHOOKS]
+    webhooks.start()
+    yield
+    await webhooks.stop()
+    await app[WEBHOOK_POSTER].close()
 
 
 async def _scheduling(app: web.Application) -> AsyncIterator[None]:

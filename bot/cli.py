@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import csv
 import getpass
+import io
 import logging
 import sys
 import uuid
@@ -160,6 +162,27 @@ def _parser() -> argparse.ArgumentParser:
     )
     jobs.add_argument("--limit", type=int, default=20, help="at most this many of each")
     jobs.set_defaults(func=_jobs)
+
+    leads = commands.add_parser("leads", help="lead records: import, export, merge").add_subparsers(
+        metavar="ACTION"
+    )
+    imports = leads.add_parser(
+        "import", help="add leads from a CSV file (name, phone, email, source, stage, tags, ...)"
+    )
+    imports.add_argument("file", metavar="FILE")
+    imports.add_argument(
+        "--dry-run", action="store_true", help="only check: report every bad row, add nothing"
+    )
+    imports.set_defaults(func=_leads_import)
+    exports = leads.add_parser("export", help="write every lead to a CSV file")
+    exports.add_argument("file", metavar="FILE")
+    exports.set_defaults(func=_leads_export)
+    merge = leads.add_parser(
+        "merge", help="merge lead B into lead A (both histories kept; B's id is gone)"
+    )
+    merge.add_argument("keep", metavar="A", type=int)
+    merge.add_argument("other", metavar="B", type=int)
+    merge.set_defaults(func=_leads_merge)
 
     telegram = commands.add_parser("telegram", help="Telegram webhook and polling").add_subparsers(
         metavar="ACTION"
@@ -719,3 +742,87 @@ def _prompt() -> str | None:
     except EOFError:
         print()
         return None
+
+
+# --- leads (the CRM) ----------------------------------------------------------------------------
+
+
+def _crm(settings: Settings, work: Callable[[web.Application], Awaitable[T]]) -> T:
+    """The app's services, built but not started (no listening, no sending), pipelines seeded."""
+    from bot.app import create_app
+    from bot.web.keys import DATABASE, PIPELINES
+
+    async def run(_: Database) -> T:
+        app = create_app(settings)
+        try:
+            await app[PIPELINES].seed()
+            return await work(app)
+        finally:
+            await app[DATABASE].dispose()
+
+    return _with_database(settings, run)
+
+
+def _leads_import(args: argparse.Namespace) -> int:
+    from bot.crm.imports import Imported, Importer
+    from bot.web.keys import DATABASE, ENGINE, PIPELINES
+
+    settings = _settings()
+    try:
+        with open(args.file, encoding="utf-8-sig", newline="") as source:
+            text = source.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {args.file}: {exc}") from None
+
+    async def work(app: web.Application) -> Imported:
+        importer = Importer(
+            app[DATABASE],
+            app[PIPELINES],
+            app[ENGINE].rules.scoring,
+            region=settings.business.phone_region,
+            timezone=settings.business.timezone,
+        )
+        return await importer.run(text, dry_run=args.dry_run)
+
+    result = _crm(settings, work)
+    for bad in result.bad:
+        print(f"line {bad.line}: {bad.reason}")
+    if args.dry_run:
+        print(f"dry run: {result.good} rows would be added, {len(result.bad)} bad; nothing added")
+    else:
+        print(f"added {len(result.added)} leads; {len(result.bad)} bad rows skipped")
+    return 1 if result.bad else 0
+
+
+def _leads_export(args: argparse.Namespace) -> int:
+    from bot.crm.imports import export
+    from bot.web.keys import RECORDS
+
+    settings = _settings()
+
+    async def work(app: web.Application) -> str:
+        return await export(app[RECORDS])
+
+    text = _crm(settings, work)
+    try:
+        with open(args.file, "w", encoding="utf-8", newline="") as target:
+            target.write(text)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {args.file}: {exc}") from None
+    count = sum(1 for _ in csv.reader(io.StringIO(text))) - 1  # a cell may hold a newline
+    print(f"exported {count} leads to {args.file}")
+    return 0
+
+
+def _leads_merge(args: argparse.Namespace) -> int:
+    from bot.web.keys import DUPLICATES
+
+    settings = _settings()
+
+    async def work(app: web.Application) -> int:
+        kept = await app[DUPLICATES].merge(args.keep, args.other)
+        return kept.id
+
+    kept = _crm(settings, work)
+    print(f"merged lead {args.other} into lead {kept}")
+    return 0

@@ -26,6 +26,7 @@ from storage.repositories import (
     Tasks,
     Transcripts,
 )
+from storage.webhooks import Webhooks
 
 
 class UnitOfWork:
@@ -52,6 +53,7 @@ class UnitOfWork:
     lists: Lists
     inbox: Inbox
     crm: Crm
+    webhooks: Webhooks
 
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -78,6 +80,7 @@ class UnitOfWork:
         self.lists = Lists(self.session)
         self.inbox = Inbox(self.session)
         self.crm = Crm(self.session)
+        self.webhooks = Webhooks(self.session)
         return self
 
     async def __aexit__(

@@ -572,11 +572,11 @@ class Engine:
         assert appointment is not None
         await self.followup.reminders.plan(uow, appointment, now)
         await self.followup.sequences.leave(uow, lead, "booked", now)
-        self._booked(uow, lead, appointment_id, effect.kind, effect.at, now)
+        await self._booked(uow, lead, appointment_id, effect.kind, effect.at, now)
         log.info("appointment_booked", extra={"appointment_id": appointment_id, "lead_id": lead.id})
         return True
 
-    def _booked(
+    async def _booked(
         self,
         uow: UnitOfWork,
         lead: Lead,
@@ -593,6 +593,11 @@ class Engine:
             ActivityKind.APPOINTMENT,
             now,
             details={"appointment_id": appointment_id, "kind": kind, "at": at.isoformat()},
+        )
+        appointment = {"id": appointment_id, "kind": kind, "starts_at": at.isoformat()}
+        lead_data = record.lead_data(lead)
+        await record.emit(
+            uow, "appointment.booked", {"lead": lead_data, "appointment": appointment}, now
         )
 
     async def _replied_fast(
@@ -689,6 +694,10 @@ class Engine:
             ActivityKind.HANDOFF,
             now,
             details={"reason": reason, "priority": priority},
+        )
+        handoff_data = {"id": handoff.id, "conversation_id": conversation.id, "reason": reason}
+        await record.emit(
+            uow, "handoff.requested", {"lead": record.lead_data(lead), "handoff": handoff_data}, now
         )
         if chosen is not None:
             values = {

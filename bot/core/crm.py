@@ -3,9 +3,11 @@ stages needs, the kinds of activities and what a call can end in."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date
 from enum import StrEnum
+from urllib.parse import urlencode
 
 from bot.core.errors import InvalidInput
 
@@ -159,3 +161,118 @@ def check_lost_reason(reason: str | None, reasons: Sequence[str]) -> str:
             f"a lost deal needs a reason, one of: {'; '.join(reasons)}", code="deal_lost_reason"
         )
     return reason
+
+
+# --- the lead list's filters ---------------------------------------------------------------
+
+SORTS = ("recent", "score", "created", "name", "idle")
+PER_PAGE = 50
+MAX_PER_PAGE = 500
+NO_OWNER = 0  # owner=0 in a query: leads nobody owns
+
+
+@dataclass(frozen=True, slots=True)
+class LeadFilter:
+    """What the lead list shows: every field optional; the same in the console, the API, the
+    CSV export and a saved filter (its query string)."""
+
+    stage: str | None = None
+    tier: str | None = None
+    owner_id: int | None = None  # NO_OWNER: nobody's
+    source: str | None = None
+    tag: str | None = None
+    idle_days: int | None = None  # no activity for more than this many days
+    created_from: date | None = None
+    created_to: date | None = None  # inclusive
+    text: str | None = None  # name or e-mail contains
+    sort: str = "recent"
+    page: int = 1
+    per_page: int = PER_PAGE
+
+    @property
+    def offset(self) -> int:
+        return (self.page - 1) * self.per_page
+
+    def query(self, **changes: object) -> str:
+        """The filter as a query string (links to pages, saved filters)."""
+        values: dict[str, object] = {
+            "stage": self.stage,
+            "tier": self.tier,
+            "owner": self.owner_id,
+            "source": self.source,
+            "tag": self.tag,
+            "idle_days": self.idle_days,
+            "created_from": self.created_from.isoformat() if self.created_from else None,
+            "created_to": self.created_to.isoformat() if self.created_to else None,
+            "q": self.text,
+            "sort": self.sort if self.sort != "recent" else None,
+            "page": self.page if self.page != 1 else None,
+        }
+        values.update(changes)
+        return urlencode({k: v for k, v in values.items() if v is not None and v != ""})
+
+
+def lead_filter(query: Mapping[str, str], *, tiers: Sequence[str] = ()) -> LeadFilter:
+    """The filter a query string asks for (`?stage=&tier=&owner=&idle_days=&source=&tag=
+    &created_from=&created_to=&q=&sort=&page=&per_page=`); empty values are no filter.
+
+    Raises:
+        InvalidInput: a value of the wrong shape (code "filter", `field` names it).
+    """
+
+    def text(name: str, limit: int = 120) -> str | None:
+        value = (query.get(name) or "").strip()
+        if len(value) > limit:
+            raise InvalidInput(f"{name} is too long", code="filter", field=name)
+        return value or None
+
+    def number(name: str, low: int, high: int) -> int | None:
+        value = text(name)
+        if value is None:
+            return None
+        if not value.isdigit() or not low <= int(value) <= high:
+            raise InvalidInput(f"{name} must be a number {low}-{high}", code="filter", field=name)
+        return int(value)
+
+    def day(name: str) -> date | None:
+        value = text(name)
+        if value is None:
+            return None
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            raise InvalidInput(
+                f"{name} must be a date YYYY-MM-DD", code="filter", field=name
+            ) from None
+
+    tier = text("tier")
+    if tier is not None and tiers and tier not in tiers:
+        raise InvalidInput(f"tier must be one of {', '.join(tiers)}", code="filter", field="tier")
+    sort = text("sort") or "recent"
+    if sort not in SORTS:
+        raise InvalidInput(f"sort must be one of {', '.join(SORTS)}", code="filter", field="sort")
+    return LeadFilter(
+        stage=text("stage", 64),
+        tier=tier,
+        owner_id=number("owner", 0, 2**63 - 1),
+        source=text("source", 64),
+        tag=text("tag", 64),
+        idle_days=number("idle_days", 0, 3660),
+        created_from=day("created_from"),
+        created_to=day("created_to"),
+        text=text("q", 200),
+        sort=sort,
+        page=number("page", 1, 1_000_000) or 1,
+        per_page=number("per_page", 1, MAX_PER_PAGE) or PER_PAGE,
+    )
+
+
+def clean_tags(raw: str | Sequence[str]) -> list[str]:
+    """Tags as typed ("vip, Referido ,vip") → ["vip", "referido"]: trimmed, lower case, once."""
+    parts = raw.split(",") if isinstance(raw, str) else list(raw)
+    seen: list[str] = []
+    for part in parts:
+        tag = str(part).strip().lower()[:40]
+        if tag and tag not in seen:
+            seen.append(tag)
+    return seen[:20]

@@ -105,3 +105,7 @@ class ConflictError(Refusal):
 
 class NotFound(Refusal):
     """The named record does not exist (answered 404)."""
+
+
+class Forbidden(Refusal):
+    """The agent may not do this to this record (answered 403): not its owner, not an admin."""

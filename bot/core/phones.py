@@ -9,6 +9,7 @@ import phonenumbers
 # mobile marker that E.164 mobile numbers carry but many lists omit). Both spellings are one
 # person; treating them as two splits one lead into two records.
 _MOBILE_MARKERS = {"52": "1", "54": "9"}
+MOBILE_MARKERS = _MOBILE_MARKERS  # for the queries that find one number spelled twice
 
 
 def to_e164(raw: str, region: str) -> str | None:

@@ -116,6 +116,15 @@ class Pipelines:
         async with UnitOfWork(self.db) as uow:
             return [spec(p, await uow.crm.stages(p.id)) for p in await uow.crm.pipelines()]
 
+    async def stage_ids(self) -> dict[tuple[str, str], int]:
+        """Each stage's row id by (pipeline key, stage key): what admins edit."""
+        async with UnitOfWork(self.db) as uow:
+            return {
+                (p.key, s.key): s.id
+                for p in await uow.crm.pipelines()
+                for s in await uow.crm.stages(p.id)
+            }
+
     async def of(self, uow: UnitOfWork, lead: Lead) -> PipelineSpec:
         """The pipeline the lead's stage belongs to (the configured one when it names none).
 
@@ -181,6 +190,19 @@ class Pipelines:
             record.rescore(uow, lead, self.scoring, BOUGHT, now)
         await self.sequences.leave(uow, lead, "stage changed", now)
         await self.sequences.enter(uow, lead, now, stage=checked.stage.key)
+        await record.emit(
+            uow,
+            "lead.stage_changed",
+            {
+                "lead": record.lead_data(lead),
+                "from": before,
+                "to": checked.stage.key,
+                "outcome": checked.stage.outcome,
+                "reason": checked.reason,
+                "agent_id": agent_id,
+            },
+            now,
+        )
         log.info(
             "stage_changed",
             extra={"lead_id": lead.id, "from": before, "to": checked.stage.key},

@@ -7,12 +7,14 @@ whichever path changed it.
 
 from __future__ import annotations
 
+import json
+import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
 from bot.core.crm import ActivityKind
 from bot.core.scoring import UNANSWERED, UNANSWERED_COOLED, Contribution, Scoring
-from storage.models import Activity, Lead, ScoreEvent, StageChange
+from storage.models import Activity, Lead, ScoreEvent, StageChange, WebhookDelivery
 from storage.uow import UnitOfWork
 
 
@@ -122,3 +124,51 @@ async def created(uow: UnitOfWork, lead: Lead, scoring: Scoring, now: datetime) 
     activity(uow, lead.id, ActivityKind.CREATED, now, details={"source": lead.source})
     if lead.source:
         rescore(uow, lead, scoring, f"source:{lead.source}", now)
+    await emit(uow, "lead.created", {"lead": lead_data(lead)}, now)
+
+
+async def emit(uow: UnitOfWork, event: str, data: dict[str, Any], now: datetime) -> int:
+    """Stage the event for every endpoint that wants it, in the caller's transaction (sent
+    after the commit by the webhook dispatcher); how many deliveries were staged."""
+    endpoints = await uow.webhooks.subscribed(event)
+    if not endpoints:
+        return 0
+    body = json.dumps(
+        {
+            "id": f"evt_{uuid.uuid4().hex}",
+            "type": event,
+            "created_at": now.isoformat(),
+            "data": data,
+        },
+        ensure_ascii=False,
+        separators=(",", ":"),
+        default=str,
+    )
+    for endpoint in endpoints:
+        uow.webhooks.stage(
+            WebhookDelivery(
+                endpoint_id=endpoint.id,
+                event=event,
+                body=body,
+                state="pending",
+                attempts=0,
+                next_attempt_at=now,
+                created_at=now,
+            )
+        )
+    return len(endpoints)
+
+
+def lead_data(lead: Lead) -> dict[str, Any]:
+    """What an event says about a lead (no message text)."""
+    return {
+        "id": lead.id,
+        "name": lead.name,
+        "email": lead.email,
+        "source": lead.source,
+        "pipeline": lead.pipeline,
+        "stage": lead.stage,
+        "score": lead.score,
+        "tier": lead.tier,
+        "owner_id": lead.owner_id,
+    }

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 from bot.core.errors import ConflictError, InvalidInput, NotFound
 from bot.core.model import AgentRole, AppointmentKind, AppointmentState, TaskPriority, utcnow
+from bot.crm import record
 from bot.crm.pipelines import Pipelines
 from bot.followup.calendar import Calendar
 from bot.followup.planner import Followup
@@ -91,6 +92,13 @@ class Agenda:
             assert appointment is not None
             await self.followup.reminders.plan(uow, appointment, now)
             await self.followup.sequences.leave(uow, lead, "booked", now)
+            appointment_data = {"id": appointment_id, "kind": kind, "starts_at": found.free.at}
+            await record.emit(
+                uow,
+                "appointment.booked",
+                {"lead": record.lead_data(lead), "appointment": appointment_data},
+                now,
+            )
             uow.audit.record(
                 "appointment_booked",
                 agent_id=agent.id,

@@ -73,6 +73,9 @@ def create_api() -> web.Application:
     add.add_post(f"/notifications/{ID}/read", read_notification)
     add.add_post(f"/leads/{ID}/stage", set_stage)
     add.add_get("/jobs", admin_only(jobs))
+    from bot.web import crm_api  # the CRM's routes need this module's auth and helpers
+
+    crm_api.register(api)
     return api
 
 

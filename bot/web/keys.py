@@ -9,8 +9,12 @@ from bot import live
 from bot.conversation.engine import Engine
 from bot.conversation.understanding import Understanding
 from bot.core.channel import Channel, MediaSource
+from bot.crm.duplicates import Duplicates
+from bot.crm.leads import Records
 from bot.crm.pipelines import Pipelines
+from bot.crm.webhooks import Endpoints
 from bot.delivery.dispatcher import Dispatcher
+from bot.delivery.webhooks import WebhookDispatcher
 from bot.desk.accounts import Accounts
 from bot.desk.agenda import Agenda
 from bot.desk.handoff import Desk
@@ -33,3 +37,7 @@ ACCOUNTS = web.AppKey("accounts", Accounts)
 SIGNALS = web.AppKey("signals", live.Signals)
 TELEGRAM_BOT = web.AppKey("telegram_bot", telegram.Bot)
 PIPELINES = web.AppKey("pipelines", Pipelines)
+RECORDS = web.AppKey("records", Records)
+DUPLICATES = web.AppKey("duplicates", Duplicates)
+WEBHOOKS = web.AppKey("webhooks", WebhookDispatcher)
+ENDPOINTS = web.AppKey("endpoints", Endpoints)

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from bot.core.errors import ConflictError, InvalidInput, NotFound, WebhookRejected
+from bot.core.errors import ConflictError, Forbidden, InvalidInput, NotFound, WebhookRejected
 from storage.db import is_conflict, is_unavailable
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,8 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return json_error(exc.status, exc.reason)
     except InvalidInput as exc:
         return json_error(400, str(exc))
+    except Forbidden as exc:
+        return json_error(403, str(exc))
     except NotFound as exc:
         return json_error(404, str(exc))
     except ConflictError as exc:

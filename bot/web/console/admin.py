@@ -10,9 +10,10 @@ from aiohttp_session import get_session
 
 from bot.core.errors import InvalidInput
 from bot.core.model import utcnow
+from bot.core.webhooks import EVENTS
 from bot.desk.handoff import Desk
 from bot.web.console.auth import accounts, admin_page, flash, pages, take_flash, who
-from bot.web.keys import DESK, SETTINGS
+from bot.web.keys import DESK, ENDPOINTS, SETTINGS
 
 ID = "{id:[0-9]{1,18}}"
 
@@ -30,6 +31,10 @@ def register(app: web.Application) -> None:
     add.add_post("/settings/reasons", admin_page(add_reason))
     add.add_post(f"/settings/reasons/{ID}/retire", admin_page(retire_reason))
     add.add_get("/audit", admin_page(audit))
+    add.add_get("/webhooks", admin_page(webhooks))
+    add.add_post("/webhooks", admin_page(add_webhook))
+    add.add_get(f"/webhooks/{ID}", admin_page(webhook_log))
+    add.add_post(f"/webhooks/{ID}/active", admin_page(webhook_active))
 
 
 def _desk(request: web.Request) -> Desk:
@@ -147,3 +152,45 @@ async def audit(request: web.Request) -> web.Response:
         agent_filter=agent,
         days=days,
     )
+
+
+async def webhooks(request: web.Request) -> web.Response:
+    return pages(request).render(
+        request,
+        "webhooks.html",
+        endpoints=await request.config_dict[ENDPOINTS].all(),
+        events=EVENTS,
+        flash=await take_flash(request),
+    )
+
+
+async def add_webhook(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    events = [str(e) for e in form.getall("event", [])]
+    endpoint = await request.config_dict[ENDPOINTS].add(
+        str(form.get("url", "")), events, who(request).agent_id
+    )
+    flash(
+        await get_session(request),
+        "Webhook agregado. Su secreto para verificar la firma está en su registro.",
+    )
+    raise web.HTTPSeeOther(f"/console/webhooks/{endpoint.id}")
+
+
+async def webhook_log(request: web.Request) -> web.Response:
+    endpoint, deliveries = await request.config_dict[ENDPOINTS].log(_id(request))
+    return pages(request).render(
+        request,
+        "webhook.html",
+        endpoint=endpoint,
+        deliveries=deliveries,
+        flash=await take_flash(request),
+    )
+
+
+async def webhook_active(request: web.Request) -> web.StreamResponse:
+    form = await _form(request)
+    await request.config_dict[ENDPOINTS].set_active(
+        _id(request), form.get("active") == "1", who(request).agent_id
+    )
+    raise web.HTTPSeeOther(f"/console/webhooks/{_id(request)}")

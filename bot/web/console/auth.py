@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from aiohttp_session import Session, get_session, new_session
 
-from bot.core.errors import InvalidInput, NotFound, Refusal
+from bot.core.errors import Forbidden, InvalidInput, NotFound, Refusal
 from bot.core.model import AgentRole
 from bot.core.ratelimit import RateLimiter
 from bot.desk.accounts import Accounts, SignInRefused, Who
@@ -99,7 +99,9 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         return await handler(request)
     except Refusal as refused:
         status = (
-            404
+            403
+            if isinstance(refused, Forbidden)
+            else 404
             if isinstance(refused, NotFound)
             else 400
             if isinstance(refused, InvalidInput)

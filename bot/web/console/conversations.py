@@ -13,7 +13,7 @@ from bot.core.model import AppointmentKind, ConversationState
 from bot.desk.agenda import Agenda
 from bot.desk.handoff import ConversationPage, Desk
 from bot.web.console.auth import AGENT, accounts, address, flash, pages, take_flash, who
-from bot.web.keys import AGENDA, DESK, MEDIA, SETTINGS, TELEGRAM_BOT, UNDERSTANDING
+from bot.web.keys import AGENDA, DESK, MEDIA, RECORDS, SETTINGS, TELEGRAM_BOT, UNDERSTANDING
 
 ID = "{id:[0-9]{1,18}}"
 
@@ -105,6 +105,7 @@ async def conversation(request: web.Request) -> web.Response:
         reasons=await desk.close_reasons(),
         kinds=list(AppointmentKind),
         canned=json.dumps(suggestions, ensure_ascii=False),
+        notes=await request.config_dict[RECORDS].notes(page.lead.id),
         reason=lambda r: _reason_label(request, r),
         flash=await take_flash(request),
         tz=pages(request).tz,

@@ -1,0 +1,77 @@
+"""Outbound webhooks' rows: endpoints, and deliveries claimed, sent and settled like the
+outbox's (due rows under a lease; SKIP LOCKED lets several processes share the work)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import WebhookDelivery, WebhookEndpoint
+
+PENDING, SENDING, DONE, FAILED = "pending", "sending", "done", "failed"
+
+
+class Webhooks:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def endpoints(self) -> list[WebhookEndpoint]:
+        statement = select(WebhookEndpoint).order_by(WebhookEndpoint.id)
+        return list((await self.session.execute(statement)).scalars())
+
+    async def endpoint(self, endpoint_id: int) -> WebhookEndpoint | None:
+        return await self.session.get(WebhookEndpoint, endpoint_id)
+
+    async def add_endpoint(self, endpoint: WebhookEndpoint) -> WebhookEndpoint:
+        self.session.add(endpoint)
+        await self.session.flush()
+        return endpoint
+
+    async def subscribed(self, event: str) -> list[WebhookEndpoint]:
+        """Active endpoints that want this event (the list is short: filtered here)."""
+        statement = select(WebhookEndpoint).where(WebhookEndpoint.active.is_(True))
+        found = (await self.session.execute(statement)).scalars()
+        return [e for e in found if event in e.events]
+
+    def stage(self, delivery: WebhookDelivery) -> None:
+        self.session.add(delivery)
+
+    async def claim_due(
+        self, now: datetime, limit: int, lease_until: datetime
+    ) -> list[tuple[WebhookDelivery, WebhookEndpoint]]:
+        statement = (
+            select(WebhookDelivery)
+            .where(
+                or_(
+                    (WebhookDelivery.state == PENDING) & (WebhookDelivery.next_attempt_at <= now),
+                    (WebhookDelivery.state == SENDING) & (WebhookDelivery.lease_until < now),
+                )
+            )
+            .order_by(WebhookDelivery.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        rows = list((await self.session.execute(statement)).scalars())
+        claimed = []
+        for row in rows:
+            row.state, row.lease_until = SENDING, lease_until
+            row.attempts += 1
+            endpoint = await self.session.get(WebhookEndpoint, row.endpoint_id)
+            if endpoint is not None:
+                claimed.append((row, endpoint))
+        await self.session.flush()
+        return claimed
+
+    async def get(self, delivery_id: int) -> WebhookDelivery | None:
+        return await self.session.get(WebhookDelivery, delivery_id)
+
+    async def deliveries(self, endpoint_id: int, limit: int = 100) -> list[WebhookDelivery]:
+        statement = (
+            select(WebhookDelivery)
+            .where(WebhookDelivery.endpoint_id == endpoint_id)
+            .order_by(WebhookDelivery.id.desc())
+            .limit(limit)
+        )
+        return list((await self.session.execute(statement)).scalars())
