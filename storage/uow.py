@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.db import Database
 from storage.desk import Accounts, Audit, Inbox, Invites, Lists, Transfers
+from storage.reports import Reports
 from storage.repositories import (
     Actions,
     Agents,
@@ -50,6 +51,7 @@ class UnitOfWork:
     audit: Audit
     lists: Lists
     inbox: Inbox
+    reports: Reports
 
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -75,6 +77,7 @@ class UnitOfWork:
         self.audit = Audit(self.session)
         self.lists = Lists(self.session)
         self.inbox = Inbox(self.session)
+        self.reports = Reports(self.session)
         return self
 
     async def __aexit__(
