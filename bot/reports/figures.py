@@ -84,6 +84,7 @@ class Figures:
         earlier = await self._headline(uow, before, shape, owner)
         horizon = current.end + timedelta(days=self.config.outcome_days)
         report: dict[str, Any] = {
+            "scope": "all" if owner is None else "agent",
             "period": _period(current),
             "previous_period": _period(before),
             **figures,

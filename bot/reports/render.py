@@ -67,10 +67,13 @@ def tables(report: dict[str, Any], texts: Texts) -> list[Table]:
         ("average_ticket", report["average_ticket"], before["average_ticket"]),
         ("average_score", report["average_score"], before["average_score"]),
         ("time_to_decision", report["time_to_decision_days"], None),
-        ("ltv", report["ltv"], None),
-        ("cac", report["cac"], None),
-        ("ltv_cac", report["ltv_cac"], None),
     ]
+    if report["scope"] == "all":  # acquisition spend is the business's, not an agent's
+        headline += [
+            ("ltv", report["ltv"], None),
+            ("cac", report["cac"], None),
+            ("ltv_cac", report["ltv_cac"], None),
+        ]
     found = [
         Table(
             "summary",
@@ -295,3 +298,26 @@ def to_text(report: dict[str, Any], texts: Texts, zone: str) -> str:
     actions = report["recommendations"]
     lines += [f"- {action}" for action in actions] or [line("ninguna")]
     return "\n".join(lines) + "\n"
+
+
+def to_xlsx(table: Table, texts: Texts) -> bytes:
+    """One table as an Excel workbook: a bold header row, numbers kept as numbers."""
+    import xlsxwriter  # type: ignore[import-untyped]
+
+    out = io.BytesIO()
+    book = xlsxwriter.Workbook(out, {"in_memory": True})
+    sheet = book.add_worksheet(table.title[:31])
+    bold = book.add_format({"bold": True})
+    for column, name in enumerate(table.columns):
+        sheet.write_string(0, column, name, bold)
+        sheet.set_column(column, column, max(12, len(name) + 2))
+    for number, row in enumerate(table.rows, start=1):
+        for column, value in enumerate(row):
+            if isinstance(value, bool) or value is None:
+                sheet.write_string(number, column, cell(value, texts) if value is not None else "")
+            elif isinstance(value, int | float | Decimal):
+                sheet.write_number(number, column, float(value))
+            else:
+                sheet.write_string(number, column, str(value))
+    book.close()
+    return out.getvalue()
