@@ -39,6 +39,7 @@ from bot.followup.calendar import Calendar
 from bot.followup.planner import Followup
 from bot.followup.scheduler import Scheduler
 from bot.metrics import Metrics
+from bot.reports.service import Reporting
 from bot.settings import Settings
 from bot.web import ops
 from bot.web.api import create_api
@@ -57,6 +58,7 @@ from bot.web.keys import (
     METRICS,
     PIPELINES,
     RECORDS,
+    REPORTS,
     SCHEDULER,
     SETTINGS,
     SIGNALS,
@@ -240,6 +242,7 @@ def _services(app: web.Application, settings: Settings, channels: _Channels) -> 
         business=settings.business.script_values(),
     )
     app[ACCOUNTS] = Accounts(db)
+    app[REPORTS] = Reporting(db, settings)
     app[SIGNALS] = signals
     app.cleanup_ctx.append(_database)
     if channels.telegram is not None:

@@ -18,8 +18,8 @@ import logging
 import sys
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime, timedelta
-from typing import TypeVar
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
@@ -209,8 +209,27 @@ def _parser() -> argparse.ArgumentParser:
     )
     poll.set_defaults(func=_telegram_poll)
 
+    report = commands.add_parser(
+        "report", help="sales figures of a day, week or month, with recommended actions (Spanish)"
+    )
+    report.add_argument("period", choices=sorted(_REPORT_KINDS), help="the period's length")
+    report.add_argument(
+        "--date",
+        type=_iso_date,
+        help="a day in the period, YYYY-MM-DD (default: yesterday, business time zone)",
+    )
+    report.add_argument("--format", choices=("text", "json", "csv"), default="text")
+    report.set_defaults(func=_report)
+
     intents_cli.add_subcommands(commands)
     return parser
+
+
+def _iso_date(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a date like 2026-11-30") from None
 
 
 def _settings() -> Settings:
@@ -539,6 +558,39 @@ def _jobs(args: argparse.Namespace) -> int:
             f"  #{action.id} {when}  {action.kind:<16} {action.attempts} intentos: "
             f"{action.last_error}"
         )
+    return 0
+
+
+# --- reports ------------------------------------------------------------------------------------
+
+_REPORT_KINDS = {"daily": "day", "weekly": "week", "monthly": "month"}
+
+
+def _report(args: argparse.Namespace) -> int:
+    from bot.core.model import utcnow
+    from bot.core.report import PeriodKind, period
+    from bot.reports.figures import Figures
+    from bot.reports.render import all_csv, to_json, to_text
+    from storage.uow import UnitOfWork
+
+    settings = _settings()
+    tz = settings.business.tz
+    now = utcnow()
+    day = args.date or (now.astimezone(tz).date() - timedelta(days=1))
+    current = period(PeriodKind(_REPORT_KINDS[args.period]), day, tz)
+    figures = Figures(settings)
+
+    async def read(db: Database) -> dict[str, Any]:
+        async with UnitOfWork(db) as uow:
+            return await figures.report(uow, current, now)
+
+    report = _with_database(settings, read)
+    if args.format == "json":
+        print(to_json(report))
+    elif args.format == "csv":
+        print(all_csv(report, figures.texts), end="")
+    else:
+        print(to_text(report, figures.texts, settings.business.timezone), end="")
     return 0
 
 

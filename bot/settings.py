@@ -18,6 +18,7 @@ import os
 import re
 from collections.abc import Mapping
 from datetime import date, time, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -379,6 +380,40 @@ class TasksSettings(_Section):
         return value
 
 
+class LtvSettings(_Section):
+    """Seed 004's LTV, by business model (bot/core/ltv.py). The average ticket of the period
+    stands for ARPU and for the average order value; the rest the business states here."""
+
+    model: Literal["subscription", "retail", "margin_churn", "discounted"]
+    sector: str
+    lifetime_periods: Annotated[Decimal, Field(gt=0)]
+    purchases_per_year: Annotated[Decimal, Field(gt=0)]
+    years: Annotated[int, Field(ge=1, le=50)]
+    gross_margin: Annotated[Decimal, Field(gt=0, le=1)]
+    churn_rate: Annotated[Decimal, Field(gt=0, le=1)]
+    discount_rate: Annotated[Decimal, Field(ge=0, le=1)]
+
+
+class ReportGoals(_Section):
+    activities_per_week: PositiveInt
+    cold_clients: PositiveInt
+
+
+class ReportsSettings(_Section):
+    summary_at: str
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+    outcome_days: PositiveInt
+    low_score: PositiveInt
+    goals: ReportGoals
+    ltv: LtvSettings
+
+    @field_validator("summary_at")
+    @classmethod
+    def _summary_at(cls, value: str) -> str:
+        _clock(value)
+        return value
+
+
 class SequenceStep(_Section):
     after: str
     message: str | None = None
@@ -530,6 +565,7 @@ class Settings(_Section):
     scheduling: SchedulingSettings
     reminders: RemindersSettings
     tasks: TasksSettings
+    reports: ReportsSettings
     sequences: dict[str, SequenceSettings]
     outbox: OutboxSettings
     media: MediaSettings

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from storage.crm import Crm
 from storage.db import Database
 from storage.desk import Accounts, Audit, Inbox, Invites, Lists, Transfers
+from storage.reports import Reports
 from storage.repositories import (
     Actions,
     Agents,
@@ -54,6 +55,7 @@ class UnitOfWork:
     inbox: Inbox
     crm: Crm
     webhooks: Webhooks
+    reports: Reports
 
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -81,6 +83,7 @@ class UnitOfWork:
         self.inbox = Inbox(self.session)
         self.crm = Crm(self.session)
         self.webhooks = Webhooks(self.session)
+        self.reports = Reports(self.session)
         return self
 
     async def __aexit__(

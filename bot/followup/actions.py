@@ -14,6 +14,7 @@ TASK_OVERDUE = "task.overdue"
 SWEEP = "sweep.idle"
 HANDOFF_SLA = "handoff.sla"
 IDLE = "conversation.idle"
+REPORT_SUMMARY = "report.summary"
 
 
 class Result(StrEnum):

@@ -17,6 +17,7 @@ from bot.followup.actions import (
     IDLE,
     REMINDER_AGENT,
     REMINDER_LEAD,
+    REPORT_SUMMARY,
     SEQUENCE_STEP,
     SWEEP,
     TASK_DUE,
@@ -29,6 +30,7 @@ from bot.followup.idle import IdleWatch
 from bot.followup.outreach import Outreach
 from bot.followup.reminders import Reminders
 from bot.followup.sequences import Sequences
+from bot.followup.summary import Summary
 from bot.followup.sweep import Sweep
 from bot.followup.tasks import Tasks
 from bot.settings import Settings
@@ -70,6 +72,7 @@ class Followup:
             tz=tz,
             won_stages=settings.pipeline.won_stages,
         )
+        self.summary = Summary(settings, outreach)
 
     async def fire(self, uow: UnitOfWork, action: ScheduledAction, now: datetime) -> Fired:
         handler = {
@@ -81,6 +84,7 @@ class Followup:
             SWEEP: self.sweep.run,
             HANDOFF_SLA: self.handoffs.reassure,
             IDLE: self.idle.check,
+            REPORT_SUMMARY: self.summary.run,
         }.get(action.kind)
         if handler is None:
             return skipped(f"unknown kind {action.kind}")

@@ -77,6 +77,16 @@ class Scheduler:
         )
         # Today's sweep, if the process starts after its hour (or it was missed while down).
         aps.add_job(self._alarm(self.plan_sweep), id="sweep-at-start")
+        hour, minute = (int(part) for part in self.settings.reports.summary_at.split(":"))
+        aps.add_job(
+            self._alarm(self.plan_summary),
+            CronTrigger(hour=hour, minute=minute, timezone=self.settings.business.tz),
+            id="daily-summary",
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=None,
+        )
+        aps.add_job(self._alarm(self.plan_summary), id="summary-at-start")
         aps.start()
         self._aps = aps
 
@@ -106,9 +116,23 @@ class Scheduler:
             pass
 
     async def plan_sweep(self) -> None:
+        await self._plan_daily(self.settings.tasks.sweep_at, self.followup.sweep.plan, "sweep")
+
+    async def plan_summary(self) -> None:
+        """Today's summary to the admins (yesterday's figures), once its hour has come."""
+        await self._plan_daily(
+            self.settings.reports.summary_at, self.followup.summary.plan, "summary"
+        )
+
+    async def _plan_daily(
+        self,
+        at: str,
+        plan: Callable[[UnitOfWork, datetime, datetime], Awaitable[bool]],
+        name: str,
+    ) -> None:
         now = self.clock()
         tz = self.settings.business.tz
-        hour, minute = (int(part) for part in self.settings.tasks.sweep_at.split(":"))
+        hour, minute = (int(part) for part in at.split(":"))
         local = now.astimezone(tz)
         due = local.replace(hour=hour, minute=minute, second=0, microsecond=0)
         if due > local:
@@ -119,12 +143,12 @@ class Scheduler:
                 return
             try:
                 async with UnitOfWork(self.db) as uow:
-                    if await self.followup.sweep.plan(uow, due, now):
+                    if await plan(uow, due, now):
                         await uow.commit()
             except Exception as exc:
                 if not is_unavailable(exc):
                     raise
-                log.warning("sweep_not_planned", extra={"error": type(exc).__name__})
+                log.warning(f"{name}_not_planned", extra={"error": type(exc).__name__})
 
     async def fire_due(self) -> int:
         """Fire everything due now, batch by batch; returns how many actions were handled."""

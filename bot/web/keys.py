@@ -20,6 +20,7 @@ from bot.desk.agenda import Agenda
 from bot.desk.handoff import Desk
 from bot.followup.scheduler import Scheduler
 from bot.metrics import Metrics
+from bot.reports.service import Reporting
 from bot.settings import Settings
 from storage.db import Database
 
@@ -32,6 +33,7 @@ DESK = web.AppKey("desk", Desk)
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 SCHEDULER = web.AppKey("scheduler", Scheduler)
 AGENDA = web.AppKey("agenda", Agenda)
+REPORTS = web.AppKey("reports", Reporting)
 MEDIA: web.AppKey[dict[Channel, MediaSource]] = web.AppKey("media")
 ACCOUNTS = web.AppKey("accounts", Accounts)
 SIGNALS = web.AppKey("signals", live.Signals)

@@ -1,0 +1,1 @@
+"""Sales reports (seeds 000, 002, 003, 004): the figures, their glossary, the text summary."""

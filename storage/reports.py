@@ -1,0 +1,684 @@
+"""The reports' figures, each aggregated in SQL that runs on SQLite and PostgreSQL.
+
+Every method takes a half-open UTC span [start, end) and, where it makes sense, `owner`: an
+agent's id to count only that agent's leads, deals and work (what an agent sees of the reports).
+Nothing here loads rows to count them in Python; what comes back is already grouped.
+What each figure means is written once, in Spanish, in `bot/reports/glossary.es.yaml`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, TypeVar, cast
+
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    case,
+    distinct,
+    exists,
+    func,
+    literal,
+    not_,
+    or_,
+    select,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from bot.core.crm import LOGGED, ActivityKind
+from bot.core.model import AppointmentState, Author, Direction, SequenceState
+from storage.models import (
+    Activity,
+    Agent,
+    Appointment,
+    CacEntry,
+    Conversation,
+    Deal,
+    Handoff,
+    Lead,
+    Message,
+    Pipeline,
+    ScheduledAction,
+    SequenceRun,
+    Stage,
+    StageChange,
+    Task,
+)
+
+# Any SELECT, whatever its columns.
+Q = TypeVar("Q", bound=Select[Any] | Select[Any, Any] | Select[Any, Any, Any])
+OBJECTION_PREFIX = "objection."
+SEQUENCE_STEP = "sequence.step"  # bot/followup/actions.py names the same kind
+# What an agent did (seed 003 counts these): calls, meetings, messages, e-mails and notes;
+# not the changes the CRM records by itself.
+AGENT_WORK = (*LOGGED, ActivityKind.NOTE)
+NO_SOURCE = "(sin fuente)"
+
+
+@dataclass(frozen=True, slots=True)
+class StageRow:
+    pipeline: str
+    pipeline_name: str
+    key: str
+    name: str
+    position: int
+    outcome: str  # open | won | lost
+
+
+@dataclass(frozen=True, slots=True)
+class FunnelCount:
+    stage: str
+    entered: int
+    converted: int
+    average_seconds: float | None  # time spent in the stage by those who left it
+    left: int
+
+
+@dataclass(frozen=True, slots=True)
+class Breakdown:
+    key: str
+    leads: int
+    converted: int
+
+
+@dataclass(frozen=True, slots=True)
+class AgentWork:
+    agent_id: int
+    name: str
+    activities: int = 0
+    conversations: int = 0
+    handoffs: int = 0
+    wait_seconds: float | None = None
+    first_response_seconds: float | None = None
+    won: int = 0
+    lost: int = 0
+    cold: int = 0
+    overdue_tasks: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class StepCount:
+    sequence: str
+    step: int
+    sent: int
+    replies: int
+    opt_outs: int
+
+
+class Reports:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    # --- helpers ------------------------------------------------------------------------------
+
+    @property
+    def _sqlite(self) -> bool:
+        return self.session.get_bind().dialect.name == "sqlite"
+
+    def _seconds(self, later: Any, earlier: Any) -> ColumnElement[Any]:
+        """later − earlier in seconds, on either database."""
+        if self._sqlite:
+            return (func.julianday(later) - func.julianday(earlier)) * 86400.0
+        return func.extract("epoch", later - earlier)
+
+    def _utc_hour(self, column: Any) -> ColumnElement[str]:
+        """'YYYY-MM-DD HH' of a UTC instant: buckets the service turns into local hours."""
+        if self._sqlite:
+            return func.strftime("%Y-%m-%d %H", column)
+        return func.to_char(func.timezone("UTC", column), "YYYY-MM-DD HH24")
+
+    async def _scalar(self, statement: Select[Any]) -> Any:
+        return (await self.session.execute(statement)).scalar()
+
+    @staticmethod
+    def _own(statement: Q, owner: int | None) -> Q:
+        return statement if owner is None else cast(Q, statement.where(Lead.owner_id == owner))
+
+    # --- pipelines ----------------------------------------------------------------------------
+
+    async def stages(self) -> list[StageRow]:
+        """Every pipeline's stages, pipelines and stages in their order."""
+        statement = (
+            select(
+                Pipeline.key, Pipeline.name, Stage.key, Stage.name, Stage.position, Stage.outcome
+            )
+            .join(Stage, Stage.pipeline_id == Pipeline.id)
+            .order_by(Pipeline.position, Pipeline.id, Stage.position, Stage.id)
+        )
+        return [StageRow(*row) for row in (await self.session.execute(statement)).all()]
+
+    # --- leads --------------------------------------------------------------------------------
+
+    def _new(self, start: datetime, end: datetime, owner: int | None) -> Select[Any]:
+        statement = select(func.count()).where(
+            Lead.first_contact_at >= start, Lead.first_contact_at < end
+        )
+        return self._own(statement, owner)
+
+    async def new_leads(self, start: datetime, end: datetime, owner: int | None = None) -> int:
+        return int(await self._scalar(self._new(start, end, owner)) or 0)
+
+    async def score_total(
+        self, start: datetime, end: datetime, owner: int | None = None
+    ) -> tuple[int, int]:
+        """(sum of scores, leads) of the period's new leads."""
+        statement = self._own(
+            select(func.coalesce(func.sum(Lead.score), 0), func.count()).where(
+                Lead.first_contact_at >= start, Lead.first_contact_at < end
+            ),
+            owner,
+        )
+        total, count = (await self.session.execute(statement)).one()
+        return int(total), int(count)
+
+    async def by_tier(
+        self, start: datetime, end: datetime, owner: int | None = None
+    ) -> dict[str, int]:
+        statement = self._own(
+            select(Lead.tier, func.count())
+            .where(Lead.first_contact_at >= start, Lead.first_contact_at < end)
+            .group_by(Lead.tier),
+            owner,
+        )
+        return {tier: int(count) for tier, count in (await self.session.execute(statement)).all()}
+
+    async def conversions(
+        self, start: datetime, end: datetime, won: Sequence[str], owner: int | None = None
+    ) -> int:
+        """Leads that entered a won stage in the span (each lead once)."""
+        if not won:
+            return 0
+        statement = (
+            select(func.count(distinct(StageChange.lead_id)))
+            .join(Lead, Lead.id == StageChange.lead_id)
+            .where(StageChange.to_stage.in_(won), StageChange.at >= start, StageChange.at < end)
+        )
+        return int(await self._scalar(self._own(statement, owner)) or 0)
+
+    def _converted_by(self, end: datetime, won: Sequence[str]) -> ColumnElement[int]:
+        """1 when the lead (Lead) entered a won stage before `end`, else 0."""
+        if not won:
+            return literal(0)
+        entered = exists().where(
+            StageChange.lead_id == Lead.id, StageChange.to_stage.in_(won), StageChange.at < end
+        )
+        return case((entered, 1), else_=0)
+
+    async def breakdown(
+        self,
+        start: datetime,
+        end: datetime,
+        won: Sequence[str],
+        by: str,
+        owner: int | None = None,
+    ) -> list[Breakdown]:
+        """The span's new leads by source, channel or UTC hour ('YYYY-MM-DD HH'), and how
+        many of them had converted by the span's end. Largest first."""
+        converted = self._converted_by(end, won)
+        if by == "source":
+            key: ColumnElement[Any] = func.coalesce(Lead.source, NO_SOURCE)
+        elif by == "channel":
+            key = (
+                select(Conversation.channel)
+                .where(Conversation.lead_id == Lead.id)
+                .order_by(Conversation.id)
+                .limit(1)
+                .scalar_subquery()
+            )
+        elif by == "hour":
+            key = self._utc_hour(Lead.first_contact_at)
+        else:
+            raise ValueError(f"unknown breakdown {by!r}")
+        inner = self._own(
+            select(key.label("key"), converted.label("converted")).where(
+                Lead.first_contact_at >= start, Lead.first_contact_at < end
+            ),
+            owner,
+        ).subquery()
+        statement = (
+            select(inner.c.key, func.count(), func.sum(inner.c.converted))
+            .group_by(inner.c.key)
+            .order_by(func.count().desc(), inner.c.key)
+        )
+        return [
+            Breakdown(str(k) if k is not None else NO_SOURCE, int(n), int(c or 0))
+            for k, n, c in (await self.session.execute(statement)).all()
+        ]
+
+    async def low_score_unreviewed(
+        self, threshold: int, closed: Sequence[str], owner: int | None = None
+    ) -> int:
+        """Open leads scoring under `threshold` that no agent has logged anything for."""
+        touched = exists().where(Activity.lead_id == Lead.id, Activity.agent_id.is_not(None))
+        statement = select(func.count()).where(
+            Lead.score < threshold, Lead.opted_out_at.is_(None), not_(touched)
+        )
+        if closed:
+            statement = statement.where(Lead.stage.not_in(closed))
+        return int(await self._scalar(self._own(statement, owner)) or 0)
+
+    # --- money --------------------------------------------------------------------------------
+
+    async def revenue(
+        self, start: datetime, end: datetime, owner: int | None = None
+    ) -> tuple[Decimal, int]:
+        """(sum of amounts, deals) of the deals won in the span."""
+        statement = select(func.coalesce(func.sum(Deal.amount), 0), func.count()).where(
+            Deal.status == "won", Deal.closed_at >= start, Deal.closed_at < end
+        )
+        if owner is not None:
+            statement = statement.where(Deal.agent_id == owner)
+        total, count = (await self.session.execute(statement)).one()
+        return Decimal(str(total)).quantize(Decimal("0.01")), int(count)
+
+    async def spend(self, months: Sequence[date]) -> dict[str, Decimal]:
+        """Acquisition spend per source in the given months (CAC entries)."""
+        statement = (
+            select(CacEntry.source, func.sum(CacEntry.amount))
+            .where(CacEntry.month.in_(list(months)))
+            .group_by(CacEntry.source)
+        )
+        return {
+            source: Decimal(str(amount)).quantize(Decimal("0.01"))
+            for source, amount in (await self.session.execute(statement)).all()
+        }
+
+    async def conversions_by_source(
+        self, start: datetime, end: datetime, won: Sequence[str]
+    ) -> dict[str, int]:
+        """Leads that entered a won stage in the span, by the lead's source."""
+        if not won:
+            return {}
+        inner = (
+            select(
+                StageChange.lead_id.label("lead_id"),
+                func.coalesce(Lead.source, NO_SOURCE).label("source"),
+            )
+            .join(Lead, Lead.id == StageChange.lead_id)
+            .where(StageChange.to_stage.in_(won), StageChange.at >= start, StageChange.at < end)
+            .distinct()
+            .subquery()
+        )
+        statement = select(inner.c.source, func.count()).group_by(inner.c.source)
+        return {s: int(n) for s, n in (await self.session.execute(statement)).all()}
+
+    async def cac_entries(self, limit: int = 120) -> list[CacEntry]:
+        statement = select(CacEntry).order_by(CacEntry.month.desc(), CacEntry.source).limit(limit)
+        return list((await self.session.execute(statement)).scalars())
+
+    async def cac_entry(self, source: str, month: date) -> CacEntry | None:
+        statement = select(CacEntry).where(CacEntry.source == source, CacEntry.month == month)
+        return (await self.session.execute(statement)).scalar_one_or_none()
+
+    async def add_cac_entry(self, entry: CacEntry) -> None:
+        self.session.add(entry)
+        await self.session.flush()
+
+    # --- objections ---------------------------------------------------------------------------
+
+    async def objections(
+        self,
+        start: datetime,
+        end: datetime,
+        horizon: datetime,
+        won: Sequence[str],
+        owner: int | None = None,
+    ) -> list[tuple[str, str, int]]:
+        """(intent, outcome, count) of the objections leads raised in the span, each followed
+        up to `horizon`: bought (entered a won stage), else booked (an appointment), else
+        replied (wrote again), else quiet."""
+        later = aliased(Message)
+        replied = exists().where(
+            later.conversation_id == Message.conversation_id,
+            later.direction == Direction.IN,
+            later.id > Message.id,
+            later.created_at < horizon,
+        )
+        booked = exists().where(
+            Appointment.lead_id == Conversation.lead_id,
+            Appointment.created_at > Message.created_at,
+            Appointment.created_at < horizon,
+        )
+        bought: ColumnElement[bool] = (
+            exists().where(
+                StageChange.lead_id == Conversation.lead_id,
+                StageChange.to_stage.in_(won),
+                StageChange.at > Message.created_at,
+                StageChange.at < horizon,
+            )
+            if won
+            else literal(False)
+        )
+        outcome = case(
+            (bought, "bought"), (booked, "booked"), (replied, "replied"), else_="quiet"
+        ).label("outcome")
+        inner = (
+            select(Message.intent.label("intent"), outcome)
+            .join(Conversation, Conversation.id == Message.conversation_id)
+            .join(Lead, Lead.id == Conversation.lead_id)
+            .where(
+                Message.direction == Direction.IN,
+                Message.intent.like(f"{OBJECTION_PREFIX}%"),
+                Message.created_at >= start,
+                Message.created_at < end,
+            )
+        )
+        sub = self._own(inner, owner).subquery()
+        statement = (
+            select(sub.c.intent, sub.c.outcome, func.count())
+            .group_by(sub.c.intent, sub.c.outcome)
+            .order_by(sub.c.intent, sub.c.outcome)
+        )
+        return [(i, o, int(n)) for i, o, n in (await self.session.execute(statement)).all()]
+
+    # --- the funnel ---------------------------------------------------------------------------
+
+    async def funnel(
+        self,
+        start: datetime,
+        end: datetime,
+        pipeline: str,
+        default_pipeline: str,
+        positions: dict[str, int],
+        onward: Sequence[str],
+        owner: int | None = None,
+    ) -> list[FunnelCount]:
+        """Per stage of one pipeline: leads that entered it in the span, how many of them went
+        on to a later stage of `onward` (the open and won stages) before the span's end, and the
+        average time spent in it by those who left it."""
+        if not positions:
+            return []
+        keys = list(positions)
+        belongs = func.coalesce(StageChange.pipeline, Lead.pipeline, default_pipeline) == pipeline
+        entered = self._own(
+            select(
+                StageChange.lead_id.label("lead_id"),
+                StageChange.to_stage.label("stage"),
+                func.min(StageChange.at).label("at"),
+            )
+            .join(Lead, Lead.id == StageChange.lead_id)
+            .where(
+                belongs,
+                StageChange.to_stage.in_(keys),
+                StageChange.at >= start,
+                StageChange.at < end,
+            )
+            .group_by(StageChange.lead_id, StageChange.to_stage),
+            owner,
+        ).subquery()
+        after = aliased(StageChange)
+        position_of_entered = case(positions, value=entered.c.stage)
+        position_of_after = case(positions, value=after.to_stage)
+        moved = exists().where(
+            after.lead_id == entered.c.lead_id,
+            after.to_stage.in_(list(onward)),
+            position_of_after > position_of_entered,
+            after.at >= entered.c.at,
+            after.at < end,
+        )
+        nxt = aliased(StageChange)
+        left_at = (
+            select(func.min(nxt.at))
+            .where(nxt.lead_id == entered.c.lead_id, nxt.at > entered.c.at, nxt.at < end)
+            .scalar_subquery()
+        )
+        rows = select(
+            entered.c.stage.label("stage"),
+            case((moved, 1), else_=0).label("moved"),
+            self._seconds(left_at, entered.c.at).label("spent"),
+        ).subquery()
+        statement = select(
+            rows.c.stage,
+            func.count(),
+            func.sum(rows.c.moved),
+            func.avg(rows.c.spent),
+            func.count(rows.c.spent),
+        ).group_by(rows.c.stage)
+        found = {
+            stage: FunnelCount(
+                stage, int(n), int(m or 0), float(s) if s is not None else None, int(left)
+            )
+            for stage, n, m, s, left in (await self.session.execute(statement)).all()
+        }
+        return [found.get(key, FunnelCount(key, 0, 0, None, 0)) for key in keys]
+
+    async def time_to_decision(
+        self, start: datetime, end: datetime, decided: Sequence[str], owner: int | None = None
+    ) -> tuple[float | None, int]:
+        """(average seconds, leads) from first contact to the first entry into a won or lost
+        stage, for leads whose decision fell in the span."""
+        if not decided:
+            return None, 0
+        first = (
+            select(StageChange.lead_id.label("lead_id"), func.min(StageChange.at).label("at"))
+            .where(StageChange.to_stage.in_(decided))
+            .group_by(StageChange.lead_id)
+            .subquery()
+        )
+        statement = self._own(
+            select(func.avg(self._seconds(first.c.at, Lead.first_contact_at)), func.count())
+            .select_from(first)
+            .join(Lead, Lead.id == first.c.lead_id)
+            .where(first.c.at >= start, first.c.at < end),
+            owner,
+        )
+        seconds, count = (await self.session.execute(statement)).one()
+        return (float(seconds) if seconds is not None else None), int(count)
+
+    # --- agents -------------------------------------------------------------------------------
+
+    async def agents(
+        self,
+        start: datetime,
+        end: datetime,
+        idle_before: datetime,
+        now: datetime,
+        closed: Sequence[str],
+        only: int | None = None,
+    ) -> list[AgentWork]:
+        """Seed 003's figures per active agent (or only one)."""
+        people = select(Agent.id, Agent.name).where(Agent.active.is_(True)).order_by(Agent.name)
+        if only is not None:
+            people = select(Agent.id, Agent.name).where(Agent.id == only)
+        work: dict[int, dict[str, Any]] = {
+            agent_id: {"agent_id": agent_id, "name": name}
+            for agent_id, name in (await self.session.execute(people)).all()
+        }
+        ids = list(work)
+        if not ids:
+            return []
+
+        async def grouped(statement: Any, *names: str) -> None:
+            for row in (await self.session.execute(statement)).all():
+                if row[0] in work:
+                    for name, value in zip(names, row[1:], strict=True):
+                        work[row[0]][name] = value
+
+        await grouped(
+            select(Activity.agent_id, func.count())
+            .where(
+                Activity.agent_id.in_(ids),
+                Activity.kind.in_(AGENT_WORK),
+                Activity.occurred_at >= start,
+                Activity.occurred_at < end,
+            )
+            .group_by(Activity.agent_id),
+            "activities",
+        )
+        await grouped(
+            select(Message.agent_id, func.count(distinct(Message.conversation_id)))
+            .where(
+                Message.agent_id.in_(ids),
+                Message.author == Author.AGENT,
+                Message.created_at >= start,
+                Message.created_at < end,
+            )
+            .group_by(Message.agent_id),
+            "conversations",
+        )
+        answer = (
+            select(func.min(Message.created_at))
+            .where(
+                Message.conversation_id == Handoff.conversation_id,
+                Message.author == Author.AGENT,
+                Message.created_at >= Handoff.requested_at,
+            )
+            .scalar_subquery()
+        )
+        await grouped(
+            select(
+                Handoff.agent_id,
+                func.count(),
+                func.avg(self._seconds(Handoff.claimed_at, Handoff.requested_at)),
+                func.avg(self._seconds(answer, Handoff.requested_at)),
+            )
+            .where(
+                Handoff.agent_id.in_(ids),
+                Handoff.claimed_at >= start,
+                Handoff.claimed_at < end,
+            )
+            .group_by(Handoff.agent_id),
+            "handoffs",
+            "wait_seconds",
+            "first_response_seconds",
+        )
+        await grouped(
+            select(
+                Deal.agent_id,
+                func.sum(case((Deal.status == "won", 1), else_=0)),
+                func.sum(case((Deal.status == "lost", 1), else_=0)),
+            )
+            .where(Deal.agent_id.in_(ids), Deal.closed_at >= start, Deal.closed_at < end)
+            .group_by(Deal.agent_id),
+            "won",
+            "lost",
+        )
+        cold = select(Lead.owner_id, func.count()).where(
+            Lead.owner_id.in_(ids),
+            Lead.last_activity_at < idle_before,
+            Lead.opted_out_at.is_(None),
+        )
+        if closed:
+            cold = cold.where(Lead.stage.not_in(closed))
+        await grouped(cold.group_by(Lead.owner_id), "cold")
+        await grouped(
+            select(Task.owner_id, func.count())
+            .where(Task.owner_id.in_(ids), Task.done_at.is_(None), Task.due_at < now)
+            .group_by(Task.owner_id),
+            "overdue_tasks",
+        )
+        return [
+            AgentWork(
+                agent_id=values["agent_id"],
+                name=values["name"],
+                activities=int(values.get("activities") or 0),
+                conversations=int(values.get("conversations") or 0),
+                handoffs=int(values.get("handoffs") or 0),
+                wait_seconds=_float(values.get("wait_seconds")),
+                first_response_seconds=_float(values.get("first_response_seconds")),
+                won=int(values.get("won") or 0),
+                lost=int(values.get("lost") or 0),
+                cold=int(values.get("cold") or 0),
+                overdue_tasks=int(values.get("overdue_tasks") or 0),
+            )
+            for values in work.values()
+        ]
+
+    # --- appointments and sequences -----------------------------------------------------------
+
+    async def appointments(
+        self, start: datetime, end: datetime, owner: int | None = None
+    ) -> dict[str, int]:
+        """booked (made in the span), and of those due in the span: held, no_show, cancelled."""
+        booked = select(func.count()).where(
+            Appointment.created_at >= start, Appointment.created_at < end
+        )
+        due = select(
+            func.sum(case((Appointment.state == AppointmentState.DONE, 1), else_=0)),
+            func.sum(case((Appointment.state == AppointmentState.NO_SHOW, 1), else_=0)),
+            func.sum(case((Appointment.state == AppointmentState.CANCELLED, 1), else_=0)),
+        ).where(Appointment.starts_at >= start, Appointment.starts_at < end)
+        if owner is not None:
+            booked = booked.where(Appointment.agent_id == owner)
+            due = due.where(Appointment.agent_id == owner)
+        held, no_show, cancelled = (await self.session.execute(due)).one()
+        return {
+            "booked": int(await self._scalar(booked) or 0),
+            "held": int(held or 0),
+            "no_show": int(no_show or 0),
+            "cancelled": int(cancelled or 0),
+        }
+
+    async def sequence_steps(
+        self, start: datetime, end: datetime, horizon: datetime, owner: int | None = None
+    ) -> list[StepCount]:
+        """Per sequence and step: steps fired in the span, and the leads who wrote back or opted
+        out after that step and before the run's next step fired (or `horizon`)."""
+        step = ScheduledAction.payload["step"].as_integer()
+        following = aliased(ScheduledAction)
+        next_fired = (
+            select(func.min(following.fired_at))
+            .where(
+                following.sequence_run_id == ScheduledAction.sequence_run_id,
+                following.kind == SEQUENCE_STEP,
+                following.fired_at > ScheduledAction.fired_at,
+            )
+            .scalar_subquery()
+        )
+        until = func.coalesce(next_fired, horizon)
+        reply = exists().where(
+            Conversation.lead_id == ScheduledAction.lead_id,
+            Message.conversation_id == Conversation.id,
+            Message.direction == Direction.IN,
+            Message.created_at > ScheduledAction.fired_at,
+            Message.created_at < until,
+        )
+        opted = and_(Lead.opted_out_at > ScheduledAction.fired_at, Lead.opted_out_at < until)
+        inner = self._own(
+            select(
+                SequenceRun.sequence.label("sequence"),
+                step.label("step"),
+                case((reply, 1), else_=0).label("replied"),
+                case((opted, 1), else_=0).label("opted"),
+            )
+            .join(SequenceRun, SequenceRun.id == ScheduledAction.sequence_run_id)
+            .join(Lead, Lead.id == ScheduledAction.lead_id)
+            .where(
+                ScheduledAction.kind == SEQUENCE_STEP,
+                ScheduledAction.state == "done",
+                ScheduledAction.fired_at >= start,
+                ScheduledAction.fired_at < end,
+            ),
+            owner,
+        ).subquery()
+        statement = (
+            select(
+                inner.c.sequence,
+                inner.c.step,
+                func.count(),
+                func.sum(inner.c.replied),
+                func.sum(inner.c.opted),
+            )
+            .group_by(inner.c.sequence, inner.c.step)
+            .order_by(inner.c.sequence, inner.c.step)
+        )
+        return [
+            StepCount(s, int(i), int(n), int(r or 0), int(o or 0))
+            for s, i, n, r, o in (await self.session.execute(statement)).all()
+        ]
+
+    async def sequences_running(self) -> int:
+        statement = select(func.count()).where(SequenceRun.state == SequenceState.ACTIVE)
+        return int(await self._scalar(statement) or 0)
+
+
+def _float(value: Any) -> float | None:
+    return float(value) if value is not None else None
+
+
+__all__ = ["AgentWork", "Breakdown", "FunnelCount", "Reports", "StageRow", "StepCount", "or_"]
