@@ -135,6 +135,19 @@ def load_catalogue(
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise CatalogueError(path, 0, f"cannot read the file ({exc})") from exc
+    return parse_catalogue(text, path, normalizer=normalizer)
+
+
+def parse_catalogue(
+    text: str, source: Path | str, *, normalizer: Normalizer | None = None
+) -> Catalogue:
+    """Check scripts given as text (a version kept in the database); `source` names it in
+    errors ("version 3:120: ...") and becomes the catalogue's `path`.
+
+    Raises:
+        CatalogueError: bad YAML or a text that breaks the schema.
+    """
+    path = Path(source)
     try:
         root = yaml.compose(text, Loader=_LOADER)
     except yaml.MarkedYAMLError as exc:

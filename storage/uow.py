@@ -25,6 +25,7 @@ from storage.repositories import (
     Tasks,
     Transcripts,
 )
+from storage.scripts import Scripts
 
 
 class UnitOfWork:
@@ -50,6 +51,7 @@ class UnitOfWork:
     audit: Audit
     lists: Lists
     inbox: Inbox
+    scripts: Scripts
 
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -75,6 +77,7 @@ class UnitOfWork:
         self.audit = Audit(self.session)
         self.lists = Lists(self.session)
         self.inbox = Inbox(self.session)
+        self.scripts = Scripts(self.session)
         return self
 
     async def __aexit__(
