@@ -14,10 +14,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import functools
 import hashlib
 import logging
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -75,7 +76,7 @@ class Validator:
             catalogue = parse_catalogue(body, source)
         except CatalogueError as exc:
             raise ScriptsInvalid(str(exc)) from None
-        _, matcher = _trained(body, self.region)
+        matcher = _trained(body, self.region)
         knowledge = Knowledge(catalogue, matcher, version=source)
         try:
             Renderer(Understanding(knowledge), {}).check((*catalogue.intents, *self.required))
@@ -84,9 +85,32 @@ class Validator:
         return knowledge
 
 
-@functools.lru_cache(maxsize=6)
-def _trained(body: str, region: str) -> tuple[str, Matcher]:
-    """The matcher of one scripts text (the live one and the draft are asked for repeatedly)."""
+# Matchers of recent scripts texts by (sha256, region): the live one, the draft being tried, the
+# version a rollback returns to. Training takes seconds; the same text never trains twice.
+_TRAINED: OrderedDict[tuple[str, str], Matcher] = OrderedDict()
+_TRAINED_KEEP = 6
+_TRAINED_LOCK = threading.Lock()
+
+
+def _key(body: str, region: str) -> tuple[str, str]:
+    return hashlib.sha256(body.encode()).hexdigest(), region
+
+
+def remember(body: str, region: str, matcher: Matcher) -> None:
+    with _TRAINED_LOCK:
+        _TRAINED[_key(body, region)] = matcher
+        _TRAINED.move_to_end(_key(body, region))
+        while len(_TRAINED) > _TRAINED_KEEP:
+            _TRAINED.popitem(last=False)
+
+
+def _trained(body: str, region: str) -> Matcher:
+    """The matcher of one scripts text, trained once."""
+    with _TRAINED_LOCK:
+        found = _TRAINED.get(_key(body, region))
+        if found is not None:
+            _TRAINED.move_to_end(_key(body, region))
+            return found
     started = time.perf_counter()
     catalogue = parse_catalogue(body, "scripts")
     matcher = Matcher.from_catalogue(catalogue, default_region=region)
@@ -97,7 +121,8 @@ def _trained(body: str, region: str) -> tuple[str, Matcher]:
             "seconds": round(time.perf_counter() - started, 3),
         },
     )
-    return hashlib.sha256(body.encode()).hexdigest(), matcher
+    remember(body, region, matcher)
+    return matcher
 
 
 def source(number: int) -> str:
@@ -156,6 +181,7 @@ class ScriptVersions:
                 return False
             if version.body == self._held:  # version 1 of the scripts the app started with
                 held = self.understanding.current
+                remember(version.body, self.validator.region, held.matcher)
                 self.understanding.replace(dataclasses.replace(held, version=source(number)))
                 self.loaded = number
                 return True

@@ -18,7 +18,7 @@ from aiohttp_session.cookie_storage import EncryptedCookieStorage
 
 from bot import live
 from bot.settings import Settings
-from bot.web.console import admin, auth, conversations, stream
+from bot.web.console import admin, auth, conversations, scripts, stream
 from bot.web.console.render import Pages
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,7 @@ def create_console(settings: Settings, signals: live.Signals) -> web.Application
     auth.register(console)
     conversations.register(console)
     admin.register(console)
+    scripts.register(console)
     stream.register(console, signals)
     return console
 
