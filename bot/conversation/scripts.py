@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import logging
 import threading
@@ -30,7 +31,7 @@ from bot.core.errors import ConfigError, InvalidInput, NotFound
 from bot.core.model import utcnow
 from bot.core.scripts import Renderer
 from bot.desk.accounts import Who
-from intents import CatalogueError, Matcher, editing, parse_catalogue
+from intents import Catalogue, CatalogueError, Matcher, editing, parse_catalogue
 from storage.db import Database, is_conflict, is_unavailable
 from storage.models import ScriptVersion
 from storage.scripts import Inbound
@@ -66,17 +67,19 @@ class Validator:
     region: str
     required: tuple[str, ...] = ()  # scripts the configuration names (sequences, the web chat)
 
-    def build(self, body: str, source: str) -> Knowledge:
+    def build(self, body: str, source: str, *, published: bool = False) -> Knowledge:
         """Train on `body` (named `source` in errors). Blocking: run it in a thread.
+        `published`: a version checked when it was published (duplicate examples are not
+        looked for again).
 
         Raises:
             ScriptsInvalid: naming where and what.
         """
         try:
-            catalogue = parse_catalogue(body, source)
+            catalogue = parse_catalogue(body, source, overlaps=not published)
         except CatalogueError as exc:
             raise ScriptsInvalid(str(exc)) from None
-        matcher = _trained(body, self.region)
+        matcher = _trained(body, self.region, catalogue)
         knowledge = Knowledge(catalogue, matcher, version=source)
         try:
             Renderer(Understanding(knowledge), {}).check((*catalogue.intents, *self.required))
@@ -104,15 +107,14 @@ def remember(body: str, region: str, matcher: Matcher) -> None:
             _TRAINED.popitem(last=False)
 
 
-def _trained(body: str, region: str) -> Matcher:
-    """The matcher of one scripts text, trained once."""
+def _trained(body: str, region: str, catalogue: Catalogue) -> Matcher:
+    """The matcher of one scripts text (`catalogue`, read from it), trained once."""
     with _TRAINED_LOCK:
         found = _TRAINED.get(_key(body, region))
         if found is not None:
             _TRAINED.move_to_end(_key(body, region))
             return found
     started = time.perf_counter()
-    catalogue = parse_catalogue(body, "scripts")
     matcher = Matcher.from_catalogue(catalogue, default_region=region)
     log.info(
         "nlu_trained",
@@ -187,7 +189,9 @@ class ScriptVersions:
                 return True
             try:
                 knowledge = await asyncio.to_thread(
-                    self.validator.build, version.body, source(number)
+                    functools.partial(
+                        self.validator.build, version.body, source(number), published=True
+                    )
                 )
             except ScriptsInvalid as exc:
                 # Published versions were validated; a different configuration can still
