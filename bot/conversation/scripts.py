@@ -32,6 +32,7 @@ from bot.core.model import utcnow
 from bot.core.scripts import Renderer
 from bot.desk.accounts import Who
 from intents import Catalogue, CatalogueError, Matcher, editing, parse_catalogue
+from intents.normalize import Normalizer, default_normalizer
 from storage.db import Database, is_conflict, is_unavailable
 from storage.models import ScriptVersion
 from storage.scripts import Inbound
@@ -75,11 +76,15 @@ class Validator:
         Raises:
             ScriptsInvalid: naming where and what.
         """
+        base = default_normalizer()
+        remembering = _Remembering(base.words, base.emojis)  # checking and training share it
         try:
-            catalogue = parse_catalogue(body, source, overlaps=not published)
+            catalogue = parse_catalogue(
+                body, source, overlaps=not published, normalizer=remembering
+            )
         except CatalogueError as exc:
             raise ScriptsInvalid(str(exc)) from None
-        matcher = _trained(body, self.region, catalogue)
+        matcher = _trained(body, self.region, catalogue, remembering)
         knowledge = Knowledge(catalogue, matcher, version=source)
         try:
             Renderer(Understanding(knowledge), {}).check((*catalogue.intents, *self.required))
@@ -107,7 +112,21 @@ def remember(body: str, region: str, matcher: Matcher) -> None:
             _TRAINED.popitem(last=False)
 
 
-def _trained(body: str, region: str, catalogue: Catalogue) -> Matcher:
+@dataclass(frozen=True, slots=True)
+class _Remembering(Normalizer):
+    """The normaliser, remembering each text: finding duplicate examples and training then
+    normalise the same examples once (a third of a big catalogue's training time)."""
+
+    memo: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    def __call__(self, text: str) -> str:
+        found = self.memo.get(text)
+        if found is None:
+            found = self.memo[text] = Normalizer.__call__(self, text)
+        return found
+
+
+def _trained(body: str, region: str, catalogue: Catalogue, normalizer: Normalizer) -> Matcher:
     """The matcher of one scripts text (`catalogue`, read from it), trained once."""
     with _TRAINED_LOCK:
         found = _TRAINED.get(_key(body, region))
@@ -115,7 +134,9 @@ def _trained(body: str, region: str, catalogue: Catalogue) -> Matcher:
             _TRAINED.move_to_end(_key(body, region))
             return found
     started = time.perf_counter()
-    matcher = Matcher.from_catalogue(catalogue, default_region=region)
+    trained = Matcher.from_catalogue(catalogue, default_region=region, normalizer=normalizer)
+    # Messages are normalised by the plain one: the memo served training only.
+    matcher = dataclasses.replace(trained, normalizer=default_normalizer())
     log.info(
         "nlu_trained",
         extra={
