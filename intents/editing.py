@@ -156,3 +156,36 @@ def remove_intent(text: str, intent_id: str) -> str:
     _entry(data, intent_id)
     del data["intents"][intent_id]
     return write(data)
+
+
+def texts(text: str) -> list[tuple[str, tuple[str, ...]]]:
+    """The texts not tied to one intent (`scripts:`): (script id, variants), in file order."""
+    scripts = read(text).get("scripts") or {}
+    return [
+        (str(key), tuple(str(v) for v in (value or ())))
+        for key, value in scripts.items()
+        if isinstance(value, list)
+    ]
+
+
+def add_text(text: str, script_id: str, value: str) -> str:
+    """Add a variant to a text of `scripts:`; the same text twice is a no-op."""
+    data = read(text)
+    scripts = data.get("scripts") or {}
+    if not isinstance(scripts.get(script_id), list):
+        raise EditError(f"no script {script_id!r}", "no_text", script=script_id)
+    value = _clean(value, "reply")
+    if value not in scripts[script_id]:
+        scripts[script_id].append(value)
+    return write(data)
+
+
+def remove_text(text: str, script_id: str, index: int) -> str:
+    data = read(text)
+    variants = (data.get("scripts") or {}).get(script_id)
+    if not isinstance(variants, list):
+        raise EditError(f"no script {script_id!r}", "no_text", script=script_id)
+    if not 0 <= index < len(variants):
+        raise EditError(f"{script_id} has no variant {index}", "no_item", intent=script_id)
+    del variants[index]
+    return write(data)

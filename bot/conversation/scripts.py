@@ -256,10 +256,17 @@ class ScriptVersions:
         return version
 
     async def publish(
-        self, body: str, comment: str, who: Who, *, restores: int | None = None
+        self,
+        body: str,
+        comment: str,
+        who: Who,
+        *,
+        restores: int | None = None,
+        from_draft: bool = False,
     ) -> ScriptVersion:
         """Validate `body` and make it the live version, here at once and elsewhere within
-        `interval` seconds.
+        `interval` seconds. `from_draft`: `body` is the shared draft, which is then gone (an
+        import or a rollback leaves the draft alone).
 
         Raises:
             ScriptsInvalid: the version cannot go live (nothing changed).
@@ -278,7 +285,7 @@ class ScriptVersions:
                     created_at=utcnow(),
                 )
                 uow.scripts.add(version)
-                if restores is None:
+                if from_draft:
                     await uow.scripts.drop_draft()
                 uow.audit.record(
                     PUBLISHED,

@@ -11,6 +11,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
+from bot.desk.accounts import Who
 from bot.web.keys import DATABASE, SCRIPTS, UNDERSTANDING
 from intents import editing
 from storage.models import AuditEvent
@@ -151,6 +152,20 @@ async def test_an_invalid_draft_cannot_be_published(client: TestClient[Any, Any]
     assert [v.number for v in await client.app[SCRIPTS].versions()] == [1]
 
 
+async def test_a_draft_older_than_the_live_version_says_so(client: TestClient[Any, Any]) -> None:
+    browser = await admin(client)
+    await browser.post("/console/scripts/greeting/examples", {"text": "buenas buenas"})
+    page = await (await browser.get("/console/scripts/greeting")).text()
+    assert 'data-testid="draft-stale"' not in page
+    live = await client.app[SCRIPTS].live()
+    data = editing.read(live.body)
+    data["intents"]["thanks"]["examples"].append("mil gracias de verdad")
+    await client.app[SCRIPTS].publish(editing.write(data), "otra mano", Who(None, "cli"))
+    page = await (await browser.get("/console/scripts/greeting")).text()
+    assert 'data-testid="draft-stale"' in page and "parte de la versión 1" in page
+    assert "buenas buenas" in page  # the draft is still there
+
+
 async def test_new_intents_and_system_intents(client: TestClient[Any, Any]) -> None:
     browser = await admin(client)
     bad = await browser.post("/console/scripts/nueva", {"id": "Horario!", "label": "x"})
@@ -213,3 +228,24 @@ async def test_impact_and_warnings_of_the_draft(client: TestClient[Any, Any]) ->
     found = re.search(r"publicada ([0-9.]+) % · borrador ([0-9.]+) %", precision)
     assert found is not None and 50 < float(found.group(1)) <= 100
     assert float(found.group(1)) != float(found.group(2))
+
+
+async def test_business_texts_are_edited_in_the_same_versions(client: TestClient[Any, Any]) -> None:
+    browser = await admin(client)
+    page = await (await browser.get("/console/scripts/textos")).text()
+    assert 'data-script="handoff.waiting"' in page and 'data-testid="text-new"' in page
+    waiting = client.app[UNDERSTANDING].current.catalogue.replies("handoff.waiting")
+    for _ in waiting:  # a text the bot needs, left without variants: refused at publishing
+        assert (
+            await browser.post("/console/scripts/textos/handoff.waiting/0/quitar")
+        ).status == 303
+    refused = await browser.post("/console/scripts/publicar", {"comment": "sin textos"})
+    assert refused.status == 400
+    assert "El bot necesita el texto «handoff.waiting»" in await refused.text()
+    new = "Ya le avisé a alguien del equipo, {nombre}; te escribe en unos minutos."
+    added = await browser.post("/console/scripts/textos/handoff.waiting", {"text": new})
+    assert added.status == 303
+    assert (await browser.post("/console/scripts/publicar", {"comment": "espera"})).status == 303
+    assert any("alguien del equipo" in r for r in await say(client, "quiero hablar con un asesor"))
+    missing = await browser.post("/console/scripts/textos/no.existe", {"text": "x"})
+    assert missing.status == 400 and "No existe el texto no.existe" in await missing.text()

@@ -174,7 +174,10 @@ async def test_the_draft_is_kept_until_published(service: Any) -> None:
     await scripts(client).save_draft(with_price_reply(draft.body), draft.base, ADMIN)
     kept = await scripts(client).draft()
     assert kept.saved and "se paga solo" in kept.body
-    await scripts(client).publish(kept.body, "del borrador", ADMIN)
+    # Another publication (an import) leaves the draft alone; publishing the draft ends it.
+    await scripts(client).publish(with_price_reply(FACTORY, "Otra {nombre}"), "import", ADMIN)
+    assert (await scripts(client).draft()).saved
+    await scripts(client).publish(kept.body, "del borrador", ADMIN, from_draft=True)
     assert not (await scripts(client).draft()).saved
 
 

@@ -36,7 +36,7 @@ from intents.catalogue import PLACEHOLDERS
 INTENT = "{intent:[a-z][a-z0-9_]*(?:[.][a-z][a-z0-9_]*)*}"
 N = "{n:[0-9]{1,6}}"
 # Paths under /console/scripts/ that are pages, not intents: no intent may be called so.
-RESERVED = frozenset({"versiones", "probar", "publicar", "borrador", "nueva", "impacto"})
+RESERVED = frozenset({"versiones", "probar", "publicar", "borrador", "nueva", "impacto", "textos"})
 WEEK = timedelta(days=7)
 # Below this confidence a message counts as not understood on the "no entendidos" page.
 LOW_CONFIDENCE = 0.5
@@ -55,6 +55,9 @@ def register(app: web.Application) -> None:
     add.add_get("/scripts/impacto", admin_page(impact_page))
     add.add_get("/scripts/no-entendidos", admin_page(not_understood))
     add.add_post("/scripts/no-entendidos", admin_page(teach))
+    add.add_get("/scripts/textos", admin_page(texts_page))
+    add.add_post(f"/scripts/textos/{INTENT}", admin_page(add_text))
+    add.add_post(f"/scripts/textos/{INTENT}/{N}/quitar", admin_page(remove_text))
     add.add_get(f"/scripts/{INTENT}", admin_page(intent_page))
     add.add_post(f"/scripts/{INTENT}/{{part:examples|replies}}", admin_page(add_item))
     add.add_post(f"/scripts/{INTENT}/{{part:examples|replies}}/{N}/quitar", admin_page(remove_item))
@@ -153,6 +156,7 @@ async def catalogue(request: web.Request) -> web.Response:
     return pages(request).render(
         request,
         "scripts.html",
+        live_number=versions.loaded,
         rows=rows,
         draft=draft,
         none_count=counts.get(NONE, 0),
@@ -173,6 +177,7 @@ async def intent_page(request: web.Request) -> web.Response:
     return pages(request).render(
         request,
         "script.html",
+        live_number=versions.loaded,
         view=view,
         draft=draft,
         matched=counts.get(view.id, 0),
@@ -254,6 +259,47 @@ async def discard(request: web.Request) -> web.StreamResponse:
     raise web.HTTPSeeOther("/console/scripts")
 
 
+# --- the texts that belong to no intent (scripts:) --------------------------------------------
+
+
+async def texts_page(request: web.Request) -> web.Response:
+    versions = _versions(request)
+    draft = await versions.draft()
+    rows = [
+        {
+            "id": script,
+            "variants": variants,
+            "unknown": [_unknown_placeholders(v) for v in variants],
+        }
+        for script, variants in editing.texts(draft.body)
+    ]
+    return pages(request).render(
+        request,
+        "script_texts.html",
+        live_number=versions.loaded,
+        rows=rows,
+        draft=draft,
+        placeholders=_ALLOWED,
+        flash=await take_flash(request),
+    )
+
+
+async def add_text(request: web.Request) -> web.StreamResponse:
+    script = _intent(request)
+    text = (await _form(request)).get("text", "")
+    await _versions(request).edit(lambda body: editing.add_text(body, script, text), who(request))
+    flash(await get_session(request), "Variante agregada al borrador.")
+    raise web.HTTPSeeOther(f"/console/scripts/textos#{script}")
+
+
+async def remove_text(request: web.Request) -> web.StreamResponse:
+    script, index = _intent(request), int(request.match_info["n"])
+    await _versions(request).edit(
+        lambda body: editing.remove_text(body, script, index), who(request)
+    )
+    raise web.HTTPSeeOther(f"/console/scripts/textos#{script}")
+
+
 # --- publishing, versions ---------------------------------------------------------------------
 
 
@@ -264,7 +310,9 @@ async def publish(request: web.Request) -> web.StreamResponse:
     if not draft.saved:
         raise InvalidInput("nothing to publish", code="scripts_nothing")
     try:
-        version = await versions.publish(draft.body, form.get("comment", ""), who(request))
+        version = await versions.publish(
+            draft.body, form.get("comment", ""), who(request), from_draft=True
+        )
     except ScriptsInvalid as exc:
         raise InvalidInput(
             exc.problem, code="scripts_invalid", problem=explain(pages(request).texts, exc.problem)
@@ -361,7 +409,12 @@ async def impact_page(request: web.Request) -> web.Response:
             report["accuracy"] = await asyncio.to_thread(quality.accuracy_pair, live, knowledge)
         report["warnings"] = await asyncio.to_thread(quality.warnings, knowledge, FEW_EXAMPLES)
     return pages(request).render(
-        request, "script_impact.html", report=report, draft=draft, flash=await take_flash(request)
+        request,
+        "script_impact.html",
+        live_number=versions.loaded,
+        report=report,
+        draft=draft,
+        flash=await take_flash(request),
     )
 
 
@@ -377,6 +430,7 @@ _EXPLAIN = (
     (re.compile(r"([\w.]+)\.examples must be a non-empty list"), "no_examples"),
     (re.compile(r"([\w.]+)\.replies must be a non-empty list"), "no_replies"),
     (re.compile(r"'([\w.]+)' has no replies"), "script_missing"),
+    (re.compile(r"scripts\.([\w.]+) must be a non-empty list"), "script_missing"),
 )
 
 
