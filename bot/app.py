@@ -20,6 +20,7 @@ from aiohttp import web
 
 from bot import live
 from bot.conversation.engine import Engine, LeadRules, people_hours
+from bot.conversation.scripts import ScriptVersions, Validator
 from bot.conversation.understanding import Understanding, from_file
 from bot.core.channel import MediaSource, Sender
 from bot.core.model import Channel
@@ -60,6 +61,7 @@ from bot.web.keys import (
     RECORDS,
     REPORTS,
     SCHEDULER,
+    SCRIPTS,
     SETTINGS,
     SIGNALS,
     TELEGRAM_BOT,
@@ -84,6 +86,7 @@ from handlers.telegram import (
 from handlers.webchat import WebchatChannel, WebchatHub, WebchatSender
 from handlers.whatsapp import STATUS_PATH as WHATSAPP_STATUS_PATH
 from handlers.whatsapp import TwilioMedia, TwilioSender, WhatsappInbound, WhatsappWebhook
+from intents.catalogue import DEFAULT_SCRIPTS
 from storage import migrate
 from storage.db import Database, is_conflict, is_unavailable
 
@@ -171,8 +174,8 @@ def _services(app: web.Application, settings: Settings, channels: _Channels) -> 
         from_file(settings.nlu.scripts_path, settings.business.phone_region)
     )
     renderer = Renderer(understanding, settings.business.script_values())
-    page = (WEBCHAT_GREETING,) if settings.webchat.enabled else ()
-    renderer.check((*understanding.intents, *settings.sequence_scripts(), *page))
+    renderer.check((*understanding.intents, *required_scripts(settings)))
+    scripts = script_versions(settings, db, understanding)
     rules = LeadRules.from_settings(settings)
 
     signals = live.Signals()
@@ -195,6 +198,7 @@ def _services(app: web.Application, settings: Settings, channels: _Channels) -> 
     app[DATABASE] = db
     app[METRICS] = metrics
     app[UNDERSTANDING] = understanding
+    app[SCRIPTS] = scripts
     app[MEDIA] = channels.media
     app[DISPATCHER] = dispatcher
     app[ENGINE] = Engine(
@@ -245,6 +249,7 @@ def _services(app: web.Application, settings: Settings, channels: _Channels) -> 
     app[REPORTS] = Reporting(db, settings)
     app[SIGNALS] = signals
     app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(_scripts)
     if channels.telegram is not None:
         app[TELEGRAM_BOT] = channels.telegram
         app.cleanup_ctx.append(_telegram_session)
@@ -254,6 +259,25 @@ def _services(app: web.Application, settings: Settings, channels: _Channels) -> 
     app.cleanup_ctx.append(_dispatching)
     app.cleanup_ctx.append(_scheduling)
     app.cleanup_ctx.append(_webhooks)
+
+
+def required_scripts(settings: Settings) -> tuple[str, ...]:
+    """Scripts the configuration names, besides the system ones and one per intent."""
+    page = (WEBCHAT_GREETING,) if settings.webchat.enabled else ()
+    return (*settings.sequence_scripts(), *page)
+
+
+def script_versions(
+    settings: Settings, db: Database, understanding: Understanding | None
+) -> ScriptVersions:
+    """The scripts' versions; the configured file (or the packaged one) is version 1."""
+    return ScriptVersions(
+        db,
+        understanding,
+        Validator(settings.business.phone_region, required_scripts(settings)),
+        factory=(settings.nlu.scripts_path or DEFAULT_SCRIPTS).read_text(encoding="utf-8"),
+        interval=settings.nlu.reload_seconds,
+    )
 
 
 def _routes(
@@ -368,6 +392,18 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await db.dispose()
+
+
+async def _scripts(app: web.Application) -> AsyncIterator[None]:
+    # The live version of the scripts (the configured file becomes version 1 of an empty
+    # database), then a poll that follows what any process publishes.
+    scripts = app[SCRIPTS]
+    await scripts.start()
+    task = asyncio.create_task(scripts.watch(), name="scripts-reload")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _twilio_session(app: web.Application) -> AsyncIterator[None]:

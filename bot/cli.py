@@ -19,7 +19,8 @@ import sys
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
@@ -31,6 +32,10 @@ from bot.settings import Settings, load_settings
 from intents import cli as intents_cli
 from storage import migrate
 from storage.db import Database, DatabaseUnavailable
+
+if TYPE_CHECKING:
+    from bot.conversation.scripts import ScriptVersions
+    from storage.models import ScriptVersion
 
 T = TypeVar("T")
 # Exit codes: 1 for a refusal or a wrong setting, 2 when the database or an API cannot be
@@ -220,6 +225,32 @@ def _parser() -> argparse.ArgumentParser:
     )
     report.add_argument("--format", choices=("text", "json", "csv"), default="text")
     report.set_defaults(func=_report)
+    scripts = commands.add_parser(
+        "scripts",
+        help="the scripts' versions in the database: export, import, list, roll back",
+    ).add_subparsers(metavar="ACTION")
+    export = scripts.add_parser(
+        "export", help="write the live version's YAML to FILE (- for stdout)"
+    )
+    export.add_argument("file", metavar="FILE")
+    export.add_argument("--version", type=int, help="another version than the live one")
+    export.set_defaults(func=_scripts_export)
+    load = scripts.add_parser(
+        "import",
+        help="validate FILE (the YAML of intents/scripts/es.yaml) and publish it as the new "
+        "live version; every running process switches to it within seconds",
+    )
+    load.add_argument("file", metavar="FILE")
+    load.add_argument("--comment", default="", help="why (shown in the versions list)")
+    load.set_defaults(func=_scripts_import)
+    scripts.add_parser("versions", help="list the versions, newest (live) first").set_defaults(
+        func=_scripts_versions
+    )
+    rollback = scripts.add_parser(
+        "rollback", help="publish version N's text again, as a new live version"
+    )
+    rollback.add_argument("number", metavar="N", type=int)
+    rollback.set_defaults(func=_scripts_rollback)
 
     intents_cli.add_subcommands(commands)
     return parser
@@ -877,4 +908,85 @@ def _leads_merge(args: argparse.Namespace) -> int:
 
     kept = _crm(settings, work)
     print(f"merged lead {args.other} into lead {kept}")
+# --- scripts (English: for whoever runs the service) --------------------------------------------
+
+
+def _script_versions(settings: Settings, db: Database) -> ScriptVersions:
+    from bot.app import script_versions
+
+    return script_versions(settings, db, None)
+
+
+def _scripts_export(args: argparse.Namespace) -> int:
+    settings = _settings()
+
+    async def read(db: Database) -> tuple[int, str]:
+        versions = _script_versions(settings, db)
+        await versions.start()
+        version = await (
+            versions.live() if args.version is None else versions.version(args.version)
+        )
+        return version.number, version.body
+
+    number, body = _with_database(settings, read)
+    if args.file == "-":
+        sys.stdout.write(body)
+    else:
+        Path(args.file).write_text(body, encoding="utf-8")
+        print(f"version {number} written to {args.file}")
+    return 0
+
+
+def _scripts_import(args: argparse.Namespace) -> int:
+    from bot.desk.team import COMMAND_LINE
+
+    settings = _settings()
+    try:
+        body = Path(args.file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {args.file}: {exc}") from None
+
+    async def publish(db: Database) -> int:
+        versions = _script_versions(settings, db)
+        await versions.start()
+        return (await versions.publish(body, args.comment, COMMAND_LINE)).number
+
+    number = _with_database(settings, publish)
+    print(f"version {number} is live: running processes switch to it within seconds")
+    return 0
+
+
+def _scripts_versions(args: argparse.Namespace) -> int:
+    settings = _settings()
+
+    async def read(db: Database) -> list[ScriptVersion]:
+        versions = _script_versions(settings, db)
+        await versions.start()
+        return await versions.versions()
+
+    rows = _with_database(settings, read)
+    tz = settings.business.tz
+    for i, version in enumerate(rows):
+        live = "live" if i == 0 else ""
+        restores = f" (restores {version.restores})" if version.restores else ""
+        author = f"agent {version.author_id}" if version.author_id else "-"
+        print(
+            f"{version.number:>4}  {live:<4}  {_when(version.created_at, tz)}  {author:<10}  "
+            f"{version.comment}{restores}"
+        )
+    return 0
+
+
+def _scripts_rollback(args: argparse.Namespace) -> int:
+    from bot.desk.team import COMMAND_LINE
+
+    settings = _settings()
+
+    async def rollback(db: Database) -> int:
+        versions = _script_versions(settings, db)
+        await versions.start()
+        return (await versions.rollback(args.number, COMMAND_LINE)).number
+
+    number = _with_database(settings, rollback)
+    print(f"version {number} (the text of version {args.number}) is live")
     return 0

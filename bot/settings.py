@@ -169,6 +169,8 @@ class BusinessSettings(_Section):
 
 class NluSettings(_Section):
     scripts: str
+    # How often each process checks for a newly published version of the scripts.
+    reload_seconds: Annotated[float, Field(gt=0, le=300)] = 2.0
 
     @property
     def scripts_path(self) -> Path | None:

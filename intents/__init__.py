@@ -10,7 +10,7 @@ import threading
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from intents.catalogue import Catalogue, CatalogueError, load_catalogue
+from intents.catalogue import Catalogue, CatalogueError, load_catalogue, parse_catalogue
 from intents.matcher import Matcher
 from intents.model import NONE, NluResult, TimeMention
 
@@ -24,6 +24,7 @@ __all__ = [
     "default_matcher",
     "load_catalogue",
     "match",
+    "parse_catalogue",
 ]
 
 _lock = threading.Lock()

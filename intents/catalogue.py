@@ -135,6 +135,24 @@ def load_catalogue(
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise CatalogueError(path, 0, f"cannot read the file ({exc})") from exc
+    return parse_catalogue(text, path, normalizer=normalizer)
+
+
+def parse_catalogue(
+    text: str,
+    source: Path | str,
+    *,
+    normalizer: Normalizer | None = None,
+    overlaps: bool = True,
+) -> Catalogue:
+    """Check scripts given as text (a version kept in the database); `source` names it in
+    errors ("version 3:120: ...") and becomes the catalogue's `path`. `overlaps=False` skips
+    looking for duplicate examples (no `warnings`): a version checked when it was published.
+
+    Raises:
+        CatalogueError: bad YAML or a text that breaks the schema.
+    """
+    path = Path(source)
     try:
         root = yaml.compose(text, Loader=_LOADER)
     except yaml.MarkedYAMLError as exc:
@@ -143,13 +161,14 @@ def load_catalogue(
         raise CatalogueError(path, line, f"invalid YAML: {exc.problem or exc.context}") from exc
     except yaml.YAMLError as exc:
         raise CatalogueError(path, 0, f"invalid YAML: {exc}") from exc
-    return _Reader(path, normalizer or default_normalizer()).catalogue(root)
+    return _Reader(path, normalizer or default_normalizer(), overlaps).catalogue(root)
 
 
 @dataclass(frozen=True, slots=True)
 class _Reader:
     path: Path
     normalizer: Normalizer
+    overlaps: bool = True
 
     def catalogue(self, root: Node | None) -> Catalogue:
         if root is None:
@@ -172,7 +191,7 @@ class _Reader:
         catalogue = Catalogue(
             path=self.path, intents=tuple(entries), entries=entries, scripts=scripts
         )
-        warnings = self._overlaps(catalogue)
+        warnings = self._overlaps(catalogue) if self.overlaps else ()
         for warning in warnings:
             log.warning("catalogue_warning %s", warning)
         return Catalogue(

@@ -743,3 +743,28 @@ class WebhookDelivery(Base):
         Index("ix_webhook_deliveries_state_next_attempt_at", "state", "next_attempt_at"),
         Index("ix_webhook_deliveries_endpoint_id_id", "endpoint_id", "id"),
     )
+class ScriptVersion(Base):
+    """One published version of the scripts (the YAML of intents/scripts/es.yaml). The live
+    version is the highest number: a rollback publishes an earlier body again, as a new number
+    that names the one it restores."""
+
+    __tablename__ = "script_versions"
+
+    number: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    body: Mapped[str] = mapped_column(Text)
+    comment: Mapped[str] = mapped_column(String(500), default="")
+    author_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
+    restores: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ScriptDraft(Base):
+    """The admins' shared draft of the next version (one row), kept until published."""
+
+    __tablename__ = "script_drafts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    body: Mapped[str] = mapped_column(Text)
+    base: Mapped[int] = mapped_column(Integer)  # the version it started from
+    updated_by: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -28,6 +28,7 @@ from storage.repositories import (
     Transcripts,
 )
 from storage.webhooks import Webhooks
+from storage.scripts import Scripts
 
 
 class UnitOfWork:
@@ -56,6 +57,7 @@ class UnitOfWork:
     crm: Crm
     webhooks: Webhooks
     reports: Reports
+    scripts: Scripts
 
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -84,6 +86,7 @@ class UnitOfWork:
         self.crm = Crm(self.session)
         self.webhooks = Webhooks(self.session)
         self.reports = Reports(self.session)
+        self.scripts = Scripts(self.session)
         return self
 
     async def __aexit__(

@@ -56,6 +56,24 @@ SYSTEM_SCRIPTS = (
 )
 
 
+# Intents the conversation logic itself acts on: their replies may change, they may not go.
+SYSTEM_INTENTS = frozenset(
+    {
+        "optout",
+        "handoff.human",
+        "schedule.book",
+        "schedule.reschedule",
+        "schedule.cancel",
+        "buy.intent",
+        "affirm",
+        "deny",
+        "greeting",
+        "thanks",
+        "none",
+    }
+)
+
+
 class ScriptBook(Protocol):
     """Where the texts come from (the intents catalogue)."""
 

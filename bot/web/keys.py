@@ -7,6 +7,7 @@ from aiohttp import web
 
 from bot import live
 from bot.conversation.engine import Engine
+from bot.conversation.scripts import ScriptVersions
 from bot.conversation.understanding import Understanding
 from bot.core.channel import Channel, MediaSource
 from bot.crm.duplicates import Duplicates
@@ -28,6 +29,7 @@ SETTINGS = web.AppKey("settings", Settings)
 DATABASE = web.AppKey("database", Database)
 METRICS = web.AppKey("metrics", Metrics)
 UNDERSTANDING = web.AppKey("understanding", Understanding)
+SCRIPTS = web.AppKey("scripts", ScriptVersions)
 ENGINE = web.AppKey("engine", Engine)
 DESK = web.AppKey("desk", Desk)
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)

@@ -4,7 +4,7 @@ list's filters: tags (GIN on PostgreSQL), and name / e-mail search (trigram GIN 
 pg_trgm extension can be created; a plain index otherwise, and on SQLite).
 
 Revision ID: 0011
-Revises: 0008
+Revises: 0010
 Create Date: 2026-11-30 02:00:00
 """
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0011"
-down_revision: str | None = "0008"
+down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,126 @@
+"""Publishing a big catalogue: 500 intents x 30 examples, validated, stored, and picked up by
+a second process's poll, from the publish call until that process answers with it.
+
+    .venv/bin/python -m bench.scripts_publish [--runs 3] [--database-url URL]
+
+Two `ScriptVersions` on one database (a fresh migrated SQLite file unless `--database-url`
+names another, e.g. an empty migrated PostgreSQL): the first publishes, the second runs its
+real poll (`nlu.reload_seconds`, 2 s) and has to train the new version itself; the matcher
+cache both share in this one process is emptied after the publication so that the second pays
+the training a separate process would. The catalogue is the synthetic one of
+`bench.nlu_latency` (fixed seed; each run changes one example so every version is new) plus the
+packaged scripts' texts the bot needs (`scripts:`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.nlu_latency import synthetic_catalogue
+from bot.conversation import scripts as versions_module
+from bot.conversation.scripts import ScriptVersions, Validator
+from bot.conversation.understanding import Understanding, from_file
+from bot.desk.accounts import Who
+from intents import editing
+from intents.catalogue import DEFAULT_SCRIPTS
+from storage import migrate
+from storage.db import Database
+
+GOAL_SECONDS = 5.0
+
+
+def big_scripts(intents: int, examples: int) -> dict[str, Any]:
+    factory = editing.read(DEFAULT_SCRIPTS.read_text(encoding="utf-8"))
+    catalogue = synthetic_catalogue(intents, examples)
+    return {
+        "intents": {
+            name: {
+                "label": entry.label,
+                "examples": [example.text for example in entry.examples],
+                "replies": [f"Respuesta de {name}, {{nombre}}.", "Otra variante."],
+            }
+            for name, entry in catalogue.entries.items()
+        },
+        "scripts": factory["scripts"],
+    }
+
+
+async def run(url: str, runs: int, interval: float) -> list[tuple[float, float, float]]:
+    data = big_scripts(500, 30)
+    factory = DEFAULT_SCRIPTS.read_text(encoding="utf-8")
+    dbs = [Database(url), Database(url)]
+    results: list[tuple[float, float, float]] = []
+    try:
+        await migrate.upgrade(dbs[0])
+        first, second = (
+            ScriptVersions(
+                db,
+                Understanding(from_file(None, "MX")),
+                Validator("MX"),
+                factory=factory,
+                interval=interval,
+            )
+            for db in dbs
+        )
+        await first.start()
+        await second.start()
+        watching = asyncio.create_task(second.watch())
+        for n in range(runs):
+            data["intents"]["synthetic.i000"]["examples"][0] = f"ejemplo cambiado {n}"
+            body = editing.write(data)
+            started = time.perf_counter()
+            version = await first.publish(body, f"bench {n}", Who(None, "bench"))
+            published = time.perf_counter() - started
+            versions_module._TRAINED.clear()  # the second pays its own training
+            await _loaded(second, version.number)
+            everywhere = time.perf_counter() - started
+            held = second.understanding.current if second.understanding else None
+            assert held is not None and len(held.catalogue.intents) == 500
+            results.append((published, everywhere - published, everywhere))
+            print(
+                f"run {n + 1}: version {version.number} ({len(body) // 1024} KiB) published in "
+                f"{published:.2f} s; the other process answered with it {everywhere:.2f} s after "
+                f"the publish call ({everywhere - published:.2f} s of poll wait + training)"
+            )
+        watching.cancel()
+    finally:
+        for db in dbs:
+            await db.dispose()
+    return results
+
+
+async def _loaded(versions: ScriptVersions, number: int) -> None:
+    """Until `versions` holds version `number` (its own poll loads it)."""
+    while True:
+        if versions.loaded == number:
+            return
+        await asyncio.sleep(0.01)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--database-url", help="default: a new SQLite file")
+    parser.add_argument("--interval", type=float, default=2.0, help="the poll (reload_seconds)")
+    args = parser.parse_args()
+    logging.disable(logging.WARNING)
+    with tempfile.TemporaryDirectory() as folder:
+        url = args.database_url or f"sqlite+aiosqlite:///{Path(folder) / 'bench.db'}"
+        results = asyncio.run(run(url, args.runs, args.interval))
+    totals = [total for _, _, total in results]
+    print(
+        f"publish: median {statistics.median(p for p, _, _ in results):.2f} s; publish to "
+        f"reloaded elsewhere: median {statistics.median(totals):.2f} s, max {max(totals):.2f} s "
+        f"(goal < {GOAL_SECONDS:.0f} s: {'met' if max(totals) < GOAL_SECONDS else 'NOT met'})"
+    )
+
+
+if __name__ == "__main__":
+    main()

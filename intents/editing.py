@@ -1,0 +1,191 @@
+"""Changing a scripts text one piece at a time: add or remove an example, a reply, an intent.
+
+The text is the YAML of `intents/scripts/es.yaml`; each change reads it, changes the one piece
+and writes it back in the same layout (comments of a hand-written file are not kept). Checking
+the result is the catalogue's job (`parse_catalogue`): these functions only refuse changes that
+cannot be expressed (an unknown intent, a malformed id, a blank text).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+_INTENT_ID = re.compile(r"^[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)*$")
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+PARTS = ("examples", "replies")
+
+
+class EditError(ValueError):
+    """A change that cannot be made; `code` names why (the console words it in Spanish)."""
+
+    def __init__(self, message: str, code: str, **details: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.details = details
+
+
+@dataclass(frozen=True, slots=True)
+class IntentView:
+    id: str
+    label: str
+    examples: tuple[str, ...]
+    replies: tuple[str, ...]
+
+
+def read(text: str) -> dict[str, Any]:
+    """The scripts as plain data: {"intents": {id: {label, examples, replies}}, "scripts": {}}."""
+    try:
+        data = yaml.load(text, Loader=_LOADER)  # noqa: S506 (a safe loader, C or Python)
+    except yaml.YAMLError as exc:
+        raise EditError(f"invalid YAML: {exc}", "yaml") from None
+    if not isinstance(data, dict) or not isinstance(data.get("intents"), dict):
+        raise EditError("the scripts have no 'intents:'", "yaml")
+    return data
+
+
+def write(data: dict[str, Any]) -> str:
+    return str(
+        yaml.dump(
+            data,
+            Dumper=_DUMPER,
+            allow_unicode=True,
+            sort_keys=False,
+            width=1000,
+            default_flow_style=False,
+        )
+    )
+
+
+def intents(text: str) -> list[IntentView]:
+    return [_view(intent, entry) for intent, entry in read(text)["intents"].items()]
+
+
+def intent(text: str, intent_id: str) -> IntentView | None:
+    entry = read(text)["intents"].get(intent_id)
+    return _view(intent_id, entry) if isinstance(entry, dict) else None
+
+
+def _view(intent_id: str, entry: Any) -> IntentView:
+    entry = entry if isinstance(entry, dict) else {}
+    return IntentView(
+        id=intent_id,
+        label=str(entry.get("label", "")),
+        examples=tuple(str(e) for e in entry.get("examples") or ()),
+        replies=tuple(str(r) for r in entry.get("replies") or ()),
+    )
+
+
+def _entry(data: dict[str, Any], intent_id: str) -> dict[str, Any]:
+    entry = data["intents"].get(intent_id)
+    if not isinstance(entry, dict):
+        raise EditError(f"no intent {intent_id!r}", "no_intent", intent=intent_id)
+    return entry
+
+
+def _clean(value: str, what: str) -> str:
+    value = " ".join(value.split())
+    if not value:
+        raise EditError(f"empty {what}", f"empty_{what}")
+    return value
+
+
+def add(text: str, intent_id: str, part: str, value: str) -> str:
+    """Add an example or a reply variant (`part`) to an intent; the same text twice is a no-op."""
+    if part not in PARTS:
+        raise EditError(f"unknown part {part!r}", "part")
+    data = read(text)
+    entry = _entry(data, intent_id)
+    value = _clean(value, part[:-1])
+    items = list(entry.get(part) or [])
+    if value not in items:
+        items.append(value)
+    entry[part] = items
+    return write(data)
+
+
+def remove(text: str, intent_id: str, part: str, index: int) -> str:
+    """Remove the `index`th example or reply of an intent."""
+    if part not in PARTS:
+        raise EditError(f"unknown part {part!r}", "part")
+    data = read(text)
+    entry = _entry(data, intent_id)
+    items = list(entry.get(part) or [])
+    if not 0 <= index < len(items):
+        raise EditError(f"{intent_id} has no {part} {index}", "no_item", intent=intent_id)
+    del items[index]
+    entry[part] = items
+    return write(data)
+
+
+def set_label(text: str, intent_id: str, label: str) -> str:
+    data = read(text)
+    _entry(data, intent_id)["label"] = _clean(label, "label")
+    return write(data)
+
+
+def add_intent(
+    text: str, intent_id: str, label: str, examples: list[str], replies: list[str]
+) -> str:
+    """A new intent, after the others (before `none` when there is one)."""
+    intent_id = intent_id.strip()
+    if not _INTENT_ID.match(intent_id):
+        raise EditError(f"bad intent id {intent_id!r}", "intent_id", intent=intent_id)
+    data = read(text)
+    if intent_id in data["intents"]:
+        raise EditError(f"intent {intent_id!r} exists", "intent_exists", intent=intent_id)
+    entry = {
+        "label": _clean(label, "label"),
+        "examples": [e for e in (" ".join(x.split()) for x in examples) if e],
+        "replies": [r for r in (" ".join(x.split()) for x in replies) if r],
+    }
+    ordered = {k: v for k, v in data["intents"].items() if k != "none"}
+    ordered[intent_id] = entry
+    if "none" in data["intents"]:
+        ordered["none"] = data["intents"]["none"]
+    data["intents"] = ordered
+    return write(data)
+
+
+def remove_intent(text: str, intent_id: str) -> str:
+    data = read(text)
+    _entry(data, intent_id)
+    del data["intents"][intent_id]
+    return write(data)
+
+
+def texts(text: str) -> list[tuple[str, tuple[str, ...]]]:
+    """The texts not tied to one intent (`scripts:`): (script id, variants), in file order."""
+    scripts = read(text).get("scripts") or {}
+    return [
+        (str(key), tuple(str(v) for v in (value or ())))
+        for key, value in scripts.items()
+        if isinstance(value, list)
+    ]
+
+
+def add_text(text: str, script_id: str, value: str) -> str:
+    """Add a variant to a text of `scripts:`; the same text twice is a no-op."""
+    data = read(text)
+    scripts = data.get("scripts") or {}
+    if not isinstance(scripts.get(script_id), list):
+        raise EditError(f"no script {script_id!r}", "no_text", script=script_id)
+    value = _clean(value, "reply")
+    if value not in scripts[script_id]:
+        scripts[script_id].append(value)
+    return write(data)
+
+
+def remove_text(text: str, script_id: str, index: int) -> str:
+    data = read(text)
+    variants = (data.get("scripts") or {}).get(script_id)
+    if not isinstance(variants, list):
+        raise EditError(f"no script {script_id!r}", "no_text", script=script_id)
+    if not 0 <= index < len(variants):
+        raise EditError(f"{script_id} has no variant {index}", "no_item", intent=script_id)
+    del variants[index]
+    return write(data)
