@@ -19,9 +19,12 @@ import telegram
 from aiohttp import web
 
 from bot import live
+from bot.conversation.admission import Admission
+from bot.conversation.deferred import Deferring
 from bot.conversation.engine import Engine, LeadRules, people_hours
 from bot.conversation.understanding import Understanding, from_file
 from bot.core.channel import MediaSource, Sender
+from bot.core.errors import Overloaded
 from bot.core.model import Channel
 from bot.core.scripts import Renderer
 from bot.core.slots import Hours, KindWords
@@ -79,6 +82,7 @@ log = logging.getLogger(__name__)
 # The script the web chat page greets with before anyone has written.
 WEBCHAT_GREETING = "webchat.greeting"
 TWILIO_SENDER = web.AppKey("twilio_sender", TwilioSender)
+DEFERRING = web.AppKey("deferring", Deferring)
 
 
 def create_app(
@@ -193,6 +197,7 @@ def _services(app: web.Application, settings: Settings, channels: _Channels) -> 
         kinds=KindWords(settings.scheduling.kind_words),
         metrics=metrics,
         signals=signals,
+        admission=Admission(settings.database.admitted, settings.database.queue_timeout),
         assign_agents=settings.handoff.assign,
         on_commit=dispatcher.wake,
     )
@@ -269,7 +274,10 @@ def _routes(
         whatsapp = WhatsappInbound(
             settings.twilio.auth_token, phone_region=settings.business.phone_region
         )
-        WhatsappWebhook(engine, whatsapp, settings.public_url).register(app)
+        # Twilio never delivers again: what cannot be handled now is stored, then handled.
+        deferring = app[DEFERRING] = Deferring(engine, app[DATABASE])
+        WhatsappWebhook(deferring, whatsapp, settings.public_url).register(app)
+        app.cleanup_ctx.append(_background(deferring.run, "deferred-messages"))
     app.add_subapp("/api/", create_api())
     if settings.console.enabled:
         app.router.add_get("/console", _to_console)
@@ -283,7 +291,7 @@ async def _to_console(request: web.Request) -> web.StreamResponse:
 
 def _transient(exc: BaseException) -> bool:
     """A database that is down or busy: try the same work again later."""
-    return is_unavailable(exc) or is_conflict(exc)
+    return is_unavailable(exc) or is_conflict(exc) or isinstance(exc, Overloaded)
 
 
 # --- Telegram, for the command line ------------------------------------------------------------

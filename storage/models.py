@@ -502,3 +502,28 @@ class CloseReason(Base):
     label: Mapped[str] = mapped_column(String(120), unique=True)
     position: Mapped[int] = mapped_column(Integer, default=0)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class DeferredInbound(Base):
+    """A message acknowledged to its channel before it could be handled (the service was over
+    capacity): stored first, handled as soon as a place is free, then deleted.
+
+    Unique on the channel's id, so a redelivery stores nothing twice; handling it goes through
+    the engine, whose own dedupe makes a second run after a crash a no-op.
+    """
+
+    __tablename__ = "deferred_inbound"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    channel: Mapped[Channel] = mapped_column(String(16))
+    channel_message_id: Mapped[str] = mapped_column(String(200))
+    # The InboundMessage's fields, as JSON (times ISO 8601).
+    event: Mapped[dict[str, Any]]
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # A worker that claimed the row holds it until then; after, another may take it.
+    lease_until: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(String(200))
+    failed_at: Mapped[datetime | None]  # set after too many failed attempts: left for people
+
+    __table_args__ = (UniqueConstraint("channel", "channel_message_id"),)

@@ -8,7 +8,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, exists, func, insert, or_, select, update
+from sqlalchemy import (
+    Table,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -34,6 +45,7 @@ from storage.models import (
     Base,
     ChannelIdentity,
     Conversation,
+    DeferredInbound,
     Handoff,
     Lead,
     LeadPhone,
@@ -1032,3 +1044,77 @@ class Transcripts:
 
 
 _WENT_OUT = (DeliveryStatus.SENT, DeliveryStatus.DELIVERED, DeliveryStatus.READ)
+
+
+class Deferred:
+    """Messages acknowledged before they could be handled, until they are.
+
+    stored -> claimed (under a lease) -> deleted once handled | claimable again when the lease
+    runs out (its worker died) | failed (too many attempts: kept for people to look at).
+    """
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def store(self, channel: Channel, channel_message_id: str, event: dict[str, Any]) -> bool:
+        """Store the message; False when it already is (a redelivery)."""
+        values = {
+            "channel": channel,
+            "channel_message_id": channel_message_id,
+            "event": event,
+            "received_at": datetime.now(UTC),
+            "attempts": 0,
+        }
+        stored = await insert_ignoring_conflict(
+            self.session, DeferredInbound, values, ("channel", "channel_message_id")
+        )
+        return stored is not None
+
+    async def claim(
+        self, now: datetime, lease_until: datetime, limit: int
+    ) -> list[DeferredInbound]:
+        """Claim the oldest rows nobody holds, for `lease_until`. `SKIP LOCKED` lets several
+        processes claim side by side on PostgreSQL; SQLite serialises write transactions."""
+        statement = (
+            select(DeferredInbound)
+            .where(
+                DeferredInbound.failed_at.is_(None),
+                or_(DeferredInbound.lease_until.is_(None), DeferredInbound.lease_until < now),
+            )
+            .order_by(DeferredInbound.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        rows = list((await self.session.execute(statement)).scalars())
+        for row in rows:
+            row.lease_until = lease_until
+            row.attempts += 1
+        await self.session.flush()
+        return rows
+
+    async def done(self, row_id: int) -> None:
+        await self.session.execute(delete(DeferredInbound).where(DeferredInbound.id == row_id))
+
+    async def release(self, row_id: int, *, undo_attempt: bool) -> None:
+        """Claimable again at once (no place was free: that was not an attempt)."""
+        values: dict[str, Any] = {"lease_until": None}
+        if undo_attempt:
+            values["attempts"] = DeferredInbound.attempts - 1
+        await self.session.execute(
+            update(DeferredInbound).where(DeferredInbound.id == row_id).values(**values)
+        )
+
+    async def failed(
+        self, row_id: int, error: str, *, retry_at: datetime | None, now: datetime
+    ) -> None:
+        """Record a failed attempt: tried again at `retry_at`, or never (`None`)."""
+        values: dict[str, Any] = {"last_error": error[:200], "lease_until": retry_at}
+        if retry_at is None:
+            values["failed_at"] = now
+        await self.session.execute(
+            update(DeferredInbound).where(DeferredInbound.id == row_id).values(**values)
+        )
+
+    async def pending(self) -> int:
+        statement = select(func.count()).where(DeferredInbound.failed_at.is_(None))
+        return int((await self.session.execute(statement)).scalar_one())

@@ -15,6 +15,7 @@ from storage.repositories import (
     Agents,
     Appointments,
     Conversations,
+    Deferred,
     Handoffs,
     Identities,
     Leads,
@@ -50,6 +51,7 @@ class UnitOfWork:
     audit: Audit
     lists: Lists
     inbox: Inbox
+    deferred: Deferred
 
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -75,6 +77,7 @@ class UnitOfWork:
         self.audit = Audit(self.session)
         self.lists = Lists(self.session)
         self.inbox = Inbox(self.session)
+        self.deferred = Deferred(self.session)
         return self
 
     async def __aexit__(
