@@ -73,6 +73,7 @@ from bot.core.slots import Hours, KindWords
 from bot.delivery import outbox
 from bot.desk.accounts import digest
 from bot.desk.assignment import assign
+from bot.followup.actions import IDLE
 from bot.followup.calendar import Calendar
 from bot.followup.planner import Followup
 from bot.metrics import Metrics
@@ -267,7 +268,9 @@ class Engine:
     async def _message(self, event: InboundMessage) -> Outcome:
         now = self.clock()
         async with UnitOfWork(self.db) as uow:
-            conversation = await uow.conversations.for_sender(event.channel, event.sender_id)
+            conversation, watched = await uow.conversations.for_sender_watched(
+                event.channel, event.sender_id, IDLE
+            )
             if conversation is None:
                 conversation, _ = await self._first_contact(uow, event, now)
             lead = conversation.lead
@@ -321,7 +324,7 @@ class Engine:
                 replies = await self._converse(turn, dialogue, nlu)
                 if lead.opted_out_at is None and conversation.state == ConversationState.BOT:
                     # When this conversation goes quiet, the tier's follow-up starts.
-                    await self.followup.idle.watch(uow, lead, now)
+                    await self.followup.idle.watch(uow, lead, now, waiting=watched)
             await uow.commit()
 
         # The pages that show this conversation (and the queue, after a handoff) look again.
