@@ -123,6 +123,26 @@ def cpu_seconds(pids: list[int]) -> float:
     return total
 
 
+def listening(port: int) -> int:
+    """Sockets listening on the port (one per `serve --workers` process)."""
+    hex_port = f":{port:04X}"
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                count += fields[1].endswith(hex_port) and fields[3] == "0A"
+    return count
+
+
+async def all_listening(port: int, workers: int) -> None:
+    for _ in range(1200):
+        if listening(port) >= workers:
+            return
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"only {listening(port)} of {workers} workers listen")
+
+
 def process_tree(pid: int) -> list[int]:
     children = []
     with contextlib.suppress(OSError):
@@ -313,7 +333,7 @@ async def run(args: argparse.Namespace) -> None:
             with server(command, env) as bot:
                 base = f"http://127.0.0.1:{port}"
                 await wait_until_up(base, "/readyz")
-                await asyncio.sleep(0.5 * workers)  # every worker listening
+                await all_listening(port, workers)
                 pids = process_tree(bot.pid)
                 await closed_loop(base, texts, 1, 8, established=False, pids=[])  # warm up
                 for established in (False, True):

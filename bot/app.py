@@ -76,6 +76,7 @@ from handlers.whatsapp import STATUS_PATH as WHATSAPP_STATUS_PATH
 from handlers.whatsapp import TwilioMedia, TwilioSender, WhatsappInbound, WhatsappWebhook
 from storage import migrate
 from storage.db import Database, is_conflict, is_unavailable
+from storage.notify import Relay
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,7 @@ log = logging.getLogger(__name__)
 WEBCHAT_GREETING = "webchat.greeting"
 TWILIO_SENDER = web.AppKey("twilio_sender", TwilioSender)
 DEFERRING = web.AppKey("deferring", Deferring)
+WEBCHAT = web.AppKey("webchat", WebchatChannel)
 
 
 def create_app(
@@ -166,6 +168,9 @@ def _services(app: web.Application, settings: Settings, channels: _Channels) -> 
     rules = LeadRules.from_settings(settings)
 
     signals = live.Signals()
+    # The web chat's streams wake through the signals, so a send by any process reaches them.
+    channels.hub.publish = lambda session_id: signals.changed(live.webchat(session_id))
+    signals.forward(live.WEBCHAT, channels.hub.wake)
     people = people_hours(settings)
 
     def sent(channel: Channel, recipient: str, conversation_id: int | None) -> None:
@@ -219,6 +224,8 @@ def _services(app: web.Application, settings: Settings, channels: _Channels) -> 
     app[ACCOUNTS] = Accounts(db)
     app[SIGNALS] = signals
     app.cleanup_ctx.append(_database)
+    if not db.is_sqlite:
+        app.cleanup_ctx.append(_live_relay)
     if channels.telegram is not None:
         app[TELEGRAM_BOT] = channels.telegram
         app.cleanup_ctx.append(_telegram_session)
@@ -240,7 +247,7 @@ def _routes(
             # Through the engine's renderer: scripts published later are what the page shows.
             return engine.renderer.render(WEBCHAT_GREETING, seed="webchat", values={}).text
 
-        WebchatChannel(
+        app[WEBCHAT] = WebchatChannel(
             engine,
             Transcripts(app[DATABASE]),
             channels.hub,
@@ -250,7 +257,8 @@ def _routes(
             reads_per_minute=settings.webchat.reads_per_minute,
             frame_ancestors=settings.webchat.frame_ancestors,
             forwarded_for=settings.server.forwarded_for,
-        ).register(app)
+        )
+        app[WEBCHAT].register(app)
     if channels.telegram is not None:
         updates = TelegramWebhook(
             engine,
@@ -343,6 +351,17 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await db.dispose()
+
+
+async def _live_relay(app: web.Application) -> AsyncIterator[None]:
+    """Live signals to and from the other processes on this PostgreSQL database."""
+    signals = app[SIGNALS]
+    relay = Relay(app[DATABASE].url, signals.wake)
+    await relay.start()
+    signals.relay_to(relay.publish)
+    yield
+    signals.relay_to(None)
+    await relay.close()
 
 
 async def _twilio_session(app: web.Application) -> AsyncIterator[None]:

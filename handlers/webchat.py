@@ -116,18 +116,30 @@ class WebchatInbound:
 
 
 class WebchatHub:
-    """Wakes the open event streams of a session when something was sent to it."""
+    """Wakes the open event streams of a session when something was sent to it.
 
-    def __init__(self) -> None:
+    `publish`, when set, carries `notify` to every process (the app routes it through
+    PostgreSQL LISTEN/NOTIFY), which then calls `wake` in each, this one included.
+    """
+
+    def __init__(self, publish: Callable[[str], None] | None = None) -> None:
         self._listeners: defaultdict[str, set[asyncio.Event]] = defaultdict(set)
+        self.publish = publish
 
     def notify(self, session_id: str) -> None:
+        if self.publish is not None:
+            self.publish(session_id)
+        else:
+            self.wake(session_id)
+
+    def wake(self, session_id: str) -> None:
+        """Wake this process's streams of the session."""
         for event in self._listeners.get(session_id, ()):
             event.set()
 
     def notify_all(self) -> None:
         for session_id in list(self._listeners):
-            self.notify(session_id)
+            self.wake(session_id)
 
     @contextlib.contextmanager
     def listen(self, session_id: str) -> Iterator[asyncio.Event]:
