@@ -136,7 +136,7 @@ def listening(port: int) -> int:
 
 
 async def all_listening(port: int, workers: int) -> None:
-    for _ in range(1200):
+    for _ in range(3000):
         if listening(port) >= workers:
             return
         await asyncio.sleep(0.1)
@@ -332,13 +332,13 @@ async def run(args: argparse.Namespace) -> None:
                 command += ["--workers", str(workers)]
             with server(command, env) as bot:
                 base = f"http://127.0.0.1:{port}"
+                await all_listening(port, workers)  # (a loaded machine starts them slowly)
                 await wait_until_up(base, "/readyz")
-                await all_listening(port, workers)
                 pids = process_tree(bot.pid)
                 await closed_loop(base, texts, 1, 8, established=False, pids=[])  # warm up
                 for established in (False, True):
                     kind = "established" if established else "new sessions"
-                    for clients in [int(c) for c in args.clients.split(",")]:
+                    for clients in [int(c) for c in args.clients.split(",") if c]:
                         tally = await closed_loop(
                             base, texts, args.seconds, clients, established=established, pids=pids
                         )
@@ -353,7 +353,7 @@ async def run(args: argparse.Namespace) -> None:
                             flush=True,
                         )
                 if workers == 1:
-                    for rate in [float(r) for r in args.rates.split(",")]:
+                    for rate in [float(r) for r in args.rates.split(",") if r]:
                         await asyncio.sleep(2)
                         tally = await open_loop(base, texts, rate, args.seconds)
                         acked += tally.acked
