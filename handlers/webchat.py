@@ -284,8 +284,8 @@ class WebchatChannel:
         """Server-sent events: each message after `Last-Event-ID` / `after` that went out to
         the lead, and the lead's own (so a second tab shows both sides).
 
-        Wakes at once when this process sends to the session or the session writes, and polls
-        now and then for messages another process handled.
+        Wakes at once when any process sends to the session or the session writes (the hub's
+        `publish` carries that between processes), and polls now and then as a safety net.
         """
         session_id = self._session(request)
         after = parse_id(request.headers.get("Last-Event-ID") or request.query.get("after") or "0")
