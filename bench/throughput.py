@@ -243,8 +243,13 @@ def server(command: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen
             lines = log.read().decode(errors="replace").splitlines()
             errors = [line for line in lines if '"ERROR"' in line or "Traceback" in line]
             if errors:
+                first = errors[0]
+                with contextlib.suppress(ValueError, AttributeError):
+                    logged = json.loads(first)
+                    last = (logged.get("exc") or "").strip().splitlines()[-1:]
+                    first = f"{logged.get('event', '')[:120]} -> {' '.join(last)}"
                 print(
-                    f"  the server logged {len(errors)} errors; first: {errors[0][:300]}",
+                    f"  the server logged {len(errors)} errors; first: {first[:400]}",
                     file=sys.stderr,
                 )
 
