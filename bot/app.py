@@ -19,10 +19,13 @@ import telegram
 from aiohttp import web
 
 from bot import live
+from bot.conversation.admission import Admission
+from bot.conversation.deferred import Deferring
 from bot.conversation.engine import Engine, LeadRules, people_hours
 from bot.conversation.scripts import ScriptVersions, Validator
 from bot.conversation.understanding import Understanding, from_file
 from bot.core.channel import MediaSource, Sender
+from bot.core.errors import Overloaded
 from bot.core.model import Channel
 from bot.core.scripts import Renderer
 from bot.core.slots import Hours, KindWords
@@ -89,6 +92,7 @@ from handlers.whatsapp import TwilioMedia, TwilioSender, WhatsappInbound, Whatsa
 from intents.catalogue import DEFAULT_SCRIPTS
 from storage import migrate
 from storage.db import Database, is_conflict, is_unavailable
+from storage.notify import Relay
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +100,8 @@ log = logging.getLogger(__name__)
 WEBCHAT_GREETING = "webchat.greeting"
 TWILIO_SENDER = web.AppKey("twilio_sender", TwilioSender)
 WEBHOOK_POSTER = web.AppKey("webhook_poster", HttpPoster)
+DEFERRING = web.AppKey("deferring", Deferring)
+WEBCHAT = web.AppKey("webchat", WebchatChannel)
 
 
 def create_app(
@@ -179,6 +185,9 @@ def _services(app: web.Application, settings: Settings, channels: _Channels) -> 
     rules = LeadRules.from_settings(settings)
 
     signals = live.Signals()
+    # The web chat's streams wake through the signals, so a send by any process reaches them.
+    channels.hub.publish = lambda session_id: signals.changed(live.webchat(session_id))
+    signals.forward(live.WEBCHAT, channels.hub.wake)
     people = people_hours(settings)
 
     def sent(channel: Channel, recipient: str, conversation_id: int | None) -> None:
@@ -211,6 +220,7 @@ def _services(app: web.Application, settings: Settings, channels: _Channels) -> 
         kinds=KindWords(settings.scheduling.kind_words),
         metrics=metrics,
         signals=signals,
+        admission=Admission(settings.database.admitted, settings.database.queue_timeout),
         assign_agents=settings.handoff.assign,
         on_commit=dispatcher.wake,
     )
@@ -250,6 +260,8 @@ def _services(app: web.Application, settings: Settings, channels: _Channels) -> 
     app[SIGNALS] = signals
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_scripts)
+    if not db.is_sqlite:
+        app.cleanup_ctx.append(_live_relay)
     if channels.telegram is not None:
         app[TELEGRAM_BOT] = channels.telegram
         app.cleanup_ctx.append(_telegram_session)
@@ -291,7 +303,7 @@ def _routes(
             # Through the engine's renderer: scripts published later are what the page shows.
             return engine.renderer.render(WEBCHAT_GREETING, seed="webchat", values={}).text
 
-        WebchatChannel(
+        app[WEBCHAT] = WebchatChannel(
             engine,
             Transcripts(app[DATABASE]),
             channels.hub,
@@ -301,7 +313,8 @@ def _routes(
             reads_per_minute=settings.webchat.reads_per_minute,
             frame_ancestors=settings.webchat.frame_ancestors,
             forwarded_for=settings.server.forwarded_for,
-        ).register(app)
+        )
+        app[WEBCHAT].register(app)
     if channels.telegram is not None:
         updates = TelegramWebhook(
             engine,
@@ -325,7 +338,10 @@ def _routes(
         whatsapp = WhatsappInbound(
             settings.twilio.auth_token, phone_region=settings.business.phone_region
         )
-        WhatsappWebhook(engine, whatsapp, settings.public_url).register(app)
+        # Twilio never delivers again: what cannot be handled now is stored, then handled.
+        deferring = app[DEFERRING] = Deferring(engine, app[DATABASE])
+        WhatsappWebhook(deferring, whatsapp, settings.public_url).register(app)
+        app.cleanup_ctx.append(_background(deferring.run, "deferred-messages"))
     app.add_subapp("/api/", create_api())
     if settings.console.enabled:
         app.router.add_get("/console", _to_console)
@@ -339,7 +355,7 @@ async def _to_console(request: web.Request) -> web.StreamResponse:
 
 def _transient(exc: BaseException) -> bool:
     """A database that is down or busy: try the same work again later."""
-    return is_unavailable(exc) or is_conflict(exc)
+    return is_unavailable(exc) or is_conflict(exc) or isinstance(exc, Overloaded)
 
 
 # --- Telegram, for the command line ------------------------------------------------------------
@@ -404,6 +420,17 @@ async def _scripts(app: web.Application) -> AsyncIterator[None]:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+async def _live_relay(app: web.Application) -> AsyncIterator[None]:
+    """Live signals to and from the other processes on this PostgreSQL database."""
+    signals = app[SIGNALS]
+    relay = Relay(app[DATABASE].url, signals.wake)
+    await relay.start()
+    signals.relay_to(relay.publish)
+    yield
+    signals.relay_to(None)
+    await relay.close()
 
 
 async def _twilio_session(app: web.Application) -> AsyncIterator[None]:

@@ -15,6 +15,9 @@ import csv
 import getpass
 import io
 import logging
+import multiprocessing
+import os
+import signal
 import sys
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -87,6 +90,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", help="address to listen on (default: server.host)")
     serve.add_argument("--port", type=int, help="port to listen on (default: server.port)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes sharing the port (SO_REUSEPORT) and the database; >1 needs PostgreSQL",
+    )
     serve.set_defaults(func=_serve)
 
     db = commands.add_parser("db", help="database schema").add_subparsers(metavar="ACTION")
@@ -352,20 +361,44 @@ def _with_database(
 
 
 def _serve(args: argparse.Namespace, *, telegram_polling: bool = False) -> int:
-    from bot.app import create_app
-
     settings = _settings()
     host = args.host or settings.server.host
     port = settings.server.port if args.port is None else args.port
+    workers = getattr(args, "workers", 1)
+    if workers < 1:
+        raise ConfigError("--workers must be at least 1")
+    if workers > 1 and settings.database.is_sqlite:
+        raise ConfigError(
+            "--workers needs PostgreSQL (DATABASE_URL): the embedded SQLite file belongs to "
+            "one process"
+        )
 
     _ready_to_serve(settings)
+    if workers == 1:
+        _serve_one(settings, host, port, telegram_polling=telegram_polling, banner=True)
+        return 0
+    return _serve_many(workers, host, port, telegram_polling=telegram_polling)
+
+
+def _serve_one(
+    settings: Settings,
+    host: str,
+    port: int,
+    *,
+    telegram_polling: bool,
+    banner: bool,
+    reuse_port: bool | None = None,
+) -> None:
+    from bot.app import create_app
+
     app = create_app(settings, telegram_polling=telegram_polling)
 
     def started(_: str) -> None:
         log.info(
             "serving", extra={"host": host, "port": port, "sqlite": settings.database.is_sqlite}
         )
-        print(_banner(settings, host, port), flush=True)
+        if banner:
+            print(_banner(settings, host, port), flush=True)
 
     web.run_app(
         app,
@@ -375,8 +408,55 @@ def _serve(args: argparse.Namespace, *, telegram_polling: bool = False) -> int:
         access_log=None,
         print=started,
         handle_signals=True,
+        reuse_port=reuse_port,
     )
-    return 0
+
+
+def _worker(host: str, port: int, index: int, telegram_polling: bool) -> None:
+    """One of `serve --workers N`, in its own process: the same app on the same port."""
+    settings = _settings()
+    with contextlib.suppress(KeyboardInterrupt):
+        _serve_one(
+            settings,
+            host,
+            port,
+            # Only one process polls Telegram (Telegram allows one getUpdates at a time).
+            telegram_polling=telegram_polling and index == 0,
+            banner=index == 0,
+            reuse_port=True,
+        )
+
+
+def _serve_many(workers: int, host: str, port: int, *, telegram_polling: bool) -> int:
+    """N processes listening on one port (SO_REUSEPORT: the kernel spreads connections), each
+    a whole service on the shared PostgreSQL. The outbox, the scheduler and stored WhatsApp
+    messages are claimed with SKIP LOCKED and leases, so the processes share that work safely;
+    live signals reach every process through LISTEN/NOTIFY. SIGTERM or Ctrl+C stops them all."""
+    context = multiprocessing.get_context("spawn")
+    processes = [
+        context.Process(
+            target=_worker, args=(host, port, n, telegram_polling), name=f"seguibot-worker-{n}"
+        )
+        for n in range(workers)
+    ]
+    for process in processes:
+        process.start()
+
+    def stop(signum: int, _frame: object) -> None:
+        for process in processes:
+            if process.is_alive() and process.pid is not None:
+                os.kill(process.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    log.info("serving_workers", extra={"workers": workers, "port": port})
+    failed = 0
+    for process in processes:
+        process.join()
+        if process.exitcode:
+            failed += 1
+            stop(signal.SIGTERM, None)  # one died: stop the rest rather than limp on
+    return 1 if failed else 0
 
 
 def _ready_to_serve(settings: Settings) -> None:
@@ -908,6 +988,9 @@ def _leads_merge(args: argparse.Namespace) -> int:
 
     kept = _crm(settings, work)
     print(f"merged lead {args.other} into lead {kept}")
+    return 0
+
+
 # --- scripts (English: for whoever runs the service) --------------------------------------------
 
 

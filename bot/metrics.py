@@ -21,6 +21,12 @@ class Metrics:
             ["channel", "result"],
             registry=registry,
         )
+        self.overloaded = Counter(
+            "seguibot_overloaded_total",
+            "Inbound events that waited their turn too long (answered 503, or stored for later)",
+            ["channel"],
+            registry=registry,
+        )
         self.replies = Counter(
             "seguibot_replies_total",
             "Replies the bot decided to send",

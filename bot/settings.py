@@ -82,7 +82,14 @@ class ServerSettings(_Section):
 class DatabaseSettings(_Section):
     url: str
     pool_size: PositiveInt
+    in_flight: Annotated[int, Field(ge=0)]
+    queue_timeout: PositiveFloat
     echo: bool
+
+    @property
+    def admitted(self) -> int:
+        """How many conversations' units of work may run at once (0 in the file: the pool)."""
+        return self.in_flight or self.pool_size
 
     @field_validator("url")
     @classmethod

@@ -116,18 +116,30 @@ class WebchatInbound:
 
 
 class WebchatHub:
-    """Wakes the open event streams of a session when something was sent to it."""
+    """Wakes the open event streams of a session when something was sent to it.
 
-    def __init__(self) -> None:
+    `publish`, when set, carries `notify` to every process (the app routes it through
+    PostgreSQL LISTEN/NOTIFY), which then calls `wake` in each, this one included.
+    """
+
+    def __init__(self, publish: Callable[[str], None] | None = None) -> None:
         self._listeners: defaultdict[str, set[asyncio.Event]] = defaultdict(set)
+        self.publish = publish
 
     def notify(self, session_id: str) -> None:
+        if self.publish is not None:
+            self.publish(session_id)
+        else:
+            self.wake(session_id)
+
+    def wake(self, session_id: str) -> None:
+        """Wake this process's streams of the session."""
         for event in self._listeners.get(session_id, ()):
             event.set()
 
     def notify_all(self) -> None:
         for session_id in list(self._listeners):
-            self.notify(session_id)
+            self.wake(session_id)
 
     @contextlib.contextmanager
     def listen(self, session_id: str) -> Iterator[asyncio.Event]:
@@ -272,8 +284,8 @@ class WebchatChannel:
         """Server-sent events: each message after `Last-Event-ID` / `after` that went out to
         the lead, and the lead's own (so a second tab shows both sides).
 
-        Wakes at once when this process sends to the session or the session writes, and polls
-        now and then for messages another process handled.
+        Wakes at once when any process sends to the session or the session writes (the hub's
+        `publish` carries that between processes), and polls now and then as a safety net.
         """
         session_id = self._session(request)
         after = parse_id(request.headers.get("Last-Event-ID") or request.query.get("after") or "0")

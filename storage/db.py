@@ -108,6 +108,7 @@ class Database:
 
     def __init__(self, url: str, *, echo: bool = False, pool_size: int = 10) -> None:
         self.url = url
+        self.pool_size = pool_size
         self.is_sqlite = url.startswith("sqlite")
         # hide_parameters: error messages must not carry message text or phone numbers.
         options: dict[str, Any] = {"echo": echo, "hide_parameters": True}

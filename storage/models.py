@@ -743,6 +743,8 @@ class WebhookDelivery(Base):
         Index("ix_webhook_deliveries_state_next_attempt_at", "state", "next_attempt_at"),
         Index("ix_webhook_deliveries_endpoint_id_id", "endpoint_id", "id"),
     )
+
+
 class ScriptVersion(Base):
     """One published version of the scripts (the YAML of intents/scripts/es.yaml). The live
     version is the highest number: a rollback publishes an earlier body again, as a new number
@@ -768,3 +770,28 @@ class ScriptDraft(Base):
     base: Mapped[int] = mapped_column(Integer)  # the version it started from
     updated_by: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class DeferredInbound(Base):
+    """A message acknowledged to its channel before it could be handled (the service was over
+    capacity): stored first, handled as soon as a place is free, then deleted.
+
+    Unique on the channel's id, so a redelivery stores nothing twice; handling it goes through
+    the engine, whose own dedupe makes a second run after a crash a no-op.
+    """
+
+    __tablename__ = "deferred_inbound"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    channel: Mapped[Channel] = mapped_column(String(16))
+    channel_message_id: Mapped[str] = mapped_column(String(200))
+    # The InboundMessage's fields, as JSON (times ISO 8601).
+    event: Mapped[dict[str, Any]]
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # A worker that claimed the row holds it until then; after, another may take it.
+    lease_until: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(String(200))
+    failed_at: Mapped[datetime | None]  # set after too many failed attempts: left for people
+
+    __table_args__ = (UniqueConstraint("channel", "channel_message_id"),)

@@ -8,11 +8,22 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, exists, func, insert, or_, select, update
+from sqlalchemy import (
+    Table,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased, contains_eager
+from sqlalchemy.orm import aliased, contains_eager, make_transient_to_detached
 from sqlalchemy.sql.dml import ReturningInsert
 
 from bot.core.errors import ConflictError
@@ -34,6 +45,7 @@ from storage.models import (
     Base,
     ChannelIdentity,
     Conversation,
+    DeferredInbound,
     Handoff,
     Lead,
     LeadPhone,
@@ -127,6 +139,70 @@ _CONVERSATION_OF_SENDER = (
     .with_for_update(key_share=True, of=[Conversation, Lead])
 )
 
+_ACTIONS = cast(Table, ScheduledAction.__table__)
+_PENDING_FOR_LEAD = (
+    exists()
+    .where(
+        ScheduledAction.lead_id == Conversation.lead_id,
+        ScheduledAction.kind == bindparam("kind"),
+        ScheduledAction.state == ActionState.PENDING,
+    )
+    .correlate(Conversation)
+)
+_CONVERSATION_OF_SENDER_WATCHED = (
+    select(Conversation, _PENDING_FOR_LEAD.label("pending"))
+    .join(ChannelIdentity, ChannelIdentity.id == Conversation.identity_id)
+    .join(Lead, Lead.id == Conversation.lead_id)
+    .options(contains_eager(Conversation.identity), contains_eager(Conversation.lead))
+    .where(
+        ChannelIdentity.channel == bindparam("channel"),
+        ChannelIdentity.external_id == bindparam("external_id"),
+    )
+    .with_for_update(key_share=True, of=[Conversation, Lead])
+)
+# One statement, either way: the action is added unless one of its kind waits for the lead.
+_ADD_UNLESS_PENDING = insert(_ACTIONS).from_select(
+    ["kind", "due_at", "payload", "state", "lead_id", "attempts", "created_at"],
+    select(
+        bindparam("kind", type_=_ACTIONS.c.kind.type),
+        bindparam("due_at", type_=_ACTIONS.c.due_at.type),
+        bindparam("payload", type_=_ACTIONS.c.payload.type),
+        bindparam("state", type_=_ACTIONS.c.state.type),
+        bindparam("lead_id", type_=_ACTIONS.c.lead_id.type),
+        bindparam("attempts", type_=_ACTIONS.c.attempts.type),
+        bindparam("created_at", type_=_ACTIONS.c.created_at.type),
+    ).where(
+        ~exists().where(
+            _ACTIONS.c.lead_id == bindparam("lead_id"),
+            _ACTIONS.c.kind == bindparam("kind"),
+            _ACTIONS.c.state == bindparam("state"),
+        )
+    ),
+)
+# A reply and its outbox row. PostgreSQL: one round trip (a data-modifying CTE); SQLite: two.
+_OUTBOX = cast(Table, OutboxItem.__table__)
+_OUTBOX_FROM_MESSAGE = [c.name for c in _OUTBOX.columns if c.name not in ("id", "message_id")]
+_MESSAGE_COLUMNS = [c.name for c in _MESSAGES.columns if c.name != "id"]
+_NEW_MESSAGE = (
+    insert(_MESSAGES)
+    .values(
+        {name: bindparam(f"m_{name}", type_=_MESSAGES.c[name].type) for name in _MESSAGE_COLUMNS}
+    )
+    .returning(_MESSAGES.c.id)
+    .cte("new_message")
+)
+_INSERT_MESSAGE_AND_OUTBOX = (
+    insert(_OUTBOX)
+    .from_select(
+        ["message_id", *_OUTBOX_FROM_MESSAGE],
+        select(
+            _NEW_MESSAGE.c.id,
+            *(bindparam(f"o_{name}", type_=_OUTBOX.c[name].type) for name in _OUTBOX_FROM_MESSAGE),
+        ),
+    )
+    .returning(_OUTBOX.c.message_id)
+)
+
 
 class Leads:
     def __init__(self, session: AsyncSession) -> None:
@@ -196,7 +272,13 @@ class Identities:
         created = await insert_ignoring_conflict(
             self.session, ChannelIdentity, values, ["channel", "external_id"]
         )
-        return await self.session.get(ChannelIdentity, created) if created is not None else None
+        if created is None:
+            return None
+        # Every column is in `values`: the row is known without reading it back.
+        identity = ChannelIdentity(id=created, **values)
+        make_transient_to_detached(identity)
+        self.session.add(identity)
+        return identity
 
     async def set_reachable(self, channel: Channel, external_id: str, reachable: bool) -> bool:
         statement = (
@@ -247,6 +329,17 @@ class Conversations:
         parameters = {"channel": channel, "external_id": external_id}
         result = await self.session.execute(_CONVERSATION_OF_SENDER, parameters)
         return result.scalar_one_or_none()
+
+    async def for_sender_watched(
+        self, channel: Channel, external_id: str, kind: str
+    ) -> tuple[Conversation | None, bool]:
+        """`for_sender`, and in the same statement whether an action of `kind` waits for
+        the lead (the engine's idle check: one round trip instead of two)."""
+        parameters = {"channel": channel, "external_id": external_id, "kind": kind}
+        row = (await self.session.execute(_CONVERSATION_OF_SENDER_WATCHED, parameters)).first()
+        if row is None:
+            return None, False
+        return row[0], bool(row[1])
 
     async def move(
         self,
@@ -374,6 +467,19 @@ class Outbox:
 
     async def insert(self, values: dict[str, Any]) -> None:
         await self.session.execute(_INSERT_OUTBOX, values)
+
+    async def insert_with_message(self, message: dict[str, Any], item: dict[str, Any]) -> int:
+        """Store an outgoing message and its outbox row (`item` without `message_id`); the
+        message's id. One round trip on PostgreSQL, two on SQLite."""
+        if self.session.get_bind().dialect.name != "postgresql":
+            message_id = (await self.session.execute(_INSERT_MESSAGE, message)).scalar_one()
+            await self.session.execute(_INSERT_OUTBOX, {**item, "message_id": message_id})
+            return int(message_id)
+        item = {"uncertain": False, "cancel_on_reply": False, **item}  # the columns' defaults
+        parameters = {f"m_{name}": message.get(name) for name in _MESSAGE_COLUMNS}
+        parameters.update({f"o_{name}": item.get(name) for name in _OUTBOX_FROM_MESSAGE})
+        result = await self.session.execute(_INSERT_MESSAGE_AND_OUTBOX, parameters)
+        return int(result.scalar_one())
 
     async def get(self, item_id: int) -> OutboxItem | None:
         return await self.session.get(OutboxItem, item_id)
@@ -829,6 +935,21 @@ class Actions:
     async def add(self, **values: Any) -> None:
         self.session.add(ScheduledAction(**values))
 
+    async def add_unless_pending(
+        self, *, kind: str, due_at: datetime, lead_id: int, created_at: datetime
+    ) -> None:
+        """Add an action of `kind` for the lead unless one already waits (one statement)."""
+        values = {
+            "kind": kind,
+            "due_at": due_at,
+            "payload": {},
+            "state": ActionState.PENDING,
+            "lead_id": lead_id,
+            "attempts": 0,
+            "created_at": created_at,
+        }
+        await self.session.execute(_ADD_UNLESS_PENDING, values)
+
     async def add_once(self, values: dict[str, Any]) -> bool:
         """Add an action keyed by `dedupe_key` unless another process already did."""
         return (
@@ -1042,3 +1163,77 @@ class Transcripts:
 
 
 _WENT_OUT = (DeliveryStatus.SENT, DeliveryStatus.DELIVERED, DeliveryStatus.READ)
+
+
+class Deferred:
+    """Messages acknowledged before they could be handled, until they are.
+
+    stored -> claimed (under a lease) -> deleted once handled | claimable again when the lease
+    runs out (its worker died) | failed (too many attempts: kept for people to look at).
+    """
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def store(self, channel: Channel, channel_message_id: str, event: dict[str, Any]) -> bool:
+        """Store the message; False when it already is (a redelivery)."""
+        values = {
+            "channel": channel,
+            "channel_message_id": channel_message_id,
+            "event": event,
+            "received_at": datetime.now(UTC),
+            "attempts": 0,
+        }
+        stored = await insert_ignoring_conflict(
+            self.session, DeferredInbound, values, ("channel", "channel_message_id")
+        )
+        return stored is not None
+
+    async def claim(
+        self, now: datetime, lease_until: datetime, limit: int
+    ) -> list[DeferredInbound]:
+        """Claim the oldest rows nobody holds, for `lease_until`. `SKIP LOCKED` lets several
+        processes claim side by side on PostgreSQL; SQLite serialises write transactions."""
+        statement = (
+            select(DeferredInbound)
+            .where(
+                DeferredInbound.failed_at.is_(None),
+                or_(DeferredInbound.lease_until.is_(None), DeferredInbound.lease_until < now),
+            )
+            .order_by(DeferredInbound.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        rows = list((await self.session.execute(statement)).scalars())
+        for row in rows:
+            row.lease_until = lease_until
+            row.attempts += 1
+        await self.session.flush()
+        return rows
+
+    async def done(self, row_id: int) -> None:
+        await self.session.execute(delete(DeferredInbound).where(DeferredInbound.id == row_id))
+
+    async def release(self, row_id: int, *, undo_attempt: bool) -> None:
+        """Claimable again at once (no place was free: that was not an attempt)."""
+        values: dict[str, Any] = {"lease_until": None}
+        if undo_attempt:
+            values["attempts"] = DeferredInbound.attempts - 1
+        await self.session.execute(
+            update(DeferredInbound).where(DeferredInbound.id == row_id).values(**values)
+        )
+
+    async def failed(
+        self, row_id: int, error: str, *, retry_at: datetime | None, now: datetime
+    ) -> None:
+        """Record a failed attempt: tried again at `retry_at`, or never (`None`)."""
+        values: dict[str, Any] = {"last_error": error[:200], "lease_until": retry_at}
+        if retry_at is None:
+            values["failed_at"] = now
+        await self.session.execute(
+            update(DeferredInbound).where(DeferredInbound.id == row_id).values(**values)
+        )
+
+    async def pending(self) -> int:
+        statement = select(func.count()).where(DeferredInbound.failed_at.is_(None))
+        return int((await self.session.execute(statement)).scalar_one())

@@ -17,6 +17,7 @@ from storage.repositories import (
     Agents,
     Appointments,
     Conversations,
+    Deferred,
     Handoffs,
     Identities,
     Leads,
@@ -27,8 +28,8 @@ from storage.repositories import (
     Tasks,
     Transcripts,
 )
-from storage.webhooks import Webhooks
 from storage.scripts import Scripts
+from storage.webhooks import Webhooks
 
 
 class UnitOfWork:
@@ -58,6 +59,7 @@ class UnitOfWork:
     webhooks: Webhooks
     reports: Reports
     scripts: Scripts
+    deferred: Deferred
 
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -87,6 +89,7 @@ class UnitOfWork:
         self.webhooks = Webhooks(self.session)
         self.reports = Reports(self.session)
         self.scripts = Scripts(self.session)
+        self.deferred = Deferred(self.session)
         return self
 
     async def __aexit__(

@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from bot import live
+from bot.conversation.admission import Admission
 from bot.core.booking import (
     AppointmentView,
     SchedulingView,
@@ -55,6 +56,7 @@ from bot.core.effects import (
     Reply,
     Rescore,
 )
+from bot.core.errors import Overloaded
 from bot.core.model import (
     AppointmentState,
     Author,
@@ -73,6 +75,7 @@ from bot.crm import record
 from bot.delivery import outbox
 from bot.desk.accounts import digest
 from bot.desk.assignment import assign
+from bot.followup.actions import IDLE
 from bot.followup.calendar import Calendar
 from bot.followup.planner import Followup
 from bot.metrics import Metrics
@@ -188,6 +191,7 @@ class Engine:
         kinds: KindWords,
         metrics: Metrics,
         signals: live.Signals | None = None,
+        admission: Admission | None = None,
         assign_agents: bool = True,
         on_commit: Callable[[], None] = lambda: None,
         clock: Callable[[], datetime] = utcnow,
@@ -201,6 +205,7 @@ class Engine:
         self.kinds = kinds
         self.metrics = metrics
         self.signals = signals or live.Signals()
+        self.admission = admission or Admission(db.pool_size, wait=5.0)
         self.assign_agents = assign_agents
         self.on_commit = on_commit
         self.clock = clock
@@ -212,17 +217,29 @@ class Engine:
         identity, or when PostgreSQL aborted it to break a deadlock or a serialization
         conflict: nothing is answered until it committed or truly failed.
 
+        At most `admission.limit` events are handled at once; the others wait their turn.
+
         Raises:
             WebhookRejected: a field is not what any channel sends (400).
+            Overloaded: it waited its turn for as long as it may (503 with Retry-After).
             sqlalchemy errors when the database is unreachable; callers answer 503 so the
             channel delivers again later (the dedupe key makes that safe).
         """
         started = time.perf_counter()
         event = checked(event)
+        try:
+            async with self.admission.slot():
+                outcome = await self._attempts(event)
+        except Overloaded:
+            self.metrics.overloaded.labels(event.channel).inc()
+            raise
+        self.metrics.engine_latency.labels(event.channel).observe(time.perf_counter() - started)
+        return outcome
+
+    async def _attempts(self, event: InboundEvent) -> Outcome:
         for attempt in range(1, self.MAX_ATTEMPTS + 1):
             try:
-                outcome = await self._dispatch(event)
-                break
+                return await self._dispatch(event)
             except (_RaceLost, IntegrityError, DBAPIError) as exc:
                 retry = isinstance(exc, (_RaceLost, IntegrityError)) or is_conflict(exc)
                 if not retry or attempt == self.MAX_ATTEMPTS:
@@ -237,8 +254,7 @@ class Engine:
                 )
                 # Jitter, so two transactions that collided do not collide again in step.
                 await asyncio.sleep(random.uniform(0, 0.02 * attempt))  # noqa: S311
-        self.metrics.engine_latency.labels(event.channel).observe(time.perf_counter() - started)
-        return outcome
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def _dispatch(self, event: InboundEvent) -> Outcome:
         match event:
@@ -256,7 +272,9 @@ class Engine:
     async def _message(self, event: InboundMessage) -> Outcome:
         now = self.clock()
         async with UnitOfWork(self.db) as uow:
-            conversation = await uow.conversations.for_sender(event.channel, event.sender_id)
+            conversation, watched = await uow.conversations.for_sender_watched(
+                event.channel, event.sender_id, IDLE
+            )
             if conversation is None:
                 conversation, _ = await self._first_contact(uow, event, now)
             lead = conversation.lead
@@ -311,7 +329,7 @@ class Engine:
                 replies = await self._converse(turn, dialogue, nlu)
                 if lead.opted_out_at is None and conversation.state == ConversationState.BOT:
                     # When this conversation goes quiet, the tier's follow-up starts.
-                    await self.followup.idle.watch(uow, lead, now)
+                    await self.followup.idle.watch(uow, lead, now, waiting=watched)
             await uow.commit()
 
         # The pages that show this conversation (and the queue, after a handoff) look again.

@@ -157,12 +157,14 @@ class InlineReply:
 class Outcome:
     """What the engine did with one event.
 
-    `replies` holds the replies when the event asked for inline delivery.
+    `replies` holds the replies when the event asked for inline delivery; `deferred` says
+    the message was stored to be handled later (the service was over capacity).
     """
 
     message_id: int | None = None
     duplicate: bool = False
     replies: tuple[InlineReply, ...] = ()
+    deferred: bool = False
 
 
 @dataclass(frozen=True, slots=True)

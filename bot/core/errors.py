@@ -16,6 +16,16 @@ class Unreachable(SeguibotError):
     refuses us; the message says what, where (never a password or token) and why."""
 
 
+class Overloaded(SeguibotError):
+    """More conversations are being handled than the database can serve at once, and this one
+    waited its turn for as long as it may: answer 503 with Retry-After (or store it to handle
+    later, on a channel that never delivers again)."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"over capacity, try again in {retry_after:g} s")
+        self.retry_after = retry_after
+
+
 class SchemaOutdated(SeguibotError):
     """The database schema is behind the code's migrations."""
 

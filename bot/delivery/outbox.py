@@ -53,21 +53,19 @@ async def stage(
     parts = split_text(text, TEXT_LIMITS.get(conversation.channel))
     ids = []
     for n, part in enumerate(parts, start=1):
-        message_id = await uow.messages.insert(
-            {
-                "conversation_id": conversation.id,
-                "channel": conversation.channel,
-                "direction": Direction.OUT,
-                "author": author,
-                "agent_id": agent_id,
-                "text": part,
-                "media": [],
-                "script": script,
-                "script_variant": variant,
-                "status": status,
-                "created_at": now,
-            }
-        )
+        message = {
+            "conversation_id": conversation.id,
+            "channel": conversation.channel,
+            "direction": Direction.OUT,
+            "author": author,
+            "agent_id": agent_id,
+            "text": part,
+            "media": [],
+            "script": script,
+            "script_variant": variant,
+            "status": status,
+            "created_at": now,
+        }
         extras: dict[str, Any] = {}
         if buttons and n == len(parts):
             extras["buttons"] = [[b.title, b.payload] for b in buttons]
@@ -76,9 +74,9 @@ async def stage(
                 "content_sid": template.content_sid,
                 "variables": template.variables,
             }
-        await uow.outbox.insert(
+        message_id = await uow.outbox.insert_with_message(
+            message,
             {
-                "message_id": message_id,
                 "lead_id": conversation.lead_id,
                 "channel": conversation.channel,
                 "recipient": conversation.identity.external_id,
@@ -90,7 +88,7 @@ async def stage(
                 "next_attempt_at": now,
                 "created_at": now,
                 "settled_at": now if delivered_inline else None,
-            }
+            },
         )
         ids.append(message_id)
     return ids[0]

@@ -29,13 +29,16 @@ class IdleWatch:
         self.idle = idle
         self.won_stages = won_stages
 
-    async def watch(self, uow: UnitOfWork, lead: Lead, now: datetime) -> None:
+    async def watch(
+        self, uow: UnitOfWork, lead: Lead, now: datetime, *, waiting: bool = False
+    ) -> None:
         """Make sure a check waits for the lead (one at a time: it reschedules itself while
         the conversation stays live). The caller holds the lead's row, so two messages of one
-        lead never both add one."""
-        if not await uow.actions.pending(IDLE, lead.id):
-            await uow.actions.add(
-                kind=IDLE, due_at=now + self.idle, payload={}, lead_id=lead.id, created_at=now
+        lead never both add one. `waiting`: the caller already saw one waiting, in this
+        transaction (nothing to do)."""
+        if not waiting:
+            await uow.actions.add_unless_pending(
+                kind=IDLE, due_at=now + self.idle, lead_id=lead.id, created_at=now
             )
 
     async def check(self, uow: UnitOfWork, action: ScheduledAction, now: datetime) -> Fired:

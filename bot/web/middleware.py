@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from bot.core.errors import ConflictError, Forbidden, InvalidInput, NotFound, WebhookRejected
+from bot.core.errors import (
+    ConflictError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    Overloaded,
+    WebhookRejected,
+)
 from storage.db import is_conflict, is_unavailable
 
 log = logging.getLogger(__name__)
@@ -43,6 +51,12 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except WebhookRejected as exc:
         _log_rejection(request, exc.status, exc.reason)
         return json_error(exc.status, exc.reason)
+    except Overloaded as exc:
+        # Waited its turn as long as it may: come back later (Telegram delivers again).
+        log.info("request_overloaded", extra={"path": request.path})
+        response = json_error(503, "busy, try again")
+        response.headers["Retry-After"] = str(math.ceil(exc.retry_after))
+        return response
     except InvalidInput as exc:
         return json_error(400, str(exc))
     except Forbidden as exc:

@@ -1,7 +1,8 @@
 """Server-sent events for the console: the queue and the open conversation, as they change.
 
-A change signalled in this process (`bot.live`) wakes the stream at once; a change made by
-another process is found by looking again every few seconds. Each event only says what
+A change signalled in any process (`bot.live`; between processes through PostgreSQL
+LISTEN/NOTIFY) wakes the stream at once; looking again every few seconds covers a signal lost
+while that connection was being made again. Each event only says what
 changed; the page fetches the fresh part itself (`/console/queue/rows`,
 `/console/conversations/<id>/messages`), so nothing can arrive out of order or half.
 """

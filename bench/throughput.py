@@ -1,0 +1,391 @@
+"""Many prospects at once (issue 15): throughput, errors, lost messages, latency, cost.
+
+One run, one command (`make bench`, or `.venv/bin/python -m bench`):
+1. a bare aiohttp handler that parses the same JSON (the ceiling);
+2. `seguibot serve` on a throw-away PostgreSQL database, closed loop with 8, 32 and 128
+   concurrent clients, on new sessions (every message a new lead) and on established
+   conversations (each client writes to its own sessions, made before the phase);
+3. open loop (requests leave on schedule whatever the answers do) at 100 and 300 msg/s;
+4. every acknowledged message (200) must have its row: the run counts those that do not;
+5. in process: SQL statements and CPU milliseconds per message on the two common paths
+   (a new lead; a known conversation where the bot answers).
+
+Each phase counts 5xx answers and other failures. `--workers N,M` measures `serve --workers`.
+Needs PostgreSQL (BENCH_POSTGRES_URL, default postgresql+asyncpg://postgres@127.0.0.1/test).
+The machine may be shared: the defaults keep the whole run to about two minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import platform
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from sqlalchemy import event, text
+
+from bench.core_webchat import (
+    BARE_SERVER,
+    free_port,
+    percentile,
+    postgres_database,
+    realistic_texts,
+    wait_until_up,
+)
+from bot.app import create_app
+from bot.core.channel import Channel, InboundMessage
+from bot.settings import load_settings
+from bot.web.keys import DATABASE, ENGINE
+from storage import migrate
+from storage.db import Database
+
+ROOT = Path(__file__).resolve().parents[1]
+HEADERS = {"Content-Type": "application/json"}
+
+
+def session_id() -> str:
+    """A web chat session id as the page makes them (22 base64url characters, random)."""
+    return secrets.token_urlsafe(16)
+
+
+@dataclass
+class Tally:
+    """What one phase saw."""
+
+    ok: int = 0
+    server_errors: int = 0  # 5xx
+    other: int = 0  # 4xx, connection errors
+    latencies: list[float] = field(default_factory=list)
+    acked: list[str] = field(default_factory=list)  # channel message ids answered 200
+    seconds: float = 0.0
+    cpu_ms: float = 0.0  # the server's CPU time over the phase
+
+    @property
+    def rate(self) -> float:
+        return self.ok / self.seconds if self.seconds else 0.0
+
+    def line(self, label: str) -> str:
+        if not self.latencies:
+            return f"{label:<34} no answers ({self.server_errors} 5xx, {self.other} other)"
+        cpu = f", server CPU {self.cpu_ms / self.ok:.2f} ms/msg" if self.cpu_ms and self.ok else ""
+        return (
+            f"{label:<34} {self.rate:7.0f} msg/s  p50 {percentile(self.latencies, 50):6.1f} ms"
+            f"  p99 {percentile(self.latencies, 99):7.1f} ms  5xx {self.server_errors}"
+            f"  other {self.other}{cpu}"
+        )
+
+
+async def post(
+    session: aiohttp.ClientSession, base: str, body: dict[str, str], tally: Tally
+) -> None:
+    started = time.perf_counter()
+    try:
+        async with session.post(
+            base + "/webchat/messages", data=json.dumps(body).encode(), headers=HEADERS
+        ) as response:
+            await response.read()
+            status = response.status
+    except aiohttp.ClientError:
+        tally.other += 1
+        return
+    if status == 200:
+        tally.ok += 1
+        tally.latencies.append((time.perf_counter() - started) * 1000)
+        tally.acked.append(f"{body['session_id']}:{body['message_id']}")
+    elif status >= 500:
+        tally.server_errors += 1
+    else:
+        tally.other += 1
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU of the processes, from /proc (0 where there is none)."""
+    total = 0.0
+    ticks = os.sysconf("SC_CLK_TCK")
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
+def listening(port: int) -> int:
+    """Sockets listening on the port (one per `serve --workers` process)."""
+    hex_port = f":{port:04X}"
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                count += fields[1].endswith(hex_port) and fields[3] == "0A"
+    return count
+
+
+async def all_listening(port: int, workers: int) -> None:
+    for _ in range(3000):
+        if listening(port) >= workers:
+            return
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"only {listening(port)} of {workers} workers listen")
+
+
+def process_tree(pid: int) -> list[int]:
+    children = []
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            children += [int(c) for c in (task / "children").read_text().split()]
+    return [pid, *children]
+
+
+async def closed_loop(
+    base: str, texts: list[str], seconds: float, clients: int, *, established: bool, pids: list[int]
+) -> Tally:
+    """`clients` clients each sending as soon as answered, for `seconds`."""
+    tally = Tally()
+    counter = itertools.count()
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=clients)) as session:
+        own: list[list[str]] = []
+        if established:
+            # Each client writes to its own conversations, made before the clock starts.
+            own = [[session_id() for _ in range(2)] for _ in range(clients)]
+            warm = Tally()
+            for sessions in own:
+                await asyncio.gather(
+                    *(
+                        post(
+                            session,
+                            base,
+                            {"session_id": s, "text": "hola", "message_id": "w"},
+                            warm,
+                        )
+                        for s in sessions
+                    )
+                )
+
+        async def client(n: int) -> None:
+            while time.perf_counter() < deadline:
+                i = next(counter)
+                sid = own[n][i % len(own[n])] if established else session_id()
+                body = {"session_id": sid, "text": texts[i % len(texts)], "message_id": f"m{i}"}
+                await post(session, base, body, tally)
+
+        cpu = cpu_seconds(pids)
+        started = time.perf_counter()
+        deadline = started + seconds
+        await asyncio.gather(*(client(n) for n in range(clients)))
+        tally.seconds = time.perf_counter() - started
+        tally.cpu_ms = (cpu_seconds(pids) - cpu) * 1000
+    return tally
+
+
+async def open_loop(base: str, texts: list[str], rate: float, seconds: float) -> Tally:
+    """Requests at a steady `rate` (half to known conversations), whatever the answers do."""
+    tally = Tally()
+    known = [session_id() for _ in range(50)]
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        tasks = []
+        start = time.perf_counter()
+        for n in range(int(rate * seconds)):
+            delay = start + n / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            sid = known[n % len(known)] if n % 2 else session_id()
+            body = {"session_id": sid, "text": texts[n % len(texts)], "message_id": f"o{n}"}
+            tasks.append(asyncio.create_task(post(session, base, body, tally)))
+        await asyncio.gather(*tasks)
+        tally.seconds = time.perf_counter() - start
+    return tally
+
+
+async def missing(url: str, acked: list[str]) -> int:
+    """Acknowledged messages without a row."""
+    db = Database(url)
+    try:
+        async with db.engine.connect() as conn:
+            rows = await conn.execute(
+                text("SELECT channel_message_id FROM messages WHERE direction = 'in'")
+            )
+            stored = {row[0] for row in rows}
+    finally:
+        await db.dispose()
+    return len(set(acked) - stored)
+
+
+@contextlib.contextmanager
+def server(command: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(
+            command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log
+        )
+        try:
+            yield process
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+            log.seek(0)
+            lines = log.read().decode(errors="replace").splitlines()
+            errors = [line for line in lines if '"ERROR"' in line or "Traceback" in line]
+            if errors:
+                first = errors[0]
+                with contextlib.suppress(ValueError, AttributeError):
+                    logged = json.loads(first)
+                    last = (logged.get("exc") or "").strip().splitlines()[-1:]
+                    first = f"{logged.get('event', '')[:120]} -> {' '.join(last)}"
+                print(
+                    f"  the server logged {len(errors)} errors; first: {first[:400]}",
+                    file=sys.stderr,
+                )
+
+
+async def profile(url: str, texts: list[str], count: int) -> dict[str, dict[str, float]]:
+    """Statements and CPU ms per message, in process, on a new lead and a known conversation."""
+    settings = load_settings(environ={"DATABASE_URL": url, "SEGUIBOT_LOGGING_LEVEL": "WARNING"})
+    app = create_app(settings)
+    engine, db = app[ENGINE], app[DATABASE]
+    statements = [0]
+
+    @event.listens_for(db.engine.sync_engine, "before_cursor_execute")
+    def counted(*args: Any) -> None:
+        statements[0] += 1
+
+    def message(sender: str, n: int, text_: str) -> InboundMessage:
+        return InboundMessage(
+            channel=Channel.WEBCHAT,
+            sender_id=sender,
+            message_id=f"{sender}:p{n}",
+            text=text_,
+            sent_at=datetime.now(UTC),
+            reply_inline=True,
+        )
+
+    # The known conversation's texts: ones the bot answers (questions about the offer).
+    answered = ["¿cuánto cuesta?", "¿qué incluye?", "me interesa, ¿cómo funciona?", "hola"]
+    results: dict[str, dict[str, float]] = {}
+    for path in ("new lead", "known conversation"):
+        known = [session_id() for _ in range(20)]
+        for sid in known:
+            await engine.receive(message(sid, -1, "hola"))
+        statements[0] = 0
+        replies = 0
+        cpu, wall = time.process_time(), time.perf_counter()
+        for n in range(count):
+            if path == "new lead":
+                outcome = await engine.receive(message(session_id(), n, texts[n % len(texts)]))
+            else:
+                sid = known[n % len(known)]
+                outcome = await engine.receive(message(sid, n, answered[n % len(answered)]))
+            replies += len(outcome.replies)
+        results[path] = {
+            "statements": statements[0] / count,
+            "cpu_ms": (time.process_time() - cpu) / count * 1000,
+            "wall_ms": (time.perf_counter() - wall) / count * 1000,
+            "replies": replies / count,
+        }
+    await db.dispose()
+    return results
+
+
+async def run(args: argparse.Namespace) -> None:
+    texts = realistic_texts()
+    print(
+        f"machine: {platform.node()} {platform.machine()} {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
+        f"load {os.getloadavg()[0]:.2f}; phases of {args.seconds:g} s",
+        flush=True,
+    )
+    async with postgres_database() as url:
+        db = Database(url)
+        await migrate.upgrade(db)
+        await db.dispose()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SEGUIBOT_")}
+        env.update(DATABASE_URL=url, SEGUIBOT_LOGGING_LEVEL="WARNING")
+
+        port = free_port()
+        with server([sys.executable, "-c", BARE_SERVER, str(port)], env) as bare:
+            base = f"http://127.0.0.1:{port}"
+            await wait_until_up(base, "/")
+            await closed_loop(base, texts, 1, 32, established=False, pids=[])
+            bare_tally = await closed_loop(
+                base, texts, args.seconds, 32, established=False, pids=[bare.pid]
+            )
+        print(bare_tally.line("bare aiohttp, 32 clients"), flush=True)
+
+        acked: list[str] = []
+        failures = 0
+        at_8: dict[tuple[int, bool], float] = {}
+        for workers in [int(w) for w in args.workers.split(",")]:
+            port = free_port()
+            command = [sys.executable, "-m", "bot", "serve", "--port", str(port)]
+            if workers > 1:
+                command += ["--workers", str(workers)]
+            with server(command, env) as bot:
+                base = f"http://127.0.0.1:{port}"
+                await all_listening(port, workers)  # (a loaded machine starts them slowly)
+                await wait_until_up(base, "/readyz")
+                pids = process_tree(bot.pid)
+                await closed_loop(base, texts, 1, 8, established=False, pids=[])  # warm up
+                for established in (False, True):
+                    kind = "established" if established else "new sessions"
+                    for clients in [int(c) for c in args.clients.split(",") if c]:
+                        tally = await closed_loop(
+                            base, texts, args.seconds, clients, established=established, pids=pids
+                        )
+                        acked += tally.acked
+                        failures += tally.server_errors + tally.other
+                        at_8.setdefault((workers, established), tally.rate)
+                        ratio = tally.rate / at_8[(workers, established)]
+                        share = tally.rate / bare_tally.rate
+                        label = f"{workers}w {kind}, {clients} clients"
+                        print(
+                            f"{tally.line(label)}  ({share:.1%} of bare, {ratio:.0%} of first)",
+                            flush=True,
+                        )
+                if workers == 1:
+                    for rate in [float(r) for r in args.rates.split(",") if r]:
+                        await asyncio.sleep(2)
+                        tally = await open_loop(base, texts, rate, args.seconds)
+                        acked += tally.acked
+                        failures += tally.server_errors + tally.other
+                        print(tally.line(f"1w open loop {rate:.0f} msg/s"), flush=True)
+        lost = await missing(url, acked)
+        print(
+            f"acknowledged {len(acked)} messages, {lost} without a row (lost); "
+            f"{failures} answers not 200"
+        )
+        for path, figures in (await profile(url, texts, args.profile)).items():
+            print(
+                f"in process, {path + ':':<20} {figures['statements']:.1f} statements, "
+                f"CPU {figures['cpu_ms']:.2f} ms, wall {figures['wall_ms']:.2f} ms per message "
+                f"({figures['replies']:.2f} replies)"
+            )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of each phase")
+    parser.add_argument("--clients", default="8,32,128", help="closed-loop concurrencies")
+    parser.add_argument("--rates", default="100,300", help="open-loop rates, messages/s")
+    parser.add_argument("--workers", default="1", help="serve --workers values to measure")
+    parser.add_argument("--profile", type=int, default=200, help="messages per in-process path")
+    asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,105 @@
+"""Two services on one PostgreSQL database: a change handled by one reaches pages on the other.
+
+Each app stands for a process (or a replica on another machine behind a load balancer). The
+pages' own look-again is set to a minute, so only a signal through PostgreSQL LISTEN/NOTIFY
+can bring the change in time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from sqlalchemy import func, select
+
+from bot.app import WEBCHAT
+from bot.web.console import stream as console_stream
+from bot.web.keys import DATABASE, DESK, DISPATCHER
+from storage.models import Conversation, Message
+from tests.integration.test_console import Browser, make_agent
+
+SESSION = "Vq8mZ2xW9pKq7LtR3nHs5D"
+CONSOLE = {"console": {"secret": "pruebas-de-consola"}}
+
+
+@pytest.fixture
+async def two(service: Any, database_url: str) -> tuple[TestClient[Any, Any], TestClient[Any, Any]]:
+    if database_url.startswith("sqlite"):
+        pytest.skip("one SQLite file belongs to one process; several need PostgreSQL")
+    first: TestClient[Any, Any] = await service(**CONSOLE)
+    second: TestClient[Any, Any] = await service(**CONSOLE)
+    return first, second
+
+
+async def say(client: TestClient[Any, Any], text: str) -> None:
+    response = await client.post("/webchat/messages", json={"session_id": SESSION, "text": text})
+    assert response.status == 200, await response.text()
+
+
+async def next_event(stream: Any) -> tuple[str, dict[str, Any]]:
+    name = ""
+    while True:
+        line = (await stream.content.readline()).decode().strip()
+        if line.startswith("event: "):
+            name = line[7:]
+        elif line.startswith("data: ") and name:
+            return name, json.loads(line[6:])
+
+
+async def test_an_agent_reply_sent_by_one_process_reaches_the_chat_page_on_the_other(
+    two: tuple[TestClient[Any, Any], TestClient[Any, Any]],
+) -> None:
+    first, second = two
+    second.app[WEBCHAT].poll_interval = 60.0  # only a signal wakes its streams in time
+    await second.app[DISPATCHER].stop(timeout=1)  # the send happens in the first process
+    await say(second, "hola")
+    async with second.app[DATABASE].session() as session:
+        conversation_id = (await session.execute(select(Conversation.id))).scalar_one()
+        last = (await session.execute(select(func.max(Message.id)))).scalar_one()
+    carla = await make_agent(first, "Carla")
+    async with second.get(f"/webchat/events?session_id={SESSION}&after={last}") as events:
+        assert events.status == 200
+        assert (await events.content.readline()).startswith(b"retry:")  # connected, quiet
+        await first.app[DESK].claim(conversation_id, carla)
+        await first.app[DESK].reply(conversation_id, carla, "Hola, soy Carla. ¿En qué te ayudo?")
+        name, shown = await asyncio.wait_for(next_event(events), timeout=10)
+    assert name == "message"
+    assert shown["author"] == "agent"
+    assert shown["text"] == "Hola, soy Carla. ¿En qué te ayudo?"
+
+
+async def test_a_handoff_on_one_process_reaches_the_console_queue_on_the_other(
+    two: tuple[TestClient[Any, Any], TestClient[Any, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second = two
+    monkeypatch.setattr(console_stream, "LOOK_AGAIN", 60.0)  # only a signal wakes it in time
+    await make_agent(second, "Carla")
+    browser = Browser(second)
+    await browser.sign_in("carla@example.com")
+    async with second.get("/console/events") as stream:
+        assert stream.status == 200
+        assert await next_event(stream) == ("queue", {"count": 0, "new": [], "mine": []})
+        await say(first, "quiero hablar con un asesor")
+        name, data = await asyncio.wait_for(next_event(stream), timeout=10)
+    assert name == "queue"
+    assert data["count"] == 1
+
+
+def test_several_workers_on_sqlite_are_refused_in_one_line(tmp_path: Any) -> None:
+    import subprocess
+    import sys
+
+    env = {"PATH": "/usr/bin:/bin", "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/s.db"}
+    done = subprocess.run(
+        [sys.executable, "-m", "bot", "serve", "--port", "0", "--workers", "2"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "--workers needs PostgreSQL" in done.stderr
