@@ -618,41 +618,49 @@ class Reports:
     ) -> list[StepCount]:
         """Per sequence and step: steps fired in the span, and the leads who wrote back or opted
         out after that step and before the run's next step fired (or `horizon`)."""
-        step = ScheduledAction.payload["step"].as_integer()
-        following = aliased(ScheduledAction)
-        next_fired = (
-            select(func.min(following.fired_at))
-            .where(
-                following.sequence_run_id == ScheduledAction.sequence_run_id,
-                following.kind == SEQUENCE_STEP,
-                following.fired_at > ScheduledAction.fired_at,
-            )
-            .scalar_subquery()
-        )
-        until = func.coalesce(next_fired, horizon)
-        reply = exists().where(
-            Conversation.lead_id == ScheduledAction.lead_id,
-            Message.conversation_id == Conversation.id,
-            Message.direction == Direction.IN,
-            Message.created_at > ScheduledAction.fired_at,
-            Message.created_at < until,
-        )
-        opted = and_(Lead.opted_out_at > ScheduledAction.fired_at, Lead.opted_out_at < until)
-        inner = self._own(
+        # Each fired step beside the time its run's next step fired (a window, not a lookup
+        # per row): replies and opt-outs in between belong to this step.
+        fired = (
             select(
-                SequenceRun.sequence.label("sequence"),
-                step.label("step"),
-                case((reply, 1), else_=0).label("replied"),
-                case((opted, 1), else_=0).label("opted"),
+                ScheduledAction.lead_id.label("lead_id"),
+                ScheduledAction.sequence_run_id.label("run_id"),
+                ScheduledAction.payload["step"].as_integer().label("step"),
+                ScheduledAction.fired_at.label("fired_at"),
+                func.lead(ScheduledAction.fired_at)
+                .over(
+                    partition_by=ScheduledAction.sequence_run_id,
+                    order_by=ScheduledAction.fired_at,
+                )
+                .label("next_at"),
             )
-            .join(SequenceRun, SequenceRun.id == ScheduledAction.sequence_run_id)
-            .join(Lead, Lead.id == ScheduledAction.lead_id)
             .where(
                 ScheduledAction.kind == SEQUENCE_STEP,
                 ScheduledAction.state == "done",
-                ScheduledAction.fired_at >= start,
-                ScheduledAction.fired_at < end,
-            ),
+                ScheduledAction.fired_at.is_not(None),
+                ScheduledAction.fired_at < horizon,
+            )
+            .subquery()
+        )
+        until = func.coalesce(fired.c.next_at, horizon)
+        reply = exists().where(
+            Conversation.lead_id == fired.c.lead_id,
+            Message.conversation_id == Conversation.id,
+            Message.direction == Direction.IN,
+            Message.created_at > fired.c.fired_at,
+            Message.created_at < until,
+        )
+        opted = and_(Lead.opted_out_at > fired.c.fired_at, Lead.opted_out_at < until)
+        inner = self._own(
+            select(
+                SequenceRun.sequence.label("sequence"),
+                fired.c.step.label("step"),
+                case((reply, 1), else_=0).label("replied"),
+                case((opted, 1), else_=0).label("opted"),
+            )
+            .select_from(fired)
+            .join(SequenceRun, SequenceRun.id == fired.c.run_id)
+            .join(Lead, Lead.id == fired.c.lead_id)
+            .where(fired.c.fired_at >= start),
             owner,
         ).subquery()
         statement = (
