@@ -255,6 +255,7 @@ class Message(Base):
         UniqueConstraint("channel", "channel_message_id"),
         Index("ix_messages_conversation_id_id", "conversation_id", "id"),
         Index("ix_messages_created_at", "created_at"),
+        Index("ix_messages_conversation_id_created_at", "conversation_id", "created_at"),
     )
 
 

@@ -21,6 +21,10 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     op.create_index("ix_messages_created_at", "messages", ["created_at"])
+    # "Did the lead write after this?" (objections, sequence steps): a range in one thread.
+    op.create_index(
+        "ix_messages_conversation_id_created_at", "messages", ["conversation_id", "created_at"]
+    )
     op.create_index("ix_handoffs_claimed_at", "handoffs", ["claimed_at"])
     op.create_index("ix_scheduled_actions_kind_fired_at", "scheduled_actions", ["kind", "fired_at"])
 
@@ -28,4 +32,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_scheduled_actions_kind_fired_at", "scheduled_actions")
     op.drop_index("ix_handoffs_claimed_at", "handoffs")
+    op.drop_index("ix_messages_conversation_id_created_at", "messages")
     op.drop_index("ix_messages_created_at", "messages")
