@@ -101,9 +101,9 @@ class Figures:
         )
         report["time_to_decision_days"] = _days(seconds)
         report["decisions"] = decided
-        for by in ("source", "channel"):
-            rows = await uow.reports.breakdown(current.start, current.end, shape.won, by, owner)
-            report[f"by_{by}"] = [_share(row.key, row.leads, row.converted) for row in rows]
+        # by_source came with the headline figures (the top source is its first row).
+        rows = await uow.reports.breakdown(current.start, current.end, shape.won, "channel", owner)
+        report["by_channel"] = [_share(row.key, row.leads, row.converted) for row in rows]
         hours = await uow.reports.breakdown(current.start, current.end, shape.won, "hour", owner)
         report["by_weekday"], report["by_hour"] = self._local(hours)
         report["agents"] = await self._agents(uow, current, now, shape, owner)
@@ -156,6 +156,7 @@ class Figures:
             "average_ticket": average(revenue, deals),
             "average_score": average(score_sum, scored, "0.1"),
             "leads_by_tier": await reports.by_tier(start, end, owner) if full else {},
+            "by_source": [_share(row.key, row.leads, row.converted) for row in sources],
             "top_source": (
                 {"source": top.key, "leads": top.leads, "share": rate(top.leads, new)}
                 if top is not None
