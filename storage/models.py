@@ -274,6 +274,8 @@ class Message(Base):
     __table_args__ = (
         UniqueConstraint("channel", "channel_message_id"),
         Index("ix_messages_conversation_id_id", "conversation_id", "id"),
+        Index("ix_messages_created_at", "created_at"),
+        Index("ix_messages_conversation_id_created_at", "conversation_id", "created_at"),
     )
 
 
@@ -357,7 +359,10 @@ class Handoff(Base):
 
     conversation: Mapped[Conversation] = relationship(lazy="joined")
 
-    __table_args__ = (Index("ix_handoffs_state_priority", "state", "priority", "requested_at"),)
+    __table_args__ = (
+        Index("ix_handoffs_state_priority", "state", "priority", "requested_at"),
+        Index("ix_handoffs_claimed_at", "claimed_at"),
+    )
 
 
 class Appointment(Base):
@@ -421,6 +426,7 @@ class ScheduledAction(Base):
         Index("ix_scheduled_actions_state_due_at", "state", "due_at"),
         Index("ix_scheduled_actions_lead_id", "lead_id"),
         Index("ix_scheduled_actions_appointment_id", "appointment_id"),
+        Index("ix_scheduled_actions_kind_fired_at", "kind", "fired_at"),
     )
 
 

@@ -223,11 +223,18 @@ class Reports:
         if by == "source":
             key: ColumnElement[Any] = func.coalesce(Lead.source, NO_SOURCE)
         elif by == "channel":
+            # The channel of the lead's first conversation (its lowest id).
+            theirs = aliased(Conversation)
+            first = (
+                select(func.min(theirs.id))
+                .where(theirs.lead_id == Lead.id)
+                .correlate(Lead)
+                .scalar_subquery()
+            )
             key = (
                 select(Conversation.channel)
-                .where(Conversation.lead_id == Lead.id)
-                .order_by(Conversation.id)
-                .limit(1)
+                .where(Conversation.id == first)
+                .correlate(Lead)
                 .scalar_subquery()
             )
         elif by == "hour":
@@ -390,48 +397,52 @@ class Reports:
     ) -> list[FunnelCount]:
         """Per stage of one pipeline: leads that entered it in the span, how many of them went
         on to a later stage of `onward` (the open and won stages) before the span's end, and the
-        average time spent in it by those who left it."""
+        average time spent in it by those who left it (until their next change of stage).
+
+        One pass over the span's stage changes with window functions: for each change, the
+        next change of the same lead, and the furthest onward stage the lead reached from then
+        on; a lead's first entry into each stage is the one counted."""
         if not positions:
             return []
         keys = list(positions)
-        belongs = func.coalesce(StageChange.pipeline, Lead.pipeline, default_pipeline) == pipeline
-        entered = self._own(
+        position = case(positions, value=StageChange.to_stage)
+        reach = case((StageChange.to_stage.in_(list(onward)), position), else_=-1)
+        changes = self._own(
             select(
-                StageChange.lead_id.label("lead_id"),
                 StageChange.to_stage.label("stage"),
-                func.min(StageChange.at).label("at"),
+                StageChange.at.label("at"),
+                position.label("position"),
+                func.lead(StageChange.at)
+                .over(partition_by=StageChange.lead_id, order_by=StageChange.at)
+                .label("next_at"),
+                func.max(reach)
+                .over(partition_by=StageChange.lead_id, order_by=StageChange.at, range_=(0, None))
+                .label("reach"),
+                func.row_number()
+                .over(
+                    partition_by=(StageChange.lead_id, StageChange.to_stage),
+                    order_by=StageChange.at,
+                )
+                .label("nth"),
             )
             .join(Lead, Lead.id == StageChange.lead_id)
             .where(
-                belongs,
+                func.coalesce(StageChange.pipeline, Lead.pipeline, default_pipeline) == pipeline,
                 StageChange.to_stage.in_(keys),
                 StageChange.at >= start,
                 StageChange.at < end,
-            )
-            .group_by(StageChange.lead_id, StageChange.to_stage),
+            ),
             owner,
         ).subquery()
-        after = aliased(StageChange)
-        position_of_entered = case(positions, value=entered.c.stage)
-        position_of_after = case(positions, value=after.to_stage)
-        moved = exists().where(
-            after.lead_id == entered.c.lead_id,
-            after.to_stage.in_(list(onward)),
-            position_of_after > position_of_entered,
-            after.at >= entered.c.at,
-            after.at < end,
+        rows = (
+            select(
+                changes.c.stage.label("stage"),
+                case((changes.c.reach > changes.c.position, 1), else_=0).label("moved"),
+                self._seconds(changes.c.next_at, changes.c.at).label("spent"),
+            )
+            .where(changes.c.nth == 1)
+            .subquery()
         )
-        nxt = aliased(StageChange)
-        left_at = (
-            select(func.min(nxt.at))
-            .where(nxt.lead_id == entered.c.lead_id, nxt.at > entered.c.at, nxt.at < end)
-            .scalar_subquery()
-        )
-        rows = select(
-            entered.c.stage.label("stage"),
-            case((moved, 1), else_=0).label("moved"),
-            self._seconds(left_at, entered.c.at).label("spent"),
-        ).subquery()
         statement = select(
             rows.c.stage,
             func.count(),
@@ -619,41 +630,50 @@ class Reports:
     ) -> list[StepCount]:
         """Per sequence and step: steps fired in the span, and the leads who wrote back or opted
         out after that step and before the run's next step fired (or `horizon`)."""
-        step = ScheduledAction.payload["step"].as_integer()
-        following = aliased(ScheduledAction)
-        next_fired = (
-            select(func.min(following.fired_at))
-            .where(
-                following.sequence_run_id == ScheduledAction.sequence_run_id,
-                following.kind == SEQUENCE_STEP,
-                following.fired_at > ScheduledAction.fired_at,
-            )
-            .scalar_subquery()
-        )
-        until = func.coalesce(next_fired, horizon)
-        reply = exists().where(
-            Conversation.lead_id == ScheduledAction.lead_id,
-            Message.conversation_id == Conversation.id,
-            Message.direction == Direction.IN,
-            Message.created_at > ScheduledAction.fired_at,
-            Message.created_at < until,
-        )
-        opted = and_(Lead.opted_out_at > ScheduledAction.fired_at, Lead.opted_out_at < until)
-        inner = self._own(
+        # Each fired step beside the time its run's next step fired (a window, not a lookup
+        # per row): replies and opt-outs in between belong to this step.
+        fired = (
             select(
-                SequenceRun.sequence.label("sequence"),
-                step.label("step"),
-                case((reply, 1), else_=0).label("replied"),
-                case((opted, 1), else_=0).label("opted"),
+                ScheduledAction.lead_id.label("lead_id"),
+                ScheduledAction.sequence_run_id.label("run_id"),
+                ScheduledAction.payload["step"].as_integer().label("step"),
+                ScheduledAction.fired_at.label("fired_at"),
+                func.lead(ScheduledAction.fired_at)
+                .over(
+                    partition_by=ScheduledAction.sequence_run_id,
+                    order_by=ScheduledAction.fired_at,
+                )
+                .label("next_at"),
             )
-            .join(SequenceRun, SequenceRun.id == ScheduledAction.sequence_run_id)
-            .join(Lead, Lead.id == ScheduledAction.lead_id)
             .where(
                 ScheduledAction.kind == SEQUENCE_STEP,
                 ScheduledAction.state == "done",
+                # A step's next step fires after it: the window needs no earlier rows.
                 ScheduledAction.fired_at >= start,
-                ScheduledAction.fired_at < end,
-            ),
+                ScheduledAction.fired_at < horizon,
+            )
+            .subquery()
+        )
+        until = func.coalesce(fired.c.next_at, horizon)
+        reply = exists().where(
+            Conversation.lead_id == fired.c.lead_id,
+            Message.conversation_id == Conversation.id,
+            Message.direction == Direction.IN,
+            Message.created_at > fired.c.fired_at,
+            Message.created_at < until,
+        )
+        opted = and_(Lead.opted_out_at > fired.c.fired_at, Lead.opted_out_at < until)
+        inner = self._own(
+            select(
+                SequenceRun.sequence.label("sequence"),
+                fired.c.step.label("step"),
+                case((reply, 1), else_=0).label("replied"),
+                case((opted, 1), else_=0).label("opted"),
+            )
+            .select_from(fired)
+            .join(SequenceRun, SequenceRun.id == fired.c.run_id)
+            .join(Lead, Lead.id == fired.c.lead_id)
+            .where(fired.c.fired_at < end),
             owner,
         ).subquery()
         statement = (

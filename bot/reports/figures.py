@@ -81,7 +81,7 @@ class Figures:
         shape = await self.pipelines(uow)
         before = previous(current, self.tz)
         figures = await self._headline(uow, current, shape, owner)
-        earlier = await self._headline(uow, before, shape, owner)
+        earlier = await self._headline(uow, before, shape, owner, full=False)
         horizon = current.end + timedelta(days=self.config.outcome_days)
         report: dict[str, Any] = {
             "scope": "all" if owner is None else "agent",
@@ -101,9 +101,9 @@ class Figures:
         )
         report["time_to_decision_days"] = _days(seconds)
         report["decisions"] = decided
-        for by in ("source", "channel"):
-            rows = await uow.reports.breakdown(current.start, current.end, shape.won, by, owner)
-            report[f"by_{by}"] = [_share(row.key, row.leads, row.converted) for row in rows]
+        # by_source came with the headline figures (the top source is its first row).
+        rows = await uow.reports.breakdown(current.start, current.end, shape.won, "channel", owner)
+        report["by_channel"] = [_share(row.key, row.leads, row.converted) for row in rows]
         hours = await uow.reports.breakdown(current.start, current.end, shape.won, "hour", owner)
         report["by_weekday"], report["by_hour"] = self._local(hours)
         report["agents"] = await self._agents(uow, current, now, shape, owner)
@@ -129,15 +129,23 @@ class Figures:
     # --- pieces -------------------------------------------------------------------------------
 
     async def _headline(
-        self, uow: UnitOfWork, current: Period, shape: Pipelines, owner: int | None
+        self,
+        uow: UnitOfWork,
+        current: Period,
+        shape: Pipelines,
+        owner: int | None,
+        *,
+        full: bool = True,
     ) -> dict[str, Any]:
+        """The figures compared with the previous period (`full`: and the source and tiers,
+        which are not)."""
         reports = uow.reports
         start, end = current.start, current.end
         new = await reports.new_leads(start, end, owner)
         conversions = await reports.conversions(start, end, shape.won, owner)
         revenue, deals = await reports.revenue(start, end, owner)
         score_sum, scored = await reports.score_total(start, end, owner)
-        sources = await reports.breakdown(start, end, shape.won, "source", owner)
+        sources = await reports.breakdown(start, end, shape.won, "source", owner) if full else []
         top = sources[0] if sources else None
         return {
             "new_leads": new,
@@ -147,7 +155,8 @@ class Figures:
             "won_deals": deals,
             "average_ticket": average(revenue, deals),
             "average_score": average(score_sum, scored, "0.1"),
-            "leads_by_tier": await reports.by_tier(start, end, owner),
+            "leads_by_tier": await reports.by_tier(start, end, owner) if full else {},
+            "by_source": [_share(row.key, row.leads, row.converted) for row in sources],
             "top_source": (
                 {"source": top.key, "leads": top.leads, "share": rate(top.leads, new)}
                 if top is not None
