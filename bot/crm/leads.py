@@ -54,6 +54,7 @@ class LeadList:
     total: int
     filter: LeadFilter
     owners: dict[int, str]
+    stage_names: dict[str, str] = field(default_factory=dict)
 
     @property
     def pages(self) -> int:
@@ -143,7 +144,8 @@ class Records:
         async with UnitOfWork(self.db) as uow:
             leads, total = await uow.crm.lead_list(f, self.window(f))
             owners = {a.id: a.name for a in await uow.agents.all()}
-        return LeadList(leads, total, f, owners)
+        names = {s.key: s.name for p in await self.pipelines.all() for s in p.stages}
+        return LeadList(leads, total, f, owners, names)
 
     async def sources(self) -> list[str]:
         async with UnitOfWork(self.db) as uow:
