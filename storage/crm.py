@@ -31,6 +31,7 @@ from storage.models import (
     Appointment,
     Base,
     Conversation,
+    CustomField,
     Deal,
     Lead,
     LeadPhone,
@@ -373,3 +374,7 @@ class Crm:
     async def by_email(self, email: str) -> Lead | None:
         statement = select(Lead).where(func.lower(Lead.email) == email.lower()).limit(1)
         return (await self.session.execute(statement)).scalar_one_or_none()
+
+    async def custom_fields(self) -> list[CustomField]:
+        statement = select(CustomField).order_by(CustomField.position, CustomField.id)
+        return list((await self.session.execute(statement)).scalars())

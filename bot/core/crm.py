@@ -276,3 +276,42 @@ def clean_tags(raw: str | Sequence[str]) -> list[str]:
         if tag and tag not in seen:
             seen.append(tag)
     return seen[:20]
+
+
+# --- custom fields -------------------------------------------------------------------------
+
+FIELD_KINDS = ("text", "number", "date", "choice")
+
+
+def custom_value(kind: str, value: object, choices: Sequence[str]) -> str | float | None:
+    """A custom field's value as stored: text, a number, an ISO date, one of the choices;
+    None (empty) clears it.
+
+    Raises:
+        InvalidInput: a value that does not fit the field (code "custom").
+    """
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if kind == "number":
+        if isinstance(value, bool):
+            raise InvalidInput("a number", code="custom")
+        try:
+            number = float(str(value).replace(",", "").strip())
+        except ValueError:
+            raise InvalidInput("a number", code="custom") from None
+        if number != number or abs(number) > 1e15:  # NaN or absurd
+            raise InvalidInput("a number", code="custom")
+        return number
+    text = str(value).strip()
+    if kind == "date":
+        try:
+            return date.fromisoformat(text).isoformat()
+        except ValueError:
+            raise InvalidInput("a date YYYY-MM-DD", code="custom") from None
+    if kind == "choice":
+        if text not in choices:
+            raise InvalidInput(f"one of {', '.join(choices)}", code="custom")
+        return text
+    if len(text) > 500:
+        raise InvalidInput("at most 500 characters", code="custom")
+    return text

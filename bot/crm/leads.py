@@ -15,6 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from bot.core.crm import (
+    FIELD_KINDS,
     LOGGED,
     ActivityKind,
     CallResult,
@@ -23,6 +24,7 @@ from bot.core.crm import (
     PipelineSpec,
     check_lost_reason,
     clean_tags,
+    custom_value,
 )
 from bot.core.errors import Forbidden, InvalidInput, NotFound
 from bot.core.model import AgentRole, AppointmentState, Tier, utcnow
@@ -32,7 +34,7 @@ from bot.crm.duplicates import Duplicates, same_person
 from bot.crm.pipelines import Pipelines
 from storage.crm import Window
 from storage.db import Database
-from storage.models import Activity, Agent, Appointment, Deal, Lead, SavedFilter, Task
+from storage.models import Activity, Agent, Appointment, CustomField, Deal, Lead, SavedFilter, Task
 from storage.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -52,6 +54,7 @@ class LeadList:
     total: int
     filter: LeadFilter
     owners: dict[int, str]
+    stage_names: dict[str, str] = field(default_factory=dict)
 
     @property
     def pages(self) -> int:
@@ -85,6 +88,7 @@ class LeadPage:
     agents: dict[int, str]
     duplicates: list[Lead] = field(default_factory=list)
     appointments: list[Appointment] = field(default_factory=list)
+    custom_fields: list[CustomField] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +144,8 @@ class Records:
         async with UnitOfWork(self.db) as uow:
             leads, total = await uow.crm.lead_list(f, self.window(f))
             owners = {a.id: a.name for a in await uow.agents.all()}
-        return LeadList(leads, total, f, owners)
+        names = {s.key: s.name for p in await self.pipelines.all() for s in p.stages}
+        return LeadList(leads, total, f, owners, names)
 
     async def sources(self) -> list[str]:
         async with UnitOfWork(self.db) as uow:
@@ -213,6 +218,7 @@ class Records:
                 agents=agents,
                 duplicates=await same_person(uow, lead),
                 appointments=await uow.crm.appointments_of(lead.id),
+                custom_fields=await uow.crm.custom_fields(),
             )
 
     async def _timeline(
@@ -374,6 +380,8 @@ class Records:
                     details={"from": list(lead.tags), "to": tags},
                 )
                 lead.tags = tags
+        if "custom" in changes:
+            await self._custom(uow, lead, agent, changes["custom"], now)
         if "stage" in changes:
             stage = changes["stage"]
             if not isinstance(stage, str):
@@ -386,6 +394,73 @@ class Records:
                 agent_id=agent.id,
                 reason=reason if isinstance(reason, str) else None,
             )
+
+    async def _custom(
+        self, uow: UnitOfWork, lead: Lead, agent: Agent, raw: object, now: datetime
+    ) -> None:
+        if not isinstance(raw, dict):
+            raise InvalidInput("custom must be an object", code="custom")
+        fields = {f.key: f for f in await uow.crm.custom_fields()}
+        unknown = sorted(set(raw) - set(fields))
+        if unknown:
+            raise InvalidInput(f"unknown custom fields: {', '.join(unknown)}", code="custom")
+        values = dict(lead.custom)
+        for key, value in raw.items():
+            field_ = fields[key]
+            checked = custom_value(field_.kind, value, [str(c) for c in field_.choices])
+            if values.get(key) == checked:
+                continue
+            record.activity(
+                uow,
+                lead.id,
+                ActivityKind.FIELD,
+                now,
+                agent_id=agent.id,
+                details={"field": f"custom:{key}", "from": values.get(key), "to": checked},
+            )
+            if checked is None:
+                values.pop(key, None)
+            else:
+                values[key] = checked
+        lead.custom = values
+
+    async def custom_fields(self) -> list[CustomField]:
+        async with UnitOfWork(self.db) as uow:
+            return await uow.crm.custom_fields()
+
+    async def add_custom_field(
+        self, agent: Agent, *, label: str, kind: str, choices: Sequence[str] = ()
+    ) -> CustomField:
+        """Admins add a field every lead record has (text, number, date or choice).
+
+        Raises:
+            InvalidInput: no label, an unknown kind, a choice field without choices, a label
+                already used (code "custom_field").
+        """
+        label = label.strip()
+        key = "_".join(label.lower().split())[:64]
+        picked = [c.strip() for c in choices if c.strip()]
+        if not label or len(label) > 120 or kind not in FIELD_KINDS:
+            raise InvalidInput("a label and a kind", code="custom_field")
+        if kind == "choice" and not picked:
+            raise InvalidInput("a choice field needs choices", code="custom_field")
+        async with UnitOfWork(self.db) as uow:
+            found = await uow.crm.custom_fields()
+            if any(f.key == key for f in found):
+                raise InvalidInput("that field exists", code="custom_field")
+            row = CustomField(
+                key=key,
+                label=label,
+                kind=kind,
+                choices=picked if kind == "choice" else [],
+                position=len(found),
+            )
+            await uow.crm.add(row)
+            uow.audit.record(
+                "custom_field_added", agent_id=agent.id, detail={"key": key}, at=utcnow()
+            )
+            await uow.commit()
+            return row
 
     async def move(self, lead_id: int, agent: Agent, stage: str, reason: str | None) -> None:
         """The board's and the lead page's stage change (owner and admins)."""

@@ -6,8 +6,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from bot.core.crm import ActivityKind
 from bot.core.errors import ConflictError, InvalidInput, NotFound
 from bot.core.model import AgentRole, AppointmentKind, AppointmentState, TaskPriority, utcnow
+from bot.core.scoring import BOOKED
 from bot.crm import record
 from bot.crm.pipelines import Pipelines
 from bot.followup.calendar import Calendar
@@ -92,6 +94,16 @@ class Agenda:
             assert appointment is not None
             await self.followup.reminders.plan(uow, appointment, now)
             await self.followup.sequences.leave(uow, lead, "booked", now)
+            if self.pipelines is not None:  # the CRM keeps it, as it does the bot's bookings
+                record.rescore(uow, lead, self.pipelines.scoring, BOOKED, now)
+                record.activity(
+                    uow,
+                    lead.id,
+                    ActivityKind.APPOINTMENT,
+                    now,
+                    agent_id=agent.id,
+                    details={"appointment_id": appointment_id, "kind": kind},
+                )
             appointment_data = {"id": appointment_id, "kind": kind, "starts_at": found.free.at}
             await record.emit(
                 uow,

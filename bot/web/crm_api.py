@@ -127,12 +127,15 @@ async def lead(request: web.Request) -> web.Response:
     return web.json_response(_page(await _records(request).page(_id(request), request[AGENT])))
 
 
-_PATCHABLE = ("name", "email", "address", "campaign", "source", "tags", "owner_id", "stage")
+_PATCHABLE = (
+    "name", "email", "address", "campaign", "source", "tags", "owner_id", "stage", "custom",
+)  # fmt: skip
 
 
 async def patch_lead(request: web.Request) -> web.Response:
     """Change fields (`name`, `email`, `address`, `campaign`, `source`, `tags`, `owner_id`,
-    `stage` with `reason` for lost stages): the lead's owner and admins only (else 403)."""
+    `custom` — {key: value} of the admins' custom fields —, `stage` with `reason` for lost
+    stages): the lead's owner and admins only (else 403)."""
     data = await _body(request)
     unknown = sorted(set(data) - {*_PATCHABLE, "reason"})
     if unknown:

@@ -501,6 +501,14 @@ async def test_an_agent_books_moves_and_cancels_an_appointment_for_the_lead(
         client, ScheduledAction, ScheduledAction.appointment_id == appointment.id
     )
     assert reminders  # the lead is reminded, as for bookings made in the chat
+    from storage.models import Activity, ScoreEvent
+
+    # The CRM keeps it as it keeps the bot's bookings: the booked signal and an activity.
+    assert [e.rule for e in await rows(client, ScoreEvent, ScoreEvent.rule == "booked")] == [
+        "booked"
+    ]
+    [activity] = await rows(client, Activity, Activity.kind == "appointment")
+    assert (activity.agent_id, activity.details["kind"]) == (carla.id, "visit")
     page = await (await browser.get("/console/conversations/1")).text()
     assert "Cita agendada" in page and "Visita" in page
 

@@ -324,6 +324,8 @@ async def test_notes_from_the_conversation_view_go_on_the_lead(
     browser = await signed_in(client, "Carla", admin=True)
     page = await (await browser.get("/console/conversations/1")).text()
     assert f'href="/console/leads/{lead.id}"' in page
+    queue = await (await browser.get("/console/")).text()
+    assert f'href="/console/leads/{lead.id}">Ficha del prospecto' in queue
     response = await browser.post(
         f"/console/leads/{lead.id}/activities",
         {"kind": "note", "body": "Llamar después de las 6", "back": "/console/conversations/1"},
@@ -392,3 +394,43 @@ async def test_attending_an_appointment_scores_and_is_recorded(
     assert event.points == client.app[SETTINGS].scoring.signals["attended"]
     page = await (await browser.get(f"/console/leads/{lead.id}")).text()
     assert "asistió" in page and "+6 Asistió a su cita" in page
+
+
+async def test_custom_fields_admins_define_are_on_every_record(
+    client: TestClient[Any, Any],
+) -> None:
+    [lead] = await leads(client, 1)
+    admin = await signed_in(client, "Carla", admin=True)
+    await admin.get("/console/pipelines")
+    for label, kind, choices in (
+        ("Presupuesto", "number", ""),
+        ("Fecha de mudanza", "date", ""),
+        ("Recámaras", "choice", "1, 2, 3"),
+    ):
+        made = await admin.post(
+            "/console/custom-fields", {"label": label, "kind": kind, "choices": choices}
+        )
+        assert made.status == 303
+    assert (
+        await admin.post("/console/custom-fields", {"label": "X", "kind": "choice"})
+    ).status == 400
+    url = f"/console/leads/{lead.id}"
+    await admin.get(url)
+    saved = await admin.post(
+        url,
+        {"custom:presupuesto": "1,500,000", "custom:fecha_de_mudanza": "2027-02-01",
+         "custom:recámaras": "2"},
+    )  # fmt: skip
+    assert saved.status == 303
+    for bad in ({"custom:presupuesto": "mucho"}, {"custom:recámaras": "7"}, {"custom:nada": "1"}):
+        assert (await admin.post(url, bad)).status == 400
+    [found] = await rows(client, Lead)
+    assert found.custom == {
+        "presupuesto": 1500000.0,
+        "fecha_de_mudanza": "2027-02-01",
+        "recámaras": "2",
+    }
+    page = await (await admin.get(url)).text()
+    assert "Fecha de mudanza" in page and "2027-02-01" in page
+    changed = [a.details["field"] for a in await rows(client, Activity, Activity.kind == "field")]
+    assert changed == ["custom:presupuesto", "custom:fecha_de_mudanza", "custom:recámaras"]

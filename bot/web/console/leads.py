@@ -50,6 +50,7 @@ def register(app: web.Application) -> None:
     add.add_get("/pipelines", admin_page(pipelines_page))
     add.add_post(f"/stages/{ID}", admin_page(edit_stage))
     add.add_post("/lost-reasons", admin_page(add_lost_reason))
+    add.add_post("/custom-fields", admin_page(add_custom_field))
     add.add_post(f"/lost-reasons/{ID}/retire", admin_page(retire_lost_reason))
     add.add_get("/board", board)
     add.add_post("/board/move", board_move)
@@ -167,6 +168,9 @@ _CONVERSATION = re.compile(r"/console/conversations/[0-9]{1,18}")
 async def edit(request: web.Request) -> web.StreamResponse:
     form = await _form(request)
     changes: dict[str, object] = {k: form[k] for k in form if k in _FIELDS}
+    custom = {k.removeprefix("custom:"): v for k, v in form.items() if k.startswith("custom:")}
+    if custom:
+        changes["custom"] = custom
     if "owner" in form:
         owner = form["owner"]
         if owner and not owner.isdigit():
@@ -309,6 +313,7 @@ async def pipelines_page(request: web.Request) -> web.Response:
         pipelines=await service.all(),
         stage_ids=await service.stage_ids(),
         reasons=await service.lost_reasons(),
+        fields=await _records(request).custom_fields(),
         flash=await take_flash(request),
     )
 
@@ -348,3 +353,15 @@ async def appointment_outcome(request: web.Request) -> web.StreamResponse:
     )
     flash(await get_session(request), "Asistió a la cita." if attended else "No asistió.")
     raise web.HTTPSeeOther(f"/console/leads/{appointment.lead_id}")
+
+
+async def add_custom_field(request: web.Request) -> web.StreamResponse:
+    form = await _form(request)
+    await _records(request).add_custom_field(
+        request[AGENT],
+        label=form.get("label", ""),
+        kind=form.get("kind", ""),
+        choices=form.get("choices", "").split(","),
+    )
+    flash(await get_session(request), "Campo agregado.")
+    raise web.HTTPSeeOther("/console/pipelines")
