@@ -90,7 +90,7 @@ def tables(report: dict[str, Any], texts: Texts) -> list[Table]:
         Table(
             "funnel",
             term("funnel").name,
-            ["Pipeline", "Etapa", "Entraron", "Avanzaron", "Tasa %", "Días en la etapa"],
+            ["Embudo", "Etapa", "Entraron", "Avanzaron", "Tasa %", "Días en la etapa"],
             [
                 [
                     f["pipeline_name"],

@@ -133,8 +133,9 @@ async def test_tables_export_to_csv_and_excel(
     assert response.headers["Content-Disposition"].endswith('"funnel-2026-11-01-2026-11-30.csv"')
     body = (await response.read()).decode("utf-8-sig")
     rows = list(csv.reader(io.StringIO(body)))
-    assert rows[0] == ["Pipeline", "Etapa", "Entraron", "Avanzaron", "Tasa %", "Días en la etapa"]
-    assert rows[1] == ["funnel", "awareness", "4", "1", "25.0", "2.0"]
+    assert rows[0] == ["Embudo", "Etapa", "Entraron", "Avanzaron", "Tasa %", "Días en la etapa"]
+    # The stages the CRM seeds on start, by their Spanish names.
+    assert rows[1] == ["Embudo de ventas", "Conocimiento", "4", "1", "25.0", "2.0"]
 
     response = await client.get(  # binary: not read as a page
         "/console/reports/export/top_objections.xlsx?period=month&date=2026-11-01"
