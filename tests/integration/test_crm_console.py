@@ -324,8 +324,6 @@ async def test_notes_from_the_conversation_view_go_on_the_lead(
     browser = await signed_in(client, "Carla", admin=True)
     page = await (await browser.get("/console/conversations/1")).text()
     assert f'href="/console/leads/{lead.id}"' in page
-    queue = await (await browser.get("/console/")).text()
-    assert f'href="/console/leads/{lead.id}">Ficha del prospecto' in queue
     response = await browser.post(
         f"/console/leads/{lead.id}/activities",
         {"kind": "note", "body": "Llamar después de las 6", "back": "/console/conversations/1"},
