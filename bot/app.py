@@ -234,7 +234,12 @@ def _services(app: web.Application, settings: Settings, channels: _Channels) -> 
     app[ENDPOINTS] = Endpoints(db)
     app[DUPLICATES] = Duplicates(db, followup.sequences, rules.scoring.initial)
     app[RECORDS] = Records(
-        db, pipelines, rules.scoring, tz=settings.business.tz, duplicates=app[DUPLICATES]
+        db,
+        pipelines,
+        rules.scoring,
+        tz=settings.business.tz,
+        duplicates=app[DUPLICATES],
+        labels=understanding.label,
     )
     app[AGENDA] = Agenda(
         db,

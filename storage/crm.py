@@ -25,6 +25,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.core.crm import NO_OWNER, LeadFilter
+from bot.core.model import ActionState, AppointmentState, Direction
 from bot.core.phones import MOBILE_MARKERS
 from storage.models import (
     Activity,
@@ -39,6 +40,7 @@ from storage.models import (
     Message,
     Pipeline,
     SavedFilter,
+    ScheduledAction,
     ScoreEvent,
     Stage,
     StageChange,
@@ -251,6 +253,61 @@ class Crm:
             .order_by(Message.id.desc())
             .limit(limit)
         )
+        return list((await self.session.execute(statement)).scalars())
+
+    async def objections_of(self, lead_id: int) -> list[tuple[str, int, datetime]]:
+        """(intent, times, last time) of each objection the lead raised, on every channel,
+        most raised first."""
+        conversations = select(Conversation.id).where(Conversation.lead_id == lead_id)
+        times = func.count(Message.id)
+        statement = (
+            select(Message.intent, times, func.max(Message.created_at))
+            .where(
+                Message.conversation_id.in_(conversations.scalar_subquery()),
+                Message.direction == Direction.IN,
+                Message.intent.like("objection.%"),
+            )
+            .group_by(Message.intent)
+            .order_by(times.desc(), Message.intent)
+        )
+        return [
+            (str(intent), int(count), last)
+            for intent, count, last in (await self.session.execute(statement)).all()
+        ]
+
+    async def next_action_of(self, lead_id: int) -> ScheduledAction | None:
+        """The lead's earliest pending scheduled action, its own or one of its appointments'."""
+        appointments = select(Appointment.id).where(Appointment.lead_id == lead_id)
+        statement = (
+            select(ScheduledAction)
+            .where(
+                ScheduledAction.state == ActionState.PENDING,
+                or_(
+                    ScheduledAction.lead_id == lead_id,
+                    ScheduledAction.appointment_id.in_(appointments.scalar_subquery()),
+                ),
+            )
+            .order_by(ScheduledAction.due_at, ScheduledAction.id)
+            .limit(1)
+        )
+        return (await self.session.execute(statement)).scalar_one_or_none()
+
+    async def next_appointment_of(self, lead_id: int, now: datetime) -> Appointment | None:
+        statement = (
+            select(Appointment)
+            .where(
+                Appointment.lead_id == lead_id,
+                Appointment.state == AppointmentState.CONFIRMED,
+                Appointment.starts_at >= now,
+            )
+            .order_by(Appointment.starts_at, Appointment.id)
+            .limit(1)
+        )
+        return (await self.session.execute(statement)).scalar_one_or_none()
+
+    async def referred_by(self, lead_id: int) -> list[Lead]:
+        """The leads this one referred."""
+        statement = select(Lead).where(Lead.referred_by_id == lead_id).order_by(Lead.id)
         return list((await self.session.execute(statement)).scalars())
 
     async def conversations_of(self, lead_id: int) -> list[Conversation]:

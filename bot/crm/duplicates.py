@@ -99,7 +99,8 @@ class Duplicates:
             keep.tags, keep.custom = tags, custom
             keep.first_contact_at, keep.last_activity_at = first, last
             keep.opted_out_at = max(opted) if opted else None
-            keep.referred_by_id = referred if referred != keep.id else None
+            # One of the two referred the other: the merged lead was referred by nobody.
+            keep.referred_by_id = referred if referred not in (keep.id, other_id_kept) else None
             keep.score, keep.tier = score, tier
             # Both leads' score events are now this one's: one more keeps them adding up.
             gap = score - self.initial_score - await uow.crm.sum_scored(keep.id)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
@@ -32,6 +32,7 @@ from bot.core.scoring import ATTENDED, Scoring
 from bot.crm import record
 from bot.crm.duplicates import Duplicates, same_person
 from bot.crm.pipelines import Pipelines
+from bot.followup.actions import SEQUENCE_STEP
 from storage.crm import Window
 from storage.db import Database
 from storage.models import Activity, Agent, Appointment, CustomField, Deal, Lead, SavedFilter, Task
@@ -74,6 +75,31 @@ class Entry:
 
 
 @dataclass(frozen=True, slots=True)
+class Objection:
+    """An objection the lead raised (an `objection.*` intent of its messages)."""
+
+    intent: str
+    label: str
+    count: int
+    last_at: datetime
+
+
+APPOINTMENT = "appointment"
+
+
+@dataclass(frozen=True, slots=True)
+class NextAction:
+    """What is scheduled next for the lead: a scheduled action's kind, or "appointment"."""
+
+    kind: str
+    at: datetime
+    sequence: str | None = None
+    step: int | None = None  # counted from 1
+    appointment_id: int | None = None
+    appointment_kind: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class LeadPage:
     lead: Lead
     phones: list[str]
@@ -89,6 +115,10 @@ class LeadPage:
     duplicates: list[Lead] = field(default_factory=list)
     appointments: list[Appointment] = field(default_factory=list)
     custom_fields: list[CustomField] = field(default_factory=list)
+    objections: list[Objection] = field(default_factory=list)
+    next_action: NextAction | None = None
+    referrer: Lead | None = None
+    referrals: list[Lead] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,8 +151,10 @@ class Records:
         *,
         tz: ZoneInfo,
         duplicates: Duplicates | None = None,
+        labels: Callable[[str], str] | None = None,
     ) -> None:
         self.duplicates = duplicates
+        self.labels = labels  # an intent's Spanish name (the scripts' label)
         self.db = db
         self.pipelines = pipelines
         self.scoring = scoring
@@ -219,7 +251,49 @@ class Records:
                 duplicates=await same_person(uow, lead),
                 appointments=await uow.crm.appointments_of(lead.id),
                 custom_fields=await uow.crm.custom_fields(),
+                objections=[
+                    Objection(intent, self._label(intent), count, last)
+                    for intent, count, last in await uow.crm.objections_of(lead.id)
+                ],
+                next_action=await self._next_action(uow, lead.id, utcnow()),
+                referrer=(
+                    await uow.leads.get(lead.referred_by_id) if lead.referred_by_id else None
+                ),
+                referrals=await uow.crm.referred_by(lead.id),
             )
+
+    def _label(self, intent: str) -> str:
+        if self.labels is None:
+            return intent
+        try:
+            return self.labels(intent)
+        except KeyError:  # an intent the scripts no longer have
+            return intent
+
+    @staticmethod
+    async def _next_action(uow: UnitOfWork, lead_id: int, now: datetime) -> NextAction | None:
+        """The earliest of the lead's pending scheduled actions and its next confirmed
+        appointment."""
+        action = await uow.crm.next_action_of(lead_id)
+        appointment = await uow.crm.next_appointment_of(lead_id, now)
+        if appointment is not None and (action is None or appointment.starts_at < action.due_at):
+            return NextAction(
+                APPOINTMENT,
+                appointment.starts_at,
+                appointment_id=appointment.id,
+                appointment_kind=appointment.kind,
+            )
+        if action is None:
+            return None
+        step = action.payload.get("step") if action.kind == SEQUENCE_STEP else None
+        sequence = action.payload.get("sequence") if action.kind == SEQUENCE_STEP else None
+        return NextAction(
+            action.kind,
+            action.due_at,
+            sequence=str(sequence) if sequence is not None else None,
+            step=int(step) + 1 if isinstance(step, int) else None,
+            appointment_id=action.appointment_id,
+        )
 
     async def _timeline(
         self, uow: UnitOfWork, lead: Lead, names: dict[str, str], agents: dict[int, str]
@@ -321,6 +395,30 @@ class Records:
             await uow.commit()
             return lead
 
+    @staticmethod
+    async def _referrer(
+        uow: UnitOfWork, lead: Lead, agent: Agent, referrer_id: object, now: datetime
+    ) -> None:
+        """Who referred the lead: another lead that exists, or nobody (None)."""
+        if referrer_id is not None and (
+            type(referrer_id) is not int or not 0 < referrer_id < 2**63
+        ):
+            raise InvalidInput("referred_by_id must be a lead id", code="referred_by")
+        if referrer_id == lead.id:
+            raise InvalidInput("a lead cannot refer itself", code="referred_by_self")
+        if referrer_id is not None and await uow.leads.get(referrer_id) is None:
+            raise InvalidInput(f"no lead {referrer_id}", code="referred_by", lead=str(referrer_id))
+        if referrer_id != lead.referred_by_id:
+            record.activity(
+                uow,
+                lead.id,
+                ActivityKind.FIELD,
+                now,
+                agent_id=agent.id,
+                details={"field": "referred_by_id", "from": lead.referred_by_id, "to": referrer_id},
+            )
+            lead.referred_by_id = referrer_id
+
     async def _apply(
         self, uow: UnitOfWork, lead: Lead, agent: Agent, changes: dict[str, Any], now: datetime
     ) -> None:
@@ -365,6 +463,8 @@ class Records:
                     details={"from": lead.owner_id, "to": owner_id},
                 )
                 lead.owner_id = owner_id
+        if "referred_by_id" in changes:
+            await self._referrer(uow, lead, agent, changes["referred_by_id"], now)
         if "tags" in changes:
             raw = changes["tags"]
             if not isinstance(raw, (str, list)):

@@ -11,7 +11,7 @@ from aiohttp import web
 from bot.core.crm import lead_filter
 from bot.core.model import Tier
 from bot.core.wire import is_id
-from bot.crm.leads import LeadPage, Records
+from bot.crm.leads import LeadPage, NextAction, Records
 from bot.web.api import AGENT, ID, _body, admin_only
 from bot.web.keys import PIPELINES, RECORDS
 from storage.models import Activity, Deal, Lead
@@ -120,6 +120,30 @@ def _page(page: LeadPage) -> dict[str, Any]:
         "deals": [_deal(d) for d in page.deals],
         "conversation_ids": page.conversation_ids,
         "duplicates": [d.id for d in page.duplicates],
+        "objections": [
+            {
+                "intent": o.intent,
+                "label": o.label,
+                "count": o.count,
+                "last_at": o.last_at.isoformat(),
+            }
+            for o in page.objections
+        ],
+        "next_action": _next(page.next_action),
+        "referrals": [r.id for r in page.referrals],
+    }
+
+
+def _next(action: NextAction | None) -> dict[str, Any] | None:
+    if action is None:
+        return None
+    return {
+        "kind": action.kind,
+        "at": action.at.isoformat(),
+        "sequence": action.sequence,
+        "step": action.step,
+        "appointment_id": action.appointment_id,
+        "appointment_kind": action.appointment_kind,
     }
 
 
@@ -129,19 +153,24 @@ async def lead(request: web.Request) -> web.Response:
 
 _PATCHABLE = (
     "name", "email", "address", "campaign", "source", "tags", "owner_id", "stage", "custom",
+    "referred_by_id",
 )  # fmt: skip
 
 
 async def patch_lead(request: web.Request) -> web.Response:
     """Change fields (`name`, `email`, `address`, `campaign`, `source`, `tags`, `owner_id`,
     `custom` — {key: value} of the admins' custom fields —, `stage` with `reason` for lost
-    stages): the lead's owner and admins only (else 403)."""
+    stages, `referred_by_id` — the lead who referred this one, or null): the lead's owner and
+    admins only (else 403)."""
     data = await _body(request)
     unknown = sorted(set(data) - {*_PATCHABLE, "reason"})
     if unknown:
         raise web.HTTPBadRequest(text=f"unknown fields: {', '.join(unknown)}")
     if "owner_id" in data and data["owner_id"] is not None and not is_id(data["owner_id"]):
         raise web.HTTPBadRequest(text="owner_id must be an agent id or null")
+    referrer = data.get("referred_by_id")
+    if referrer is not None and not is_id(referrer):
+        raise web.HTTPBadRequest(text="referred_by_id must be a lead id or null")
     if "tags" in data and not (
         isinstance(data["tags"], list) and all(isinstance(t, str) for t in data["tags"])
     ):

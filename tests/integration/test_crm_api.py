@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import select, update
 
 from bot.core.model import utcnow
-from bot.web.keys import DATABASE, DESK, DISPATCHER, SCHEDULER, SETTINGS
+from bot.web.keys import DATABASE, DESK, DISPATCHER, SCHEDULER, SETTINGS, UNDERSTANDING
 from storage.models import Activity, Lead, StageChange
 
 
@@ -169,3 +169,81 @@ async def test_deals_and_pipelines(client: TestClient[Any, Any]) -> None:
     again = await (await client.get("/api/pipelines", headers=agent)).json()
     estate = next(p for p in again["pipelines"] if p["key"] == "real_estate")
     assert (estate["stages"][0]["name"], estate["stages"][0]["cadence_days"]) == ("Nuevo", 4)
+
+
+async def test_the_record_has_objections_next_action_and_referrals(
+    client: TestClient[Any, Any],
+) -> None:
+    from storage.models import ScheduledAction
+
+    for text in ("es muy caro", "está carísimo"):
+        response = await client.post(
+            "/webchat/messages", json={"session_id": "sesion-de-prueba-0000-abcdef", "text": text}
+        )
+        assert response.status == 200
+    [lead] = await leads(client, 1)
+    auth = await token(client, "Carla")
+    body = await (await client.get(f"/api/leads/{lead.id}", headers=auth)).json()
+    [price] = body["objections"]
+    assert (price["intent"], price["count"]) == ("objection.price", 2)
+    assert price["label"] == client.app[UNDERSTANDING].label("objection.price")
+    async with client.app[DATABASE].session() as session:
+        pending = (
+            (
+                await session.execute(
+                    select(ScheduledAction)
+                    .where(ScheduledAction.lead_id == lead.id, ScheduledAction.state == "pending")
+                    .order_by(ScheduledAction.due_at, ScheduledAction.id)
+                )
+            )
+            .scalars()
+            .first()
+        )
+        await session.execute(
+            update(ScheduledAction).where(ScheduledAction.state == "pending").values(state="done")
+        )
+        due = utcnow() + timedelta(hours=5)
+        session.add(
+            ScheduledAction(kind="sequence.step", due_at=due, lead_id=lead.id,
+                            payload={"sequence": "cold", "step": 0}, created_at=utcnow())
+        )  # fmt: skip
+        await session.commit()
+    # What the bot had scheduled first for the new lead was its next action.
+    assert pending is not None
+    assert (body["next_action"]["kind"], body["next_action"]["at"]) == (
+        pending.kind, pending.due_at.isoformat(),
+    )  # fmt: skip
+    body = await (await client.get(f"/api/leads/{lead.id}", headers=auth)).json()
+    assert body["next_action"]["kind"] == "sequence.step"
+    assert (body["next_action"]["sequence"], body["next_action"]["step"]) == ("cold", 1)
+    assert body["next_action"]["at"] == due.isoformat()
+    assert (body["referred_by_id"], body["referrals"]) == (None, [])
+
+
+async def test_patch_sets_who_referred_the_lead_and_refuses_bad_referrers(
+    client: TestClient[Any, Any],
+) -> None:
+    a, b = await leads(client, 2)
+    admin = await token(client, "Carla", admin=True)
+    url = f"/api/leads/{a.id}"
+    for bad in (a.id, 999999, "dos", True, 0):
+        refused = await client.patch(url, json={"referred_by_id": bad}, headers=admin)
+        assert refused.status == 400, bad
+    response = await client.patch(url, json={"referred_by_id": b.id}, headers=admin)
+    assert response.status == 200
+    assert (await response.json())["referred_by_id"] == b.id
+    referrer = await (await client.get(f"/api/leads/{b.id}", headers=admin)).json()
+    assert referrer["referrals"] == [a.id]
+    response = await client.patch(url, json={"referred_by_id": None}, headers=admin)
+    assert (await response.json())["referred_by_id"] is None
+    async with client.app[DATABASE].session() as session:
+        fields = [
+            a.details
+            for a in (
+                await session.execute(select(Activity).where(Activity.kind == "field"))
+            ).scalars()
+        ]
+    assert fields == [
+        {"field": "referred_by_id", "from": None, "to": b.id},
+        {"field": "referred_by_id", "from": b.id, "to": None},
+    ]

@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import select, update
 
 from bot.core.model import utcnow
-from bot.web.keys import DATABASE, DISPATCHER, SCHEDULER, SETTINGS
+from bot.web.keys import DATABASE, DISPATCHER, DUPLICATES, SCHEDULER, SETTINGS, UNDERSTANDING
 from storage.models import Activity, Agent, AuditEvent, Deal, Lead, SavedFilter, StageChange, Task
 from tests.integration.test_console import Browser, _second_client, make_agent
 
@@ -432,3 +432,150 @@ async def test_custom_fields_admins_define_are_on_every_record(
     assert "Fecha de mudanza" in page and "2027-02-01" in page
     changed = [a.details["field"] for a in await rows(client, Activity, Activity.kind == "field")]
     assert changed == ["custom:presupuesto", "custom:fecha_de_mudanza", "custom:recámaras"]
+
+
+NEXT = re.compile(r'data-testid="next-action">([^<]*)<')
+
+
+async def next_action(browser: Browser, lead_id: int) -> str:
+    page = await (await browser.get(f"/console/leads/{lead_id}")).text()
+    found = NEXT.search(page)
+    assert found is not None, page
+    return found.group(1)
+
+
+async def test_the_objections_a_lead_raised_on_every_conversation(
+    client: TestClient[Any, Any],
+) -> None:
+    from storage.models import Message
+
+    await say(client, "es muy caro", "sesion-de-prueba-objecion-0001")
+    await say(client, "está carísimo", "sesion-de-prueba-objecion-0001")
+    await say(client, "hola", "sesion-de-prueba-objecion-0002")
+    a, b = await rows(client, Lead)
+    async with client.app[DATABASE].session() as session:
+        # The second conversation raised another objection (as the classifier would have named it).
+        await session.execute(
+            update(Message)
+            .where(Message.direction == "in", Message.text == "hola")
+            .values(intent="objection.time")
+        )
+        # What the bot says is not an objection of the lead, whatever intent it answered.
+        await session.execute(
+            update(Message).where(Message.direction == "out").values(intent="objection.trust")
+        )
+        await session.commit()
+    await client.app[DUPLICATES].merge(a.id, b.id, agent_id=None)
+    raised = await rows(
+        client, Message, Message.intent.like("objection.%"), Message.direction == "in"
+    )
+    assert sorted(m.intent for m in raised) == ["objection.price"] * 2 + ["objection.time"]
+    browser = await signed_in(client, "Carla")
+    page = await (await browser.get(f"/console/leads/{a.id}")).text()
+    found = re.search(r'data-testid="objections">(.*?)</dd>', page)
+    assert found is not None
+    labels = client.app[UNDERSTANDING]
+    price, time = labels.label("objection.price"), labels.label("objection.time")
+    assert re.findall(r'data-intent="([^"]+)">([^<(]+) \((\d+) ve', found.group(1)) == [
+        ("objection.price", price, "2"),
+        ("objection.time", time, "1"),
+    ]
+    await say(client, "hola", "sesion-de-prueba-objecion-0003")
+    [_, c] = await rows(client, Lead)
+    assert (
+        'data-testid="objections">—<' in await (await browser.get(f"/console/leads/{c.id}")).text()
+    )
+
+
+async def test_the_next_action_is_the_earliest_scheduled_in_words(
+    client: TestClient[Any, Any],
+) -> None:
+    from storage.models import Appointment, ScheduledAction
+
+    [lead] = await leads(client, 1)
+    browser = await signed_in(client, "Carla")
+    tz = client.app[SETTINGS].business.tz
+    now = utcnow()
+    async with client.app[DATABASE].session() as session:
+        await session.execute(
+            update(ScheduledAction)
+            .where(ScheduledAction.state == "pending")
+            .values(state="cancelled")
+        )
+        await session.commit()
+    assert await next_action(browser, lead.id) == "—"
+
+    step_at = now + timedelta(days=1)
+    visit_at = now + timedelta(hours=3)
+    async with client.app[DATABASE].session() as session:
+        session.add(
+            ScheduledAction(kind="sequence.step", due_at=step_at, lead_id=lead.id,
+                            payload={"sequence": "warm", "step": 1}, created_at=now)
+        )  # fmt: skip
+        await session.commit()
+    shown = await next_action(browser, lead.id)
+    assert shown.startswith("Paso 2 de la secuencia tibia — ")
+    assert shown.endswith(step_at.astimezone(tz).strftime("%H:%M"))
+
+    async with client.app[DATABASE].session() as session:
+        ends_at = visit_at + timedelta(minutes=30)
+        visit = Appointment(lead_id=lead.id, kind="visit", state="confirmed", created_at=now,
+                            starts_at=visit_at, ends_at=ends_at)  # fmt: skip
+        session.add(visit)
+        await session.flush()
+        # A reminder known through its appointment only.
+        session.add(
+            ScheduledAction(kind="reminder.lead", due_at=visit_at - timedelta(hours=1),
+                            appointment_id=visit.id, payload={"minutes": 60}, created_at=now)
+        )  # fmt: skip
+        await session.commit()
+    shown = await next_action(browser, lead.id)
+    assert shown.startswith("Recordatorio de cita al prospecto — ")
+    assert shown.endswith((visit_at - timedelta(hours=1)).astimezone(tz).strftime("%H:%M"))
+
+    async with client.app[DATABASE].session() as session:
+        await session.execute(
+            update(ScheduledAction)
+            .where(ScheduledAction.kind == "reminder.lead")
+            .values(state="done")
+        )
+        await session.commit()
+    shown = await next_action(browser, lead.id)
+    assert shown == f"Cita: Visita — {shown.split(' — ')[1]}"
+    assert shown.endswith(visit_at.astimezone(tz).strftime("%H:%M"))
+
+
+async def test_who_referred_whom_is_shown_and_edited_with_clear_refusals(
+    client: TestClient[Any, Any],
+) -> None:
+    a, b = await leads(client, 2)
+    await change(client, b.id, name="Beatriz")
+    browser = await signed_in(client, "Carla", admin=True)
+    url = f"/console/leads/{a.id}"
+    page = await (await browser.get(url)).text()
+    assert 'data-testid="referred-by">—<' in page and 'data-testid="referrals">—<' in page
+    assert (await browser.post(url, {"referred_by": str(b.id)})).status == 303
+    page = await (await browser.get(url)).text()
+    assert (
+        f'data-testid="referred-by"><a href="/console/leads/{b.id}">Beatriz (n.º {b.id})</a>'
+        in page
+    )
+    page = await (await browser.get(f"/console/leads/{b.id}")).text()
+    assert f'data-testid="referrals"><a href="/console/leads/{a.id}">' in page
+    [changed] = await rows(client, Activity, Activity.kind == "field")
+    assert (changed.lead_id, changed.details) == (
+        a.id, {"field": "referred_by_id", "from": None, "to": b.id},
+    )  # fmt: skip
+
+    for value, refusal in (
+        (str(a.id), "Un prospecto no puede haberse referido a sí mismo."),
+        ("999999", "«Referido por» debe ser el número de un prospecto que exista."),
+        ("Beatriz", "«Referido por» debe ser el número de un prospecto que exista."),
+    ):
+        refused = await browser.post(url, {"referred_by": value})
+        assert refused.status == 400
+        assert refusal in await refused.text()
+    assert (await rows(client, Lead, Lead.id == a.id))[0].referred_by_id == b.id
+    assert (await browser.post(url, {"referred_by": ""})).status == 303
+    assert (await rows(client, Lead, Lead.id == a.id))[0].referred_by_id is None
+    assert len(await rows(client, Activity, Activity.kind == "field")) == 2

@@ -245,3 +245,24 @@ async def test_merge_on_the_command_line(database_url: str, db: Any) -> None:
     async with db.session() as session:
         kinds = list((await session.execute(select(Activity.kind))).scalars())
     assert kinds == ["merge"]
+
+
+async def test_merging_a_lead_into_the_one_it_referred_leaves_no_referrer(
+    client: TestClient[Any, Any],
+) -> None:
+    keep, other = await two_leads(client)
+    await say(client, "hola", "sesion-de-prueba-c-000003")
+    [*_, referrer] = await rows(client, Lead)
+    async with client.app[DATABASE].session() as session:
+        await session.execute(
+            update(Lead).where(Lead.id == keep.id).values(referred_by_id=other.id)
+        )
+        await session.execute(
+            update(Lead).where(Lead.id == referrer.id).values(referred_by_id=keep.id)
+        )
+        await session.commit()
+    await client.app[DUPLICATES].merge(keep.id, other.id)
+    by_id = {lead.id: lead for lead in await rows(client, Lead)}
+    assert other.id not in by_id
+    assert by_id[keep.id].referred_by_id is None
+    assert by_id[referrer.id].referred_by_id == keep.id

@@ -176,6 +176,11 @@ async def edit(request: web.Request) -> web.StreamResponse:
         if owner and not owner.isdigit():
             raise InvalidInput("owner", code="owner")
         changes["owner_id"] = int(owner) if owner else None
+    if "referred_by" in form:
+        referrer = form["referred_by"].strip().removeprefix("#")
+        if referrer and not referrer.isdigit():
+            raise InvalidInput("referred_by", code="referred_by")
+        changes["referred_by_id"] = int(referrer) if referrer else None
     await _records(request).update(_id(request), request[AGENT], changes)
     return await _back(request, "Cambios guardados.")
 

@@ -14,6 +14,7 @@ import yaml
 from aiohttp import web
 
 from bot.core.errors import Refusal
+from bot.crm.leads import NextAction
 from bot.settings import Settings
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -46,11 +47,23 @@ class Pages:
             espera=waiting,
             isoformat=lambda at: at.isoformat() if at else "",
         )
-        self.env.globals.update(texto=self.word)
+        self.env.globals.update(texto=self.word, proxima=self.next_action)
 
     def word(self, group: str, key: object) -> str:
         """The Spanish word for `key` of `group` ("canales", "temperaturas", ...)."""
         return self.texts.get(group, {}).get(str(key), str(key))
+
+    def next_action(self, action: NextAction | None, now: datetime | None = None) -> str:
+        """ "Paso 2 de la secuencia tibia — mañana 10:00"; "—" when nothing is scheduled."""
+        if action is None:
+            return "—"
+        template = self.texts.get("acciones_programadas", {}).get(action.kind, action.kind)
+        words = template.format(
+            paso=action.step or "",
+            secuencia=self.word("secuencias", action.sequence or ""),
+            cita=self.word("citas", action.appointment_kind or ""),
+        )
+        return f"{words} — {self.moment(action.at, now)}"
 
     def refusal(self, error: Refusal) -> str:
         template = self.texts["rechazos"].get(error.code) or self.texts["rechazos"]["generic"]
