@@ -238,6 +238,48 @@ class Crm:
         )
         return list((await self.session.execute(statement)).scalars())
 
+    async def due_by_cadence(
+        self, default_pipeline: str, now: datetime, limit: int
+    ) -> list[tuple[Lead, int]]:
+        """Leads whose stage has a follow-up cadence (seed 002: Apartado every 1–2 days) and
+        no activity for that long, with no open task yet, and the cadence in days.
+
+        One query per stage with a cadence (a handful), so the date arithmetic stays in Python
+        and the SQL is the same on SQLite and PostgreSQL.
+        """
+        stages = (
+            await self.session.execute(
+                select(Pipeline.key, Stage.key, Stage.cadence_days)
+                .join(Stage, Stage.pipeline_id == Pipeline.id)
+                .where(Stage.cadence_days.is_not(None), Stage.outcome != "lost")
+                .order_by(Pipeline.position, Stage.position)
+            )
+        ).all()
+        open_task = select(Task.id).where(Task.lead_id == Lead.id, Task.done_at.is_(None)).exists()
+        due: list[tuple[Lead, int]] = []
+        for pipeline, stage, days in stages:
+            in_pipeline = (
+                or_(Lead.pipeline == pipeline, Lead.pipeline.is_(None))
+                if pipeline == default_pipeline
+                else Lead.pipeline == pipeline
+            )
+            statement = (
+                select(Lead)
+                .where(
+                    Lead.stage == stage,
+                    in_pipeline,
+                    Lead.opted_out_at.is_(None),
+                    Lead.last_activity_at < now - timedelta(days=days),
+                    ~open_task,
+                )
+                .order_by(Lead.last_activity_at)
+                .limit(limit - len(due))
+            )
+            due.extend((lead, days) for lead in (await self.session.execute(statement)).scalars())
+            if len(due) >= limit:
+                break
+        return due
+
     async def sources(self) -> list[str]:
         statement = select(Lead.source).where(Lead.source.is_not(None)).distinct()
         return sorted(str(s) for s in (await self.session.execute(statement)).scalars())

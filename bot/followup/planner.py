@@ -71,6 +71,7 @@ class Followup:
             idle_days=settings.tasks.idle_days,
             tz=tz,
             won_stages=settings.pipeline.won_stages,
+            pipeline=settings.pipeline.preset,
         )
         self.summary = Summary(settings, outreach)
 

@@ -1,5 +1,7 @@
 """The daily sweep (seed 002): leads idle too long become cold, and their owner gets a task;
-those who have not bought yet enter the cold sequence."""
+those who have not bought yet enter the cold sequence. Leads in a stage with a follow-up
+cadence (Prospecto every 2–3 days, Apartado every 1–2, …) and no activity for that long get a
+task for their owner too."""
 
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ class Sweep:
         idle_days: int,
         tz: ZoneInfo,
         won_stages: Set[str] = frozenset(),
+        pipeline: str = "",
     ) -> None:
         self.scoring = scoring
         self.outreach = outreach
@@ -42,6 +45,7 @@ class Sweep:
         self.idle_days = idle_days
         self.tz = tz
         self.won_stages = won_stages  # customers get the post-sale sequence, not a sales one
+        self.pipeline = pipeline  # the configured pipeline: leads with none belong to it
 
     async def plan(self, uow: UnitOfWork, day_start: datetime, now: datetime) -> bool:
         """Today's sweep, once across every process (the day is the dedupe key)."""
@@ -59,7 +63,8 @@ class Sweep:
         )
 
     async def run(self, uow: UnitOfWork, action: ScheduledAction, now: datetime) -> Fired:
-        """Hot and warm leads idle for `idle_days` become cold and get a follow-up task."""
+        """Hot and warm leads idle for `idle_days` become cold and get a follow-up task; leads
+        past their stage's cadence get one too (never a second while one is open)."""
         idle = await uow.leads.idle(
             now - timedelta(days=self.idle_days), (Tier.HOT, Tier.WARM), BATCH
         )
@@ -73,8 +78,16 @@ class Sweep:
             await self.tasks.create(uow, lead, title, now)
             if lead.stage not in self.won_stages:
                 await self.sequences.enter(uow, lead, now, tier=lead.tier)
-        if len(idle) == BATCH:
+        due = await uow.crm.due_by_cadence(self.pipeline, now, BATCH)
+        for lead, days in due:
+            title = self.outreach.render(
+                "task.follow_up_idle",
+                seed=f"c{lead.id}",
+                values=self.outreach.values(lead, {"dias": str(days)}),
+            )
+            await self.tasks.create(uow, lead, title, now)
+        if len(idle) == BATCH or len(due) == BATCH:
             # More than one batch: carry on in a fresh action (and transaction) right away.
             await uow.actions.add(kind=SWEEP, due_at=now, payload={}, created_at=now)
-        log.info("sweep_done", extra={"leads_marked_cold": len(idle)})
+        log.info("sweep_done", extra={"leads_marked_cold": len(idle), "cadence_tasks": len(due)})
         return DONE

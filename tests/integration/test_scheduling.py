@@ -335,6 +335,35 @@ async def test_the_daily_sweep_cools_idle_leads_and_tasks_their_owner(
     assert {(r.sequence, r.state) for r in runs} >= {("cold", SequenceState.ACTIVE)}
 
 
+async def test_the_sweep_tasks_the_owner_when_a_stage_cadence_passes(
+    service: Any, clock: time_machine.Traveller
+) -> None:
+    # Seed 002: a lead in Apartado is followed up every 1-2 days (cadence 2 in config.yaml).
+    client: TestClient[Any, Any] = await service(pipeline={"preset": "real_estate"})
+    await client.app[SCHEDULER].pause()
+    await client.app[DISPATCHER].stop(timeout=1)
+    for session in ("sesion-apartado-1-Kq7mZ2xW9p", "sesion-apartado-2-Kq7mZ2xW9p"):
+        await say(client, "hola", session)
+    async with client.app[DATABASE].session() as db:
+        await db.execute(update(Lead).values(stage="apartado"))
+        quiet = THURSDAY_10 - timedelta(days=3)  # past the cadence, not the 7 idle days
+        await db.execute(update(Lead).where(Lead.id == 1).values(last_activity_at=quiet))
+        await db.commit()
+    clock.move_to(datetime(2026, 11, 27, 8, 0, 1, tzinfo=MX))
+    await client.app[SCHEDULER].plan_sweep()
+    await fire(client)
+    [task] = await rows(client, Task)
+    assert task.lead_id == 1
+    assert "2 días" in task.title
+    assert [lead.tier for lead in await rows(client, Lead)] == ["warm", "warm"]  # not cooled
+
+    # The next day the task is still open: no second one for the same lead.
+    clock.move_to(datetime(2026, 11, 28, 8, 0, 1, tzinfo=MX))
+    await client.app[SCHEDULER].plan_sweep()
+    await fire(client)
+    assert await count(client, Task) == 1
+
+
 async def test_task_alerts_reach_the_owner(
     client: TestClient[Any, Any], clock: time_machine.Traveller
 ) -> None:
