@@ -258,7 +258,7 @@ class Crm:
         open_task = select(Task.id).where(Task.lead_id == Lead.id, Task.done_at.is_(None)).exists()
         due: list[tuple[Lead, int]] = []
         for pipeline, stage, cadence in stages:
-            days = int(cadence)  # never None: the query keeps stages with a cadence
+            days = cadence or 0  # never None: the query keeps stages with a cadence
             in_pipeline = (
                 or_(Lead.pipeline == pipeline, Lead.pipeline.is_(None))
                 if pipeline == default_pipeline
