@@ -4,6 +4,7 @@ same text as `seguibot report daily`. SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -89,7 +90,9 @@ async def test_admins_get_yesterdays_figures_at_the_configured_hour(
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("SEGUIBOT_")}
     env["DATABASE_URL"] = database_url
-    printed = run("report", "daily", "--date", "2026-11-30", env=env)
+    # In a thread: the service keeps running (and finishing its transactions) meanwhile, as a
+    # real one does while someone runs the command beside it.
+    printed = await asyncio.to_thread(run, "report", "daily", "--date", "2026-11-30", env=env)
     assert printed.returncode == 0, printed.stderr
     assert printed.stdout == sent
 
