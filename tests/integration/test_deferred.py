@@ -70,8 +70,9 @@ async def counts(client: TestClient[Any, Any], sid: str) -> tuple[int, int, int]
 
 
 async def handled(client: TestClient[Any, Any], sid: str) -> tuple[int, int, int]:
-    """Wait for the worker of `client` to empty the deferred rows."""
-    for _ in range(200):
+    """Wait (up to 30 s: a loaded machine starts the worker late) for the worker of `client`
+    to empty the deferred rows."""
+    for _ in range(600):
         found = await counts(client, sid)
         if found[2] == 0 and found[0]:
             return found
