@@ -345,6 +345,7 @@ async def test_admins_edit_stages_and_the_reasons_for_losing(client: TestClient[
     admin = await signed_in(client, "Carla", admin=True)
     page = await (await admin.get("/console/pipelines")).text()
     assert "Prospecto" in page and "Perdida (pide motivo)" in page
+    assert "<title>Embudos · " in page and page.count("Campos personalizados") == 1
     [prospecto] = await rows(client, Stage, Stage.key == "prospecto")
     edited = await admin.post(
         f"/console/stages/{prospecto.id}", {"name": "Interesado", "cadence_days": "2"}
