@@ -8,12 +8,15 @@ bot stays silent. Every change is one transaction, recorded in the audit log, an
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+
+from sqlalchemy.exc import IntegrityError
 
 from bot import live
 from bot.core.channel import MediaRef
@@ -511,23 +514,27 @@ class Desk:
     # --- the lists admins edit ----------------------------------------------------------------
 
     async def seed_lists(self, close_reasons: list[str], canned: Mapping[str, str]) -> None:
-        """A new installation's lists, from settings; never touches lists admins edited."""
-        async with UnitOfWork(self.db) as uow:
-            changed = False
-            if not await uow.lists.close_reasons(active_only=False):
-                for n, label in enumerate(close_reasons, start=1):
-                    await uow.lists.add_close_reason(
-                        CloseReason(label=label, position=n, active=True)
-                    )
-                changed = True
-            if not await uow.lists.canned_replies():
-                for shortcut, text in canned.items():
-                    await uow.lists.add_canned_reply(
-                        CannedReply(shortcut=shortcut, text=text, created_at=utcnow())
-                    )
-                changed = True
-            if changed:
-                await uow.commit()
+        """A new installation's lists, from settings; never touches lists admins edited.
+
+        Two processes starting together on an empty database both find the lists empty; the
+        second one's insert then breaks a unique index, and the first one's lists stand."""
+        with contextlib.suppress(IntegrityError):
+            async with UnitOfWork(self.db) as uow:
+                changed = False
+                if not await uow.lists.close_reasons(active_only=False):
+                    for n, label in enumerate(close_reasons, start=1):
+                        await uow.lists.add_close_reason(
+                            CloseReason(label=label, position=n, active=True)
+                        )
+                    changed = True
+                if not await uow.lists.canned_replies():
+                    for shortcut, text in canned.items():
+                        await uow.lists.add_canned_reply(
+                            CannedReply(shortcut=shortcut, text=text, created_at=utcnow())
+                        )
+                    changed = True
+                if changed:
+                    await uow.commit()
 
     async def canned_replies(self) -> list[CannedReply]:
         async with UnitOfWork(self.db) as uow:

@@ -3,6 +3,7 @@ replacing a token (bot/desk/team.py), on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -127,3 +128,21 @@ async def test_only_an_agent_without_history_can_be_removed(service: Any) -> Non
     assert (await team.remove("carlaa")).id == mistake.id
     with pytest.raises(NotFound):
         await team.get(str(mistake.id))
+
+
+async def test_two_processes_seeding_the_lists_at_once_leave_one_set(
+    db: Database, database_url: str
+) -> None:
+    """Two services starting together on an empty database both find the lists empty."""
+    other = Database(database_url)
+    try:
+        await asyncio.gather(
+            Desk(db).seed_lists(["Venta"], {"hola": "¡Hola!"}),
+            Desk(other).seed_lists(["Venta"], {"hola": "¡Hola!"}),
+        )
+    finally:
+        await other.dispose()
+    desk = Desk(db)
+    assert [r.shortcut for r in await desk.canned_replies()] == ["hola"]
+    async with UnitOfWork(db) as uow:
+        assert [r.label for r in await uow.lists.close_reasons(active_only=False)] == ["Venta"]
