@@ -9,8 +9,13 @@ from bot.core.scripts import SYSTEM_SCRIPTS, Renderer
 
 
 class Book:
-    def __init__(self, texts: dict[str, tuple[str, ...]]) -> None:
+    def __init__(
+        self,
+        texts: dict[str, tuple[str, ...]],
+        offers: dict[str, tuple[tuple[str, ...], ...]] | None = None,
+    ) -> None:
         self.texts = texts
+        self.offers = offers or {}
 
     @property
     def intents(self) -> tuple[str, ...]:
@@ -18,6 +23,9 @@ class Book:
 
     def replies(self, script_id: str) -> tuple[str, ...]:
         return self.texts.get(script_id, ())
+
+    def offered(self, script_id: str) -> tuple[tuple[str, ...], ...]:
+        return self.offers.get(script_id, ())
 
     def label(self, intent: str) -> str:
         return intent
