@@ -109,6 +109,12 @@ OPTIONAL_FACTS = frozenset({"planes"})
 
 
 @functools.lru_cache(maxsize=4096)
+def _promise(promises: Promises, text: str) -> str | None:
+    """The promise `text` makes, looked for once per text (replies are rendered many times)."""
+    return promises.found(text)
+
+
+@functools.lru_cache(maxsize=4096)
 def _placeholders(text: str) -> frozenset[str]:
     return frozenset(name for _, name, _, _ in string.Formatter().parse(text) if name)
 
@@ -182,7 +188,7 @@ class Renderer:
             if offers:
                 if sendable is not None and sendable(offers):
                     usable.append(index)
-            elif self.promises.found(text) is None:
+            elif _promise(self.promises, text) is None:
                 usable.append(index)
         if usable:
             return usable
