@@ -22,6 +22,7 @@ from bot import live
 from bot.conversation.admission import Admission
 from bot.conversation.deferred import Deferring
 from bot.conversation.engine import Engine, LeadRules, people_hours
+from bot.conversation.materials import Library
 from bot.conversation.scripts import ScriptVersions, Validator
 from bot.conversation.understanding import Understanding, from_file
 from bot.core.channel import MediaSource, Sender
@@ -45,7 +46,7 @@ from bot.followup.scheduler import Scheduler
 from bot.metrics import Metrics
 from bot.reports.service import Reporting
 from bot.settings import Settings
-from bot.web import ops
+from bot.web import materials, ops
 from bot.web.api import create_api
 from bot.web.console import create_console
 from bot.web.console import register_static as register_console_static
@@ -58,6 +59,7 @@ from bot.web.keys import (
     DUPLICATES,
     ENDPOINTS,
     ENGINE,
+    MATERIALS,
     MEDIA,
     METRICS,
     PIPELINES,
@@ -90,6 +92,7 @@ from handlers.webchat import WebchatChannel, WebchatHub, WebchatSender
 from handlers.whatsapp import STATUS_PATH as WHATSAPP_STATUS_PATH
 from handlers.whatsapp import TwilioMedia, TwilioSender, WhatsappInbound, WhatsappWebhook
 from intents.catalogue import DEFAULT_SCRIPTS
+from intents.promises import load_promises
 from storage import migrate
 from storage.db import Database, is_conflict, is_unavailable
 from storage.notify import Relay
@@ -179,9 +182,10 @@ def _services(app: web.Application, settings: Settings, channels: _Channels) -> 
     understanding = Understanding(
         from_file(settings.nlu.scripts_path, settings.business.phone_region)
     )
-    renderer = Renderer(understanding, settings.business.script_values())
+    renderer = Renderer(understanding, settings.business.script_values(), load_promises())
     renderer.check((*understanding.intents, *required_scripts(settings)))
-    scripts = script_versions(settings, db, understanding)
+    library = Library(db, max_bytes=settings.materials.max_bytes)
+    scripts = script_versions(settings, db, understanding, library)
     rules = LeadRules.from_settings(settings)
 
     signals = live.Signals()
@@ -223,7 +227,9 @@ def _services(app: web.Application, settings: Settings, channels: _Channels) -> 
         admission=Admission(settings.database.admitted, settings.database.queue_timeout),
         assign_agents=settings.handoff.assign,
         on_commit=dispatcher.wake,
+        public_url=settings.public_url,
     )
+    app[MATERIALS] = library
     app[SCHEDULER] = Scheduler(db, followup, settings, metrics, on_commit=dispatcher.wake)
     pipelines = Pipelines(db, followup.sequences, rules.scoring, settings.pipeline)
     app[PIPELINES] = pipelines
@@ -285,15 +291,22 @@ def required_scripts(settings: Settings) -> tuple[str, ...]:
 
 
 def script_versions(
-    settings: Settings, db: Database, understanding: Understanding | None
+    settings: Settings,
+    db: Database,
+    understanding: Understanding | None,
+    library: Library | None = None,
 ) -> ScriptVersions:
-    """The scripts' versions; the configured file (or the packaged one) is version 1."""
+    """The scripts' versions; the configured file (or the packaged one) is version 1. Publishing
+    checks the materials the replies promise against the library."""
+    library = library or Library(db, max_bytes=settings.materials.max_bytes)
     return ScriptVersions(
         db,
         understanding,
         Validator(settings.business.phone_region, required_scripts(settings)),
         factory=(settings.nlu.scripts_path or DEFAULT_SCRIPTS).read_text(encoding="utf-8"),
         interval=settings.nlu.reload_seconds,
+        library=library.all,
+        promises=load_promises(),
     )
 
 
@@ -302,6 +315,7 @@ def _routes(
 ) -> None:
     engine = app[ENGINE]
     ops.register(app)
+    materials.register(app)
     if settings.webchat.enabled:
 
         def greeting() -> str:

@@ -475,6 +475,10 @@ class MediaSettings(_Section):
     max_bytes: PositiveInt
 
 
+class MaterialsSettings(_Section):
+    max_bytes: PositiveInt
+
+
 _ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?|https://\*\.[A-Za-z0-9.-]+")
 
 
@@ -578,6 +582,7 @@ class Settings(_Section):
     sequences: dict[str, SequenceSettings]
     outbox: OutboxSettings
     media: MediaSettings
+    materials: MaterialsSettings
     webchat: WebchatSettings
     console: ConsoleSettings
     telegram: TelegramSettings

@@ -61,6 +61,7 @@ from bot.core.errors import (
     Unreachable,
     WebhookRejected,
 )
+from bot.core.materials import MaterialKind
 from bot.core.phones import to_e164
 from bot.core.wire import parse_json
 from handlers.http import read_raw
@@ -300,9 +301,7 @@ class TelegramSender:
             )
         async with self.overall:
             try:
-                sent = await self.bot.send_message(
-                    chat_id=int(message.recipient), text=message.text, reply_markup=markup
-                )
+                sent = await self._send(message, markup)
             except RetryAfter as exc:
                 after = exc.retry_after
                 seconds = after.total_seconds() if isinstance(after, timedelta) else float(after)
@@ -322,6 +321,28 @@ class TelegramSender:
             except TelegramError as exc:
                 raise SendFailed(f"telegram: {type(exc).__name__}", type(exc).__name__) from exc
         return SendReceipt(channel_message_id=message_key(sent.chat.id, sent.message_id))
+
+    async def _send(
+        self, message: OutboundMessage, markup: InlineKeyboardMarkup | None
+    ) -> telegram.Message:
+        """The text, or a material's file with the text as its caption: uploaded when this
+        service keeps the file (no public address needed), else by its URL."""
+        chat_id = int(message.recipient)
+        attachment = message.attachment
+        if attachment is None:
+            return await self.bot.send_message(
+                chat_id=chat_id, text=message.text, reply_markup=markup
+            )
+        file: str | telegram.InputFile = attachment.url
+        if attachment.data is not None:
+            file = telegram.InputFile(attachment.data, filename=attachment.file_name)
+        if attachment.kind == MaterialKind.IMAGE:
+            return await self.bot.send_photo(
+                chat_id=chat_id, photo=file, caption=message.text, reply_markup=markup
+            )
+        return await self.bot.send_document(
+            chat_id=chat_id, document=file, caption=message.text, reply_markup=markup
+        )
 
     def _forget_idle(self, now: float) -> None:
         self._next_allowed = {k: v for k, v in self._next_allowed.items() if v > now}

@@ -335,6 +335,9 @@ class TwilioSender:
             fields["content_variables"] = json.dumps(message.template.variables)
         else:
             fields["body"] = message.text
+            if message.attachment is not None:
+                # Twilio fetches the file itself, from a public address; the body is its caption.
+                fields["media_url"] = [message.attachment.url]
         try:
             async with asyncio.timeout(self.timeout):
                 created = await self.client.messages.create_async(**fields)

@@ -5,7 +5,10 @@ intents:
   objection.price:
     label: "el precio"
     examples: ["es muy caro", ...]
-    replies: ["Te entiendo, {nombre}...", ...]
+    replies:
+      - "Te entiendo, {nombre}..."
+      - text: "¿Te muestro un caso real parecido al tuyo?"
+        materials: ["mejor:caso"]    # what this variant offers to send (bot.core.materials)
 scripts: {}        # texts not tied to one intent, keyed by script id
 ```
 
@@ -21,7 +24,7 @@ import logging
 import re
 import string
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -44,6 +47,7 @@ PLACEHOLDERS = frozenset(
 )
 _INTENT_ID = re.compile(r"^[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)*$")
 _INTENT_KEYS = frozenset({"label", "examples", "replies"})
+_REPLY_KEYS = frozenset({"text", "materials"})
 _STR_TAG = "tag:yaml.org,2002:str"
 
 log = logging.getLogger("intents")
@@ -89,6 +93,8 @@ class Catalogue:
         path: the file it was read from.
         intents: intent ids in file order.
         warnings: duplicate or conflicting examples, each naming both places.
+        offers: by script id, the materials each reply variant offers (`materials:`), one
+            tuple per variant; only scripts where some variant offers something.
     """
 
     path: Path
@@ -96,6 +102,7 @@ class Catalogue:
     entries: Mapping[str, IntentScripts]
     scripts: Mapping[str, tuple[str, ...]]
     warnings: tuple[str, ...] = ()
+    offers: Mapping[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict)
 
     def examples(self, intent: str) -> tuple[str, ...]:
         """Training examples of `intent`. Raises KeyError for an unknown intent."""
@@ -112,6 +119,10 @@ class Catalogue:
         if script_id in self.entries:
             return self.entries[script_id].replies
         return self.scripts[script_id]
+
+    def offered(self, script_id: str) -> tuple[tuple[str, ...], ...]:
+        """What each reply variant of `script_id` offers to send; () when none offers."""
+        return self.offers.get(script_id, ())
 
     def label(self, intent: str) -> str:
         """Short Spanish noun phrase naming `intent`. Raises KeyError for an unknown intent."""
@@ -169,6 +180,7 @@ class _Reader:
     path: Path
     normalizer: Normalizer
     overlaps: bool = True
+    _offers: dict[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict)
 
     def catalogue(self, root: Node | None) -> Catalogue:
         if root is None:
@@ -177,6 +189,7 @@ class _Reader:
         if "intents" not in top:
             raise CatalogueError(self.path, _line(root), "missing 'intents:'")
         intents_node = top["intents"][1]
+        self._offers.clear()
         entries = {
             intent: self._intent(intent, node)
             for intent, (key_node, node) in self._mapping(intents_node, "'intents'").items()
@@ -187,9 +200,10 @@ class _Reader:
         scripts: dict[str, tuple[str, ...]] = {}
         if "scripts" in top:
             for key, (_, node) in self._mapping(top["scripts"][1], "'scripts'").items():
-                scripts[key] = self._replies(node, f"scripts.{key}")
+                scripts[key] = self._replies(node, f"scripts.{key}", key)
+        offers = dict(self._offers)
         catalogue = Catalogue(
-            path=self.path, intents=tuple(entries), entries=entries, scripts=scripts
+            path=self.path, intents=tuple(entries), entries=entries, scripts=scripts, offers=offers
         )
         warnings = self._overlaps(catalogue) if self.overlaps else ()
         for warning in warnings:
@@ -200,6 +214,7 @@ class _Reader:
             entries=entries,
             scripts=scripts,
             warnings=warnings,
+            offers=offers,
         )
 
     def _check_id(self, intent: str, key_node: Node) -> bool:
@@ -222,11 +237,36 @@ class _Reader:
             for text, line in self._strings(fields["examples"][1], f"{intent}.examples")
         )
         return IntentScripts(
-            label, examples, self._replies(fields["replies"][1], f"{intent}.replies")
+            label, examples, self._replies(fields["replies"][1], f"{intent}.replies", intent)
         )
 
-    def _replies(self, node: Node, where: str) -> tuple[str, ...]:
-        replies = self._strings(node, where)
+    def _replies(self, node: Node, where: str, script: str | None = None) -> tuple[str, ...]:
+        """Reply variants: each a text, or `{text: ..., materials: [...]}` (what it offers)."""
+        if not isinstance(node, SequenceNode) or not node.value:
+            raise CatalogueError(self.path, _line(node), f"{where} must be a non-empty list")
+        replies: list[tuple[str, int]] = []
+        offers: list[tuple[str, ...]] = []
+        for item in node.value:
+            if isinstance(item, MappingNode):
+                fields = self._mapping(item, f"a reply of {where}", allowed=_REPLY_KEYS)
+                if "text" not in fields:
+                    raise CatalogueError(
+                        self.path, _line(item), f"a reply of {where} has no 'text'"
+                    )
+                text_node = fields["text"][1]
+                replies.append((self._string(text_node, where), _line(text_node)))
+                materials = fields.get("materials")
+                offered = (
+                    tuple(t for t, _ in self._strings(materials[1], f"{where}.materials"))
+                    if materials
+                    else ()
+                )
+                offers.append(offered)
+            else:
+                replies.append((self._string(item, where), _line(item)))
+                offers.append(())
+        if any(offers):
+            self._offers[script or where.removeprefix("scripts.")] = tuple(offers)
         known = ", ".join(f"{{{p}}}" for p in sorted(PLACEHOLDERS))
         for text, line in replies:
             try:

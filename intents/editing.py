@@ -35,6 +35,19 @@ class IntentView:
     label: str
     examples: tuple[str, ...]
     replies: tuple[str, ...]
+    offers: tuple[tuple[str, ...], ...] = ()  # per reply: the materials it offers
+
+
+def reply_text(item: Any) -> str:
+    """The text of a reply variant, written plain or as `{text, materials}`."""
+    return str(item.get("text", "")) if isinstance(item, dict) else str(item)
+
+
+def reply_offers(item: Any) -> tuple[str, ...]:
+    """The materials a reply variant offers (none for a plain text)."""
+    if not isinstance(item, dict):
+        return ()
+    return tuple(str(m) for m in item.get("materials") or ())
 
 
 def read(text: str) -> dict[str, Any]:
@@ -72,11 +85,13 @@ def intent(text: str, intent_id: str) -> IntentView | None:
 
 def _view(intent_id: str, entry: Any) -> IntentView:
     entry = entry if isinstance(entry, dict) else {}
+    replies = list(entry.get("replies") or ())
     return IntentView(
         id=intent_id,
         label=str(entry.get("label", "")),
         examples=tuple(str(e) for e in entry.get("examples") or ()),
-        replies=tuple(str(r) for r in entry.get("replies") or ()),
+        replies=tuple(reply_text(r) for r in replies),
+        offers=tuple(reply_offers(r) for r in replies),
     )
 
 
@@ -102,7 +117,7 @@ def add(text: str, intent_id: str, part: str, value: str) -> str:
     entry = _entry(data, intent_id)
     value = _clean(value, part[:-1])
     items = list(entry.get(part) or [])
-    if value not in items:
+    if value not in [reply_text(item) for item in items]:
         items.append(value)
     entry[part] = items
     return write(data)
@@ -162,7 +177,7 @@ def texts(text: str) -> list[tuple[str, tuple[str, ...]]]:
     """The texts not tied to one intent (`scripts:`): (script id, variants), in file order."""
     scripts = read(text).get("scripts") or {}
     return [
-        (str(key), tuple(str(v) for v in (value or ())))
+        (str(key), tuple(reply_text(v) for v in (value or ())))
         for key, value in scripts.items()
         if isinstance(value, list)
     ]
@@ -175,8 +190,27 @@ def add_text(text: str, script_id: str, value: str) -> str:
     if not isinstance(scripts.get(script_id), list):
         raise EditError(f"no script {script_id!r}", "no_text", script=script_id)
     value = _clean(value, "reply")
-    if value not in scripts[script_id]:
+    if value not in [reply_text(item) for item in scripts[script_id]]:
         scripts[script_id].append(value)
+    return write(data)
+
+
+def set_materials(text: str, script_id: str, index: int, materials: list[str]) -> str:
+    """Set what the `index`th reply variant of an intent (or of a text of `scripts:`) offers
+    to send; an empty list makes it a plain text again."""
+    data = read(text)
+    entry = data["intents"].get(script_id)
+    if isinstance(entry, dict):
+        variants = entry.get("replies")
+    else:
+        variants = (data.get("scripts") or {}).get(script_id)
+    if not isinstance(variants, list):
+        raise EditError(f"no script {script_id!r}", "no_text", script=script_id)
+    if not 0 <= index < len(variants):
+        raise EditError(f"{script_id} has no variant {index}", "no_item", intent=script_id)
+    cleaned = list(dict.fromkeys(m for m in (" ".join(x.split()) for x in materials) if m))
+    reply = reply_text(variants[index])
+    variants[index] = {"text": reply, "materials": cleaned} if cleaned else reply
     return write(data)
 
 

@@ -17,6 +17,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     Numeric,
     String,
@@ -801,3 +802,42 @@ class DeferredInbound(Base):
     failed_at: Mapped[datetime | None]  # set after too many failed attempts: left for people
 
     __table_args__ = (UniqueConstraint("channel", "channel_message_id"),)
+
+
+class MaterialRow(Base):
+    """A material the bot can send when a reply offers it: a link, a PDF or an image.
+
+    `key` is how the scripts name it (`materials: [tabla-planes]`); `token` makes the address
+    of an uploaded file unguessable (`/materiales/<token>/<file_name>`), and changes when the
+    file is replaced. An uploaded file's bytes are in `material_files`, read only to serve or
+    send it.
+    """
+
+    __tablename__ = "materials"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), unique=True)
+    title: Mapped[str] = mapped_column(String(120))
+    kind: Mapped[str] = mapped_column(String(16))
+    url: Mapped[str | None] = mapped_column(String(2000))
+    text: Mapped[str] = mapped_column(String(1000), default="")
+    tags: Mapped[list[Any]] = mapped_column(default=list)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    token: Mapped[str] = mapped_column(String(64), unique=True)
+    file_name: Mapped[str | None] = mapped_column(String(120))
+    content_type: Mapped[str | None] = mapped_column(String(64))
+    size: Mapped[int | None] = mapped_column(Integer)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class MaterialFile(Base):
+    """The bytes of an uploaded material (one row per material, replaced with the file)."""
+
+    __tablename__ = "material_files"
+
+    material_id: Mapped[int] = mapped_column(
+        ForeignKey("materials.id", ondelete="CASCADE"), primary_key=True
+    )
+    data: Mapped[bytes] = mapped_column(LargeBinary)

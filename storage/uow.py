@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from storage.crm import Crm
 from storage.db import Database
 from storage.desk import Accounts, Audit, Inbox, Invites, Lists, Transfers
+from storage.materials import Materials
 from storage.reports import Reports
 from storage.repositories import (
     Actions,
@@ -60,6 +61,7 @@ class UnitOfWork:
     reports: Reports
     scripts: Scripts
     deferred: Deferred
+    materials: Materials
 
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -90,6 +92,7 @@ class UnitOfWork:
         self.reports = Reports(self.session)
         self.scripts = Scripts(self.session)
         self.deferred = Deferred(self.session)
+        self.materials = Materials(self.session)
         return self
 
     async def __aexit__(

@@ -23,7 +23,9 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from bot import live
 from bot.conversation.admission import Admission
+from bot.conversation.materials import offered_to
 from bot.core.booking import (
+    YES_NO,
     AppointmentView,
     SchedulingView,
     asking_again,
@@ -55,8 +57,10 @@ from bot.core.effects import (
     Remember,
     Reply,
     Rescore,
+    SendMaterials,
 )
 from bot.core.errors import Overloaded
+from bot.core.materials import Material
 from bot.core.model import (
     AppointmentState,
     Author,
@@ -195,8 +199,10 @@ class Engine:
         assign_agents: bool = True,
         on_commit: Callable[[], None] = lambda: None,
         clock: Callable[[], datetime] = utcnow,
+        public_url: str = "",
     ) -> None:
         self.db = db
+        self.public_url = public_url  # where uploaded materials are fetched from
         self.understanding = understanding
         self.renderer = renderer
         self.rules = rules
@@ -493,7 +499,12 @@ class Engine:
             self.rules.policy,
             schedule,
         )
-        replies = [reply for effect in effects if (reply := await self._apply(turn, effect))]
+        replies: list[InlineReply] = []
+        for effect in effects:
+            if isinstance(effect, SendMaterials):
+                replies.extend(await self._send_materials(turn, effect.material_ids))
+            elif reply := await self._apply(turn, effect):
+                replies.append(reply)
         if replies:
             self.metrics.replies.labels(event.channel).inc(len(replies))
         return replies
@@ -669,11 +680,27 @@ class Engine:
     ) -> InlineReply:
         conversation = turn.conversation
         first_name = (turn.lead.name or "").split(" ")[0]
+        library: list[Material] = []
+        if any(self.renderer.book.offered(script)):
+            library = await turn.uow.materials.active()
+        offers: dict[tuple[str, ...], tuple[Material, ...]] = {}
+
+        def sendable(references: tuple[str, ...]) -> bool:
+            found = offered_to(references, library, turn.lead.tags or ())
+            if found:
+                offers[references] = found
+            return bool(found)
+
         rendered = self.renderer.render(
             script,
             seed=f"{conversation.id}:{turn.message_id}",
             values={"nombre": first_name, **values},
+            sendable=sendable,
         )
+        offered = offers.get(rendered.offers, ()) if rendered.offers else ()
+        self._offering(turn, offered)
+        if offered and not buttons:
+            buttons = YES_NO
         message_id = await outbox.stage(
             turn.uow,
             conversation,
@@ -687,6 +714,48 @@ class Engine:
             delivered_inline=turn.event.reply_inline,
         )
         return InlineReply(message_id, rendered.text)
+
+    @staticmethod
+    def _offering(turn: _Turn, offered: tuple[Material, ...]) -> None:
+        """The bot's last words decide what a "sí" answers: materials just offered become the
+        question pending; a reply that offers nothing withdraws an earlier offer."""
+        conversation = turn.conversation
+        dialogue = Dialogue.from_context(conversation.context)
+        if offered:
+            ids = tuple(material.id for material in offered)
+            dialogue = dataclasses.replace(dialogue, offering=ids, asked_at=turn.now)
+        elif dialogue.offering:
+            dialogue = dataclasses.replace(dialogue, offering=None)
+            if not dialogue.pending:
+                dialogue = dataclasses.replace(dialogue, asked_at=None)
+        else:
+            return
+        conversation.context = dialogue.to_context()
+
+    async def _send_materials(self, turn: _Turn, ids: tuple[int, ...]) -> list[InlineReply]:
+        """The lead said yes: send each material still active, in the order offered."""
+        materials = [m for m in await turn.uow.materials.by_ids(ids) if m.active]
+        if not materials:
+            log.info("materials_gone", extra={"conversation_id": turn.conversation.id})
+            if self.renderer.knows("material.unavailable"):
+                return [await self._reply(turn, "material.unavailable", {})]
+            return []
+        replies = []
+        for material in materials:
+            message_id, text = await outbox.stage_material(
+                turn.uow,
+                turn.conversation,
+                material,
+                public_url=self.public_url,
+                now=turn.now,
+                delivered_inline=turn.event.reply_inline,
+            )
+            replies.append(InlineReply(message_id, text))
+        log.info(
+            "materials_sent",
+            extra={"conversation_id": turn.conversation.id, "materials": len(materials)},
+        )
+        return replies
 
     async def _hand_off(self, turn: _Turn, reason: str) -> None:
         uow, lead, conversation, now = turn.uow, turn.lead, turn.conversation, turn.now

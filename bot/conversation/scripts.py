@@ -20,7 +20,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -28,11 +28,13 @@ from sqlalchemy.exc import IntegrityError
 
 from bot.conversation.understanding import Knowledge, Understanding
 from bot.core.errors import ConfigError, InvalidInput, NotFound
+from bot.core.materials import Material, VariantProblem, problems
 from bot.core.model import utcnow
 from bot.core.scripts import Renderer
 from bot.desk.accounts import Who
 from intents import Catalogue, CatalogueError, Matcher, editing, parse_catalogue
 from intents.normalize import Normalizer, default_normalizer
+from intents.promises import Promises
 from storage.db import Database, is_conflict, is_unavailable
 from storage.models import ScriptVersion
 from storage.scripts import Inbound
@@ -45,11 +47,32 @@ FACTORY_COMMENT = "Guiones de fábrica"
 
 
 class ScriptsInvalid(InvalidInput):
-    """A version that cannot go live; the message names the intent (or script) and the problem."""
+    """A version that cannot go live; the message names the intent (or script) and the problem.
+    `materials`: the variants whose materials refused it (a promise with nothing to send)."""
 
-    def __init__(self, problem: str) -> None:
+    def __init__(self, problem: str, materials: Sequence[VariantProblem] = ()) -> None:
         super().__init__(problem, code="scripts_invalid", problem=problem)
         self.problem = problem
+        self.materials = tuple(materials)
+
+
+def material_problems(
+    catalogue: Catalogue, library: Sequence[Material], promises: Promises
+) -> list[VariantProblem]:
+    """What is wrong with the materials every reply variant offers (bot.core.materials)."""
+    found: list[VariantProblem] = []
+    for script in (*catalogue.intents, *catalogue.scripts):
+        texts = catalogue.replies(script)
+        found.extend(
+            problems(
+                script,
+                texts,
+                catalogue.offered(script),
+                library,
+                [promises.found(text) for text in texts],
+            )
+        )
+    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,8 +186,13 @@ class ScriptVersions:
         *,
         factory: str,
         interval: float = 2.0,
+        library: Callable[[], Awaitable[Sequence[Material]]] | None = None,
+        promises: Promises | None = None,
     ) -> None:
         self.db = db
+        # The materials library and the promise phrases, for the check at publish.
+        self.library = library
+        self.promises = promises or Promises()
         self.understanding = understanding
         self.validator = validator
         self.factory = factory  # the packaged or configured scripts: version 1
@@ -268,11 +296,17 @@ class ScriptVersions:
         `interval` seconds. `from_draft`: `body` is the shared draft, which is then gone (an
         import or a rollback leaves the draft alone).
 
+        A new text (not a rollback) must keep its promises: a variant that says it will send
+        something attaches a material that exists (`material_problems`). A rollback may return
+        to a version from before materials: the bot skips its promises meanwhile.
+
         Raises:
             ScriptsInvalid: the version cannot go live (nothing changed).
         """
         comment = " ".join(comment.split())[:500]
         knowledge = await asyncio.to_thread(self.validator.build, body, "borrador")
+        if restores is None:
+            await self.check_materials(knowledge.catalogue)
         for _ in range(3):
             async with UnitOfWork(self.db) as uow:
                 number = (await uow.scripts.live_number() or 0) + 1
@@ -307,6 +341,17 @@ class ScriptVersions:
             log.info("scripts_published", extra={"version": number, "restores": restores})
             return version
         raise InvalidInput("publishing raced three times", code="busy")
+
+    async def materials(self, catalogue: Catalogue) -> list[VariantProblem]:
+        """The problems of the materials `catalogue`'s variants offer (refusals and warnings)."""
+        library = await self.library() if self.library is not None else ()
+        return material_problems(catalogue, library, self.promises)
+
+    async def check_materials(self, catalogue: Catalogue) -> None:
+        """Raises ScriptsInvalid when a variant promises what it cannot send."""
+        refused = [p for p in await self.materials(catalogue) if p.refused]
+        if refused:
+            raise ScriptsInvalid("; ".join(str(p) for p in refused), refused)
 
     async def rollback(self, number: int, who: Who) -> ScriptVersion:
         """Publish version `number`'s text again, as a new version that names it."""

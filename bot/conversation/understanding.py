@@ -57,6 +57,9 @@ class Understanding:
     def replies(self, script_id: str) -> tuple[str, ...]:
         return self._knowledge.catalogue.replies(script_id)
 
+    def offered(self, script_id: str) -> tuple[tuple[str, ...], ...]:
+        return self._knowledge.catalogue.offered(script_id)
+
     def label(self, intent: str) -> str:
         return self._knowledge.catalogue.label(intent)
 

@@ -14,11 +14,13 @@ from datetime import datetime
 from typing import Protocol
 
 from bot.core.errors import WebhookRejected
+from bot.core.materials import MaterialKind
 from bot.core.model import Channel, DeliveryStatus
 
 __all__ = [
     "AGENT_LINK_PREFIX",
     "TEXT_LIMITS",
+    "Attachment",
     "Button",
     "Channel",
     "ChatLine",
@@ -184,6 +186,23 @@ class Template:
 
 
 @dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file sent with a message (a material): a document (PDF) or an image, with the text
+    as its caption. A link needs none: it travels in the text.
+
+    `url` is where the channel can fetch it (WhatsApp must: Twilio takes only `MediaUrl`);
+    `data` holds its bytes when the file is kept by this service (Telegram uploads them, so a
+    public address is not needed there).
+    """
+
+    kind: MaterialKind
+    url: str
+    file_name: str | None = None
+    content_type: str | None = None
+    data: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class OutboundMessage:
     """One message to deliver. `key` is stable across retries (the outbox row id).
 
@@ -203,6 +222,7 @@ class OutboundMessage:
     uncertain: bool = False
     last_inbound_at: datetime | None = None
     template: Template | None = None
+    attachment: Attachment | None = None
 
 
 @dataclass(frozen=True, slots=True)

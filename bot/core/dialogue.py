@@ -59,6 +59,8 @@ class Dialogue:
     cancelling: int | None = None  # the appointment "¿la cancelo?" asked about
     # "¿Te refieres a X o a Y?": the two intents the last message could have meant.
     clarifying: tuple[str, str] | None = None
+    # "¿Te comparto un caso de tu industria?": the materials offered (ids), sent on "sí".
+    offering: tuple[int, ...] | None = None
     # When the bot last asked or kept the question pending; a follow-up sent after that moment
     # changed the subject, and the question is no longer the one a "sí" answers.
     asked_at: datetime | None = None
@@ -66,7 +68,12 @@ class Dialogue:
     @property
     def pending(self) -> bool:
         """A question waits for its answer."""
-        return self.booking is not None or self.cancelling is not None or bool(self.clarifying)
+        return (
+            self.booking is not None
+            or self.cancelling is not None
+            or bool(self.clarifying)
+            or bool(self.offering)
+        )
 
     def understood(self) -> Dialogue:
         """The question pending stays; the count of misses starts again."""
@@ -74,7 +81,9 @@ class Dialogue:
 
     def without_question(self) -> Dialogue:
         """Nothing pending any more: the question was answered or has lapsed."""
-        return replace(self, booking=None, cancelling=None, clarifying=None, asked_at=None)
+        return replace(
+            self, booking=None, cancelling=None, clarifying=None, offering=None, asked_at=None
+        )
 
     @classmethod
     def from_context(cls, data: Mapping[str, Any]) -> Dialogue:
@@ -86,6 +95,7 @@ class Dialogue:
             booking=_booking(data.get("booking")),
             cancelling=cancelling if isinstance(cancelling, int) else None,
             clarifying=_pair(data.get("clarify")),
+            offering=_ids(data.get("offer")),
             asked_at=_moment(data.get("asked_at")),
         )
 
@@ -95,6 +105,8 @@ class Dialogue:
             data["cancel"] = {"appointment": self.cancelling}
         if self.clarifying is not None:
             data["clarify"] = list(self.clarifying)
+        if self.offering:
+            data["offer"] = list(self.offering)
         if self.asked_at is not None:
             data["asked_at"] = self.asked_at.isoformat()
         match self.booking:
@@ -127,6 +139,12 @@ class Dialogue:
 def _pair(data: object) -> tuple[str, str] | None:
     if isinstance(data, list) and len(data) == 2 and all(isinstance(x, str) for x in data):
         return (data[0], data[1])
+    return None
+
+
+def _ids(data: object) -> tuple[int, ...] | None:
+    if isinstance(data, list) and data and all(type(x) is int for x in data):
+        return tuple(data)
     return None
 
 

@@ -79,6 +79,14 @@ class CancelAppointment:
     appointment_id: int
 
 
+@dataclass(frozen=True, slots=True)
+class SendMaterials:
+    """The lead said yes to materials a reply offered: send them (ids of the library), each
+    on the lead's channel as a document, a photo or a link."""
+
+    material_ids: tuple[int, ...]
+
+
 Effect = (
     Reply
     | AskWhich
@@ -89,4 +97,5 @@ Effect = (
     | BookAppointment
     | MoveAppointment
     | CancelAppointment
+    | SendMaterials
 )

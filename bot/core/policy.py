@@ -10,9 +10,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from bot.core.booking import AFFIRM, SchedulingView, decide_booking, repeat_question
+from bot.core.booking import AFFIRM, DENY, SchedulingView, decide_booking, repeat_question
 from bot.core.dialogue import Dialogue
-from bot.core.effects import AskWhich, Effect, EnqueueHandoff, OptOut, Remember, Reply, Rescore
+from bot.core.effects import (
+    AskWhich,
+    Effect,
+    EnqueueHandoff,
+    OptOut,
+    Remember,
+    Reply,
+    Rescore,
+    SendMaterials,
+)
 from bot.core.model import ConversationState
 from bot.core.slots import Hours, spanish_moment
 from intents.model import NONE, NluResult
@@ -118,6 +127,12 @@ def decide(
             EnqueueHandoff("handoff.human"),
             _handed_off("handoff.waiting", rules, now),
         ]
+    if dialogue.offering and nlu.intent in (AFFIRM, DENY):
+        # "¿Te comparto un caso de tu industria?" — "sí": send what was offered; "no": the
+        # offer is withdrawn and the "no" answered as any other.
+        offered, memory = dialogue.offering, replace(memory, offering=None, asked_at=None)
+        if nlu.intent == AFFIRM:
+            return [*effects, Remember(memory), *noted, SendMaterials(offered)]
     if schedule is not None:
         booking = decide_booking(
             memory, nlu, inbound.choice, schedule, now, default_kind=rules.default_kind

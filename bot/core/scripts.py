@@ -6,11 +6,12 @@ import functools
 import re
 import string
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
 from bot.core.errors import ConfigError
+from intents.promises import Promises
 
 # Scripts the conversation logic itself uses, besides one per intent.
 SYSTEM_SCRIPTS = (
@@ -82,20 +83,35 @@ class ScriptBook(Protocol):
 
     def replies(self, script_id: str) -> tuple[str, ...]: ...
 
+    def offered(self, script_id: str) -> tuple[tuple[str, ...], ...]: ...
+
     def label(self, intent: str) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)
 class Rendered:
+    """One variant, filled. `offers`: the materials it offers to send (when they can be)."""
+
     text: str
     script: str
     variant: int
+    offers: tuple[str, ...] = ()
+
+
+# Whether the materials a variant offers can be sent to this lead (bot.core.materials.resolve).
+Sendable = Callable[[tuple[str, ...]], bool]
 
 
 # Facts about the business a configuration may leave out ({planes}: business.plans). A variant
 # that quotes one left out is never chosen (it would read "nuestros planes: ."); once it is
 # set, the variants that quote it are chosen before the others.
 OPTIONAL_FACTS = frozenset({"planes"})
+
+
+@functools.lru_cache(maxsize=4096)
+def _promise(promises: Promises, text: str) -> str | None:
+    """The promise `text` makes, looked for once per text (replies are rendered many times)."""
+    return promises.found(text)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -111,9 +127,12 @@ class _Blank(dict[str, str]):
 class Renderer:
     """Picks a variant of a script and fills its placeholders."""
 
-    def __init__(self, book: ScriptBook, defaults: Mapping[str, str]) -> None:
+    def __init__(
+        self, book: ScriptBook, defaults: Mapping[str, str], promises: Promises | None = None
+    ) -> None:
         self.book = book
         self.defaults = dict(defaults)
+        self.promises = promises or Promises()
 
     def check(self, intents: tuple[str, ...]) -> None:
         """Fail at start-up, not mid-conversation, when a script the bot needs is missing.
@@ -131,19 +150,57 @@ class Renderer:
             if not replies:
                 raise ConfigError(f"scripts: {script!r} has no replies")
 
-    def render(self, script: str, *, seed: str, values: Mapping[str, str]) -> Rendered:
-        """One variant of `script`, chosen by `seed` so a retry renders the same text."""
+    def render(
+        self,
+        script: str,
+        *,
+        seed: str,
+        values: Mapping[str, str],
+        sendable: Sendable | None = None,
+    ) -> Rendered:
+        """One variant of `script`, chosen by `seed` so a retry renders the same text.
+
+        A variant that offers materials is chosen only when `sendable` says they can be sent
+        to this lead; one that promises to send something (`promises`) without attaching a
+        material never is, unless no other variant is left.
+        """
         variants = self.book.replies(script)
-        choices = self._choices(variants)
+        offered = self.book.offered(script)
+        honest = self._honest(variants, offered, sendable)
+        choices = self._choices(variants, honest)
         variant = choices[zlib.crc32(f"{seed}:{script}".encode()) % len(choices)]
         filled = variants[variant].format_map(_Blank({**self.defaults, **values}))
-        return Rendered(_tidy(filled), script, variant)
+        offers = offered[variant] if variant < len(offered) else ()
+        if offers and not (sendable is not None and sendable(offers)):
+            offers = ()
+        return Rendered(_tidy(filled), script, variant, offers)
 
-    def _choices(self, variants: tuple[str, ...]) -> list[int]:
-        """The variants that may be chosen, by the business facts configured (OPTIONAL_FACTS)."""
+    def _honest(
+        self,
+        variants: tuple[str, ...],
+        offered: tuple[tuple[str, ...], ...],
+        sendable: Sendable | None,
+    ) -> list[int]:
+        """The variants that promise only what can be sent now."""
+        usable = []
+        for index, text in enumerate(variants):
+            offers = offered[index] if index < len(offered) else ()
+            if offers:
+                if sendable is not None and sendable(offers):
+                    usable.append(index)
+            elif _promise(self.promises, text) is None:
+                usable.append(index)
+        if usable:
+            return usable
+        plain = [i for i in range(len(variants)) if i >= len(offered) or not offered[i]]
+        return plain or list(range(len(variants)))
+
+    def _choices(self, variants: tuple[str, ...], among: list[int]) -> list[int]:
+        """Of `among`, the variants that may be chosen, by the business facts configured
+        (OPTIONAL_FACTS)."""
         known = {name for name in OPTIONAL_FACTS if self.defaults.get(name)}
         missing = OPTIONAL_FACTS - known
-        every = range(len(variants))
+        every = among
         usable = [i for i in every if not _placeholders(variants[i]) & missing] or list(every)
         quoting = [i for i in usable if _placeholders(variants[i]) & known]
         return quoting or usable

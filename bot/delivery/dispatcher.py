@@ -17,8 +17,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 from functools import partial
 
-from bot.core.channel import Button, OutboundMessage, Sender, SendReceipt, Template
+from bot.core.channel import Attachment, Button, OutboundMessage, Sender, SendReceipt, Template
 from bot.core.errors import Blocked, RetryLater, SendFailed
+from bot.core.materials import MaterialKind
 from bot.core.model import Channel, OutboxState, utcnow
 from bot.delivery.outbox import LEAD_REPLIED, NO_SENDER, OPTED_OUT, UNREACHABLE
 from bot.metrics import Metrics
@@ -152,7 +153,8 @@ class Dispatcher:
                     uow.outbox.blocked(item, reason, now)
                     self._count_blocked(item, reason, reason)
                 else:
-                    ready.append(_outbound(item, context[item.id].last_inbound_at))
+                    data = await _attached_file(uow, item)
+                    ready.append(_outbound(item, context[item.id].last_inbound_at, data))
             await uow.commit()
         return ready
 
@@ -285,9 +287,31 @@ class Dispatcher:
         self.on_sent(message.channel, message.recipient, message.conversation_id)
 
 
-def _outbound(item: OutboxItem, last_inbound_at: datetime | None) -> OutboundMessage:
+async def _attached_file(uow: UnitOfWork, item: OutboxItem) -> bytes | None:
+    """The bytes of the material file a row sends, when this service keeps the file."""
+    attached = item.extras.get("attachment")
+    if not attached or not attached.get("uploaded"):
+        return None
+    return await uow.materials.file(int(attached["material_id"]))
+
+
+def _outbound(
+    item: OutboxItem, last_inbound_at: datetime | None, data: bytes | None = None
+) -> OutboundMessage:
     buttons = tuple(Button(title, payload) for title, payload in item.extras.get("buttons", []))
     template = item.extras.get("template")
+    attached = item.extras.get("attachment")
+    attachment = (
+        Attachment(
+            kind=MaterialKind(attached["kind"]),
+            url=attached["url"],
+            file_name=attached.get("file_name"),
+            content_type=attached.get("content_type"),
+            data=data,
+        )
+        if attached
+        else None
+    )
     return OutboundMessage(
         key=item.id,
         channel=item.channel,
@@ -299,4 +323,5 @@ def _outbound(item: OutboxItem, last_inbound_at: datetime | None) -> OutboundMes
         uncertain=item.uncertain,
         last_inbound_at=last_inbound_at,
         template=Template(template["content_sid"], template["variables"]) if template else None,
+        attachment=attachment,
     )

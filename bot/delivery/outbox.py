@@ -11,8 +11,10 @@ import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 from bot.core.channel import TEXT_LIMITS, Button, Template
+from bot.core.materials import Material, MaterialKind
 from bot.core.model import Author, Channel, DeliveryStatus, Direction, OutboxState
 from bot.settings import TemplateSettings
 from storage.models import Conversation, Notification
@@ -23,6 +25,8 @@ OPTED_OUT = "opted_out"
 UNREACHABLE = "unreachable"
 LEAD_REPLIED = "lead_replied"
 NO_SENDER = "channel_not_configured"
+# Where uploaded materials are served (bot.web.materials), under the public URL.
+MATERIALS_PATH = "/materiales"
 
 
 async def stage(
@@ -40,6 +44,7 @@ async def stage(
     optout_confirmation: bool = False,
     cancel_on_reply: bool = False,
     delivered_inline: bool = False,
+    attachment: Mapping[str, Any] | None = None,
 ) -> int:
     """Record an outgoing message and its outbox row in the caller's transaction; its id.
 
@@ -48,6 +53,7 @@ async def stage(
     the last part. `template` is what a channel with a messaging window (WhatsApp) may send
     instead once the window has closed. `delivered_inline` is for channels that deliver the
     reply in the HTTP response itself (web chat): the row is recorded as already done.
+    `attachment` is a material's file sent with the first part (see `stage_material`).
     """
     status = DeliveryStatus.DELIVERED if delivered_inline else DeliveryStatus.PENDING
     parts = split_text(text, TEXT_LIMITS.get(conversation.channel))
@@ -69,6 +75,8 @@ async def stage(
         extras: dict[str, Any] = {}
         if buttons and n == len(parts):
             extras["buttons"] = [[b.title, b.payload] for b in buttons]
+        if attachment is not None and n == 1:
+            extras["attachment"] = dict(attachment)
         if template is not None and n == 1:
             extras["template"] = {
                 "content_sid": template.content_sid,
@@ -92,6 +100,55 @@ async def stage(
         )
         ids.append(message_id)
     return ids[0]
+
+
+async def stage_material(
+    uow: UnitOfWork,
+    conversation: Conversation,
+    material: Material,
+    *,
+    public_url: str,
+    now: datetime,
+    delivered_inline: bool = False,
+) -> tuple[int, str]:
+    """Send one material on the conversation's channel: a document or an image as a file with
+    its caption (Telegram, WhatsApp), a link (and, on the web chat, every material) as text
+    with its address. The message's id and text.
+    """
+    url = material_url(material, public_url)
+    caption = material.title + (f"\n{material.text}" if material.text else "")
+    as_file = material.kind != MaterialKind.LINK and conversation.channel != Channel.WEBCHAT
+    attachment = None
+    if as_file:
+        attachment = {
+            "material_id": material.id,
+            "kind": material.kind.value,
+            "url": url,
+            "file_name": material.file_name,
+            "content_type": material.content_type,
+            "uploaded": material.uploaded,
+        }
+    text = caption if as_file else f"{caption}\n{url}"
+    message_id = await stage(
+        uow,
+        conversation,
+        text,
+        author=Author.BOT,
+        now=now,
+        script=f"material:{material.key}"[:64],
+        attachment=attachment,
+        delivered_inline=delivered_inline,
+    )
+    return message_id, text
+
+
+def material_url(material: Material, public_url: str) -> str:
+    """Where a material is fetched from: its own address, or this service's for an uploaded
+    file (`public_url` + /materiales/<token>/<file>; a path alone when no public URL is set,
+    which the web chat's page can still open)."""
+    if material.file_name is None:
+        return material.url or ""
+    return f"{public_url}{MATERIALS_PATH}/{material.token}/{quote(material.file_name)}"
 
 
 _SENTENCE_END = re.compile(r"(?<=[.!?…])\s+|\n+")

@@ -7,6 +7,7 @@ from aiohttp import web
 
 from bot import live
 from bot.conversation.engine import Engine
+from bot.conversation.materials import Library
 from bot.conversation.scripts import ScriptVersions
 from bot.conversation.understanding import Understanding
 from bot.core.channel import Channel, MediaSource
@@ -45,3 +46,4 @@ RECORDS = web.AppKey("records", Records)
 DUPLICATES = web.AppKey("duplicates", Duplicates)
 WEBHOOKS = web.AppKey("webhooks", WebhookDispatcher)
 ENDPOINTS = web.AppKey("endpoints", Endpoints)
+MATERIALS = web.AppKey("materials", Library)

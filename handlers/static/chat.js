@@ -66,12 +66,29 @@
     quien.textContent = AUTORES[m.author] || m.author;
     const cuerpo = document.createElement("span");
     cuerpo.className = "texto";
-    cuerpo.textContent = m.text;
+    enlazar(cuerpo, m.text);
     li.append(quien, cuerpo);
     sellar(li, m.at);
     lista.append(li);
     lista.scrollTop = lista.scrollHeight;
     return li;
+  }
+
+  // The text as text, with its web addresses (a material the bot sent) as links.
+  const DIRECCION = /(https?:\/\/[^\s<>"]+|\/materiales\/[A-Za-z0-9_-]+\/[^\s<>"]+)/g;
+  function enlazar(nodo, texto) {
+    let desde = 0;
+    for (const hallado of texto.matchAll(DIRECCION)) {
+      nodo.append(texto.slice(desde, hallado.index));
+      const a = document.createElement("a");
+      a.href = hallado[0];
+      a.textContent = hallado[0];
+      a.target = "_blank";
+      a.rel = "noopener";
+      nodo.append(a);
+      desde = hallado.index + hallado[0].length;
+    }
+    nodo.append(texto.slice(desde));
   }
 
   function aviso(contenido) {

@@ -46,6 +46,7 @@ DEFAULT_TOKEN: Final = "123456789:fake-token-for-tests"
 SECRET_HEADER: Final = "X-Telegram-Bot-Api-Secret-Token"
 
 MAX_TEXT_LENGTH: Final = 4096
+MAX_CAPTION_LENGTH: Final = 1024
 MAX_CALLBACK_DATA_BYTES: Final = 64
 MAX_CALLBACK_ANSWER_LENGTH: Final = 200
 MAX_SECRET_TOKEN_LENGTH: Final = 256
@@ -404,6 +405,8 @@ class FakeTelegramServer:
         self._methods: dict[str, Callable[[dict[str, Any]], Awaitable[object]]] = {
             "getMe": self._get_me,
             "sendMessage": self._send_message,
+            "sendDocument": self._send_document,
+            "sendPhoto": self._send_photo,
             "answerCallbackQuery": self._true,
             "sendChatAction": self._true,
             "editMessageReplyMarkup": self._edit_message_reply_markup,
@@ -722,6 +725,16 @@ class FakeTelegramServer:
                 problems.insert(0, "Bad Request: message text is empty")
             elif len(text) > MAX_TEXT_LENGTH:
                 problems.insert(0, "Bad Request: message is too long")
+        elif method in ("sendDocument", "sendPhoto"):
+            caption, error = _parse_entities(params.get("caption", ""), params.get("parse_mode"))
+            if error:
+                problems.insert(0, error)
+            elif len(caption) > MAX_CAPTION_LENGTH:
+                problems.insert(0, "Bad Request: message caption is too long")
+            file = params["document" if method == "sendDocument" else "photo"]
+            # A text that is neither a URL nor a file_id we issued: Telegram cannot fetch it.
+            if isinstance(file, str) and not file.startswith(("http://", "https://", "BQ", "AgAC")):
+                problems.insert(0, "Bad Request: wrong remote file identifier specified")
         elif method == "answerCallbackQuery":
             if len(params.get("text", "")) > MAX_CALLBACK_ANSWER_LENGTH:
                 problems.append("Bad Request: MESSAGE_TOO_LONG")
@@ -834,6 +847,65 @@ class FakeTelegramServer:
         if isinstance(markup, dict) and "inline_keyboard" in markup:
             message["reply_markup"] = markup
         self._messages[(chat["id"], message["message_id"])] = message
+        return message
+
+    def sent_files(self, method: str, chat_id: ChatId | None = None) -> list[Call]:
+        """sendDocument / sendPhoto calls (to `chat_id`, if given), oldest first."""
+        return [
+            call
+            for call in self.calls_to(method)
+            if chat_id is None or _same_chat(chat_id, call.params.get("chat_id"))
+        ]
+
+    def _file_message(self, params: dict[str, Any]) -> dict[str, Any]:
+        chat = self._chat(params["chat_id"])
+        message: dict[str, Any] = {
+            "message_id": self._next_message_id(chat["id"]),
+            "from": self.bot_user,
+            "chat": chat,
+            "date": int(time.time()),
+        }
+        if params.get("caption"):
+            caption, _ = _parse_entities(params["caption"], params.get("parse_mode"))
+            message["caption"] = caption
+        markup = params.get("reply_markup")
+        if isinstance(markup, dict) and "inline_keyboard" in markup:
+            message["reply_markup"] = markup
+        self._messages[(chat["id"], message["message_id"])] = message
+        return message
+
+    @staticmethod
+    def _file_size(file: object) -> int:
+        return len(file.data) if isinstance(file, UploadedFile) else 0
+
+    async def _send_document(self, params: dict[str, Any]) -> object:
+        message = self._file_message(params)
+        file = params["document"]
+        document: dict[str, Any] = {
+            "file_id": f"BQACAgEAAx{message['message_id']:08d}",
+            "file_unique_id": f"AgAD{message['message_id']:08d}",
+        }
+        if isinstance(file, UploadedFile):
+            document.update(
+                file_name=file.filename,
+                mime_type=file.content_type,
+                file_size=self._file_size(file),
+            )
+        message["document"] = document
+        return message
+
+    async def _send_photo(self, params: dict[str, Any]) -> object:
+        message = self._file_message(params)
+        size = self._file_size(params["photo"])
+        message["photo"] = [
+            {
+                "file_id": f"AgACAgEAAx{message['message_id']:08d}",
+                "file_unique_id": f"AQAD{message['message_id']:08d}",
+                "width": 320,
+                "height": 240,
+                **({"file_size": size} if size else {}),
+            }
+        ]
         return message
 
     async def _edit_message_reply_markup(self, params: dict[str, Any]) -> object:

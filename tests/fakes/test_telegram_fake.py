@@ -897,3 +897,36 @@ def test_a_missing_spec_skips_and_names_the_path(tmp_path: Path) -> None:
     missing = tmp_path / "telegram-bot-api.json"
     with pytest.raises(pytest.skip.Exception, match=re.escape(str(missing))):
         require_spec(missing)
+
+
+# --- files: sendDocument and sendPhoto (the materials the bot sends) ----------------------------
+
+
+async def test_send_document_upload_is_recorded_as_multipart(
+    tg: FakeTelegramServer, bot: telegram.Bot
+) -> None:
+    pdf = b"%PDF-1.4 caso de exito"
+    sent = await bot.send_document(
+        MARIANA, telegram.InputFile(pdf, filename="caso.pdf"), caption="Caso: Clínica"
+    )
+    assert sent.document is not None and sent.document.file_name == "caso.pdf"
+    assert sent.caption == "Caso: Clínica"
+    (call,) = tg.sent_files("sendDocument", MARIANA)
+    assert call.encoding == "multipart"
+    assert call.params["document"].data == pdf
+    assert call.params["caption"] == "Caso: Clínica"
+
+
+async def test_send_photo_by_url(tg: FakeTelegramServer, bot: telegram.Bot) -> None:
+    sent = await bot.send_photo(MARIANA, "https://bot.example.com/materiales/x/tabla.png")
+    assert sent.photo
+    (call,) = tg.sent_files("sendPhoto")
+    assert call.params["photo"] == "https://bot.example.com/materiales/x/tabla.png"
+
+
+async def test_a_caption_over_1024_characters_is_refused(tg: FakeTelegramServer) -> None:
+    tg.fail_on_rejected = False
+    async with telegram.Bot(tg.token, base_url=tg.base_url) as bot:
+        with pytest.raises(tg_error.BadRequest, match="caption is too long"):
+            await bot.send_photo(MARIANA, "https://example.com/a.png", caption="a" * 1025)
+    assert [r.method for r in tg.take_rejected()] == ["sendPhoto"]

@@ -106,7 +106,7 @@ async def test_an_admin_edits_tries_publishes_and_rolls_back(
     await olga.locator('[data-testid="reply"]', has_text="se paga solo").wait_for(timeout=WAIT)
     while await olga.locator('[data-testid="reply"]').count() > 1:
         old = olga.locator('[data-testid="reply"]').filter(has_not_text="se paga solo").first
-        await old.get_by_role("button").click()
+        await old.get_by_role("button", name="Quitar la respuesta").click()
         await olga.wait_for_load_state()
     assert "se paga solo" not in await ask(browser, chat, "es muy caro")  # only a draft
 

@@ -18,7 +18,16 @@ from aiohttp_session.cookie_storage import EncryptedCookieStorage
 
 from bot import live
 from bot.settings import Settings
-from bot.web.console import admin, auth, conversations, leads, reports, scripts, stream
+from bot.web.console import (
+    admin,
+    auth,
+    conversations,
+    leads,
+    materials,
+    reports,
+    scripts,
+    stream,
+)
 from bot.web.console.render import Pages
 
 log = logging.getLogger(__name__)
@@ -51,6 +60,7 @@ def create_console(settings: Settings, signals: live.Signals) -> web.Application
     admin.register(console)
     reports.register(console)
     scripts.register(console)
+    materials.register(console)
     stream.register(console, signals)
     return console
 

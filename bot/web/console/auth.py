@@ -75,9 +75,19 @@ def wants_json(request: web.Request) -> bool:
     )
 
 
+# Uploads to the materials library may be larger than other requests (server.max_body_bytes):
+# up to materials.max_bytes, plus room for the form's other fields.
+UPLOADS = "/console/materiales"
+_FORM_ROOM = 64 * 1024
+
+
 @web.middleware
 async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     session = await get_session(request)
+    if request.method == "POST" and request.path.startswith(UPLOADS):
+        # The clone shares this request's state (the session just loaded, so it is saved).
+        limit = request.config_dict[SETTINGS].materials.max_bytes + _FORM_ROOM
+        request = request.clone(client_max_size=limit)
     token = session.get("csrf")
     if not isinstance(token, str):
         token = secrets.token_urlsafe(24)

@@ -26,10 +26,11 @@ from bot.conversation import quality
 from bot.conversation.scripts import Draft, ScriptsInvalid, ScriptVersions
 from bot.conversation.understanding import Knowledge
 from bot.core.errors import InvalidInput, NotFound
+from bot.core.materials import BEST, VariantProblem, problems
 from bot.core.model import utcnow
 from bot.core.scripts import SYSTEM_INTENTS
 from bot.web.console.auth import accounts, admin_page, flash, pages, take_flash, who
-from bot.web.keys import SCRIPTS, SETTINGS, UNDERSTANDING
+from bot.web.keys import MATERIALS, SCRIPTS, SETTINGS, UNDERSTANDING
 from intents import NONE, NluResult, editing
 from intents.catalogue import PLACEHOLDERS
 
@@ -62,6 +63,7 @@ def register(app: web.Application) -> None:
     add.add_post(f"/scripts/{INTENT}/{{part:examples|replies}}", admin_page(add_item))
     add.add_post(f"/scripts/{INTENT}/{{part:examples|replies}}/{N}/quitar", admin_page(remove_item))
     add.add_post(f"/scripts/{INTENT}/quitar", admin_page(remove_intent))
+    add.add_post(f"/scripts/{INTENT}/replies/{N}/materiales", admin_page(set_materials))
 
 
 def _versions(request: web.Request) -> ScriptVersions:
@@ -174,9 +176,27 @@ async def intent_page(request: web.Request) -> web.Response:
     if view is None:
         raise NotFound("no such intent", code="scripts_no_intent", intent=_intent(request))
     counts = await versions.intent_counts(utcnow() - WEEK)
+    library = await request.config_dict[MATERIALS].all()
+    found = problems(
+        view.id,
+        view.replies,
+        view.offers,
+        library,
+        [versions.promises.found(reply) for reply in view.replies],
+    )
+    texts = pages(request).texts
     return pages(request).render(
         request,
         "script.html",
+        offers=view.offers,
+        material_notes={
+            index: [worded(texts, p) for p in found if p.variant == index]
+            for index in range(len(view.replies))
+        },
+        script_notes=[worded(texts, p) for p in found if p.variant < 0],
+        material_keys=[m.key for m in library if m.active],
+        material_tags=sorted({tag for m in library if m.active for tag in m.tags}),
+        best=BEST,
         live_number=versions.loaded,
         view=view,
         draft=draft,
@@ -223,6 +243,27 @@ async def remove_item(request: web.Request) -> web.StreamResponse:
         lambda body: editing.remove(body, intent, part, index), who(request)
     )
     raise web.HTTPSeeOther(f"/console/scripts/{intent}")
+
+
+async def set_materials(request: web.Request) -> web.StreamResponse:
+    """What one reply variant offers to send: material keys or mejor:<etiqueta>, by commas."""
+    intent, index = _intent(request), int(request.match_info["n"])
+    typed = (await _form(request)).get("materials", "")
+    materials = [part.strip() for part in typed.split(",")]
+    await _versions(request).edit(
+        lambda body: editing.set_materials(body, intent, index, materials), who(request)
+    )
+    flash(
+        await get_session(request),
+        f"Materiales de la respuesta {index + 1} guardados en el borrador.",
+    )
+    raise web.HTTPSeeOther(f"/console/scripts/{intent}#respuesta-{index + 1}")
+
+
+def worded(texts: dict[str, dict[str, str]], problem: VariantProblem) -> str:
+    """A materials problem of a variant in Spanish (textos.es.yaml, materiales_problemas)."""
+    template = texts.get("materiales_problemas", {}).get(problem.code, str(problem))
+    return template.format(n=problem.variant + 1, script=problem.script, detalle=problem.detail)
 
 
 async def new_intent(request: web.Request) -> web.StreamResponse:
@@ -314,9 +355,13 @@ async def publish(request: web.Request) -> web.StreamResponse:
             draft.body, form.get("comment", ""), who(request), from_draft=True
         )
     except ScriptsInvalid as exc:
-        raise InvalidInput(
-            exc.problem, code="scripts_invalid", problem=explain(pages(request).texts, exc.problem)
-        ) from None
+        texts = pages(request).texts
+        said = (
+            " ".join(worded(texts, p) for p in exc.materials)
+            if exc.materials
+            else explain(texts, exc.problem)
+        )
+        raise InvalidInput(exc.problem, code="scripts_invalid", problem=said) from None
     flash(await get_session(request), f"Versión {version.number} publicada.")
     raise web.HTTPSeeOther("/console/scripts")
 

@@ -6,11 +6,17 @@ import pytest
 
 from bot.core.errors import ConfigError
 from bot.core.scripts import SYSTEM_SCRIPTS, Renderer
+from intents.promises import load_promises
 
 
 class Book:
-    def __init__(self, texts: dict[str, tuple[str, ...]]) -> None:
+    def __init__(
+        self,
+        texts: dict[str, tuple[str, ...]],
+        offers: dict[str, tuple[tuple[str, ...], ...]] | None = None,
+    ) -> None:
         self.texts = texts
+        self.offers = offers or {}
 
     @property
     def intents(self) -> tuple[str, ...]:
@@ -18,6 +24,9 @@ class Book:
 
     def replies(self, script_id: str) -> tuple[str, ...]:
         return self.texts.get(script_id, ())
+
+    def offered(self, script_id: str) -> tuple[tuple[str, ...], ...]:
+        return self.offers.get(script_id, ())
 
     def label(self, intent: str) -> str:
         return intent
@@ -103,3 +112,26 @@ def test_set_plans_are_quoted_first() -> None:
         rendered = renderer.render("info.pricing", seed=str(n), values={})
         assert rendered.variant == 1
         assert rendered.text == "Estos son nuestros planes: Básico ($499). ¿Cuál te conviene?"
+
+
+def test_a_variant_that_offers_materials_is_chosen_only_when_they_can_be_sent() -> None:
+    texts = ("Plain.", "¿Te comparto un caso?")
+    book = complete(**{"objection.price": texts})
+    book.offers["objection.price"] = ((), ("mejor:caso",))
+    renderer = Renderer(book, {}, load_promises())
+    never = {renderer.render("objection.price", seed=str(s), values={}).variant for s in range(30)}
+    assert never == {0}
+    can = {
+        renderer.render("objection.price", seed=str(s), values={}, sendable=lambda r: True)
+        for s in range(30)
+    }
+    assert {(r.variant, r.offers) for r in can} == {(0, ()), (1, ("mejor:caso",))}
+
+
+def test_a_promise_without_material_is_never_chosen() -> None:
+    book = complete(**{"info.guarantee": ("Tiene garantía.", "¿Te envío las condiciones?")})
+    renderer = Renderer(book, {}, load_promises())
+    variants = {
+        renderer.render("info.guarantee", seed=str(s), values={}).variant for s in range(30)
+    }
+    assert variants == {0}

@@ -207,3 +207,22 @@ def test_example_that_normalises_to_nothing_is_warned(tmp_path: Path) -> None:
     (warning,) = load_catalogue(path).warnings
     assert "'???'" in warning
     assert "nothing" in warning
+
+
+def test_a_reply_may_offer_materials_and_the_editor_keeps_them() -> None:
+    from intents import editing, parse_catalogue
+
+    text = (
+        "intents:\n  info.pricing:\n    label: precios\n    examples: [cuánto cuesta]\n"
+        "    replies:\n      - Cuesta poco.\n      - Te envío la tabla.\n"
+    )
+    text = editing.set_materials(text, "info.pricing", 1, ["tabla-planes", " ", "tabla-planes"])
+    catalogue = parse_catalogue(text, "borrador")
+    assert catalogue.replies("info.pricing") == ("Cuesta poco.", "Te envío la tabla.")
+    assert catalogue.offered("info.pricing") == ((), ("tabla-planes",))
+    view = editing.intent(
+        editing.add(text, "info.pricing", "replies", "Te envío la tabla."), "info.pricing"
+    )
+    assert view is not None and view.offers == ((), ("tabla-planes",))
+    plain = editing.set_materials(text, "info.pricing", 1, [])
+    assert parse_catalogue(plain, "borrador").offered("info.pricing") == ()
