@@ -26,6 +26,7 @@ from sqlalchemy import (
     not_,
     or_,
     select,
+    text,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -132,6 +133,17 @@ class Reports:
             return func.strftime("%Y-%m-%d %H", column)
         return func.to_char(func.timezone("UTC", column), "YYYY-MM-DD HH24")
 
+    async def tune(self) -> None:
+        """PostgreSQL, for this transaction only: no JIT compilation, and room to sort in memory.
+
+        The correlated lookups make the planner's cost estimates large enough to switch JIT on,
+        and compiling took longer than running (0.4 s of a 0.5 s query on the benchmark); the
+        funnel's windows sorted on disk with the default 4 MB."""
+        if not self._sqlite:
+            await self.session.execute(
+                text("SELECT set_config('jit', 'off', true), set_config('work_mem', '32MB', true)")
+            )
+
     async def _scalar(self, statement: Select[Any]) -> Any:
         return (await self.session.execute(statement)).scalar()
 
@@ -204,8 +216,10 @@ class Reports:
         """1 when the lead (Lead) entered a won stage before `end`, else 0."""
         if not won:
             return literal(0)
-        entered = exists().where(
-            StageChange.lead_id == Lead.id, StageChange.to_stage.in_(won), StageChange.at < end
+        # IN, not a correlated EXISTS: the won leads are read once and hashed, instead of one
+        # index lookup per lead of the period.
+        entered = Lead.id.in_(
+            select(StageChange.lead_id).where(StageChange.to_stage.in_(won), StageChange.at < end)
         )
         return case((entered, 1), else_=0)
 
