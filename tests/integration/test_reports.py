@@ -247,7 +247,7 @@ async def test_recommended_actions(settings: Settings, db: Database, history: Hi
     report = await _report(settings, db, PeriodKind.MONTH, date(2026, 11, 1))
     assert report["low_score_unreviewed"] == 1  # L2 (L4 opted out)
     assert report["recommendations"] == [
-        "Leads con score < 30 que nadie ha revisado: 1",
+        "Prospectos con puntuación < 30 que nadie ha revisado: 1",
         "Mejorar la respuesta a «Es muy caro»: el 50.0 % de quienes la dijeron se quedó callado",
         "Tareas vencidas de Ana: 1",
         "Aumentar el tráfico de email, la fuente principal",
