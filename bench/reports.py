@@ -13,25 +13,33 @@
    glossary. The slowest of each is reported; any above 2 s fails the run (exit 1).
 
 Run: `.venv/bin/python -m bench.reports [--leads 100000] [--messages 1000000]
-[--activities 200000] [--repeat 3]`
+[--activities 200000] [--repeat 3] [--keep NAME]`
+
+`--keep NAME` keeps the database NAME after the run and, when it already holds the data, only
+migrates it (a new index is built on the rows already there) instead of generating them again:
+for trying query changes one after another without 100 s of generation each time. Drop it with
+`DROP DATABASE NAME` when done.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import platform
 import re
 import sys
 import time
+from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp.test_utils import TestServer
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from bench.core_webchat import postgres_database
+from bench.core_webchat import ADMIN_URL, postgres_database
 from bot.app import create_app
 from bot.desk.accounts import hash_password
 from bot.settings import load_settings
@@ -222,7 +230,7 @@ async def sign_in(session: aiohttp.ClientSession, base: str, email: str) -> None
         assert response.status == 200, response.status  # followed to the queue
 
 
-async def measure(url: str, repeat: int) -> list[tuple[str, str, float, int]]:
+async def measure(url: str, repeat: int, kept: bool) -> list[tuple[str, str, float, int]]:
     settings = load_settings(environ={**os.environ, "DATABASE_URL": url}).with_overrides(
         console={"secret": "bench"},
         # The daily sweep and summary would start working through the year of leads while
@@ -237,8 +245,9 @@ async def measure(url: str, repeat: int) -> list[tuple[str, str, float, int]]:
     today = time.strftime("%Y-%m-%d")
     d90 = time.strftime("%Y-%m-%d", time.localtime(time.time() - 89 * 86400))
     desk = app[DESK]
-    await desk.add_agent("Coordinadora", email="jefa@example.com", admin=True,
-                         password_hash=hash_password(PASSWORD))  # fmt: skip
+    if not kept:  # a kept database has her from its first run
+        await desk.add_agent("Coordinadora", email="jefa@example.com", admin=True,
+                             password_hash=hash_password(PASSWORD))  # fmt: skip
     results = []
     try:
         # unsafe: keep cookies set by an IP address (127.0.0.1), as a browser does.
@@ -279,16 +288,69 @@ async def _password(url: str, email: str) -> None:
         await db.dispose()
 
 
+@contextlib.asynccontextmanager
+async def kept_database(name: str) -> AsyncIterator[tuple[str, bool]]:
+    """The database `name`, created when missing and never dropped; (url, already filled)."""
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", name):
+        raise SystemExit("--keep: a database name in lower case letters, digits and _")
+    admin = create_async_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        async with admin.connect() as conn:
+            found = await conn.scalar(
+                text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}
+            )
+            if not found:
+                await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        await admin.dispose()
+    url = make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    filled = False
+    if found:
+        engine = create_async_engine(url)
+        try:
+            async with engine.connect() as conn:
+                has_leads = await conn.scalar(text("SELECT to_regclass('leads') IS NOT NULL"))
+                filled = bool(has_leads) and bool(
+                    await conn.scalar(text("SELECT EXISTS (SELECT 1 FROM leads)"))
+                )
+        finally:
+            await engine.dispose()
+    yield url, filled
+
+
+async def refresh(url: str) -> dict[str, float]:
+    """A kept database: migrate it (new indexes are built on the rows there) and analyze."""
+    started = time.perf_counter()
+    db = Database(url)
+    try:
+        await migrate.upgrade(db)
+    finally:
+        await db.dispose()
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            await conn.execute(text("ANALYZE"))
+    finally:
+        await engine.dispose()
+    return {"(kept: migrated, analyzed)": time.perf_counter() - started}
+
+
 async def main(args: argparse.Namespace) -> int:
-    async with postgres_database() as url:
+    database = kept_database(args.keep) if args.keep else _fresh()
+    async with database as (url, filled):
         started = time.perf_counter()
-        took = await fill(url, args.leads, args.messages, args.activities)
+        if filled:
+            took = await refresh(url)
+        else:
+            took = await fill(url, args.leads, args.messages, args.activities)
         generated = time.perf_counter() - started
-        results = await measure(url, args.repeat)
+        results = await measure(url, args.repeat, filled)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"Python {platform.python_version()}")  # fmt: skip
     print(f"data: {args.leads} leads, {args.messages} messages, {args.activities} activities; "
-          f"generated in {generated:.1f} s")  # fmt: skip
+          f"{'kept from an earlier run, ready' if filled else 'generated'} in "
+          f"{generated:.1f} s")  # fmt: skip
     for table, seconds in took.items():
         print(f"  {table:<20} {seconds:6.1f} s")
     print(f"{'who':<12} {'page':<24} {'slowest of ' + str(args.repeat):>14} {'bytes':>9}")
@@ -300,12 +362,23 @@ async def main(args: argparse.Namespace) -> int:
     return 1 if missed else 0
 
 
+@contextlib.asynccontextmanager
+async def _fresh() -> AsyncIterator[tuple[str, bool]]:
+    async with postgres_database() as url:
+        yield url, False
+
+
 def cli(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--leads", type=int, default=100_000)
     parser.add_argument("--messages", type=int, default=1_000_000)
     parser.add_argument("--activities", type=int, default=200_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--keep",
+        metavar="NAME",
+        help="keep the database NAME after the run, and reuse its data when it has some",
+    )
     return asyncio.run(main(parser.parse_args(argv)))
 
 

@@ -682,7 +682,6 @@ def _report(args: argparse.Namespace) -> int:
     from bot.core.report import PeriodKind, period
     from bot.reports.figures import Figures
     from bot.reports.render import all_csv, to_json, to_text
-    from storage.uow import UnitOfWork
 
     settings = _settings()
     tz = settings.business.tz
@@ -692,8 +691,7 @@ def _report(args: argparse.Namespace) -> int:
     figures = Figures(settings)
 
     async def read(db: Database) -> dict[str, Any]:
-        async with UnitOfWork(db) as uow:
-            return await figures.report(uow, current, now)
+        return await figures.report_from(db, current, now)
 
     report = _with_database(settings, read)
     if args.format == "json":

@@ -415,6 +415,9 @@ class ReportsSettings(_Section):
     low_score: PositiveInt
     goals: ReportGoals
     ltv: LtvSettings
+    # PostgreSQL: how many of a report's figures are read at once, each in its own session
+    # (SQLite reads them one after another).
+    parallel_queries: PositiveInt = 3
 
     @field_validator("summary_at")
     @classmethod

@@ -57,6 +57,9 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
+# The messages the reports count as objections (ix_messages_objections, migration 0014).
+OBJECTION_MESSAGES = "direction = 'in' AND intent LIKE 'objection.%'"
+
 
 class UtcDateTime(TypeDecorator[datetime]):
     """Aware datetimes in, aware UTC datetimes out, on every database.
@@ -170,6 +173,13 @@ class Lead(Base):
         Index("ix_leads_first_contact_at", "first_contact_at"),
         Index("ix_leads_stage", "stage"),
         Index("ix_leads_owner_id", "owner_id"),
+        # The reports' opt-outs after a sequence step (migration 0014): the few who opted out.
+        Index(
+            "ix_leads_opted_out_at",
+            "opted_out_at",
+            postgresql_where=sql("opted_out_at IS NOT NULL"),
+            sqlite_where=sql("opted_out_at IS NOT NULL"),
+        ),
         # The lead list's filters (migration 0011): tags contain a tag; name / e-mail contain a
         # text (trigrams where pg_trgm could be added; a plain index otherwise).
         Index(
@@ -277,6 +287,13 @@ class Message(Base):
         Index("ix_messages_conversation_id_id", "conversation_id", "id"),
         Index("ix_messages_created_at", "created_at"),
         Index("ix_messages_conversation_id_created_at", "conversation_id", "created_at"),
+        # The reports' objections (storage/reports.py OBJECTIONS): a few percent of the messages.
+        Index(
+            "ix_messages_objections",
+            "created_at",
+            postgresql_where=sql(OBJECTION_MESSAGES),
+            sqlite_where=sql(OBJECTION_MESSAGES),
+        ),
     )
 
 

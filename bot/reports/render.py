@@ -84,7 +84,7 @@ def tables(report: dict[str, Any], texts: Texts) -> list[Table]:
         Table(
             "leads_by_tier",
             term("leads_by_tier").name,
-            ["Temperatura", "Leads"],
+            ["Temperatura", "Prospectos"],
             [[TIERS.get(t, t), n] for t, n in sorted(report["leads_by_tier"].items())],
         ),
         Table(
@@ -131,7 +131,7 @@ def tables(report: dict[str, Any], texts: Texts) -> list[Table]:
             Table(
                 key,
                 term(key).name,
-                [label, "Leads", "Convertidos", "Tasa %"],
+                [label, "Prospectos", "Convertidos", "Tasa %"],
                 [[r["key"], r["leads"], r["converted"], r["rate"]] for r in report[key]],
             )
         )
@@ -149,7 +149,7 @@ def tables(report: dict[str, Any], texts: Texts) -> list[Table]:
                 "Ganados",
                 "Perdidos",
                 "Tasa de cierre %",
-                "Clientes fríos",
+                "Prospectos fríos",
                 "Tareas vencidas",
             ],
             [

@@ -42,8 +42,7 @@ class Reporting:
     async def report(
         self, current: Period, owner: int | None = None, now: datetime | None = None
     ) -> dict[str, Any]:
-        async with UnitOfWork(self.db) as uow:
-            return await self.figures.report(uow, current, now or utcnow(), owner)
+        return await self.figures.report_from(self.db, current, now or utcnow(), owner)
 
     async def cac_entries(self) -> list[CacEntry]:
         async with UnitOfWork(self.db) as uow:

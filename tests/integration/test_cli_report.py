@@ -50,7 +50,7 @@ async def test_text_is_the_spanish_summary(database_url: str, db: Database) -> N
     assert done.returncode == 0, done.stderr
     text = done.stdout
     assert "Reporte diario: 2026-11-30 a 2026-11-30 (America/Mexico_City)" in text
-    assert "Leads nuevos: 1 (0 el periodo anterior)" in text
+    assert "Prospectos nuevos: 1 (0 el periodo anterior)" in text
     assert "Ingresos: $200.00 MXN" in text
     assert "Objeción más común: Necesito pensarlo (100.0 %)" in text
     assert "Acciones recomendadas:" in text
@@ -64,10 +64,10 @@ async def test_csv_lists_every_table(database_url: str, db: Database) -> None:
     assert done.returncode == 0, done.stderr
     blocks = done.stdout.strip().split("\n\n")
     titles = [block.splitlines()[0] for block in blocks]
-    assert titles[:3] == ["# Resumen", "# Leads por temperatura", "# Embudo"]
+    assert titles[:3] == ["# Resumen", "# Prospectos por temperatura", "# Embudo"]
     summary = list(csv.reader(io.StringIO("\n".join(blocks[0].splitlines()[1:]))))
     assert summary[0] == ["Cifra", "Periodo", "Periodo anterior"]
-    assert summary[1] == ["Leads nuevos", "2", "0"]
+    assert summary[1] == ["Prospectos nuevos", "2", "0"]
 
 
 def test_a_bad_date_is_refused_plainly(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ import io
 import re
 import zipfile
 from decimal import Decimal
+from html.parser import HTMLParser
 from typing import Any
 
 import pytest
@@ -21,6 +22,7 @@ from tests.integration.test_console import PASSWORD, Browser, make_agent
 from tests.reports_data import History, build
 
 NOVEMBER = "/console/reports?period=month&date=2026-11-14"
+MONTH = "period=month&date=2026-11-01"
 
 
 @pytest.fixture
@@ -155,7 +157,7 @@ async def test_tables_export_to_csv_and_excel(
 async def test_the_glossary_defines_every_figure(client: TestClient[Any, Any]) -> None:
     browser = await _admin(client)
     page = await (await browser.get("/console/reports/glossary")).text()
-    for name in ("Conversiones", "Tasa de conversión", "Embudo", "LTV:CAC", "Clientes fríos"):
+    for name in ("Conversiones", "Tasa de conversión", "Embudo", "LTV:CAC", "Prospectos fríos"):
         assert f">{name}</dt>" in page
     assert "converted" not in page
 
@@ -204,3 +206,38 @@ async def test_admins_enter_and_import_cac(client: TestClient[Any, Any], history
     assert ("radio", "2026-11-01") not in entries
     page = await (await browser.get("/console/reports/cac")).text()
     assert "google" in page and "1250.50 MXN" in page
+
+
+class _Words(HTMLParser):
+    """The text of a page as a person reads it: text nodes and the titles shown on hover."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.read: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.read += [value or "" for name, value in attrs if name in ("title", "aria-label")]
+
+    def handle_data(self, data: str) -> None:
+        self.read.append(data)
+
+
+# The CRM calls a lead «prospecto» and its score «puntuación» (bot/web/console/textos.es.yaml).
+ENGLISH = re.compile(r"\b(leads?|score)\b", re.IGNORECASE)
+
+
+async def test_reports_speak_the_crms_words(client: TestClient[Any, Any], history: History) -> None:
+    browser = await _admin(client)
+    for path in (NOVEMBER, "/console/reports/glossary"):
+        words = _Words()
+        words.feed(await (await browser.get(path)).text())
+        assert not ENGLISH.findall(" ".join(words.read)), path
+    page = await (await browser.get(NOVEMBER)).text()
+    assert ">Prospectos nuevos<" in page and ">Puntuación promedio<" in page
+    exports = sorted(set(re.findall(r"/console/reports/export/(\w+)\.csv", page)))
+    assert len(exports) >= 10  # every table of the page
+    for table in exports:
+        exported = await (await browser.get(f"/console/reports/export/{table}.csv?{MONTH}")).text()
+        assert not ENGLISH.findall(exported), table
+    by_source = await (await browser.get(f"/console/reports/export/by_source.csv?{MONTH}")).text()
+    assert by_source.lstrip("\ufeff").startswith("Fuente,Prospectos,Convertidos,Tasa %")

@@ -3,20 +3,24 @@ and PostgreSQL."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import date
 from decimal import Decimal as D
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
 from bot.core.report import PeriodKind, period
-from bot.reports.figures import Figures
+from bot.reports.figures import Concurrent, Figures, Reader
 from bot.settings import Settings
 from storage.db import Database
 from storage.models import Pipeline, Stage, StageChange
+from storage.reports import Reports
 from storage.uow import UnitOfWork
 from tests.conftest import make_settings
 from tests.reports_data import MX, NOW, History, build, local
+
+T = TypeVar("T")
 
 
 async def _report(
@@ -243,7 +247,7 @@ async def test_recommended_actions(settings: Settings, db: Database, history: Hi
     report = await _report(settings, db, PeriodKind.MONTH, date(2026, 11, 1))
     assert report["low_score_unreviewed"] == 1  # L2 (L4 opted out)
     assert report["recommendations"] == [
-        "Leads con score < 30 que nadie ha revisado: 1",
+        "Prospectos con puntuación < 30 que nadie ha revisado: 1",
         "Mejorar la respuesta a «Es muy caro»: el 50.0 % de quienes la dijeron se quedó callado",
         "Tareas vencidas de Ana: 1",
         "Aumentar el tráfico de email, la fuente principal",
@@ -294,3 +298,39 @@ async def test_pipelines_stored_by_the_crm_shape_the_funnel(
     ]
     assert report["conversions"] == 1  # "ganado" is won, "purchase" of the preset too
     assert report["decisions"] == 2  # L2 lost, L1 won: both first decisions
+
+
+class _Counting:
+    """A reader that notes how many reads run at the same time."""
+
+    def __init__(self, inner: Reader) -> None:
+        self.inner = inner
+        self.running = 0
+        self.most = 0
+
+    async def __call__(self, read: Callable[[Reports], Awaitable[T]]) -> T:
+        async def counted(reports: Reports) -> T:
+            self.running += 1
+            self.most = max(self.most, self.running)
+            try:
+                return await read(reports)
+            finally:
+                self.running -= 1
+
+        return await self.inner(counted)
+
+
+@pytest.mark.parametrize("owner", [None, "ana"])
+async def test_figures_read_at_once_are_the_figures_read_one_by_one(
+    settings: Settings, db: Database, history: History, owner: str | None
+) -> None:
+    agent = history.ana if owner else None
+    current = period(PeriodKind.MONTH, date(2026, 11, 1), MX)
+    one_by_one = await _report(settings, db, PeriodKind.MONTH, date(2026, 11, 1), agent)
+    figures = Figures(settings)
+    assert await figures.report_from(db, current, NOW, agent) == one_by_one
+    if db.is_sqlite:
+        return  # SQLite reads one after another: report_from used one unit of work
+    reads = _Counting(Concurrent(db, 2))
+    assert await figures.compute(reads, current, NOW, agent) == one_by_one
+    assert reads.most == 2  # never more than the limit, and more than one at a time

@@ -76,9 +76,9 @@ async def test_admins_get_yesterdays_figures_at_the_configured_hour(
 
     [sent] = tg.sent_texts(DORA_CHAT)
     assert sent.startswith("Reporte diario: 2026-11-30 a 2026-11-30 (America/Mexico_City)")
-    assert "Leads nuevos: 1" in sent and "Ingresos: $200.00 MXN" in sent
+    assert "Prospectos nuevos: 1" in sent and "Ingresos: $200.00 MXN" in sent
     assert "Acciones recomendadas:" in sent
-    assert "Leads con score < 30 que nadie ha revisado: 1" in sent
+    assert "Prospectos con puntuación < 30 que nadie ha revisado: 1" in sent
     assert tg.sent_texts(6161) == []
     async with client.app[DATABASE].session() as session:
         notes = (

@@ -75,7 +75,7 @@ def _charts(report: dict[str, Any], goal: int) -> dict[str, Markup]:
     funnel = report["funnel"]
     return {
         "funnel": charts.bars(
-            "Embudo: leads que entraron a cada etapa",
+            "Embudo: prospectos que entraron a cada etapa",
             [(f"{row['name']}", row["entered"]) for row in funnel],
         ),
         "by_source": charts.bars(
@@ -84,11 +84,11 @@ def _charts(report: dict[str, Any], goal: int) -> dict[str, Markup]:
             unit=" %",
         ),
         "by_weekday": charts.columns(
-            "Leads nuevos por día de la semana",
+            "Prospectos nuevos por día de la semana",
             [(row["key"][:3], row["leads"]) for row in report["by_weekday"]],
         ),
         "by_hour": charts.columns(
-            "Leads nuevos por hora del día",
+            "Prospectos nuevos por hora del día",
             [(row["key"][:2], row["leads"]) for row in report["by_hour"]],
             every=3,
         ),
