@@ -9,7 +9,7 @@ The sequence steps' opt-outs joined every lead to read opted_out_at; ix_leads_op
 holds only the leads who opted out (2 % on the benchmark). Measured in docs/benchmarks.md.
 
 Revision ID: 0014
-Revises: 0012
+Revises: 0013
 Create Date: 2026-11-30 04:10:00
 """
 
@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0014"
-down_revision: str | None = "0012"
+down_revision: str | None = "0013"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
