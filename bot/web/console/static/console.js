@@ -7,6 +7,13 @@
   const page = body.dataset.page;
   const conversationId = body.dataset.conversationId;
   const sound = new Audio("/static/console/aviso.wav");
+
+  // On a phone the sections bar is one line that scrolls sideways: show the current section.
+  const current = document.querySelector('.barra nav [aria-current="page"]');
+  if (current) {
+    const nav = current.parentElement;
+    nav.scrollLeft = current.offsetLeft - nav.offsetLeft - (nav.clientWidth - current.offsetWidth) / 2;
+  }
   // A form on its way (claim, close, transfer...) already brings the fresh page: a live
   // refresh must not cut it short.
   let leaving = false;
