@@ -167,12 +167,16 @@ PAGES = [
 ]
 
 
-async def fill(url: str, leads: int, messages: int, activities: int) -> dict[str, float]:
+async def _migrated(url: str) -> None:
     db = Database(url)
     try:
         await migrate.upgrade(db)
     finally:
         await db.dispose()
+
+
+async def fill(url: str, leads: int, messages: int, activities: int) -> dict[str, float]:
+    await _migrated(url)
     # No statement timeout here (the service's pool has one): a million rows take a while.
     engine = create_async_engine(url)
     took: dict[str, float] = {}
@@ -321,11 +325,7 @@ async def kept_database(name: str) -> AsyncIterator[tuple[str, bool]]:
 async def refresh(url: str) -> dict[str, float]:
     """A kept database: migrate it (new indexes are built on the rows there) and analyze."""
     started = time.perf_counter()
-    db = Database(url)
-    try:
-        await migrate.upgrade(db)
-    finally:
-        await db.dispose()
+    await _migrated(url)
     engine = create_async_engine(url)
     try:
         async with engine.connect() as conn:
