@@ -92,6 +92,8 @@ class Thresholds:
         foreign_weight: taken from each intent's final logit (`none`'s excepted) times the
             share of words that other intents' examples use and its own never do: small talk
             that borrows an intent's words ("¿a cómo está el euro?") brings its topic's words.
+        foreign_min_words: that share is taken of at least this many words, so that one odd
+            word in a two-word answer does not outweigh the rest.
         none_bias: added to `none`'s final logit. Once the foreign-word share weighs against
             an intent, `none` needs no head start: 0 was chosen between -0.25 and 1 on
             cross-validation of the examples and the own held-out sets (every choice within
@@ -114,6 +116,7 @@ class Thresholds:
     length_power: float = 0.5
     unknown_weight: float = 1.0
     foreign_weight: float = 2.0
+    foreign_min_words: int = 3
     none_bias: float = 0.0
     smoothing: float = 0.05
     fuzzy_max_chars: int = 60
@@ -262,11 +265,11 @@ class Matcher:
     def _word_evidence(self, normalised: str) -> tuple[float, list[float]]:
         """Which words (longer than two letters, not numbers) the examples do not use.
 
-        Returns the share of words that no example uses, and per intent the share of words
-        that other intents' examples use but none of its own: "¿a cómo está el euro?" asks a
-        price with a word no pricing example has, "mañana a las 9 juega la selección" names a
-        time with words no booking uses. An intent's words about something else read as small
-        talk, which is what the second share lets the scores see.
+        Returns the share of words that no example uses, and per intent the share of words (of
+        at least `foreign_min_words`) that other intents' examples use but none of its own:
+        "¿a cómo está el euro?" asks a price with a word no pricing example has, "el domingo
+        a las 4 juega el Madrid" names a time with words no booking uses. An intent's words
+        about something else read as small talk, which the second share lets the scores see.
         """
         words = [w for w in normalised.split() if len(w) > 2 and not w.isdigit()]
         if not words:
@@ -277,7 +280,9 @@ class Matcher:
         for posting in known:
             for c, _ in posting:
                 missing[c] -= 1
-        return (len(words) - len(known)) / len(words), [n / len(words) for n in missing]
+        # One odd word in a two-word answer ("ni en sueños") is not a topic of its own.
+        counted = max(len(words), self.thresholds.foreign_min_words)
+        return (len(words) - len(known)) / len(words), [n / counted for n in missing]
 
     def _expert_logits(
         self, normalised: str, found: frozenset[str], *, leave_out: int | None = None
