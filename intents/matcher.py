@@ -10,12 +10,14 @@ scored by three experts trained from the scripts:
 * a logistic regression over the same n-grams (`intents.linear`), which weighs features against
   each other instead of counting them, and so carries over best to text nobody tuned for.
 
-Naive Bayes and rapidfuzz log-scores are added (words never seen in the scripts add to `none`)
-and divided by a temperature fitted at start-up on leave-one-out predictions of the examples
-themselves; the logistic regression's log-probabilities are added to them with fixed weights
-(chosen by cross-validation on the packaged scripts and our own held-out sets), and a softmax
-turns the sum into probabilities. The message's probabilities are the mean of the whole
-message's and of its clauses' average.
+Naive Bayes and rapidfuzz log-scores are added and divided by a temperature fitted at start-up
+on leave-one-out predictions of the examples themselves; the logistic regression's
+log-probabilities are added to them with fixed weights (chosen by cross-validation on the
+packaged scripts and our own held-out sets). Two counts of words then adjust the sum: words no
+example uses add to `none`, and words that other intents' examples use but an intent's own never
+do count against that intent, so that small talk borrowing an intent's words ("¿a cómo está el
+euro?") leans to `none`. A softmax turns the sum into probabilities. The message's probabilities
+are the mean of the whole message's and of its clauses' average.
 
 When confident clauses want different things, the priority rule of `nlu/intents.md` picks the
 one to act on first (optout > handoff > cancel > reschedule > book > buy > objections/info >
@@ -87,9 +89,15 @@ class Thresholds:
         length_power: Naive Bayes scores are divided by (known features) ** length_power.
         unknown_weight: added to `none`'s final logit times the share of words never seen in
             the examples: off-topic messages are made of words the scripts never use.
-        none_bias: added to `none`'s final logit: small talk is more varied than any list of
-            examples, so `none` starts a little ahead (picked with the dev set's `none`
-            recall in view; between 0 and 1 accuracy moves by a row at most).
+        foreign_weight: taken from each intent's final logit (`none`'s excepted) times the
+            share of words that other intents' examples use and its own never do: small talk
+            that borrows an intent's words ("¿a cómo está el euro?") brings its topic's words.
+        foreign_min_words: that share is taken of at least this many words, so that one odd
+            word in a two-word answer does not outweigh the rest.
+        none_bias: added to `none`'s final logit. Once the foreign-word share weighs against
+            an intent, `none` needs no head start: 0 was chosen between -0.25 and 1 on
+            cross-validation of the examples and the own held-out sets (every choice within
+            a few rows of the others).
         smoothing: Naive Bayes additive smoothing; small, because examples are short.
         expert_weight: weight of the Naive Bayes + rapidfuzz logits (divided by their own
             temperature, fitted at start-up) in the ensemble.
@@ -107,7 +115,9 @@ class Thresholds:
     fuzzy_weight: float = 5.0
     length_power: float = 0.5
     unknown_weight: float = 1.0
-    none_bias: float = 0.5
+    foreign_weight: float = 2.0
+    foreign_min_words: int = 3
+    none_bias: float = 0.0
     smoothing: float = 0.05
     fuzzy_max_chars: int = 60
     fuzzy_candidates: int = 6
@@ -241,19 +251,38 @@ class Matcher:
             a = self.thresholds.expert_weight / self.temperature
             b = self.thresholds.linear_weight
             logits = [a * x + b * float(y) for x, y in zip(experts, linear, strict=True)]
+        unseen, foreign = self._word_evidence(normalised)
+        if self.thresholds.foreign_weight:
+            for c, share in enumerate(foreign):
+                if c != self.none_index:
+                    logits[c] -= self.thresholds.foreign_weight * share
         if self.none_index is not None:
-            unseen = self._unseen(normalised)
             logits[self.none_index] += (
                 self.thresholds.none_bias + self.thresholds.unknown_weight * unseen
             )
         return Scored(self.model.labels, tuple(softmax(logits)))
 
-    def _unseen(self, normalised: str) -> float:
-        """Share of the words (longer than two letters, not numbers) no example uses."""
+    def _word_evidence(self, normalised: str) -> tuple[float, list[float]]:
+        """Which words (longer than two letters, not numbers) the examples do not use.
+
+        Returns the share of words that no example uses, and per intent the share of words (of
+        at least `foreign_min_words`) that other intents' examples use but none of its own:
+        "¿a cómo está el euro?" asks a price with a word no pricing example has, "el domingo
+        a las 4 juega el Madrid" names a time with words no booking uses. An intent's words
+        about something else read as small talk, which the second share lets the scores see.
+        """
         words = [w for w in normalised.split() if len(w) > 2 and not w.isdigit()]
         if not words:
-            return 0.0
-        return sum(f"w {w}" not in self.model.postings for w in words) / len(words)
+            return 0.0, [0.0] * len(self.model.labels)
+        postings = [self.model.postings.get(f"w {w}") for w in words]
+        known = [p for p in postings if p is not None]
+        missing = [len(known)] * len(self.model.labels)
+        for posting in known:
+            for c, _ in posting:
+                missing[c] -= 1
+        # One odd word in a two-word answer ("ni en sueños") is not a topic of its own.
+        counted = max(len(words), self.thresholds.foreign_min_words)
+        return (len(words) - len(known)) / len(words), [n / counted for n in missing]
 
     def _expert_logits(
         self, normalised: str, found: frozenset[str], *, leave_out: int | None = None

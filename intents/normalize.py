@@ -46,6 +46,12 @@ _STRETCH = re.compile(r"([a-z])\1{2,}")
 _DOUBLE = re.compile(r"([abdf-kmnopqs-z])\1")
 _LAUGH = re.compile(r"\b(?:a?(?:j[aeiou]|[aeiou]j|js|sj|jk|kj|h[ae]h?)){2,}[a-z]?\b")
 _SPACES = re.compile(r"\s+")
+# Words after which a vocative ("hermano", "compa", "mija") names someone: "mi hermano", "un
+# cuate". Not "esta": without its accent it is also the verb ("¿cómo está, hermano?").
+_DETERMINERS = frozenset(
+    {"mi", "mis", "tu", "tus", "su", "sus", "el", "la", "los", "las", "un", "una", "unos"}
+    | {"unas", "nuestro", "nuestra", "nuestros", "nuestras", "este", "ese", "esa", "aquel"}
+)
 _NON_ASCII = re.compile(r"[^\x00-\x7f]")
 _ASCII_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")  # keeps \n: it ends a clause
 
@@ -111,7 +117,12 @@ class Normalizer:
         text = _NOT_WORD.sub(" ", text)
         text = _DIGIT_LETTER.sub(" ", _LOOSE_PUNCT.sub(" ", text))
         text = _LAUGH.sub("jaja", text)
-        expanded = (self.words.get(token, token) for token in text.split())
+        tokens = text.split()
+        expanded = (
+            # A vocative after a determiner is a person talked about, not to: "mi hermano".
+            token if not full and i and tokens[i - 1] in _DETERMINERS else full
+            for i, (token, full) in enumerate((t, self.words.get(t, t)) for t in tokens)
+        )
         return " ".join(word for word in expanded if word)  # fillers expand to nothing
 
 

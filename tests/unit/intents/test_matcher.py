@@ -252,3 +252,46 @@ def test_contrast_leads_between_equals(tmp_path: Path) -> None:
 )
 def test_conceded_clause_does_not_override(matcher: Matcher, text: str, expected: str) -> None:
     assert matcher.match(text, NOW, MX).intent == expected
+
+
+def _with_small_talk(tmp_path: Path) -> Path:
+    path = _tiny(tmp_path)
+    path.write_text(
+        path.read_text(encoding="utf-8") + '  none:\n    label: "otra cosa"\n'
+        '    examples: ["el tomate esta rico", "fui al mercado por tomate", "hoy llovio",'
+        ' "mi perro come tomate"]\n    replies: ["¿Perdón?"]\n',
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_an_intents_words_about_something_else_weigh_against_it(tmp_path: Path) -> None:
+    catalogue = load_catalogue(_with_small_talk(tmp_path))
+    blind = Matcher.from_catalogue(catalogue, thresholds=Thresholds(foreign_weight=0.0))
+    seeing = Matcher.from_catalogue(catalogue, thresholds=Thresholds(foreign_weight=2.0))
+    # "tomate" is a word of small talk that no price objection uses.
+    off = "el tomate esta carisimo"
+    assert dict(seeing.score(off).ranked())[NONE] > dict(blind.score(off).ranked())[NONE]
+    assert blind.match(off, NOW, MX).intent == "objection.price"
+    assert seeing.match(off, NOW, MX).intent == NONE
+    # The intent's own words are untouched.
+    assert seeing.match("esta carisimo", NOW, MX).intent == "objection.price"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("mi esposa está lavando los platos", NONE),
+        ("antes de decidir lo platico con mi esposa", "objection.partner"),
+        ("mándame la foto de tu gato", NONE),
+        ("mándame la información por correo", "objection.send_info"),
+        ("el dólar subió un montón esta semana", NONE),
+        ("está carísimo tu curso", "objection.price"),
+        ("ya pagué el teléfono", NONE),
+        ("quiero hablar con un asesor", "handoff.human"),
+    ],
+)
+def test_small_talk_that_borrows_an_intents_words(
+    matcher: Matcher, text: str, expected: str
+) -> None:
+    assert matcher.match(text, NOW, MX).intent == expected

@@ -95,3 +95,13 @@ def test_junk_never_raises_and_length_is_capped() -> None:
 def test_fold_is_idempotent() -> None:
     for text in ["Ñandú", "ÁÉÍÓÚ", "cooperar", "ahhhh"]:
         assert fold(fold(text)) == fold(text)
+
+
+def test_a_vocative_after_a_determiner_is_a_person() -> None:
+    # "hermano" spoken to says nothing; "mi hermano" is someone the message is about.
+    assert normalize("hermano, ¿cuánto cuesta?") == "cuanto cuesta ?"
+    assert normalize("¿cómo está, hermano?") == "como esta ?"
+    assert normalize("mi hermano quiere hablar con su jefe") == (
+        "mi hermano quiere hablar con su jefe"
+    )
+    assert normalize("vinieron unos cuates") == "vinieron unos cuates"
