@@ -751,6 +751,14 @@ class Engine:
                 delivered_inline=turn.event.reply_inline,
             )
             replies.append(InlineReply(message_id, text))
+        record.activity(
+            turn.uow,
+            turn.lead.id,
+            ActivityKind.MATERIAL,
+            turn.now,
+            body=", ".join(material.title for material in materials),
+            details={"materials": [material.key for material in materials]},
+        )
         log.info(
             "materials_sent",
             extra={"conversation_id": turn.conversation.id, "materials": len(materials)},

@@ -45,6 +45,7 @@ class ActivityKind(StrEnum):
     APPOINTMENT = "appointment"
     HANDOFF = "handoff"
     IMPORT = "import"
+    MATERIAL = "material"  # the bot sent materials a lead said yes to
 
 
 LOGGED = (ActivityKind.CALL, ActivityKind.MEETING, ActivityKind.MESSAGE, ActivityKind.EMAIL)

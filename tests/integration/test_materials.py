@@ -21,7 +21,7 @@ from bot.desk.accounts import Who
 from bot.web.keys import DATABASE, DISPATCHER, MATERIALS, SCRIPTS
 from intents import editing
 from intents.promises import load_promises
-from storage.models import AuditEvent, Conversation, Lead
+from storage.models import Activity, AuditEvent, Conversation, Lead
 from tests.builders import send_due
 from tests.conftest import free_port
 from tests.fakes.telegram_api import FakeTelegramServer, post_update
@@ -254,6 +254,14 @@ async def test_yes_to_a_case_sends_the_link_of_the_leads_industry_in_the_web_cha
     assert link.startswith("Caso Clínica Sonrisas\nRecuperaron su inversión en 2 meses.\n")
     path = re.search(r"/materiales/\S+", link)
     assert path is not None and (await client.get(path.group(0))).status == 200
+    async with client.app[DATABASE].session() as db_session:
+        sent = (
+            await db_session.execute(select(Activity).where(Activity.kind == "material"))
+        ).scalar_one()
+    assert (sent.body, sent.details) == (
+        "Caso Clínica Sonrisas",
+        {"materials": ["caso-clinica-sonrisas"]},
+    )
     assert await offered(client) == []  # answered: a second "sí" sends nothing again
     await say("sí")
     assert not any("/materiales/" in reply for reply in replies)
