@@ -62,7 +62,7 @@ async def run(url: str, runs: int, interval: float) -> list[tuple[float, float, 
         first, second = (
             ScriptVersions(
                 db,
-                Understanding(from_file(None, "MX")),
+                Understanding(from_file(None, "MX", {})),
                 Validator("MX"),
                 factory=factory,
                 interval=interval,

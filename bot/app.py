@@ -177,7 +177,7 @@ def _services(app: web.Application, settings: Settings, channels: _Channels) -> 
     )
     metrics = Metrics()
     understanding = Understanding(
-        from_file(settings.nlu.scripts_path, settings.business.phone_region)
+        from_file(settings.nlu.scripts_path, settings.business.phone_region, settings.sequences)
     )
     renderer = Renderer(understanding, settings.business.script_values())
     renderer.check((*understanding.intents, *required_scripts(settings)))
@@ -201,7 +201,12 @@ def _services(app: web.Application, settings: Settings, channels: _Channels) -> 
         Hours(settings.scheduling.grid(), settings.business.tz), settings.scheduling.offer
     )
     followup = Followup(
-        settings, renderer, rules.scoring, telegram=channels.telegram is not None, hours=people
+        settings,
+        renderer,
+        rules.scoring,
+        telegram=channels.telegram is not None,
+        hours=people,
+        sequences=understanding.sequences,  # the live version's: publishing changes them
     )
     app[SETTINGS] = settings
     app[DATABASE] = db
@@ -279,9 +284,9 @@ def _services(app: web.Application, settings: Settings, channels: _Channels) -> 
 
 
 def required_scripts(settings: Settings) -> tuple[str, ...]:
-    """Scripts the configuration names, besides the system ones and one per intent."""
-    page = (WEBCHAT_GREETING,) if settings.webchat.enabled else ()
-    return (*settings.sequence_scripts(), *page)
+    """Scripts the configuration names, besides the system ones and one per intent (those of
+    the sequences are checked with the sequences: a version may carry its own)."""
+    return (WEBCHAT_GREETING,) if settings.webchat.enabled else ()
 
 
 def script_versions(
@@ -291,7 +296,7 @@ def script_versions(
     return ScriptVersions(
         db,
         understanding,
-        Validator(settings.business.phone_region, required_scripts(settings)),
+        Validator(settings.business.phone_region, required_scripts(settings), settings.sequences),
         factory=(settings.nlu.scripts_path or DEFAULT_SCRIPTS).read_text(encoding="utf-8"),
         interval=settings.nlu.reload_seconds,
     )

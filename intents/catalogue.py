@@ -7,6 +7,7 @@ intents:
     examples: ["es muy caro", ...]
     replies: ["Te entiendo, {nombre}...", ...]
 scripts: {}        # texts not tied to one intent, keyed by script id
+sequences: {}      # optional: the follow-up sequences (the service reads and checks them)
 ```
 
 A malformed file stops start-up with `CatalogueError` naming the file, the line and the problem
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from intents.normalize import Normalizer, default_normalizer
@@ -44,6 +46,7 @@ PLACEHOLDERS = frozenset(
 )
 _INTENT_ID = re.compile(r"^[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)*$")
 _INTENT_KEYS = frozenset({"label", "examples", "replies"})
+_TOP_KEYS = frozenset({"intents", "scripts", "sequences"})
 _STR_TAG = "tag:yaml.org,2002:str"
 
 log = logging.getLogger("intents")
@@ -89,6 +92,8 @@ class Catalogue:
         path: the file it was read from.
         intents: intent ids in file order.
         warnings: duplicate or conflicting examples, each naming both places.
+        sequences: the `sequences:` section as plain YAML data, None when there is none. The
+            follow-up sequences are the service's: it checks them (`bot.settings`).
     """
 
     path: Path
@@ -96,6 +101,7 @@ class Catalogue:
     entries: Mapping[str, IntentScripts]
     scripts: Mapping[str, tuple[str, ...]]
     warnings: tuple[str, ...] = ()
+    sequences: object = None
 
     def examples(self, intent: str) -> tuple[str, ...]:
         """Training examples of `intent`. Raises KeyError for an unknown intent."""
@@ -173,7 +179,7 @@ class _Reader:
     def catalogue(self, root: Node | None) -> Catalogue:
         if root is None:
             raise CatalogueError(self.path, 1, "the file is empty; expected 'intents:'")
-        top = self._mapping(root, "the top level", allowed=frozenset({"intents", "scripts"}))
+        top = self._mapping(root, "the top level", allowed=_TOP_KEYS)
         if "intents" not in top:
             raise CatalogueError(self.path, _line(root), "missing 'intents:'")
         intents_node = top["intents"][1]
@@ -188,6 +194,11 @@ class _Reader:
         if "scripts" in top:
             for key, (_, node) in self._mapping(top["scripts"][1], "'scripts'").items():
                 scripts[key] = self._replies(node, f"scripts.{key}")
+        sequences = (
+            SafeConstructor().construct_document(top["sequences"][1])
+            if "sequences" in top
+            else None
+        )
         catalogue = Catalogue(
             path=self.path, intents=tuple(entries), entries=entries, scripts=scripts
         )
@@ -200,6 +211,7 @@ class _Reader:
             entries=entries,
             scripts=scripts,
             warnings=warnings,
+            sequences=sequences,
         )
 
     def _check_id(self, intent: str, key_node: Node) -> bool:

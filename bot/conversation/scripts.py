@@ -26,11 +26,12 @@ from datetime import datetime
 
 from sqlalchemy.exc import IntegrityError
 
-from bot.conversation.understanding import Knowledge, Understanding
+from bot.conversation.understanding import Knowledge, Understanding, sequences_in, sequences_of
 from bot.core.errors import ConfigError, InvalidInput, NotFound
 from bot.core.model import utcnow
 from bot.core.scripts import Renderer
 from bot.desk.accounts import Who
+from bot.settings import SequenceSettings, SequencesInvalid
 from intents import Catalogue, CatalogueError, Matcher, editing, parse_catalogue
 from intents.normalize import Normalizer, default_normalizer
 from storage.db import Database, is_conflict, is_unavailable
@@ -45,11 +46,15 @@ FACTORY_COMMENT = "Guiones de fábrica"
 
 
 class ScriptsInvalid(InvalidInput):
-    """A version that cannot go live; the message names the intent (or script) and the problem."""
+    """A version that cannot go live; the message names the intent (or script, or sequence and
+    step) and the problem. `reason` and `facts`, when set, say it as data (the console words it
+    in Spanish): a sequence's problems have them."""
 
-    def __init__(self, problem: str) -> None:
+    def __init__(self, problem: str, reason: str = "", **facts: str) -> None:
         super().__init__(problem, code="scripts_invalid", problem=problem)
         self.problem = problem
+        self.reason = reason
+        self.facts = facts
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +71,9 @@ class Validator:
     """Builds the `Knowledge` of a scripts text, or says why it cannot be used."""
 
     region: str
-    required: tuple[str, ...] = ()  # scripts the configuration names (sequences, the web chat)
+    required: tuple[str, ...] = ()  # scripts the configuration names (the web chat's greeting)
+    # config.yaml's sequences: those of a version without its own `sequences:`
+    sequences: Mapping[str, SequenceSettings] = dataclasses.field(default_factory=dict)
 
     def build(self, body: str, source: str, *, published: bool = False) -> Knowledge:
         """Train on `body` (named `source` in errors). Blocking: run it in a thread.
@@ -84,8 +91,12 @@ class Validator:
             )
         except CatalogueError as exc:
             raise ScriptsInvalid(str(exc)) from None
+        try:
+            sequences = sequences_of(catalogue, self.sequences)
+        except SequencesInvalid as exc:
+            raise ScriptsInvalid(f"{source}: {exc}", exc.code, **exc.details) from None
         matcher = _trained(body, self.region, catalogue, remembering)
-        knowledge = Knowledge(catalogue, matcher, version=source)
+        knowledge = Knowledge(catalogue, matcher, version=source, sequences=sequences)
         try:
             Renderer(Understanding(knowledge), {}).check((*catalogue.intents, *self.required))
         except ConfigError as exc:
@@ -351,6 +362,24 @@ class ScriptVersions:
             raise InvalidInput(str(exc), code=f"scripts_{exc.code}", **exc.details) from None
         await self.save_draft(body, draft.base, who)
         return Draft(body, draft.base, utcnow(), who.agent_id, True)
+
+    def factory_sequences(self) -> dict[str, object]:
+        """config.yaml's sequences as YAML data: what a version without `sequences:` runs."""
+        return {name: sequence.dump() for name, sequence in self.validator.sequences.items()}
+
+    def sequences_problem(self, body: str) -> ScriptsInvalid | None:
+        """Why the sequences of `body` could not be published, checked without training (the
+        rest of the version is checked at publishing), or None."""
+        try:
+            data = editing.read(body)
+            scripts = data.get("scripts")
+            names = {*(scripts if isinstance(scripts, dict) else ()), *data["intents"]}
+            sequences_in(data.get("sequences"), {str(n) for n in names}, self.validator.sequences)
+        except editing.EditError as exc:
+            return ScriptsInvalid(str(exc))
+        except SequencesInvalid as exc:
+            return ScriptsInvalid(str(exc), exc.code, **exc.details)
+        return None
 
     def knowledge(self, body: str, name: str) -> Knowledge:
         """A scripts text trained (cached by text). Blocking. Raises ScriptsInvalid."""
