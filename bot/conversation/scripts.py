@@ -33,6 +33,7 @@ from bot.core.scripts import Renderer
 from bot.desk.accounts import Who
 from bot.settings import SequenceSettings, SequencesInvalid
 from intents import Catalogue, CatalogueError, Matcher, editing, parse_catalogue
+from intents.matcher import Training
 from intents.normalize import Normalizer, default_normalizer
 from storage.db import Database, is_conflict, is_unavailable
 from storage.models import ScriptVersion
@@ -75,10 +76,12 @@ class Validator:
     # config.yaml's sequences: those of a version without its own `sequences:`
     sequences: Mapping[str, SequenceSettings] = dataclasses.field(default_factory=dict)
 
-    def build(self, body: str, source: str, *, published: bool = False) -> Knowledge:
+    def build(
+        self, body: str, source: str, *, published: bool = False, trained: Training | None = None
+    ) -> Knowledge:
         """Train on `body` (named `source` in errors). Blocking: run it in a thread.
         `published`: a version checked when it was published (duplicate examples are not
-        looked for again).
+        looked for again). `trained`: what the publisher's training recorded, reused.
 
         Raises:
             ScriptsInvalid: naming where and what.
@@ -95,7 +98,7 @@ class Validator:
             sequences = sequences_of(catalogue, self.sequences)
         except SequencesInvalid as exc:
             raise ScriptsInvalid(f"{source}: {exc}", exc.code, **exc.details) from None
-        matcher = _trained(body, self.region, catalogue, remembering)
+        matcher = _trained(body, self.region, catalogue, remembering, trained)
         knowledge = Knowledge(catalogue, matcher, version=source, sequences=sequences)
         try:
             Renderer(Understanding(knowledge), {}).check((*catalogue.intents, *self.required))
@@ -137,7 +140,13 @@ class _Remembering(Normalizer):
         return found
 
 
-def _trained(body: str, region: str, catalogue: Catalogue, normalizer: Normalizer) -> Matcher:
+def _trained(
+    body: str,
+    region: str,
+    catalogue: Catalogue,
+    normalizer: Normalizer,
+    training: Training | None = None,
+) -> Matcher:
     """The matcher of one scripts text (`catalogue`, read from it), trained once."""
     with _TRAINED_LOCK:
         found = _TRAINED.get(_key(body, region))
@@ -145,7 +154,9 @@ def _trained(body: str, region: str, catalogue: Catalogue, normalizer: Normalize
             _TRAINED.move_to_end(_key(body, region))
             return found
     started = time.perf_counter()
-    trained = Matcher.from_catalogue(catalogue, default_region=region, normalizer=normalizer)
+    trained = Matcher.from_catalogue(
+        catalogue, default_region=region, normalizer=normalizer, training=training
+    )
     # Messages are normalised by the plain one: the memo served training only.
     matcher = dataclasses.replace(trained, normalizer=default_normalizer())
     log.info(
@@ -153,6 +164,7 @@ def _trained(body: str, region: str, catalogue: Catalogue, normalizer: Normalize
         extra={
             "intents": len(catalogue.intents),
             "seconds": round(time.perf_counter() - started, 3),
+            "reused": training is not None and trained.training == training,
         },
     )
     remember(body, region, matcher)
@@ -222,7 +234,11 @@ class ScriptVersions:
             try:
                 knowledge = await asyncio.to_thread(
                     functools.partial(
-                        self.validator.build, version.body, source(number), published=True
+                        self.validator.build,
+                        version.body,
+                        source(number),
+                        published=True,
+                        trained=Training.from_json(version.trained),
                     )
                 )
             except ScriptsInvalid as exc:
@@ -287,6 +303,7 @@ class ScriptVersions:
         for _ in range(3):
             async with UnitOfWork(self.db) as uow:
                 number = (await uow.scripts.live_number() or 0) + 1
+                training = knowledge.matcher.training
                 version = ScriptVersion(
                     number=number,
                     body=body,
@@ -294,6 +311,8 @@ class ScriptVersions:
                     author_id=who.agent_id,
                     restores=restores,
                     created_at=utcnow(),
+                    # The other processes reuse it: they load this version in half the time.
+                    trained=training.to_json() if training is not None else None,
                 )
                 uow.scripts.add(version)
                 if from_draft:
