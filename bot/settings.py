@@ -489,7 +489,7 @@ def read_sequences(data: object) -> dict[str, SequenceSettings]:
     Raises:
         SequencesInvalid: naming the sequence and the step.
     """
-    if not isinstance(data, dict) or not data:
+    if not isinstance(data, dict):  # empty is fine: no follow-up at all
         raise SequencesInvalid("sequences: must be a mapping of named sequences", "sequence_shape")
     sequences: dict[str, SequenceSettings] = {}
     for name, value in data.items():

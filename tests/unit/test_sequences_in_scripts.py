@@ -129,6 +129,7 @@ def test_equal_delays_and_the_factory_pass() -> None:
         {"after": "1h", "message": "sequence.hot.1"}, {"after": "60m", "message": "sequence.hot.2"}
     )
     check_sequences(read_sequences(same), KNOWN)
+    assert read_sequences({}) == {}  # a business may follow up by hand only
     catalogue = parse_catalogue(SCRIPTS, "es.yaml", overlaps=False)
     assert catalogue.sequences is None  # the packaged scripts run config.yaml's
     factory = read_sequences(FACTORY)
