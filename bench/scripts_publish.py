@@ -1,7 +1,7 @@
 """Publishing a big catalogue: 500 intents x 30 examples, validated, stored, and picked up by
 a second process's poll, from the publish call until that process answers with it.
 
-    .venv/bin/python -m bench.scripts_publish [--runs 3] [--database-url URL]
+    .venv/bin/python -m bench.scripts_publish [--runs 3] [--database-url URL] [--signal]
 
 Two `ScriptVersions` on one database (a fresh migrated SQLite file unless `--database-url`
 names another, e.g. an empty migrated PostgreSQL): the first publishes, the second runs its
@@ -58,7 +58,7 @@ def big_scripts(intents: int, examples: int) -> dict[str, Any]:
 Result = tuple[float, float, float, float, float]  # wall: publish, reload, total; CPU: both
 
 
-async def run(url: str, runs: int, interval: float) -> list[Result]:
+async def run(url: str, runs: int, interval: float, signal: bool) -> list[Result]:
     data = big_scripts(500, 30)
     factory = DEFAULT_SCRIPTS.read_text(encoding="utf-8")
     dbs = [Database(url), Database(url)]
@@ -75,6 +75,10 @@ async def run(url: str, runs: int, interval: float) -> list[Result]:
             )
             for db in dbs
         )
+        if signal:
+            # What the app's live signals do between processes (PostgreSQL's LISTEN/NOTIFY),
+            # here one direct call: the second loads the version at once, not at its poll.
+            first.on_published = second.nudge
         await first.start()
         await second.start()
         watching = asyncio.create_task(second.watch())
@@ -121,11 +125,16 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--database-url", help="default: a new SQLite file")
     parser.add_argument("--interval", type=float, default=2.0, help="the poll (reload_seconds)")
+    parser.add_argument(
+        "--signal",
+        action="store_true",
+        help="the publisher wakes the other at once, as the app's live signals do on PostgreSQL",
+    )
     args = parser.parse_args()
     logging.disable(logging.WARNING)
     with tempfile.TemporaryDirectory() as folder:
         url = args.database_url or f"sqlite+aiosqlite:///{Path(folder) / 'bench.db'}"
-        results = asyncio.run(run(url, args.runs, args.interval))
+        results = asyncio.run(run(url, args.runs, args.interval, args.signal))
     totals = [total for _, _, total, _, _ in results]
     cpu = [published + reloaded for _, _, _, published, reloaded in results]
     print(

@@ -185,6 +185,10 @@ def _services(app: web.Application, settings: Settings, channels: _Channels) -> 
     rules = LeadRules.from_settings(settings)
 
     signals = live.Signals()
+    # A publication wakes every process's reload at once (on PostgreSQL, through the relay);
+    # the poll of `nlu.reload_seconds` remains for a signal lost or a database without them.
+    scripts.on_published = lambda: signals.changed(live.SCRIPTS)
+    signals.forward(live.SCRIPTS, lambda _: scripts.nudge())
     # The web chat's streams wake through the signals, so a send by any process reaches them.
     channels.hub.publish = lambda session_id: signals.changed(live.webchat(session_id))
     signals.forward(live.WEBCHAT, channels.hub.wake)

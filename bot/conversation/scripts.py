@@ -186,12 +186,16 @@ class ScriptVersions:
         *,
         factory: str,
         interval: float = 2.0,
+        on_published: Callable[[], None] | None = None,
     ) -> None:
         self.db = db
         self.understanding = understanding
         self.validator = validator
         self.factory = factory  # the packaged or configured scripts: version 1
         self.interval = interval
+        # Told after each publication (the app signals the other processes, which `nudge`).
+        self.on_published = on_published
+        self._nudged = asyncio.Event()
         self.loaded: int | None = None  # the version the understanding holds
         self._held = factory  # the text the understanding was trained on
         self._failed: int | None = None
@@ -251,10 +255,17 @@ class ScriptVersions:
             self.loaded, self._held = number, version.body
             return True
 
+    def nudge(self) -> None:
+        """Look for a new live version now (another process said it published one)."""
+        self._nudged.set()
+
     async def watch(self) -> None:
-        """Poll the live number for ever (the app's background task)."""
+        """Poll the live number for ever (the app's background task), and at once when
+        nudged. The poll stays: a signal can be lost, and SQLite has none between processes."""
         while True:
-            await asyncio.sleep(self.interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._nudged.wait(), self.interval)
+            self._nudged.clear()
             try:
                 await self.sync()
             except Exception as exc:
@@ -335,6 +346,8 @@ class ScriptVersions:
                     self.understanding.replace(live)
                     self.loaded, self._held = number, body
             log.info("scripts_published", extra={"version": number, "restores": restores})
+            if self.on_published is not None:
+                self.on_published()
             return version
         raise InvalidInput("publishing raced three times", code="busy")
 

@@ -55,3 +55,18 @@ async def test_other_processes_reuse_the_publishers_training(
     assert (reloaded.temperature, reloaded.model) == (published.temperature, published.model)
     replies = await say(second, "es muy caro")
     assert any("se paga solo en tres meses" in reply for reply in replies)
+
+
+async def test_a_publication_wakes_the_other_processes_at_once(
+    service: Any, database_url: str
+) -> None:
+    if database_url.startswith("sqlite"):
+        pytest.skip("processes signal each other through PostgreSQL's LISTEN/NOTIFY")
+    # A poll of a minute: only the signal can bring the new version within the wait.
+    first = await service(nlu={"reload_seconds": 60})
+    second = await service(nlu={"reload_seconds": 60})
+    await loaded(second, 1)
+    await first.app[SCRIPTS].publish(with_price_reply(FACTORY), "precio", ADMIN)
+    await loaded(second, 2)
+    replies = await say(second, "es muy caro")
+    assert any("se paga solo en tres meses" in reply for reply in replies)
