@@ -32,6 +32,7 @@ async def test_an_admin_changes_a_steps_message_and_publishes(
     await olga.click('a[href="/console/scripts/sequences"]')
     await olga.wait_for_url("**/console/scripts/sequences", timeout=WAIT)
 
+    await olga.screenshot(path=str(SCREENSHOTS / "scripts-sequences-top-390.png"))
     first = olga.locator('[data-sequence="warm"] [data-testid="step"][data-step="1"]')
     assert "Paso 1: a 2 horas del inicio" in await first.locator("summary").inner_text()
     await first.locator("summary").click()  # each step folded: the page stays short
