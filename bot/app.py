@@ -180,7 +180,7 @@ def _services(app: web.Application, settings: Settings, channels: _Channels) -> 
     )
     metrics = Metrics()
     understanding = Understanding(
-        from_file(settings.nlu.scripts_path, settings.business.phone_region)
+        from_file(settings.nlu.scripts_path, settings.business.phone_region, settings.sequences)
     )
     renderer = Renderer(understanding, settings.business.script_values(), load_promises())
     renderer.check((*understanding.intents, *required_scripts(settings)))
@@ -189,6 +189,10 @@ def _services(app: web.Application, settings: Settings, channels: _Channels) -> 
     rules = LeadRules.from_settings(settings)
 
     signals = live.Signals()
+    # A publication wakes every process's reload at once (on PostgreSQL, through the relay);
+    # the poll of `nlu.reload_seconds` remains for a signal lost or a database without them.
+    scripts.on_published = lambda: signals.changed(live.SCRIPTS)
+    signals.forward(live.SCRIPTS, lambda _: scripts.nudge())
     # The web chat's streams wake through the signals, so a send by any process reaches them.
     channels.hub.publish = lambda session_id: signals.changed(live.webchat(session_id))
     signals.forward(live.WEBCHAT, channels.hub.wake)
@@ -205,7 +209,12 @@ def _services(app: web.Application, settings: Settings, channels: _Channels) -> 
         Hours(settings.scheduling.grid(), settings.business.tz), settings.scheduling.offer
     )
     followup = Followup(
-        settings, renderer, rules.scoring, telegram=channels.telegram is not None, hours=people
+        settings,
+        renderer,
+        rules.scoring,
+        telegram=channels.telegram is not None,
+        hours=people,
+        sequences=understanding.sequences,  # the live version's: publishing changes them
     )
     app[SETTINGS] = settings
     app[DATABASE] = db
@@ -285,9 +294,9 @@ def _services(app: web.Application, settings: Settings, channels: _Channels) -> 
 
 
 def required_scripts(settings: Settings) -> tuple[str, ...]:
-    """Scripts the configuration names, besides the system ones and one per intent."""
-    page = (WEBCHAT_GREETING,) if settings.webchat.enabled else ()
-    return (*settings.sequence_scripts(), *page)
+    """Scripts the configuration names, besides the system ones and one per intent (those of
+    the sequences are checked with the sequences: a version may carry its own)."""
+    return (WEBCHAT_GREETING,) if settings.webchat.enabled else ()
 
 
 def script_versions(
@@ -302,7 +311,7 @@ def script_versions(
     return ScriptVersions(
         db,
         understanding,
-        Validator(settings.business.phone_region, required_scripts(settings)),
+        Validator(settings.business.phone_region, required_scripts(settings), settings.sequences),
         factory=(settings.nlu.scripts_path or DEFAULT_SCRIPTS).read_text(encoding="utf-8"),
         interval=settings.nlu.reload_seconds,
         library=library.all,

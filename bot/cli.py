@@ -239,15 +239,18 @@ def _parser() -> argparse.ArgumentParser:
         help="the scripts' versions in the database: export, import, list, roll back",
     ).add_subparsers(metavar="ACTION")
     export = scripts.add_parser(
-        "export", help="write the live version's YAML to FILE (- for stdout)"
+        "export",
+        help="write the live version's YAML to FILE (- for stdout), its follow-up sequences "
+        "included (config.yaml's when the version has none of its own)",
     )
     export.add_argument("file", metavar="FILE")
     export.add_argument("--version", type=int, help="another version than the live one")
     export.set_defaults(func=_scripts_export)
     load = scripts.add_parser(
         "import",
-        help="validate FILE (the YAML of intents/scripts/es.yaml) and publish it as the new "
-        "live version; every running process switches to it within seconds",
+        help="validate FILE (the YAML of intents/scripts/es.yaml, with `sequences:` or not) and "
+        "publish it as the new live version; every running process switches to it within "
+        "seconds",
     )
     load.add_argument("file", metavar="FILE")
     load.add_argument("--comment", default="", help="why (shown in the versions list)")
@@ -999,6 +1002,8 @@ def _script_versions(settings: Settings, db: Database) -> ScriptVersions:
 
 
 def _scripts_export(args: argparse.Namespace) -> int:
+    from intents import editing
+
     settings = _settings()
 
     async def read(db: Database) -> tuple[int, str]:
@@ -1007,7 +1012,8 @@ def _scripts_export(args: argparse.Namespace) -> int:
         version = await (
             versions.live() if args.version is None else versions.version(args.version)
         )
-        return version.number, version.body
+        # The sequences it runs are written out, so the file is the whole version to edit.
+        return version.number, editing.with_sequences(version.body, versions.factory_sequences())
 
     number, body = _with_database(settings, read)
     if args.file == "-":

@@ -18,6 +18,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
 QUEUE = "queue"
+SCRIPTS = "scripts"  # a script version was published: load it now, not at the next poll
 
 
 def conversation(conversation_id: int) -> str:

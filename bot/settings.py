@@ -16,7 +16,7 @@ import difflib
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from datetime import date, time, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -303,7 +303,7 @@ class HandoffSettings(_Section):
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _CLOCK = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
-_SPAN = re.compile(r"^(\d+)([mhd])$")
+_SPAN = re.compile(r"^(\d{1,5})([mhd])$")
 
 
 def _clock(value: str) -> time:
@@ -462,6 +462,141 @@ class SequenceEntry(_Section):
 class SequenceSettings(_Section):
     enter: SequenceEntry
     steps: Annotated[list[SequenceStep], Field(min_length=1)]
+
+    def dump(self) -> dict[str, object]:
+        """As written in YAML: `{enter: {tier: hot}, steps: [{after: 2h, message: ...}]}`."""
+        return self.model_dump(exclude_none=True)
+
+
+# --- sequences in the scripts ---------------------------------------------------------------
+# config.yaml's `sequences:` are the factory default; a scripts version may carry its own
+# (`sequences:` beside `intents:` and `scripts:`, the same schema), edited in the console.
+
+_SEQUENCE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+
+
+class SequencesInvalid(ValueError):
+    """The `sequences:` of a scripts version cannot run. The message is English (logs, the
+    command line); `code` and `details` (`sequence`, `step` counted from 1, ...) let the console
+    word it in Spanish."""
+
+    def __init__(self, message: str, code: str, **details: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.details = details
+
+
+def read_sequences(data: object) -> dict[str, SequenceSettings]:
+    """The `sequences:` section of a scripts version, as plain YAML data, checked for shape.
+
+    Raises:
+        SequencesInvalid: naming the sequence and the step.
+    """
+    if not isinstance(data, dict):  # empty is fine: no follow-up at all
+        raise SequencesInvalid("sequences: must be a mapping of named sequences", "sequence_shape")
+    sequences: dict[str, SequenceSettings] = {}
+    for name, value in data.items():
+        if not isinstance(name, str) or not _SEQUENCE_NAME.match(name):
+            raise SequencesInvalid(
+                f"sequence name {name!r}: lower-case letters, digits and _",
+                "sequence_name",
+                sequence=str(name),
+            )
+        try:
+            sequences[name] = SequenceSettings.model_validate(value)
+        except ValidationError as exc:
+            raise _sequence_problem(name, value, exc) from None
+    return sequences
+
+
+def _sequence_problem(name: str, value: object, exc: ValidationError) -> SequencesInvalid:
+    """The first problem pydantic found, as the console can word it."""
+    error = exc.errors()[0]
+    loc = error["loc"]
+    where = f"sequence {name!r}"
+    if len(loc) >= 2 and loc[0] == "steps" and isinstance(loc[1], int):
+        step = str(loc[1] + 1)
+        where = f"{where} step {step}"
+        if loc[2:] == ("after",):
+            steps = value.get("steps") if isinstance(value, dict) else None
+            after = steps[loc[1]].get("after") if isinstance(steps, list) else None
+            return SequencesInvalid(
+                f"{where}: bad delay {after!r} (a span like 30m, 2h or 3d)",
+                "sequence_delay",
+                sequence=name,
+                step=step,
+                after=str(after),
+            )
+        if len(loc) == 2 and error["type"] == "value_error":
+            return SequencesInvalid(
+                f"{where}: a step sends a `message` or creates a `task` (one script id)",
+                "sequence_action",
+                sequence=name,
+                step=step,
+            )
+        return SequencesInvalid(
+            f"{where}: {error['msg']} ({'.'.join(map(str, loc[2:]))})",
+            "sequence_step",
+            sequence=name,
+            step=step,
+        )
+    if loc[:1] == ("steps",):
+        return SequencesInvalid(f"{where} has no steps", "sequence_no_steps", sequence=name)
+    if loc[:1] == ("enter",):
+        return SequencesInvalid(
+            f"{where}: `enter` names one tier (hot, warm, cold, disqualified) or one stage",
+            "sequence_enter",
+            sequence=name,
+        )
+    return SequencesInvalid(
+        f"{where}: {error['msg']} ({'.'.join(map(str, loc)) or 'the sequence'})",
+        "sequence_shape_of",
+        sequence=name,
+    )
+
+
+def check_sequences(sequences: Mapping[str, SequenceSettings], scripts: Set[str]) -> None:
+    """What the schema cannot see: every script a step names exists in `scripts`, steps come in
+    the order of their delays (each counted from the sequence's start), and one sequence at most
+    starts for a tier or a stage.
+
+    Raises:
+        SequencesInvalid: naming the sequence and the step.
+    """
+    starts: dict[tuple[str, str], str] = {}
+    for name, sequence in sequences.items():
+        entry = sequence.enter
+        key = ("tier", entry.tier) if entry.tier is not None else ("stage", entry.stage or "")
+        if key in starts:
+            raise SequencesInvalid(
+                f"sequences {starts[key]!r} and {name!r} both start at {key[0]} {key[1]!r}",
+                "sequence_twice",
+                sequence=name,
+                other=starts[key],
+                start=key[1],
+            )
+        starts[key] = name
+        for index, step in enumerate(sequence.steps):
+            script = step.message or step.task or ""
+            if script not in scripts:
+                raise SequencesInvalid(
+                    f"sequence {name!r} step {index + 1}: unknown script {script!r}",
+                    "sequence_script",
+                    sequence=name,
+                    step=str(index + 1),
+                    script=script,
+                )
+            if index and step.delay < sequence.steps[index - 1].delay:
+                raise SequencesInvalid(
+                    f"sequence {name!r} step {index + 1} ({step.after}) comes before step "
+                    f"{index} ({sequence.steps[index - 1].after})",
+                    "sequence_order",
+                    sequence=name,
+                    step=str(index + 1),
+                    after=step.after,
+                    previous=str(index),
+                    previous_after=sequence.steps[index - 1].after,
+                )
 
 
 class OutboxSettings(_Section):
@@ -660,14 +795,6 @@ class Settings(_Section):
                 "SEGUIBOT_PUBLIC_URL",
             ),
         }
-
-    def sequence_scripts(self) -> tuple[str, ...]:
-        """The scripts the follow-up sequences send or title their tasks with."""
-        return tuple(
-            step.message or step.task or ""
-            for sequence in self.sequences.values()
-            for step in sequence.steps
-        )
 
     def with_overrides(self, **sections: Any) -> Settings:
         """A copy with some values replaced, re-validated (for tests and CLI flags)."""

@@ -10,6 +10,7 @@ intents:
       - text: "¿Te muestro un caso real parecido al tuyo?"
         materials: ["mejor:caso"]    # what this variant offers to send (bot.core.materials)
 scripts: {}        # texts not tied to one intent, keyed by script id
+sequences: {}      # optional: the follow-up sequences (the service reads and checks them)
 ```
 
 A malformed file stops start-up with `CatalogueError` naming the file, the line and the problem
@@ -28,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from intents.normalize import Normalizer, default_normalizer
@@ -48,6 +50,7 @@ PLACEHOLDERS = frozenset(
 _INTENT_ID = re.compile(r"^[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)*$")
 _INTENT_KEYS = frozenset({"label", "examples", "replies"})
 _REPLY_KEYS = frozenset({"text", "materials"})
+_TOP_KEYS = frozenset({"intents", "scripts", "sequences"})
 _STR_TAG = "tag:yaml.org,2002:str"
 
 log = logging.getLogger("intents")
@@ -95,6 +98,8 @@ class Catalogue:
         warnings: duplicate or conflicting examples, each naming both places.
         offers: by script id, the materials each reply variant offers (`materials:`), one
             tuple per variant; only scripts where some variant offers something.
+        sequences: the `sequences:` section as plain YAML data, None when there is none. The
+            follow-up sequences are the service's: it checks them (`bot.settings`).
     """
 
     path: Path
@@ -103,6 +108,7 @@ class Catalogue:
     scripts: Mapping[str, tuple[str, ...]]
     warnings: tuple[str, ...] = ()
     offers: Mapping[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict)
+    sequences: object = None
 
     def examples(self, intent: str) -> tuple[str, ...]:
         """Training examples of `intent`. Raises KeyError for an unknown intent."""
@@ -185,7 +191,7 @@ class _Reader:
     def catalogue(self, root: Node | None) -> Catalogue:
         if root is None:
             raise CatalogueError(self.path, 1, "the file is empty; expected 'intents:'")
-        top = self._mapping(root, "the top level", allowed=frozenset({"intents", "scripts"}))
+        top = self._mapping(root, "the top level", allowed=_TOP_KEYS)
         if "intents" not in top:
             raise CatalogueError(self.path, _line(root), "missing 'intents:'")
         intents_node = top["intents"][1]
@@ -202,6 +208,11 @@ class _Reader:
             for key, (_, node) in self._mapping(top["scripts"][1], "'scripts'").items():
                 scripts[key] = self._replies(node, f"scripts.{key}", key)
         offers = dict(self._offers)
+        sequences = (
+            SafeConstructor().construct_document(top["sequences"][1])
+            if "sequences" in top
+            else None
+        )
         catalogue = Catalogue(
             path=self.path, intents=tuple(entries), entries=entries, scripts=scripts, offers=offers
         )
@@ -215,6 +226,7 @@ class _Reader:
             scripts=scripts,
             warnings=warnings,
             offers=offers,
+            sequences=sequences,
         )
 
     def _check_id(self, intent: str, key_node: Node) -> bool:

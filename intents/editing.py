@@ -1,14 +1,21 @@
-"""Changing a scripts text one piece at a time: add or remove an example, a reply, an intent.
+"""Changing a scripts text one piece at a time: add or remove an example, a reply, an intent,
+a variant of a text, a step of a follow-up sequence.
 
 The text is the YAML of `intents/scripts/es.yaml`; each change reads it, changes the one piece
 and writes it back in the same layout (comments of a hand-written file are not kept). Checking
-the result is the catalogue's job (`parse_catalogue`): these functions only refuse changes that
-cannot be expressed (an unknown intent, a malformed id, a blank text).
+the result is the catalogue's job (`parse_catalogue`, and the service's for the sequences):
+these functions only refuse changes that cannot be expressed (an unknown intent, a malformed
+id, a blank text).
+
+A text without `sequences:` runs the factory ones (config.yaml's); the first change to a
+sequence writes them all into the text (`factory`, as plain data), then changes the one step.
 """
 
 from __future__ import annotations
 
+import copy
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -222,4 +229,149 @@ def remove_text(text: str, script_id: str, index: int) -> str:
     if not 0 <= index < len(variants):
         raise EditError(f"{script_id} has no variant {index}", "no_item", intent=script_id)
     del variants[index]
+    return write(data)
+
+
+def set_text(text: str, script_id: str, index: int, value: str) -> str:
+    """Replace the `index`th variant of a text of `scripts:`."""
+    data = read(text)
+    variants = (data.get("scripts") or {}).get(script_id)
+    if not isinstance(variants, list):
+        raise EditError(f"no script {script_id!r}", "no_text", script=script_id)
+    if not 0 <= index < len(variants):
+        raise EditError(f"{script_id} has no variant {index}", "no_item", intent=script_id)
+    variants[index] = _clean(value, "reply")
+    return write(data)
+
+
+# --- follow-up sequences ----------------------------------------------------------------------
+
+_SPAN = re.compile(r"^\d{1,5}[mhd]$")
+
+
+@dataclass(frozen=True, slots=True)
+class StepView:
+    after: str  # counted from the sequence's start: 30m, 2h, 3d
+    kind: str  # "message" (sent to the lead) or "task" (for the lead's agent)
+    script: str  # the text of `scripts:` it sends, or titles the task with
+    variants: tuple[str, ...]  # that text's variants (empty: the text does not exist)
+
+
+@dataclass(frozen=True, slots=True)
+class SequenceView:
+    name: str
+    tier: str | None
+    stage: str | None
+    steps: tuple[StepView, ...]
+
+
+def sequences(text: str, factory: Mapping[str, object]) -> tuple[list[SequenceView], bool]:
+    """The sequences of a scripts text (the factory ones when it has none), and whether they
+    are the text's own. Steps of a malformed section are shown as far as they can be read."""
+    data = read(text)
+    own = data.get("sequences")
+    section = own if isinstance(own, dict) else factory
+    scripts = data.get("scripts") or {}
+    views: list[SequenceView] = []
+    for name, entry in section.items():
+        entry = entry if isinstance(entry, dict) else {}
+        enter = entry.get("enter")
+        enter = enter if isinstance(enter, dict) else {}
+        steps: list[StepView] = []
+        for step in entry.get("steps") or ():
+            step = step if isinstance(step, dict) else {}
+            kind = "task" if "task" in step and "message" not in step else "message"
+            script = str(step.get(kind) or "")
+            variants = scripts.get(script) if isinstance(scripts, dict) else None
+            steps.append(
+                StepView(
+                    str(step.get("after", "")),
+                    kind,
+                    script,
+                    tuple(str(v) for v in variants) if isinstance(variants, list) else (),
+                )
+            )
+        views.append(
+            SequenceView(
+                str(name),
+                _optional(enter.get("tier")),
+                _optional(enter.get("stage")),
+                tuple(steps),
+            )
+        )
+    return views, isinstance(own, dict)
+
+
+def _optional(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def with_sequences(text: str, factory: Mapping[str, object]) -> str:
+    """The text with a `sequences:` section: unchanged when it has one, else the factory's
+    appended (the rest of the text, comments included, kept as it is)."""
+    if "sequences" in read(text):
+        return text
+    section = write({"sequences": copy.deepcopy(dict(factory))})
+    heading = "\n# Follow-up sequences (config.yaml's until a version sets its own).\n"
+    return text.rstrip("\n") + "\n" + heading + section
+
+
+def _sequence(data: dict[str, Any], factory: Mapping[str, object], name: str) -> dict[str, Any]:
+    section = data.get("sequences")
+    if not isinstance(section, dict):
+        section = data["sequences"] = copy.deepcopy(dict(factory))
+    entry = section.get(name)
+    if not isinstance(entry, dict) or not isinstance(entry.get("steps"), list):
+        raise EditError(f"no sequence {name!r}", "no_sequence", sequence=name)
+    return entry
+
+
+def _step(entry: dict[str, Any], name: str, index: int) -> dict[str, Any]:
+    steps = entry["steps"]
+    if not 0 <= index < len(steps) or not isinstance(steps[index], dict):
+        raise EditError(f"{name} has no step {index}", "no_step", sequence=name)
+    step: dict[str, Any] = steps[index]
+    return step
+
+
+def _after(after: str) -> str:
+    after = "".join(after.split()).lower()
+    if not _SPAN.match(after):
+        raise EditError(f"bad delay {after!r}", "after", after=after)
+    return after
+
+
+def set_after(text: str, factory: Mapping[str, object], name: str, index: int, after: str) -> str:
+    """Change when the `index`th step of sequence `name` comes (counted from its start)."""
+    data = read(text)
+    _step(_sequence(data, factory, name), name, index)["after"] = _after(after)
+    return write(data)
+
+
+def add_step(text: str, factory: Mapping[str, object], name: str, after: str, message: str) -> str:
+    """A new last step of sequence `name` sending `message`, as a new text of `scripts:`
+    (`sequence.<name>.<n>`, the first number free)."""
+    data = read(text)
+    entry = _sequence(data, factory, name)
+    after, message = _after(after), _clean(message, "reply")
+    scripts = data.get("scripts")
+    if not isinstance(scripts, dict):
+        scripts = data["scripts"] = {}
+    number = 1
+    while f"sequence.{name}.{number}" in scripts:
+        number += 1
+    script = f"sequence.{name}.{number}"
+    scripts[script] = [message]
+    entry["steps"].append({"after": after, "message": script})
+    return write(data)
+
+
+def remove_step(text: str, factory: Mapping[str, object], name: str, index: int) -> str:
+    """Remove a step (its text stays in `scripts:`); a sequence keeps at least one."""
+    data = read(text)
+    entry = _sequence(data, factory, name)
+    _step(entry, name, index)
+    if len(entry["steps"]) == 1:
+        raise EditError(f"{name} needs a step", "last_step", sequence=name)
+    del entry["steps"][index]
     return write(data)

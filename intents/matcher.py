@@ -28,11 +28,15 @@ margin set `ambiguous`.
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
 import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from rapidfuzz import fuzz, process
@@ -143,6 +147,78 @@ class Scored:
         return sorted(zip(self.labels, self.probs, strict=True), key=lambda lp: -lp[1])
 
 
+# The code whose output `Training` records: another version of any of them trains afresh.
+_TRAINING_CODE = ("normalize.py", "classifier.py", "matcher.py", "linear.py")
+
+
+@functools.cache
+def _code_digest() -> str:
+    digest = hashlib.sha256()
+    for name in _TRAINING_CODE:
+        digest.update((Path(__file__).parent / name).read_bytes())
+    return digest.hexdigest()
+
+
+def training_fingerprint(normalizer: Normalizer, thresholds: Thresholds) -> str:
+    """What a `Training` depends on besides the catalogue: this code, its knobs and the
+    normaliser's tables."""
+    digest = hashlib.sha256(_code_digest().encode())
+    digest.update(repr(thresholds).encode())
+    digest.update(repr(sorted(normalizer.words.items())).encode())
+    digest.update(repr(sorted(normalizer.emojis.items())).encode())
+    return digest.hexdigest()[:32]
+
+
+@dataclass(frozen=True, slots=True)
+class Training:
+    """The two results of training that another process can take instead of recomputing:
+    the catalogue's examples normalised (in `all_examples()` order, empty ones included) and
+    the fitted temperature, about half of a big catalogue's training. Everything else is
+    computed from them as training would, so a matcher built with them answers exactly as the
+    one that recorded them (JSON keeps a float exactly). Plain data, read with `json`: a
+    version's record is never code.
+    """
+
+    fingerprint: str
+    normalised: tuple[str, ...]
+    temperature: float
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "fingerprint": self.fingerprint,
+                "normalised": self.normalised,
+                "temperature": self.temperature,
+            },
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, text: str | None) -> Training | None:
+        """The record in `text`, or None when there is none or it is not one."""
+        if not text:
+            return None
+        try:
+            data = json.loads(text)
+        except ValueError:
+            return None
+        if not isinstance(data, dict):
+            return None
+        fingerprint, normalised = data.get("fingerprint"), data.get("normalised")
+        temperature = data.get("temperature")
+        if (
+            not isinstance(fingerprint, str)
+            or not isinstance(normalised, list)
+            or not all(isinstance(text, str) for text in normalised)
+            or not isinstance(temperature, float)
+            or not math.isfinite(temperature)
+            or temperature <= 0
+        ):
+            return None
+        return cls(fingerprint, tuple(normalised), temperature)
+
+
 @dataclass(frozen=True, slots=True)
 class Matcher:
     """Understands messages against one catalogue. Build with `Matcher.from_catalogue`."""
@@ -159,6 +235,7 @@ class Matcher:
     temperature: float
     default_region: str = "MX"
     thresholds: Thresholds = field(default_factory=Thresholds)
+    training: Training | None = None  # what another process may reuse (`from_catalogue`)
 
     @classmethod
     def from_catalogue(
@@ -168,6 +245,7 @@ class Matcher:
         default_region: str = "MX",
         thresholds: Thresholds | None = None,
         normalizer: Normalizer | None = None,
+        training: Training | None = None,
     ) -> Matcher:
         """Train on the catalogue's examples and calibrate the confidence.
 
@@ -176,11 +254,24 @@ class Matcher:
             default_region: ISO country for phone numbers written without a country code.
             thresholds: decision knobs; defaults suit the packaged Spanish scripts.
             normalizer: text normaliser; the packaged Spanish one by default.
+            training: a `Training` recorded by this same code on this catalogue (another
+                process's `matcher.training`): its normalised examples and temperature are
+                taken instead of computed. One of other code, or of another catalogue, is
+                ignored.
         """
         normalizer = normalizer or default_normalizer()
         thresholds = thresholds or Thresholds()
-        pairs = [(e.intent, normalizer(e.text)) for e in catalogue.all_examples()]
-        pairs = [(intent, text) for intent, text in pairs if text]
+        examples = catalogue.all_examples()
+        fingerprint = training_fingerprint(normalizer, thresholds)
+        reuse = (
+            training
+            if training is not None
+            and training.fingerprint == fingerprint
+            and len(training.normalised) == len(examples)
+            else None
+        )
+        normalised = reuse.normalised if reuse else tuple(normalizer(e.text) for e in examples)
+        pairs = [(e.intent, text) for e, text in zip(examples, normalised, strict=True) if text]
         found = [frozenset(features(text)) for _, text in pairs]
         samples = [(intent, f) for (intent, _), f in zip(pairs, found, strict=True)]
         model = NaiveBayes.train(samples, alpha=thresholds.smoothing)
@@ -212,7 +303,12 @@ class Matcher:
             default_region=default_region,
             thresholds=thresholds,
         )
-        return replace(uncalibrated, temperature=uncalibrated._fit_temperature())
+        temperature = reuse.temperature if reuse else uncalibrated._fit_temperature()
+        return replace(
+            uncalibrated,
+            temperature=temperature,
+            training=Training(fingerprint, normalised, temperature),
+        )
 
     def match(self, text: str, now: datetime, tz: str | ZoneInfo) -> NluResult:
         """Understand one message received at `now` from a lead in time zone `tz`.

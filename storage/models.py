@@ -782,6 +782,9 @@ class ScriptVersion(Base):
     author_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
     restores: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # What the publisher's training computed (JSON, intents.matcher.Training): another process
+    # reuses it instead of computing it again. Data only, never code.
+    trained: Mapped[str | None] = mapped_column(Text)
 
 
 class ScriptDraft(Base):

@@ -48,7 +48,7 @@ class Scripts:
         """Newest first, without their bodies."""
         statement = (
             select(ScriptVersion)
-            .options(defer(ScriptVersion.body))
+            .options(defer(ScriptVersion.body), defer(ScriptVersion.trained))
             .order_by(ScriptVersion.number.desc())
             .limit(limit)
         )

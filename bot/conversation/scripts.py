@@ -26,13 +26,15 @@ from datetime import datetime
 
 from sqlalchemy.exc import IntegrityError
 
-from bot.conversation.understanding import Knowledge, Understanding
+from bot.conversation.understanding import Knowledge, Understanding, sequences_in, sequences_of
 from bot.core.errors import ConfigError, InvalidInput, NotFound
 from bot.core.materials import Material, VariantProblem, problems
 from bot.core.model import utcnow
 from bot.core.scripts import Renderer
 from bot.desk.accounts import Who
+from bot.settings import SequenceSettings, SequencesInvalid
 from intents import Catalogue, CatalogueError, Matcher, editing, parse_catalogue
+from intents.matcher import Training
 from intents.normalize import Normalizer, default_normalizer
 from intents.promises import Promises
 from storage.db import Database, is_conflict, is_unavailable
@@ -47,12 +49,23 @@ FACTORY_COMMENT = "Guiones de fábrica"
 
 
 class ScriptsInvalid(InvalidInput):
-    """A version that cannot go live; the message names the intent (or script) and the problem.
-    `materials`: the variants whose materials refused it (a promise with nothing to send)."""
+    """A version that cannot go live; the message names the intent (or script, or sequence and
+    step) and the problem. `reason` and `facts`, when set, say it as data (the console words it
+    in Spanish): a sequence's problems have them. `materials`: the variants whose materials
+    refused it (a promise with nothing to send)."""
 
-    def __init__(self, problem: str, materials: Sequence[VariantProblem] = ()) -> None:
+    def __init__(
+        self,
+        problem: str,
+        reason: str = "",
+        facts: Mapping[str, str] | None = None,
+        *,
+        materials: Sequence[VariantProblem] = (),
+    ) -> None:
         super().__init__(problem, code="scripts_invalid", problem=problem)
         self.problem = problem
+        self.reason = reason
+        self.facts = dict(facts or {})
         self.materials = tuple(materials)
 
 
@@ -89,12 +102,16 @@ class Validator:
     """Builds the `Knowledge` of a scripts text, or says why it cannot be used."""
 
     region: str
-    required: tuple[str, ...] = ()  # scripts the configuration names (sequences, the web chat)
+    required: tuple[str, ...] = ()  # scripts the configuration names (the web chat's greeting)
+    # config.yaml's sequences: those of a version without its own `sequences:`
+    sequences: Mapping[str, SequenceSettings] = dataclasses.field(default_factory=dict)
 
-    def build(self, body: str, source: str, *, published: bool = False) -> Knowledge:
+    def build(
+        self, body: str, source: str, *, published: bool = False, trained: Training | None = None
+    ) -> Knowledge:
         """Train on `body` (named `source` in errors). Blocking: run it in a thread.
         `published`: a version checked when it was published (duplicate examples are not
-        looked for again).
+        looked for again). `trained`: what the publisher's training recorded, reused.
 
         Raises:
             ScriptsInvalid: naming where and what.
@@ -107,8 +124,12 @@ class Validator:
             )
         except CatalogueError as exc:
             raise ScriptsInvalid(str(exc)) from None
-        matcher = _trained(body, self.region, catalogue, remembering)
-        knowledge = Knowledge(catalogue, matcher, version=source)
+        try:
+            sequences = sequences_of(catalogue, self.sequences)
+        except SequencesInvalid as exc:
+            raise ScriptsInvalid(f"{source}: {exc}", exc.code, exc.details) from None
+        matcher = _trained(body, self.region, catalogue, remembering, trained)
+        knowledge = Knowledge(catalogue, matcher, version=source, sequences=sequences)
         try:
             Renderer(Understanding(knowledge), {}).check((*catalogue.intents, *self.required))
         except ConfigError as exc:
@@ -149,7 +170,13 @@ class _Remembering(Normalizer):
         return found
 
 
-def _trained(body: str, region: str, catalogue: Catalogue, normalizer: Normalizer) -> Matcher:
+def _trained(
+    body: str,
+    region: str,
+    catalogue: Catalogue,
+    normalizer: Normalizer,
+    training: Training | None = None,
+) -> Matcher:
     """The matcher of one scripts text (`catalogue`, read from it), trained once."""
     with _TRAINED_LOCK:
         found = _TRAINED.get(_key(body, region))
@@ -157,7 +184,9 @@ def _trained(body: str, region: str, catalogue: Catalogue, normalizer: Normalize
             _TRAINED.move_to_end(_key(body, region))
             return found
     started = time.perf_counter()
-    trained = Matcher.from_catalogue(catalogue, default_region=region, normalizer=normalizer)
+    trained = Matcher.from_catalogue(
+        catalogue, default_region=region, normalizer=normalizer, training=training
+    )
     # Messages are normalised by the plain one: the memo served training only.
     matcher = dataclasses.replace(trained, normalizer=default_normalizer())
     log.info(
@@ -165,6 +194,7 @@ def _trained(body: str, region: str, catalogue: Catalogue, normalizer: Normalize
         extra={
             "intents": len(catalogue.intents),
             "seconds": round(time.perf_counter() - started, 3),
+            "reused": training is not None and trained.training == training,
         },
     )
     remember(body, region, matcher)
@@ -188,6 +218,7 @@ class ScriptVersions:
         interval: float = 2.0,
         library: Callable[[], Awaitable[Sequence[Material]]] | None = None,
         promises: Promises | None = None,
+        on_published: Callable[[], None] | None = None,
     ) -> None:
         self.db = db
         # The materials library and the promise phrases, for the check at publish.
@@ -197,6 +228,9 @@ class ScriptVersions:
         self.validator = validator
         self.factory = factory  # the packaged or configured scripts: version 1
         self.interval = interval
+        # Told after each publication (the app signals the other processes, which `nudge`).
+        self.on_published = on_published
+        self._nudged = asyncio.Event()
         self.loaded: int | None = None  # the version the understanding holds
         self._held = factory  # the text the understanding was trained on
         self._failed: int | None = None
@@ -239,7 +273,11 @@ class ScriptVersions:
             try:
                 knowledge = await asyncio.to_thread(
                     functools.partial(
-                        self.validator.build, version.body, source(number), published=True
+                        self.validator.build,
+                        version.body,
+                        source(number),
+                        published=True,
+                        trained=Training.from_json(version.trained),
                     )
                 )
             except ScriptsInvalid as exc:
@@ -252,10 +290,17 @@ class ScriptVersions:
             self.loaded, self._held = number, version.body
             return True
 
+    def nudge(self) -> None:
+        """Look for a new live version now (another process said it published one)."""
+        self._nudged.set()
+
     async def watch(self) -> None:
-        """Poll the live number for ever (the app's background task)."""
+        """Poll the live number for ever (the app's background task), and at once when
+        nudged. The poll stays: a signal can be lost, and SQLite has none between processes."""
         while True:
-            await asyncio.sleep(self.interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._nudged.wait(), self.interval)
+            self._nudged.clear()
             try:
                 await self.sync()
             except Exception as exc:
@@ -310,6 +355,7 @@ class ScriptVersions:
         for _ in range(3):
             async with UnitOfWork(self.db) as uow:
                 number = (await uow.scripts.live_number() or 0) + 1
+                training = knowledge.matcher.training
                 version = ScriptVersion(
                     number=number,
                     body=body,
@@ -317,6 +363,8 @@ class ScriptVersions:
                     author_id=who.agent_id,
                     restores=restores,
                     created_at=utcnow(),
+                    # The other processes reuse it: they load this version in half the time.
+                    trained=training.to_json() if training is not None else None,
                 )
                 uow.scripts.add(version)
                 if from_draft:
@@ -339,6 +387,8 @@ class ScriptVersions:
                     self.understanding.replace(live)
                     self.loaded, self._held = number, body
             log.info("scripts_published", extra={"version": number, "restores": restores})
+            if self.on_published is not None:
+                self.on_published()
             return version
         raise InvalidInput("publishing raced three times", code="busy")
 
@@ -351,7 +401,7 @@ class ScriptVersions:
         """Raises ScriptsInvalid when a variant promises what it cannot send."""
         refused = [p for p in await self.materials(catalogue) if p.refused]
         if refused:
-            raise ScriptsInvalid("; ".join(str(p) for p in refused), refused)
+            raise ScriptsInvalid("; ".join(str(p) for p in refused), materials=refused)
 
     async def rollback(self, number: int, who: Who) -> ScriptVersion:
         """Publish version `number`'s text again, as a new version that names it."""
@@ -396,6 +446,24 @@ class ScriptVersions:
             raise InvalidInput(str(exc), code=f"scripts_{exc.code}", **exc.details) from None
         await self.save_draft(body, draft.base, who)
         return Draft(body, draft.base, utcnow(), who.agent_id, True)
+
+    def factory_sequences(self) -> dict[str, object]:
+        """config.yaml's sequences as YAML data: what a version without `sequences:` runs."""
+        return {name: sequence.dump() for name, sequence in self.validator.sequences.items()}
+
+    def sequences_problem(self, body: str) -> ScriptsInvalid | None:
+        """Why the sequences of `body` could not be published, checked without training (the
+        rest of the version is checked at publishing), or None."""
+        try:
+            data = editing.read(body)
+            scripts = data.get("scripts")
+            names = {*(scripts if isinstance(scripts, dict) else ()), *data["intents"]}
+            sequences_in(data.get("sequences"), {str(n) for n in names}, self.validator.sequences)
+        except editing.EditError as exc:
+            return ScriptsInvalid(str(exc))
+        except SequencesInvalid as exc:
+            return ScriptsInvalid(str(exc), exc.code, exc.details)
+        return None
 
     def knowledge(self, body: str, name: str) -> Knowledge:
         """A scripts text trained (cached by text). Blocking. Raises ScriptsInvalid."""

@@ -1,4 +1,5 @@
-"""What the bot knows: the scripts it answers with and the matcher trained on their examples.
+"""What the bot knows: the scripts it answers with, the matcher trained on their examples, and
+the follow-up sequences that send some of those scripts.
 
 The application holds one `Understanding`; publishing a new script version replaces what it
 holds, atomically and while running, and every conversation after that uses the new one.
@@ -9,11 +10,14 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from collections.abc import Mapping, Set
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from bot.core.errors import ConfigError
+from bot.settings import SequenceSettings, SequencesInvalid, check_sequences, read_sequences
 from intents import Catalogue, Matcher, NluResult, load_catalogue
 from intents.catalogue import DEFAULT_SCRIPTS
 
@@ -22,11 +26,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Knowledge:
-    """One version of the scripts and the matcher trained on it."""
+    """One version of the scripts, the matcher trained on it and its follow-up sequences."""
 
     catalogue: Catalogue
     matcher: Matcher
     version: str  # the file it came from, or the published version's number
+    sequences: Mapping[str, SequenceSettings]
 
 
 class Understanding:
@@ -63,23 +68,65 @@ class Understanding:
     def label(self, intent: str) -> str:
         return self._knowledge.catalogue.label(intent)
 
+    def sequences(self) -> Mapping[str, SequenceSettings]:
+        """The follow-up sequences of the version held now."""
+        return self._knowledge.sequences
 
-def from_file(scripts: Path | None, region: str) -> Knowledge:
-    """The scripts file (the packaged one by default) and a matcher trained on it.
+
+def sequences_of(
+    catalogue: Catalogue, factory: Mapping[str, SequenceSettings]
+) -> Mapping[str, SequenceSettings]:
+    """The sequences a scripts version runs: its own `sequences:`, or, when it has none,
+    `factory` (config.yaml's), checked against the version's scripts either way.
+
+    Raises:
+        SequencesInvalid: naming the sequence and the step.
+    """
+    return sequences_in(catalogue.sequences, {*catalogue.scripts, *catalogue.intents}, factory)
+
+
+def sequences_in(
+    own: object, scripts: Set[str], factory: Mapping[str, SequenceSettings]
+) -> Mapping[str, SequenceSettings]:
+    """`sequences_of` for a version read as plain data: `own`, its `sequences:` (None when it
+    has none), and `scripts`, the ids its steps may name.
+
+    Raises:
+        SequencesInvalid: naming the sequence and the step.
+    """
+    sequences = factory if own is None else read_sequences(own)
+    check_sequences(sequences, scripts)
+    return sequences
+
+
+def from_file(
+    scripts: Path | None, region: str, sequences: Mapping[str, SequenceSettings]
+) -> Knowledge:
+    """The scripts file (the packaged one by default), a matcher trained on it, and its
+    sequences (`sequences`, config.yaml's, unless the file has its own).
 
     Training is deterministic and takes a moment, so the result for one file's content is
     kept: several apps in one process (tests, benchmarks) share it; none depends on it.
 
     Raises:
         intents.CatalogueError: naming the file, line and problem of a malformed scripts file.
+        ConfigError: a sequence that cannot run (naming the sequence and the step).
     """
     path = scripts or DEFAULT_SCRIPTS
     stat = path.stat() if path.exists() else None
-    return _trained(path, stat.st_mtime_ns if stat else 0, stat.st_size if stat else 0, region)
+    catalogue, matcher = _trained(
+        path, stat.st_mtime_ns if stat else 0, stat.st_size if stat else 0, region
+    )
+    try:
+        chosen = sequences_of(catalogue, sequences)
+    except SequencesInvalid as exc:
+        where = path if catalogue.sequences is not None else "config.yaml sequences"
+        raise ConfigError(f"{where}: {exc}") from None
+    return Knowledge(catalogue, matcher, version=str(path), sequences=chosen)
 
 
 @functools.lru_cache(maxsize=8)
-def _trained(path: Path, mtime_ns: int, size: int, region: str) -> Knowledge:
+def _trained(path: Path, mtime_ns: int, size: int, region: str) -> tuple[Catalogue, Matcher]:
     started = time.perf_counter()
     catalogue = load_catalogue(path)
     matcher = Matcher.from_catalogue(catalogue, default_region=region)
@@ -91,4 +138,4 @@ def _trained(path: Path, mtime_ns: int, size: int, region: str) -> Knowledge:
             "seconds": round(time.perf_counter() - started, 3),
         },
     )
-    return Knowledge(catalogue, matcher, version=str(path))
+    return catalogue, matcher

@@ -7,6 +7,7 @@ messages and its "done" commit together: it fires exactly once.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 
 from bot.core.scoring import Scoring
@@ -33,7 +34,7 @@ from bot.followup.sequences import Sequences
 from bot.followup.summary import Summary
 from bot.followup.sweep import Sweep
 from bot.followup.tasks import Tasks
-from bot.settings import Settings
+from bot.settings import SequenceSettings, Settings
 from storage.models import ScheduledAction
 from storage.uow import UnitOfWork
 
@@ -49,7 +50,10 @@ class Followup:
         *,
         telegram: bool,
         hours: Hours | None = None,
+        sequences: Callable[[], Mapping[str, SequenceSettings]] | None = None,
     ) -> None:
+        """`sequences`: the live follow-up sequences (the scripts version's); config.yaml's
+        when not given."""
         tz = settings.business.tz
         outreach = Outreach(settings, renderer, telegram=telegram)
         self.outreach = outreach
@@ -60,7 +64,11 @@ class Followup:
         self.reminders = Reminders(settings.reminders, outreach, tz)
         idle = settings.conversation.idle
         self.sequences = Sequences(
-            settings.sequences, outreach, self.tasks, idle=idle, scoring=scoring
+            sequences or (lambda: settings.sequences),
+            outreach,
+            self.tasks,
+            idle=idle,
+            scoring=scoring,
         )
         self.idle = IdleWatch(self.sequences, idle=idle, won_stages=settings.pipeline.won_stages)
         self.sweep = Sweep(

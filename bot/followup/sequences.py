@@ -4,12 +4,16 @@ A lead enters the sequence of its tier when its conversation goes idle (`bot.fol
 or of its new stage; a reply, a booking, an opt-out, a handoff or a stage change stops it. Each
 step is a scheduled action, fired in its own turn; a message step never interrupts a live
 conversation: it waits until the conversation has been quiet for the idle time.
+
+The sequences are those of the live scripts version (`live()`, read at each use): a lead
+entering a sequence gets the delays published then; a step that fires sends the script its
+step names in the version live at that moment.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -29,7 +33,7 @@ log = logging.getLogger(__name__)
 class Sequences:
     def __init__(
         self,
-        sequences: Mapping[str, SequenceSettings],
+        live: Callable[[], Mapping[str, SequenceSettings]],
         outreach: Outreach,
         tasks: Tasks,
         *,
@@ -37,7 +41,7 @@ class Sequences:
         scoring: Scoring | None = None,
     ) -> None:
         self.scoring = scoring  # an attempt unanswered counts against the lead's score
-        self.sequences = sequences
+        self.live = live
         self.outreach = outreach
         self.tasks = tasks
         self.idle = idle  # a conversation is live this long after its last message
@@ -52,7 +56,7 @@ class Sequences:
         stage: str | None = None,
     ) -> None:
         """Start the sequence for the lead's new tier or stage, ending the one it was in."""
-        for name, sequence in self.sequences.items():
+        for name, sequence in self.live().items():
             entry = sequence.enter
             if (tier and entry.tier == tier) or (stage and entry.stage == stage):
                 await self.leave(uow, lead, "moved on", now)
@@ -91,7 +95,7 @@ class Sequences:
         if lead.opted_out_at is not None:
             await self.leave(uow, lead, "opted out", now)
             return skipped("lead opted out")
-        sequence = self.sequences.get(run.sequence)
+        sequence = self.live().get(run.sequence)
         index = int(action.payload.get("step", 0))
         if sequence is None or index >= len(sequence.steps):
             return skipped("sequence no longer configured")

@@ -18,6 +18,7 @@ from sqlalchemy import select
 from bot.app import script_versions
 from bot.conversation.scripts import PUBLISHED, ScriptsInvalid, ScriptVersions
 from bot.desk.accounts import Who
+from bot.settings import load_settings
 from bot.web.keys import DATABASE, SCRIPTS, UNDERSTANDING
 from intents import editing
 from intents.catalogue import DEFAULT_SCRIPTS
@@ -29,6 +30,10 @@ ROOT = Path(__file__).resolve().parents[2]
 FACTORY = DEFAULT_SCRIPTS.read_text(encoding="utf-8")
 NEW_REPLY = "Entiendo lo del precio, {nombre}: te cuento cómo se paga solo en tres meses."
 ADMIN = Who(None, "tests")
+WITH_SEQUENCES = editing.with_sequences(
+    FACTORY,
+    {name: sequence.dump() for name, sequence in load_settings(environ={}).sequences.items()},
+)
 
 
 def with_price_reply(text: str, reply: str = NEW_REPLY) -> str:
@@ -202,7 +207,8 @@ def test_export_import_versions_rollback(database_url: str, tmp_path: Path) -> N
     exported = tmp_path / "guiones.yaml"
     done = run("scripts", "export", str(exported), env=env)
     assert done.returncode == 0, done.stderr
-    assert exported.read_text(encoding="utf-8") == FACTORY
+    # The packaged file as it is, and the sequences it runs (config.yaml's) after it.
+    assert exported.read_text(encoding="utf-8") == WITH_SEQUENCES
     assert "version 1 written" in done.stdout
 
     broken = tmp_path / "roto.yaml"
@@ -223,7 +229,22 @@ def test_export_import_versions_rollback(database_url: str, tmp_path: Path) -> N
     assert [line.split()[0] for line in listed] == ["3", "2", "1"]
     assert "live" in listed[0] and "restores 1" in listed[0] and "precio nuevo" in listed[1]
     again = run("scripts", "export", "-", env=env)
-    assert again.stdout == FACTORY
+    assert again.stdout == WITH_SEQUENCES
+
+    # The sequences go round the file too: a changed delay imported is the live version's.
+    data = editing.read(again.stdout)
+    data["sequences"]["warm"]["steps"][0]["after"] = "45m"
+    sooner = tmp_path / "secuencias.yaml"
+    sooner.write_text(editing.write(data), encoding="utf-8")
+    imported = run("scripts", "import", str(sooner), env=env)
+    assert imported.returncode == 0, imported.stderr
+    live = editing.read(run("scripts", "export", "-", env=env).stdout)
+    assert live["sequences"]["warm"]["steps"][0] == {"after": "45m", "message": "sequence.warm.1"}
+    data["sequences"]["warm"]["steps"][0]["after"] = "9h"  # after step 2 (6h)
+    sooner.write_text(editing.write(data), encoding="utf-8")
+    refused = run("scripts", "import", str(sooner), env=env)
+    assert refused.returncode == 1
+    assert "sequence 'warm' step 2 (6h) comes before step 1 (9h)" in refused.stderr
     missing = run("scripts", "rollback", "9", env=env)
     assert missing.returncode == 1 and "no script version 9" in missing.stderr
 

@@ -1,7 +1,7 @@
-"""The script editor (admins only): intents with their examples and replies, a shared draft,
-"try it" against the live version and the draft, warnings, the impact of the draft on last
-week's messages, publishing, versions with their diff and rollback, and the messages the bot
-did not understand.
+"""The script editor (admins only): intents with their examples and replies, the business
+texts, the follow-up sequences (each step's delay and message), a shared draft, "try it" against
+the live version and the draft, warnings, the impact of the draft on last week's messages,
+publishing, versions with their diff and rollback, and the messages the bot did not understand.
 
 Every change goes to the draft (kept in the database) until an admin publishes it; publishing
 validates the whole version first. Pages work without JavaScript; scripts.js updates "try it"
@@ -15,6 +15,7 @@ import difflib
 import re
 import string
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -36,8 +37,12 @@ from intents.catalogue import PLACEHOLDERS
 
 INTENT = "{intent:[a-z][a-z0-9_]*(?:[.][a-z][a-z0-9_]*)*}"
 N = "{n:[0-9]{1,6}}"
+SEQUENCE = "{sequence:[a-z][a-z0-9_]*}"
+V = "{v:[0-9]{1,4}}"
 # Paths under /console/scripts/ that are pages, not intents: no intent may be called so.
-RESERVED = frozenset({"versiones", "probar", "publicar", "borrador", "nueva", "impacto", "textos"})
+RESERVED = frozenset(
+    {"versiones", "probar", "publicar", "borrador", "nueva", "impacto", "textos", "sequences"}
+)
 WEEK = timedelta(days=7)
 # Below this confidence a message counts as not understood on the "no entendidos" page.
 LOW_CONFIDENCE = 0.5
@@ -59,6 +64,16 @@ def register(app: web.Application) -> None:
     add.add_get("/scripts/textos", admin_page(texts_page))
     add.add_post(f"/scripts/textos/{INTENT}", admin_page(add_text))
     add.add_post(f"/scripts/textos/{INTENT}/{N}/quitar", admin_page(remove_text))
+    # Before /scripts/{intent}: "sequences" is no intent.
+    add.add_get("/scripts/sequences", admin_page(sequences_page))
+    add.add_post(f"/scripts/sequences/{SEQUENCE}", admin_page(add_step))
+    add.add_post(f"/scripts/sequences/{SEQUENCE}/{N}", admin_page(set_after))
+    add.add_post(f"/scripts/sequences/{SEQUENCE}/{N}/quitar", admin_page(remove_step))
+    add.add_post(f"/scripts/sequences/{SEQUENCE}/{N}/textos", admin_page(add_step_text))
+    add.add_post(f"/scripts/sequences/{SEQUENCE}/{N}/textos/{V}", admin_page(set_step_text))
+    add.add_post(
+        f"/scripts/sequences/{SEQUENCE}/{N}/textos/{V}/quitar", admin_page(remove_step_text)
+    )
     add.add_get(f"/scripts/{INTENT}", admin_page(intent_page))
     add.add_post(f"/scripts/{INTENT}/{{part:examples|replies}}", admin_page(add_item))
     add.add_post(f"/scripts/{INTENT}/{{part:examples|replies}}/{N}/quitar", admin_page(remove_item))
@@ -341,6 +356,122 @@ async def remove_text(request: web.Request) -> web.StreamResponse:
     raise web.HTTPSeeOther(f"/console/scripts/textos#{script}")
 
 
+# --- the follow-up sequences ------------------------------------------------------------------
+
+
+async def sequences_page(request: web.Request) -> web.Response:
+    versions = _versions(request)
+    draft = await versions.draft()
+    views, own = editing.sequences(draft.body, versions.factory_sequences())
+    problem = versions.sequences_problem(draft.body) if draft.saved else None
+    words = pages(request).texts
+    return pages(request).render(
+        request,
+        "script_sequences.html",
+        live_number=versions.loaded,
+        sequences=views,
+        own=own,
+        problem=explain(words, problem) if problem is not None else "",
+        draft=draft,
+        placeholders=_ALLOWED,
+        back="/console/scripts/sequences",
+        flash=await take_flash(request),
+    )
+
+
+def _sequence(request: web.Request) -> tuple[str, int]:
+    return request.match_info["sequence"], int(request.match_info["n"])
+
+
+def _step_script(body: str, factory: dict[str, object], sequence: str, index: int) -> str:
+    """The script the `index`th step of `sequence` sends (or titles its task with)."""
+    views, _ = editing.sequences(body, factory)
+    for view in views:
+        if view.name == sequence:
+            if not 0 <= index < len(view.steps):
+                raise editing.EditError("no such step", "no_step", sequence=sequence)
+            return view.steps[index].script
+    raise editing.EditError("no such sequence", "no_sequence", sequence=sequence)
+
+
+async def _edit_sequence(
+    request: web.Request, change: Callable[[str, dict[str, object]], str], said: str
+) -> web.StreamResponse:
+    versions = _versions(request)
+    factory = versions.factory_sequences()
+    await versions.edit(lambda body: change(body, factory), who(request))
+    flash(await get_session(request), said)
+    raise web.HTTPSeeOther(f"/console/scripts/sequences#{request.match_info['sequence']}")
+
+
+async def set_after(request: web.Request) -> web.StreamResponse:
+    sequence, index = _sequence(request)
+    after = (await _form(request)).get("after", "")
+    return await _edit_sequence(
+        request,
+        lambda body, factory: editing.set_after(body, factory, sequence, index, after),
+        "Espera cambiada en el borrador.",
+    )
+
+
+async def add_step(request: web.Request) -> web.StreamResponse:
+    sequence = request.match_info["sequence"]
+    form = await _form(request)
+    return await _edit_sequence(
+        request,
+        lambda body, factory: editing.add_step(
+            body, factory, sequence, form.get("after", ""), form.get("text", "")
+        ),
+        "Paso agregado al borrador.",
+    )
+
+
+async def remove_step(request: web.Request) -> web.StreamResponse:
+    sequence, index = _sequence(request)
+    return await _edit_sequence(
+        request,
+        lambda body, factory: editing.remove_step(body, factory, sequence, index),
+        "Paso quitado del borrador.",
+    )
+
+
+async def add_step_text(request: web.Request) -> web.StreamResponse:
+    sequence, index = _sequence(request)
+    text = (await _form(request)).get("text", "")
+    return await _edit_sequence(
+        request,
+        lambda body, factory: editing.add_text(
+            body, _step_script(body, factory, sequence, index), text
+        ),
+        "Variante agregada al borrador.",
+    )
+
+
+async def set_step_text(request: web.Request) -> web.StreamResponse:
+    sequence, index = _sequence(request)
+    variant = int(request.match_info["v"])
+    text = (await _form(request)).get("text", "")
+    return await _edit_sequence(
+        request,
+        lambda body, factory: editing.set_text(
+            body, _step_script(body, factory, sequence, index), variant, text
+        ),
+        "Texto cambiado en el borrador.",
+    )
+
+
+async def remove_step_text(request: web.Request) -> web.StreamResponse:
+    sequence, index = _sequence(request)
+    variant = int(request.match_info["v"])
+    return await _edit_sequence(
+        request,
+        lambda body, factory: editing.remove_text(
+            body, _step_script(body, factory, sequence, index), variant
+        ),
+        "Variante quitada del borrador.",
+    )
+
+
 # --- publishing, versions ---------------------------------------------------------------------
 
 
@@ -359,11 +490,12 @@ async def publish(request: web.Request) -> web.StreamResponse:
         said = (
             " ".join(worded(texts, p) for p in exc.materials)
             if exc.materials
-            else explain(texts, exc.problem)
+            else explain(texts, exc)
         )
         raise InvalidInput(exc.problem, code="scripts_invalid", problem=said) from None
     flash(await get_session(request), f"Versión {version.number} publicada.")
-    raise web.HTTPSeeOther("/console/scripts")
+    back = form.get("back", "")
+    raise web.HTTPSeeOther(back if back.startswith("/console/scripts") else "/console/scripts")
 
 
 async def rollback(request: web.Request) -> web.StreamResponse:
@@ -479,9 +611,12 @@ _EXPLAIN = (
 )
 
 
-def explain(texts: dict[str, dict[str, str]], problem: str) -> str:
+def explain(texts: dict[str, dict[str, str]], invalid: ScriptsInvalid) -> str:
     """A validation problem in Spanish (the catalogue words it in English, for the logs)."""
     words = texts.get("guiones", {})
+    if invalid.reason in words:
+        return words[invalid.reason].format_map(invalid.facts)
+    problem = invalid.problem
     for pattern, key in _EXPLAIN:
         found = pattern.search(problem)
         if found and key in words:

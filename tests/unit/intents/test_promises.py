@@ -40,7 +40,9 @@ def test_the_packaged_scripts_attach_a_material_to_every_promise() -> None:
 def test_a_fresh_install_never_promises_a_material() -> None:
     """An empty library: no variant that offers or promises something is ever chosen."""
     catalogue = load_catalogue()
-    knowledge = Knowledge(catalogue, Matcher.from_catalogue(catalogue), version="fábrica")
+    knowledge = Knowledge(
+        catalogue, Matcher.from_catalogue(catalogue), version="fábrica", sequences={}
+    )
     renderer = Renderer(Understanding(knowledge), {}, PROMISES)
     offering = [s for s in (*catalogue.intents, *catalogue.scripts) if any(catalogue.offered(s))]
     assert {"objection.price", "objection.think", "objection.industry_fit"} <= set(offering)
