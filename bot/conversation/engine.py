@@ -281,6 +281,7 @@ class Engine:
             conversation, watched = await uow.conversations.for_sender_watched(
                 event.channel, event.sender_id, IDLE
             )
+            first = conversation is None
             if conversation is None:
                 conversation, _ = await self._first_contact(uow, event, now)
             lead = conversation.lead
@@ -312,7 +313,8 @@ class Engine:
                 log.info("message_duplicate", extra={"channel": event.channel})
                 return Outcome(duplicate=True)
 
-            await self._replied_fast(uow, lead, conversation.id, message_id, now)
+            if not first:  # a new conversation has nothing before this message
+                await self._replied_fast(uow, lead, conversation.id, message_id, now)
             lead.last_activity_at = now
             conversation.last_inbound_at = min(event.sent_at, now)
             if lead.sequence_run_id is not None:
