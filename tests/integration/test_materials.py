@@ -262,6 +262,11 @@ async def test_yes_to_a_case_sends_the_link_of_the_leads_industry_in_the_web_cha
         "Caso Clínica Sonrisas",
         {"materials": ["caso-clinica-sonrisas"]},
     )
+    browser = await admin(client)  # the agent reading the conversation sees what went out
+    async with client.app[DATABASE].session() as db_session:
+        conversation_id = (await db_session.execute(select(Conversation.id))).scalar_one()
+    page = await (await browser.get(f"/console/conversations/{conversation_id}")).text()
+    assert "Material enviado: caso-clinica-sonrisas" in page
     assert await offered(client) == []  # answered: a second "sí" sends nothing again
     await say("sí")
     assert not any("/materiales/" in reply for reply in replies)
