@@ -9,6 +9,8 @@ intents:
       - "Te entiendo, {nombre}..."
       - text: "¿Te muestro un caso real parecido al tuyo?"
         materials: ["mejor:caso"]    # what this variant offers to send (bot.core.materials)
+      - text: "¿Lo platicamos en una llamada corta?"
+        books: call                  # a yes to this variant books a call (or meeting, visit)
 scripts: {}        # texts not tied to one intent, keyed by script id
 sequences: {}      # optional: the follow-up sequences (the service reads and checks them)
 ```
@@ -49,7 +51,9 @@ PLACEHOLDERS = frozenset(
 )
 _INTENT_ID = re.compile(r"^[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)*$")
 _INTENT_KEYS = frozenset({"label", "examples", "replies"})
-_REPLY_KEYS = frozenset({"text", "materials"})
+_REPLY_KEYS = frozenset({"text", "materials", "books"})
+# What a yes to a reply variant can book (`books:`): the kinds of appointment.
+BOOKABLE = ("call", "meeting", "visit")
 _TOP_KEYS = frozenset({"intents", "scripts", "sequences"})
 _STR_TAG = "tag:yaml.org,2002:str"
 
@@ -98,6 +102,8 @@ class Catalogue:
         warnings: duplicate or conflicting examples, each naming both places.
         offers: by script id, the materials each reply variant offers (`materials:`), one
             tuple per variant; only scripts where some variant offers something.
+        books: by script id, the kind of appointment a yes to each variant books (`books:`),
+            None for a variant that books nothing; only scripts where some variant books.
         sequences: the `sequences:` section as plain YAML data, None when there is none. The
             follow-up sequences are the service's: it checks them (`bot.settings`).
     """
@@ -108,6 +114,7 @@ class Catalogue:
     scripts: Mapping[str, tuple[str, ...]]
     warnings: tuple[str, ...] = ()
     offers: Mapping[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict)
+    books: Mapping[str, tuple[str | None, ...]] = field(default_factory=dict)
     sequences: object = None
 
     def examples(self, intent: str) -> tuple[str, ...]:
@@ -129,6 +136,10 @@ class Catalogue:
     def offered(self, script_id: str) -> tuple[tuple[str, ...], ...]:
         """What each reply variant of `script_id` offers to send; () when none offers."""
         return self.offers.get(script_id, ())
+
+    def booked(self, script_id: str) -> tuple[str | None, ...]:
+        """What a yes to each reply variant of `script_id` books; () when none books."""
+        return self.books.get(script_id, ())
 
     def label(self, intent: str) -> str:
         """Short Spanish noun phrase naming `intent`. Raises KeyError for an unknown intent."""
@@ -187,6 +198,7 @@ class _Reader:
     normalizer: Normalizer
     overlaps: bool = True
     _offers: dict[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict)
+    _books: dict[str, tuple[str | None, ...]] = field(default_factory=dict)
 
     def catalogue(self, root: Node | None) -> Catalogue:
         if root is None:
@@ -196,6 +208,7 @@ class _Reader:
             raise CatalogueError(self.path, _line(root), "missing 'intents:'")
         intents_node = top["intents"][1]
         self._offers.clear()
+        self._books.clear()
         entries = {
             intent: self._intent(intent, node)
             for intent, (key_node, node) in self._mapping(intents_node, "'intents'").items()
@@ -207,14 +220,19 @@ class _Reader:
         if "scripts" in top:
             for key, (_, node) in self._mapping(top["scripts"][1], "'scripts'").items():
                 scripts[key] = self._replies(node, f"scripts.{key}", key)
-        offers = dict(self._offers)
+        offers, books = dict(self._offers), dict(self._books)
         sequences = (
             SafeConstructor().construct_document(top["sequences"][1])
             if "sequences" in top
             else None
         )
         catalogue = Catalogue(
-            path=self.path, intents=tuple(entries), entries=entries, scripts=scripts, offers=offers
+            path=self.path,
+            intents=tuple(entries),
+            entries=entries,
+            scripts=scripts,
+            offers=offers,
+            books=books,
         )
         warnings = self._overlaps(catalogue) if self.overlaps else ()
         for warning in warnings:
@@ -226,8 +244,22 @@ class _Reader:
             scripts=scripts,
             warnings=warnings,
             offers=offers,
+            books=books,
             sequences=sequences,
         )
+
+    def _books_kind(self, entry: tuple[Node, Node] | None, where: str) -> str | None:
+        """The kind of appointment a variant's `books:` names, checked."""
+        if entry is None:
+            return None
+        kind = self._string(entry[1], f"{where}.books")
+        if kind not in BOOKABLE:
+            raise CatalogueError(
+                self.path,
+                _line(entry[1]),
+                f"{where}: books: {kind!r} is not one of {', '.join(BOOKABLE)}",
+            )
+        return kind
 
     def _check_id(self, intent: str, key_node: Node) -> bool:
         if not _INTENT_ID.match(intent):
@@ -253,11 +285,13 @@ class _Reader:
         )
 
     def _replies(self, node: Node, where: str, script: str | None = None) -> tuple[str, ...]:
-        """Reply variants: each a text, or `{text: ..., materials: [...]}` (what it offers)."""
+        """Reply variants: each a text, or `{text: ..., materials: [...], books: call}` (what
+        it offers to send, what a yes to it books)."""
         if not isinstance(node, SequenceNode) or not node.value:
             raise CatalogueError(self.path, _line(node), f"{where} must be a non-empty list")
         replies: list[tuple[str, int]] = []
         offers: list[tuple[str, ...]] = []
+        books: list[str | None] = []
         for item in node.value:
             if isinstance(item, MappingNode):
                 fields = self._mapping(item, f"a reply of {where}", allowed=_REPLY_KEYS)
@@ -274,11 +308,15 @@ class _Reader:
                     else ()
                 )
                 offers.append(offered)
+                books.append(self._books_kind(fields.get("books"), where))
             else:
                 replies.append((self._string(item, where), _line(item)))
                 offers.append(())
+                books.append(None)
         if any(offers):
             self._offers[script or where.removeprefix("scripts.")] = tuple(offers)
+        if any(books):
+            self._books[script or where.removeprefix("scripts.")] = tuple(books)
         known = ", ".join(f"{{{p}}}" for p in sorted(PLACEHOLDERS))
         for text, line in replies:
             try:

@@ -21,6 +21,8 @@ from typing import Any
 
 import yaml
 
+from intents.catalogue import BOOKABLE
+
 _INTENT_ID = re.compile(r"^[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)*$")
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
@@ -43,6 +45,7 @@ class IntentView:
     examples: tuple[str, ...]
     replies: tuple[str, ...]
     offers: tuple[tuple[str, ...], ...] = ()  # per reply: the materials it offers
+    books: tuple[str | None, ...] = ()  # per reply: what a yes to it books (call, meeting, visit)
 
 
 def reply_text(item: Any) -> str:
@@ -55,6 +58,24 @@ def reply_offers(item: Any) -> tuple[str, ...]:
     if not isinstance(item, dict):
         return ()
     return tuple(str(m) for m in item.get("materials") or ())
+
+
+def reply_books(item: Any) -> str | None:
+    """What a yes to a reply variant books (`books:`), or None."""
+    books = item.get("books") if isinstance(item, dict) else None
+    return str(books) if books else None
+
+
+def _variant(text: str, materials: list[str], books: str | None) -> str | dict[str, Any]:
+    """A reply variant as written: plain text, or a mapping with what it offers and books."""
+    if not materials and books is None:
+        return text
+    variant: dict[str, Any] = {"text": text}
+    if materials:
+        variant["materials"] = materials
+    if books is not None:
+        variant["books"] = books
+    return variant
 
 
 def read(text: str) -> dict[str, Any]:
@@ -99,6 +120,7 @@ def _view(intent_id: str, entry: Any) -> IntentView:
         examples=tuple(str(e) for e in entry.get("examples") or ()),
         replies=tuple(reply_text(r) for r in replies),
         offers=tuple(reply_offers(r) for r in replies),
+        books=tuple(reply_books(r) for r in replies),
     )
 
 
@@ -204,8 +226,29 @@ def add_text(text: str, script_id: str, value: str) -> str:
 
 def set_materials(text: str, script_id: str, index: int, materials: list[str]) -> str:
     """Set what the `index`th reply variant of an intent (or of a text of `scripts:`) offers
-    to send; an empty list makes it a plain text again."""
+    to send; an empty list offers nothing."""
     data = read(text)
+    variants = _variants(data, script_id, index)
+    cleaned = list(dict.fromkeys(m for m in (" ".join(x.split()) for x in materials) if m))
+    item = variants[index]
+    variants[index] = _variant(reply_text(item), cleaned, reply_books(item))
+    return write(data)
+
+
+def set_books(text: str, script_id: str, index: int, kind: str | None) -> str:
+    """Set what a yes to the `index`th reply variant books (call, meeting, visit; None:
+    nothing)."""
+    if kind is not None and kind not in BOOKABLE:
+        raise EditError(f"cannot book {kind!r}", "books", kind=kind)
+    data = read(text)
+    variants = _variants(data, script_id, index)
+    item = variants[index]
+    variants[index] = _variant(reply_text(item), list(reply_offers(item)), kind)
+    return write(data)
+
+
+def _variants(data: dict[str, Any], script_id: str, index: int) -> list[Any]:
+    """The reply variants of an intent or of a text of `scripts:`, which has `index`."""
     entry = data["intents"].get(script_id)
     if isinstance(entry, dict):
         variants = entry.get("replies")
@@ -215,10 +258,7 @@ def set_materials(text: str, script_id: str, index: int, materials: list[str]) -
         raise EditError(f"no script {script_id!r}", "no_text", script=script_id)
     if not 0 <= index < len(variants):
         raise EditError(f"{script_id} has no variant {index}", "no_item", intent=script_id)
-    cleaned = list(dict.fromkeys(m for m in (" ".join(x.split()) for x in materials) if m))
-    reply = reply_text(variants[index])
-    variants[index] = {"text": reply, "materials": cleaned} if cleaned else reply
-    return write(data)
+    return variants
 
 
 def remove_text(text: str, script_id: str, index: int) -> str:

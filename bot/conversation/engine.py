@@ -25,6 +25,7 @@ from bot import live
 from bot.conversation.admission import Admission
 from bot.conversation.materials import offered_to
 from bot.core.booking import (
+    BOOK,
     YES_NO,
     AppointmentView,
     SchedulingView,
@@ -45,7 +46,7 @@ from bot.core.channel import (
     checked,
 )
 from bot.core.crm import ActivityKind
-from bot.core.dialogue import Dialogue
+from bot.core.dialogue import AskingTime, Dialogue
 from bot.core.effects import (
     AskWhich,
     BookAppointment,
@@ -701,7 +702,8 @@ class Engine:
         )
         offered = offers.get(rendered.offers, ()) if rendered.offers else ()
         self._offering(turn, offered)
-        if offered and not buttons:
+        books = self._offering_appointment(turn, rendered.books)
+        if (offered or books) and not buttons:
             buttons = YES_NO
         message_id = await outbox.stage(
             turn.uow,
@@ -733,6 +735,21 @@ class Engine:
         else:
             return
         conversation.context = dialogue.to_context()
+
+    @staticmethod
+    def _offering_appointment(turn: _Turn, kind: str | None) -> bool:
+        """A reply that offers an appointment ("¿lo platicamos en una llamada corta?") makes
+        the booking the question pending, so a "sí" asks for the day and hour and "mañana a
+        las 5" proposes that time; a booking dialogue already under way is left as it is.
+        True when the offer stands."""
+        if kind is None:
+            return False
+        dialogue = Dialogue.from_context(turn.conversation.context)
+        if dialogue.booking is not None or dialogue.cancelling is not None:
+            return False
+        asking = dataclasses.replace(dialogue, booking=AskingTime(BOOK, kind), asked_at=turn.now)
+        turn.conversation.context = asking.to_context()
+        return True
 
     async def _send_materials(self, turn: _Turn, ids: tuple[int, ...]) -> list[InlineReply]:
         """The lead said yes: send each material still active, in the order offered."""

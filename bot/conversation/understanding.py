@@ -65,6 +65,9 @@ class Understanding:
     def offered(self, script_id: str) -> tuple[tuple[str, ...], ...]:
         return self._knowledge.catalogue.offered(script_id)
 
+    def booked(self, script_id: str) -> tuple[str | None, ...]:
+        return self._knowledge.catalogue.booked(script_id)
+
     def label(self, intent: str) -> str:
         return self._knowledge.catalogue.label(intent)
 

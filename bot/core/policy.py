@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from bot.core.booking import AFFIRM, DENY, SchedulingView, decide_booking, repeat_question
-from bot.core.dialogue import Dialogue
+from bot.core.dialogue import AskingTime, Dialogue
 from bot.core.effects import (
     AskWhich,
     Effect,
@@ -132,7 +132,9 @@ def decide(
         # offer is withdrawn and the "no" answered as any other.
         offered, memory = dialogue.offering, replace(memory, offering=None, asked_at=None)
         if nlu.intent == AFFIRM:
-            return [*effects, Remember(memory), *noted, SendMaterials(offered)]
+            # "¿Te comparto un caso y lo platicamos en una llamada?": the call is asked for too.
+            call = [Reply("schedule.ask_time")] if isinstance(memory.booking, AskingTime) else []
+            return [*effects, Remember(memory), *noted, SendMaterials(offered), *call]
     if schedule is not None:
         booking = decide_booking(
             memory, nlu, inbound.choice, schedule, now, default_kind=rules.default_kind

@@ -85,17 +85,21 @@ class ScriptBook(Protocol):
 
     def offered(self, script_id: str) -> tuple[tuple[str, ...], ...]: ...
 
+    def booked(self, script_id: str) -> tuple[str | None, ...]: ...
+
     def label(self, intent: str) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)
 class Rendered:
-    """One variant, filled. `offers`: the materials it offers to send (when they can be)."""
+    """One variant, filled. `offers`: the materials it offers to send (when they can be);
+    `books`: the kind of appointment a yes to it books (call, meeting, visit), if any."""
 
     text: str
     script: str
     variant: int
     offers: tuple[str, ...] = ()
+    books: str | None = None
 
 
 # Whether the materials a variant offers can be sent to this lead (bot.core.materials.resolve).
@@ -173,7 +177,9 @@ class Renderer:
         offers = offered[variant] if variant < len(offered) else ()
         if offers and not (sendable is not None and sendable(offers)):
             offers = ()
-        return Rendered(_tidy(filled), script, variant, offers)
+        booked = self.book.booked(script)
+        books = booked[variant] if variant < len(booked) else None
+        return Rendered(_tidy(filled), script, variant, offers, books)
 
     def _honest(
         self,

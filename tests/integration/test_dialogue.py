@@ -125,6 +125,31 @@ async def test_a_yes_that_repeats_the_move_moves(client: TestClient[Any, Any]) -
     assert (await scripts(client))[-2:] == ["schedule.confirm", "schedule.moved"]
 
 
+async def test_a_yes_to_a_reply_that_offers_a_call_books_it(client: TestClient[Any, Any]) -> None:
+    """ "¿Te parece si te llamo 10 minutos…?" — "sí": the day and hour are asked, the time
+    given is proposed, and a yes books the call the reply offered (`books: call`)."""
+    await say(client, "no tengo tiempo")
+    assert await scripts(client) == ["objection.time"]  # both of its variants offer a call
+    assert await last_buttons(client) == ["affirm", "deny"]
+    await say(client, "sí")
+    assert (await scripts(client))[-1] == "schedule.ask_time"
+    assert "mañana a las 17:00" in await say(client, "mañana a las 5 de la tarde")
+    await say(client, "sí")
+    [appointment] = await rows(client, Appointment)
+    assert (appointment.starts_at, appointment.kind) == (FRIDAY_17, "call")
+
+
+async def test_a_no_to_a_reply_that_offers_a_call_books_nothing(
+    client: TestClient[Any, Any],
+) -> None:
+    await say(client, "no tengo tiempo")
+    await say(client, "no")
+    assert (await scripts(client))[-1] == "schedule.not_now"
+    await say(client, "sí")  # the offer was answered: a later yes books nothing
+    assert await rows(client, Appointment) == []
+    assert "schedule.ask_time" not in await scripts(client)
+
+
 # --- 2. A yes to a choice asks which one, or takes the only one -------------------------------
 
 

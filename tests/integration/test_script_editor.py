@@ -250,3 +250,25 @@ async def test_business_texts_are_edited_in_the_same_versions(client: TestClient
     assert any("alguien del equipo" in r for r in await say(client, "quiero hablar con un asesor"))
     missing = await browser.post("/console/scripts/textos/no.existe", {"text": "x"})
     assert missing.status == 400 and "No existe el texto no.existe" in await missing.text()
+
+
+async def test_what_a_yes_to_a_reply_books_is_edited_and_published(
+    client: TestClient[Any, Any],
+) -> None:
+    browser = await admin(client)
+    await browser.get("/console/scripts/objection.price")
+    saved = await browser.post(
+        "/console/scripts/objection.price/replies/0/agenda", {"books": "visit"}
+    )
+    assert saved.status == 303
+    page = await (await browser.get("/console/scripts/objection.price")).text()
+    assert 'data-testid="reply-books"' in page and "una visita" in page
+    draft = editing.intent((await client.app[SCRIPTS].draft()).body, "objection.price")
+    assert draft is not None and draft.books[0] == "visit"
+    refused = await browser.post(
+        "/console/scripts/objection.price/replies/0/agenda", {"books": "x"}
+    )
+    assert "no se puede agendar" in await refused.text()
+    await browser.post("/console/scripts/publicar", {"comment": "el precio ofrece una visita"})
+    live = client.app[UNDERSTANDING].current.catalogue
+    assert live.booked("objection.price")[0] == "visit"

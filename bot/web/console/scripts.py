@@ -33,7 +33,7 @@ from bot.core.scripts import SYSTEM_INTENTS
 from bot.web.console.auth import accounts, admin_page, flash, pages, take_flash, who
 from bot.web.keys import MATERIALS, SCRIPTS, SETTINGS, UNDERSTANDING
 from intents import NONE, NluResult, editing
-from intents.catalogue import PLACEHOLDERS
+from intents.catalogue import BOOKABLE, PLACEHOLDERS
 
 INTENT = "{intent:[a-z][a-z0-9_]*(?:[.][a-z][a-z0-9_]*)*}"
 N = "{n:[0-9]{1,6}}"
@@ -79,6 +79,7 @@ def register(app: web.Application) -> None:
     add.add_post(f"/scripts/{INTENT}/{{part:examples|replies}}/{N}/quitar", admin_page(remove_item))
     add.add_post(f"/scripts/{INTENT}/quitar", admin_page(remove_intent))
     add.add_post(f"/scripts/{INTENT}/replies/{N}/materiales", admin_page(set_materials))
+    add.add_post(f"/scripts/{INTENT}/replies/{N}/agenda", admin_page(set_books))
 
 
 def _versions(request: web.Request) -> ScriptVersions:
@@ -204,6 +205,8 @@ async def intent_page(request: web.Request) -> web.Response:
         request,
         "script.html",
         offers=view.offers,
+        books=view.books,
+        bookable=BOOKABLE,
         material_notes={
             index: [worded(texts, p) for p in found if p.variant == index]
             for index in range(len(view.replies))
@@ -271,6 +274,20 @@ async def set_materials(request: web.Request) -> web.StreamResponse:
     flash(
         await get_session(request),
         f"Materiales de la respuesta {index + 1} guardados en el borrador.",
+    )
+    raise web.HTTPSeeOther(f"/console/scripts/{intent}#respuesta-{index + 1}")
+
+
+async def set_books(request: web.Request) -> web.StreamResponse:
+    """What a yes to one reply variant books: a call, a meeting, a visit, or nothing."""
+    intent, index = _intent(request), int(request.match_info["n"])
+    kind = (await _form(request)).get("books", "").strip() or None
+    await _versions(request).edit(
+        lambda body: editing.set_books(body, intent, index, kind), who(request)
+    )
+    flash(
+        await get_session(request),
+        f"Lo que agenda la respuesta {index + 1} quedó guardado en el borrador.",
     )
     raise web.HTTPSeeOther(f"/console/scripts/{intent}#respuesta-{index + 1}")
 

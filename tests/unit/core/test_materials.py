@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bot.core.dialogue import Dialogue
+from bot.core.dialogue import AskingTime, Dialogue
 from bot.core.effects import Remember, Reply, SendMaterials
 from bot.core.materials import (
     Material,
@@ -138,6 +138,20 @@ def test_yes_to_an_offer_sends_the_materials_and_closes_the_question() -> None:
         offering(2, 1), InboundView(has_text=True), NluResult("affirm", 0.9), LEAD, NOW, Rules()
     )
     assert effects == [Remember(Dialogue()), SendMaterials((2, 1))]
+
+
+def test_yes_to_a_case_and_a_call_sends_the_case_and_asks_when() -> None:
+    """ "¿Te comparto un caso y lo platicamos en una llamada?" offered both (`books: call`)."""
+    asking = AskingTime("schedule.book", "call")
+    both = ConversationView(
+        ConversationState.BOT, Dialogue(booking=asking, offering=(3,), asked_at=NOW)
+    )
+    effects = decide(both, InboundView(has_text=True), NluResult("affirm", 0.9), LEAD, NOW, Rules())
+    assert effects == [
+        Remember(Dialogue(booking=asking)),
+        SendMaterials((3,)),
+        Reply("schedule.ask_time"),
+    ]
 
 
 def test_no_to_an_offer_withdraws_it_and_answers_the_no() -> None:

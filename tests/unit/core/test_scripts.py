@@ -14,9 +14,11 @@ class Book:
         self,
         texts: dict[str, tuple[str, ...]],
         offers: dict[str, tuple[tuple[str, ...], ...]] | None = None,
+        books: dict[str, tuple[str | None, ...]] | None = None,
     ) -> None:
         self.texts = texts
         self.offers = offers or {}
+        self.books = books or {}
 
     @property
     def intents(self) -> tuple[str, ...]:
@@ -27,6 +29,9 @@ class Book:
 
     def offered(self, script_id: str) -> tuple[tuple[str, ...], ...]:
         return self.offers.get(script_id, ())
+
+    def booked(self, script_id: str) -> tuple[str | None, ...]:
+        return self.books.get(script_id, ())
 
     def label(self, intent: str) -> str:
         return intent

@@ -155,6 +155,12 @@ def test_replies_lookup_accepts_script_keys(tmp_path: Path) -> None:
             3,
             "empty text",
         ),
+        (
+            'intents:\n  greeting:\n    label: "x"\n    examples: ["hola"]\n'
+            '    replies:\n      - text: "¿Te llamo?"\n        books: lunch\n',
+            7,
+            "books: 'lunch' is not one of call, meeting, visit",
+        ),
     ],
 )
 def test_malformed_file_names_file_line_and_problem(
@@ -226,3 +232,26 @@ def test_a_reply_may_offer_materials_and_the_editor_keeps_them() -> None:
     assert view is not None and view.offers == ((), ("tabla-planes",))
     plain = editing.set_materials(text, "info.pricing", 1, [])
     assert parse_catalogue(plain, "borrador").offered("info.pricing") == ()
+
+
+def test_a_yes_to_a_reply_may_book_and_the_editor_keeps_it_beside_the_materials() -> None:
+    from intents import editing, parse_catalogue
+
+    text = (
+        "intents:\n  objection.time:\n    label: tiempo\n    examples: [no tengo tiempo]\n"
+        "    replies:\n      - Te entiendo.\n      - ¿Te comparto un caso y lo platicamos?\n"
+    )
+    text = editing.set_materials(text, "objection.time", 1, ["mejor:caso"])
+    text = editing.set_books(text, "objection.time", 1, "call")
+    catalogue = parse_catalogue(text, "borrador")
+    assert catalogue.booked("objection.time") == (None, "call")
+    assert catalogue.offered("objection.time") == ((), ("mejor:caso",))
+    # Setting one keeps the other; clearing both makes the variant a plain text again.
+    text = editing.set_materials(text, "objection.time", 1, [])
+    assert parse_catalogue(text, "borrador").booked("objection.time") == (None, "call")
+    view = editing.intent(text, "objection.time")
+    assert view is not None and view.books == (None, "call")
+    plain = editing.set_books(text, "objection.time", 1, None)
+    assert "books" not in plain and "text:" not in plain
+    with pytest.raises(editing.EditError):
+        editing.set_books(text, "objection.time", 1, "lunch")
