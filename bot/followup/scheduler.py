@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from datetime import datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -30,6 +31,10 @@ from storage.uow import UnitOfWork
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5
+
+
+# Set while a wake-up of the alarm clock runs (each runs in its own task).
+_RINGING: ContextVar[bool] = ContextVar("ringing", default=False)
 
 
 class Scheduler:
@@ -95,11 +100,21 @@ class Scheduler:
         already queued must not start work that the end of the process would cut short)."""
 
         async def ring() -> None:
-            if self._aps is not None:
+            if self._aps is None:
+                return
+            ringing = _RINGING.set(True)
+            try:
                 await work()
+            finally:
+                _RINGING.reset(ringing)
 
         ring.__name__ = getattr(work, "__name__", "alarm")
         return ring
+
+    def _silenced(self) -> bool:
+        """Checked holding the lock: stopped for good, or this is a wake-up of the alarm clock
+        that began before a pause (it passed the alarm's check, then waited for the lock)."""
+        return self._stopped or (_RINGING.get() and self._aps is None)
 
     async def stop(self) -> None:
         """For good (shutdown): a wake-up APScheduler started just before must not reach the
@@ -139,7 +154,7 @@ class Scheduler:
             return  # the cron job plans it when the hour comes
         # Under the same lock as firing, so stopping waits for it too.
         async with self._busy:
-            if self._stopped:
+            if self._silenced():
                 return
             try:
                 async with UnitOfWork(self.db) as uow:
@@ -154,7 +169,7 @@ class Scheduler:
         """Fire everything due now, batch by batch; returns how many actions were handled."""
         total = 0
         async with self._busy:
-            while not self._stopped:
+            while not self._silenced():
                 try:
                     fired = await self._fire_batch()
                 except Exception as exc:

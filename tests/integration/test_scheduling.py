@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -69,6 +69,14 @@ async def count(client: TestClient[Any, Any], model: Any, *where: Any) -> int:
 
 async def fire(client: TestClient[Any, Any]) -> int:
     return await client.app[SCHEDULER].fire_due()
+
+
+async def last_message_at(client: TestClient[Any, Any]) -> datetime:
+    """When the latest message was stored: the clock travels from THURSDAY_10 but ticks,
+    through the app's start-up too, so "2 h of quiet" is counted from here."""
+    async with client.app[DATABASE].session() as session:
+        at = (await session.execute(select(func.max(Message.created_at)))).scalar_one()
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
 async def scripts(client: TestClient[Any, Any]) -> list[str | None]:
@@ -185,7 +193,7 @@ async def test_reminders_fire_once_at_their_time(
     await say(client, "llámame mañana a las 5")
     await say(client, "sí")
     assert await fire(client) == 0
-    clock.move_to(THURSDAY_10 + timedelta(hours=2, seconds=1))
+    clock.move_to(await last_message_at(client) + timedelta(hours=2, seconds=1))
     assert await fire(client) == 1  # the chat went quiet: booked, so no sequence starts
     assert await rows(client, SequenceRun) == []
     clock.move_to(FRIDAY_17 - timedelta(hours=24, seconds=-1))
@@ -263,11 +271,12 @@ async def test_a_reply_stops_the_sequence_and_withdraws_its_waiting_nudge(
 ) -> None:
     await say(client, "hola")
     assert await rows(client, SequenceRun) == []  # not while the lead is chatting
-    clock.move_to(THURSDAY_10 + timedelta(hours=2, seconds=1))
+    quiet = await last_message_at(client) + timedelta(hours=2, seconds=1)
+    clock.move_to(quiet)
     await fire(client)  # quiet for 2 h: the warm sequence starts
     [run] = await rows(client, SequenceRun)
     assert (run.sequence, run.state) == ("warm", SequenceState.ACTIVE)
-    clock.move_to(THURSDAY_10 + timedelta(hours=4, seconds=2))
+    clock.move_to(quiet + timedelta(hours=2, seconds=1))
     await fire(client)  # the first nudge is staged; the outbox has not sent it yet
     [nudge] = await rows(client, OutboxItem, OutboxItem.cancel_on_reply.is_(True))
     assert nudge.state == OutboxState.PENDING

@@ -34,16 +34,20 @@ async def tg() -> AsyncIterator[FakeTelegramServer]:
 
 @pytest.fixture
 async def client(service: Any, tg: FakeTelegramServer) -> TestClient[Any, Any]:
-    started: TestClient[Any, Any] = await service(
-        telegram={
-            "token": tg.token,
-            "webhook_secret": "s3cret-token_for-tests",
-            "api_base_url": tg.base_url,
-            "per_chat_interval": 0.0,
-        }
-    )
-    await started.app[DISPATCHER].stop(timeout=1)
-    await started.app[SCHEDULER].pause()
+    # Started just after midnight of the tests' day: the sweep and the summary that a process
+    # plans at start when their hour has passed (08:00, 08:30) are then not due, whatever the
+    # real time is; the tests plan and fire them themselves.
+    with time_machine.travel(datetime(2026, 12, 1, 0, 30, tzinfo=MX), tick=True):
+        started: TestClient[Any, Any] = await service(
+            telegram={
+                "token": tg.token,
+                "webhook_secret": "s3cret-token_for-tests",
+                "api_base_url": tg.base_url,
+                "per_chat_interval": 0.0,
+            }
+        )
+        await started.app[DISPATCHER].stop(timeout=1)
+        await started.app[SCHEDULER].pause()
     return started
 
 
