@@ -502,12 +502,7 @@ class Engine:
             self.rules.policy,
             schedule,
         )
-        replies: list[InlineReply] = []
-        for effect in effects:
-            if isinstance(effect, SendMaterials):
-                replies.extend(await self._send_materials(turn, effect.material_ids))
-            elif reply := await self._apply(turn, effect):
-                replies.append(reply)
+        replies = [reply for effect in effects for reply in await self._apply(turn, effect)]
         if replies:
             self.metrics.replies.labels(event.channel).inc(len(replies))
         return replies
@@ -537,12 +532,12 @@ class Engine:
             kind=self.kinds.detect(event.text),
         )
 
-    async def _apply(self, turn: _Turn, effect: Effect) -> InlineReply | None:
-        """Carry out one effect; returns the message when it produced a reply."""
+    async def _apply(self, turn: _Turn, effect: Effect) -> list[InlineReply]:
+        """Carry out one effect; returns the messages it sent the lead (often none)."""
         uow, lead, conversation, now = turn.uow, turn.lead, turn.conversation, turn.now
         match effect:
             case Reply(script=script, values=values, buttons=buttons):
-                return await self._reply(turn, script, values, buttons)
+                return [await self._reply(turn, script, values, buttons)]
             case AskWhich(intents=(first, second)):
                 labels = self.renderer.label(first), self.renderer.label(second)
                 buttons = tuple(
@@ -550,7 +545,7 @@ class Engine:
                     for label, intent in zip(labels, (first, second), strict=True)
                 )
                 values = {"a": labels[0], "b": labels[1]}
-                return await self._reply(turn, "clarify.which", values, buttons)
+                return [await self._reply(turn, "clarify.which", values, buttons)]
             case Remember(dialogue=dialogue):
                 # Stamped: a follow-up sent after this moment makes the question lapse.
                 asked_at = now if dialogue.pending else None
@@ -580,7 +575,9 @@ class Engine:
                     appointment.cancelled_at = now
                     await self.followup.reminders.withdraw(uow, appointment.id, now)
                     log.info("appointment_cancelled", extra={"appointment_id": appointment.id})
-        return None
+            case SendMaterials(material_ids=ids):
+                return await self._send_materials(turn, ids)
+        return []
 
     async def _book(self, turn: _Turn, effect: BookAppointment) -> bool:
         """Book the slot; False when another lead took it a moment ago (ask for a new time)."""
@@ -701,9 +698,7 @@ class Engine:
             sendable=sendable,
         )
         offered = offers.get(rendered.offers, ()) if rendered.offers else ()
-        self._offering(turn, offered)
-        books = self._offering_appointment(turn, rendered.books)
-        if (offered or books) and not buttons:
+        if self._offering(turn, offered, rendered.books) and not buttons:
             buttons = YES_NO
         message_id = await outbox.stage(
             turn.uow,
@@ -720,11 +715,15 @@ class Engine:
         return InlineReply(message_id, rendered.text)
 
     @staticmethod
-    def _offering(turn: _Turn, offered: tuple[Material, ...]) -> None:
-        """The bot's last words decide what a "sí" answers: materials just offered become the
-        question pending; a reply that offers nothing withdraws an earlier offer."""
+    def _offering(turn: _Turn, offered: tuple[Material, ...], books: str | None) -> bool:
+        """The bot's last words decide what a "sí" answers. Materials just offered become the
+        question pending, and a reply that offers none withdraws an earlier offer; a reply that
+        offers an appointment ("¿lo platicamos en una llamada corta?") makes the booking the
+        question, so a "sí" asks for the day and hour, unless a booking dialogue is already
+        under way. True when the reply offers something that a "sí" answers."""
         conversation = turn.conversation
-        dialogue = Dialogue.from_context(conversation.context)
+        before = Dialogue.from_context(conversation.context)
+        dialogue = before
         if offered:
             ids = tuple(material.id for material in offered)
             dialogue = dataclasses.replace(dialogue, offering=ids, asked_at=turn.now)
@@ -732,24 +731,15 @@ class Engine:
             dialogue = dataclasses.replace(dialogue, offering=None)
             if not dialogue.pending:
                 dialogue = dataclasses.replace(dialogue, asked_at=None)
-        else:
-            return
-        conversation.context = dialogue.to_context()
-
-    @staticmethod
-    def _offering_appointment(turn: _Turn, kind: str | None) -> bool:
-        """A reply that offers an appointment ("¿lo platicamos en una llamada corta?") makes
-        the booking the question pending, so a "sí" asks for the day and hour and "mañana a
-        las 5" proposes that time; a booking dialogue already under way is left as it is.
-        True when the offer stands."""
-        if kind is None:
-            return False
-        dialogue = Dialogue.from_context(turn.conversation.context)
-        if dialogue.booking is not None or dialogue.cancelling is not None:
-            return False
-        asking = dataclasses.replace(dialogue, booking=AskingTime(BOOK, kind), asked_at=turn.now)
-        turn.conversation.context = asking.to_context()
-        return True
+        booking = False
+        if books is not None and dialogue.booking is None and dialogue.cancelling is None:
+            dialogue = dataclasses.replace(
+                dialogue, booking=AskingTime(BOOK, books), asked_at=turn.now
+            )
+            booking = True
+        if dialogue != before:
+            conversation.context = dialogue.to_context()
+        return bool(offered) or booking
 
     async def _send_materials(self, turn: _Turn, ids: tuple[int, ...]) -> list[InlineReply]:
         """The lead said yes: send each material still active, in the order offered."""
