@@ -26,7 +26,13 @@ from datetime import datetime
 
 from sqlalchemy.exc import IntegrityError
 
-from bot.conversation.understanding import Knowledge, Understanding, sequences_in, sequences_of
+from bot.conversation.understanding import (
+    Knowledge,
+    Trained,
+    Understanding,
+    sequences_in,
+    sequences_of,
+)
 from bot.core.errors import ConfigError, InvalidInput, NotFound
 from bot.core.materials import Material, VariantProblem, problems
 from bot.core.model import utcnow
@@ -129,7 +135,7 @@ class Validator:
         except SequencesInvalid as exc:
             raise ScriptsInvalid(f"{source}: {exc}", exc.code, exc.details) from None
         matcher = _trained(body, self.region, catalogue, remembering, trained)
-        knowledge = Knowledge(catalogue, matcher, version=source, sequences=sequences)
+        knowledge = Knowledge(catalogue, Trained(matcher), version=source, sequences=sequences)
         try:
             Renderer(Understanding(knowledge), {}).check((*catalogue.intents, *self.required))
         except ConfigError as exc:
@@ -251,6 +257,8 @@ class ScriptVersions:
                 with contextlib.suppress(IntegrityError):  # another process made it first
                     await uow.commit()
         await self.sync()
+        if self.understanding is not None:  # the live version may have failed to load
+            await asyncio.to_thread(self.understanding.current.trained)
 
     async def sync(self) -> bool:
         """Load the live version when it is not the one held. True when it changed."""
@@ -266,7 +274,8 @@ class ScriptVersions:
                 return False
             if version.body == self._held:  # version 1 of the scripts the app started with
                 held = self.understanding.current
-                remember(version.body, self.validator.region, held.matcher)
+                matcher = await asyncio.to_thread(held.trained)  # trained here, not at a message
+                remember(version.body, self.validator.region, matcher)
                 self.understanding.replace(dataclasses.replace(held, version=source(number)))
                 self.loaded = number
                 return True

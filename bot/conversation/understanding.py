@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 import time
-from collections.abc import Mapping, Set
+from collections.abc import Callable, Mapping, Set
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -24,14 +25,39 @@ from intents.catalogue import DEFAULT_SCRIPTS
 log = logging.getLogger(__name__)
 
 
+class Trained:
+    """A catalogue's matcher, trained the first time it is asked for and kept.
+
+    Training takes a second or two; what never matches a message (`seguibot leads import`, a
+    service whose live version is not the file it started from) never pays for it.
+    """
+
+    def __init__(self, matcher: Matcher | Callable[[], Matcher]) -> None:
+        self._train = matcher if callable(matcher) else None
+        self._matcher = None if callable(matcher) else matcher
+        self._lock = threading.Lock()  # a thread and the event loop may ask at once
+
+    def __call__(self) -> Matcher:
+        if self._matcher is None:
+            with self._lock:
+                if self._matcher is None:
+                    assert self._train is not None
+                    self._matcher = self._train()
+        return self._matcher
+
+
 @dataclass(frozen=True, slots=True)
 class Knowledge:
     """One version of the scripts, the matcher trained on it and its follow-up sequences."""
 
     catalogue: Catalogue
-    matcher: Matcher
+    trained: Trained
     version: str  # the file it came from, or the published version's number
     sequences: Mapping[str, SequenceSettings]
+
+    @property
+    def matcher(self) -> Matcher:
+        return self.trained()
 
 
 class Understanding:
@@ -105,8 +131,8 @@ def sequences_in(
 def from_file(
     scripts: Path | None, region: str, sequences: Mapping[str, SequenceSettings]
 ) -> Knowledge:
-    """The scripts file (the packaged one by default), a matcher trained on it, and its
-    sequences (`sequences`, config.yaml's, unless the file has its own).
+    """The scripts file (the packaged one by default), its matcher (trained when first used),
+    and its sequences (`sequences`, config.yaml's, unless the file has its own).
 
     Training is deterministic and takes a moment, so the result for one file's content is
     kept: several apps in one process (tests, benchmarks) share it; none depends on it.
@@ -117,21 +143,26 @@ def from_file(
     """
     path = scripts or DEFAULT_SCRIPTS
     stat = path.stat() if path.exists() else None
-    catalogue, matcher = _trained(
-        path, stat.st_mtime_ns if stat else 0, stat.st_size if stat else 0, region
-    )
+    key = (path, stat.st_mtime_ns if stat else 0, stat.st_size if stat else 0)
+    catalogue = _catalogue(*key)
     try:
         chosen = sequences_of(catalogue, sequences)
     except SequencesInvalid as exc:
         where = path if catalogue.sequences is not None else "config.yaml sequences"
         raise ConfigError(f"{where}: {exc}") from None
-    return Knowledge(catalogue, matcher, version=str(path), sequences=chosen)
+    trained = Trained(functools.partial(_matcher, *key, region))
+    return Knowledge(catalogue, trained, version=str(path), sequences=chosen)
 
 
 @functools.lru_cache(maxsize=8)
-def _trained(path: Path, mtime_ns: int, size: int, region: str) -> tuple[Catalogue, Matcher]:
+def _catalogue(path: Path, mtime_ns: int, size: int) -> Catalogue:
+    return load_catalogue(path)
+
+
+@functools.lru_cache(maxsize=8)
+def _matcher(path: Path, mtime_ns: int, size: int, region: str) -> Matcher:
     started = time.perf_counter()
-    catalogue = load_catalogue(path)
+    catalogue = _catalogue(path, mtime_ns, size)
     matcher = Matcher.from_catalogue(catalogue, default_region=region)
     log.info(
         "nlu_loaded",
@@ -141,4 +172,4 @@ def _trained(path: Path, mtime_ns: int, size: int, region: str) -> tuple[Catalog
             "seconds": round(time.perf_counter() - started, 3),
         },
     )
-    return catalogue, matcher
+    return matcher

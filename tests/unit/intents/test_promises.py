@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bot.conversation.scripts import material_problems
-from bot.conversation.understanding import Knowledge, Understanding
+from bot.conversation.understanding import Knowledge, Trained, Understanding
 from bot.core.scripts import Renderer
 from intents import Matcher, load_catalogue
 from intents.promises import load_promises
@@ -41,7 +41,7 @@ def test_a_fresh_install_never_promises_a_material() -> None:
     """An empty library: no variant that offers or promises something is ever chosen."""
     catalogue = load_catalogue()
     knowledge = Knowledge(
-        catalogue, Matcher.from_catalogue(catalogue), version="fábrica", sequences={}
+        catalogue, Trained(Matcher.from_catalogue(catalogue)), version="fábrica", sequences={}
     )
     renderer = Renderer(Understanding(knowledge), {}, PROMISES)
     offering = [s for s in (*catalogue.intents, *catalogue.scripts) if any(catalogue.offered(s))]
