@@ -1,4 +1,6 @@
-"""The `seguibot` command, run as users run it: a separate process."""
+"""The `seguibot` command: in the test's process (tests/command.py: arguments, environment,
+standard input and folder in; output, errors and exit code out, as a user gets them), and as a
+separate process where the process is what is tested (serving, signals, `make run`)."""
 
 from __future__ import annotations
 
@@ -19,20 +21,19 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from storage import migrate
+from tests.command import seguibot
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run(
-    *args: str, env: dict[str, str], stdin: str = "", cwd: Path = ROOT
-) -> subprocess.CompletedProcess[str]:
+def process(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`seguibot ARGS` as a separate process."""
     return subprocess.run(
         [sys.executable, "-m", "bot", *args],
-        input=stdin,
         capture_output=True,
         text=True,
         env=env,
-        cwd=cwd,
+        cwd=ROOT,
         timeout=60,
         check=False,
     )
@@ -47,37 +48,37 @@ def env(tmp_path: Path) -> dict[str, str]:
 
 
 def test_db_upgrade_agents_and_queue(env: dict[str, str]) -> None:
-    upgraded = run("db", "upgrade", env=env)
+    upgraded = seguibot("db", "upgrade", env=env)
     assert upgraded.returncode == 0, upgraded.stderr
     assert f"schema at {migrate.head_revision()}" in upgraded.stdout
-    assert run("db", "current", env=env).returncode == 0
+    assert seguibot("db", "current", env=env).returncode == 0
 
-    added = run("agents", "add", "Ana Pérez", "--email", "ana@example.com", env=env)
+    added = seguibot("agents", "add", "Ana Pérez", "--email", "ana@example.com", env=env)
     assert added.returncode == 0, added.stderr
     assert "token (shown once): sgb_" in added.stdout
-    listed = run("agents", "list", env=env).stdout
+    listed = seguibot("agents", "list", env=env).stdout
     assert "Ana Pérez" in listed and "asesor" in listed and "activo" in listed
 
-    queue = run("queue", env=env)
+    queue = seguibot("queue", env=env)
     assert queue.returncode == 0 and "No hay conversaciones en espera." in queue.stdout
 
 
 def test_chat_in_the_terminal(env: dict[str, str]) -> None:
-    chat = run("chat", env=env, stdin="hola\nquiero hablar con un asesor\n")
+    chat = seguibot("chat", env=env, stdin="hola\nquiero hablar con un asesor\n")
     assert chat.returncode == 0, chat.stderr
     assert chat.stdout.count("bot> ") == 2
-    queue = run("queue", env=env)
+    queue = seguibot("queue", env=env)
     assert "handoff.human" in queue.stdout
 
 
 def test_bad_config_names_key_and_source(env: dict[str, str]) -> None:
-    result = run("db", "current", env={**env, "SEGUIBOT_SERVER_PORT": "ochenta"})
+    result = seguibot("db", "current", env={**env, "SEGUIBOT_SERVER_PORT": "ochenta"})
     assert result.returncode == 1
     assert "environment variable SEGUIBOT_SERVER_PORT: server.port" in result.stderr
 
 
 def test_a_mistyped_variable_gets_the_nearest_name(env: dict[str, str]) -> None:
-    result = run("queue", env={**env, "SEGUIBOT_TELEGRAM_TOKN": "123:abc"})
+    result = seguibot("queue", env={**env, "SEGUIBOT_TELEGRAM_TOKN": "123:abc"})
     assert result.returncode == 1
     assert result.stderr == (
         "seguibot: environment variable SEGUIBOT_TELEGRAM_TOKN: no such setting; "
@@ -87,9 +88,9 @@ def test_a_mistyped_variable_gets_the_nearest_name(env: dict[str, str]) -> None:
 
 def test_test_only_variables_are_outside_the_product_namespace(env: dict[str, str]) -> None:
     # The suite's own variables (tests/conftest.py) do not stop the service.
-    migrated = run("db", "upgrade", env={**env, "TEST_POSTGRES_URL": "postgresql://x@h/db"})
+    migrated = seguibot("db", "upgrade", env={**env, "TEST_POSTGRES_URL": "postgresql://x@h/db"})
     assert migrated.returncode == 0, migrated.stderr
-    renamed = run("queue", env={**env, "SEGUIBOT_TEST_POSTGRES": "postgresql://x@h/db"})
+    renamed = seguibot("queue", env={**env, "SEGUIBOT_TEST_POSTGRES": "postgresql://x@h/db"})
     assert renamed.returncode == 1
     assert "SEGUIBOT_TEST_POSTGRES is now called TEST_POSTGRES_URL" in renamed.stderr
 
@@ -104,7 +105,7 @@ def test_read_only_commands_never_create_a_database(
     data = tmp_path / "data"
     env = {**env, "SEGUIBOT_DATA_DIR": str(data)}
     del env["DATABASE_URL"]
-    result = run(*command, env=env, cwd=tmp_path)
+    result = seguibot(*command, env=env, cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1, result.stderr
     assert f"there is no database at {data / 'seguibot.db'}" in result.stderr
@@ -120,11 +121,11 @@ def test_every_command_uses_one_database_whatever_the_folder(
     del env["DATABASE_URL"]
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    upgraded = run("db", "upgrade", env=env, cwd=elsewhere)
+    upgraded = seguibot("db", "upgrade", env=env, cwd=elsewhere)
     assert upgraded.returncode == 0, upgraded.stderr
     assert f"SQLite file {data / 'seguibot.db'}" in upgraded.stdout
-    assert run("agents", "add", "Luis", env=env, cwd=ROOT).returncode == 0
-    assert "Luis" in run("agents", "list", env=env, cwd=tmp_path).stdout
+    assert seguibot("agents", "add", "Luis", env=env, cwd=ROOT).returncode == 0
+    assert "Luis" in seguibot("agents", "list", env=env, cwd=tmp_path).stdout
     assert list(elsewhere.iterdir()) == []
 
 
@@ -137,6 +138,7 @@ def test_an_unreachable_database_is_one_line_and_exit_2(
     env: dict[str, str], command: tuple[str, ...]
 ) -> None:
     port = free_port()  # nothing listens there
+    run = process if command == ("serve",) else seguibot
     result = run(*command, env={**env, "DATABASE_URL": _postgres_at(port)})
     assert result.returncode == 2
     assert result.stderr == (
@@ -154,7 +156,7 @@ def test_a_refused_login_says_what_to_check(env: dict[str, str], postgres_url: s
 
     server = make_url(postgres_url)
     url = server.set(username="no_such_role_here", password="hunter2").render_as_string(False)
-    result = run("serve", env={**env, "DATABASE_URL": url})
+    result = process("serve", env={**env, "DATABASE_URL": url})
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1, result.stderr
     assert f"PostgreSQL at {server.host}:{server.port}" in result.stderr
@@ -164,38 +166,38 @@ def test_a_refused_login_says_what_to_check(env: dict[str, str], postgres_url: s
 
 
 def test_agents_are_managed_from_the_command_line(env: dict[str, str]) -> None:
-    assert run("db", "upgrade", env=env).returncode == 0
-    first = run("agents", "add", "Ana", "--email", "ana@example.com", env=env)
+    assert seguibot("db", "upgrade", env=env).returncode == 0
+    first = seguibot("agents", "add", "Ana", "--email", "ana@example.com", env=env)
     assert first.returncode == 0, first.stderr
     old_token = first.stdout.split("token (shown once): ")[1].strip()
 
-    same_name = run("agents", "add", "ANA", env=env)
+    same_name = seguibot("agents", "add", "ANA", env=env)
     assert same_name.returncode == 1
     assert "an agent with the name 'ANA' already exists" in same_name.stderr
-    same_email = run("agents", "add", "Bea", "--email", "Ana@Example.com", env=env)
+    same_email = seguibot("agents", "add", "Bea", "--email", "Ana@Example.com", env=env)
     assert same_email.returncode == 1 and "e-mail" not in same_email.stdout
     assert "email 'Ana@Example.com' already exists" in same_email.stderr
 
-    renamed = run("agents", "rename", "ana@example.com", "Ana Pérez", env=env)
+    renamed = seguibot("agents", "rename", "ana@example.com", "Ana Pérez", env=env)
     assert renamed.returncode == 0 and "Ana is now Ana Pérez" in renamed.stdout
-    token = run("agents", "token", "ana pérez", env=env)
+    token = seguibot("agents", "token", "ana pérez", env=env)
     assert token.returncode == 0 and "the old token no longer works" in token.stdout
     assert old_token not in token.stdout and "token (shown once): sgb_" in token.stdout
 
-    assert run("agents", "deactivate", "1", env=env).returncode == 0
-    assert "inactivo" in run("agents", "list", env=env).stdout
-    assert run("agents", "activate", "Ana Pérez", env=env).returncode == 0
-    assert " activo " in run("agents", "list", env=env).stdout
+    assert seguibot("agents", "deactivate", "1", env=env).returncode == 0
+    assert "inactivo" in seguibot("agents", "list", env=env).stdout
+    assert seguibot("agents", "activate", "Ana Pérez", env=env).returncode == 0
+    assert " activo " in seguibot("agents", "list", env=env).stdout
 
-    removed = run("agents", "remove", "1", env=env)
+    removed = seguibot("agents", "remove", "1", env=env)
     assert removed.returncode == 0 and "removed" in removed.stdout
-    assert "No hay asesores" in run("agents", "list", env=env).stdout
-    missing = run("agents", "remove", "ana@example.com", env=env)
+    assert "No hay asesores" in seguibot("agents", "list", env=env).stdout
+    missing = seguibot("agents", "remove", "ana@example.com", env=env)
     assert missing.returncode == 1 and "no agent 'ana@example.com'" in missing.stderr
 
 
 def test_help_says_what_admins_can_do(env: dict[str, str]) -> None:
-    shown = run("agents", "add", "--help", env=env).stdout
+    shown = seguibot("agents", "add", "--help", env=env).stdout
     assert "edit scripts" not in shown and "reports" not in shown
     assert "/api/outbox" in " ".join(shown.split())
 
@@ -290,15 +292,15 @@ def test_appointments_and_jobs(env: dict[str, str]) -> None:
         "SEGUIBOT_SCHEDULING_HOURS": json.dumps(every_day),
         "SEGUIBOT_SCHEDULING_HOLIDAYS": "[]",
     }
-    chat = run("chat", env=env, stdin="llámame mañana a las 10\nsí\n")
+    chat = seguibot("chat", env=env, stdin="llámame mañana a las 10\nsí\n")
     assert chat.returncode == 0, chat.stderr
     assert "mañana a las 10:00" in chat.stdout
-    assert "today" not in run("appointments", env=env).stdout
-    week = run("appointments", "--week", env=env)
+    assert "today" not in seguibot("appointments", env=env).stdout
+    week = seguibot("appointments", "--week", env=env)
     assert week.returncode == 0, week.stderr
     assert "mañana a las 10:00" in week.stdout
     assert "llamada" in week.stdout
-    jobs = run("jobs", env=env)
+    jobs = seguibot("jobs", env=env)
     assert jobs.returncode == 0, jobs.stderr
     assert "reminder.lead" in jobs.stdout
     assert "reminder.agent" in jobs.stdout

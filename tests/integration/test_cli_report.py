@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -9,7 +10,7 @@ import os
 from pathlib import Path
 
 from storage.db import Database
-from tests.integration.test_cli import run
+from tests.command import seguibot
 from tests.reports_data import build
 
 
@@ -21,8 +22,15 @@ def _env(database_url: str) -> dict[str, str]:
 
 async def test_json_has_the_contracted_keys(database_url: str, db: Database) -> None:
     await build(db)
-    done = run(
-        "report", "monthly", "--date", "2026-11-14", "--format", "json", env=_env(database_url)
+    done = await asyncio.to_thread(
+        seguibot,
+        "report",
+        "monthly",
+        "--date",
+        "2026-11-14",
+        "--format",
+        "json",
+        env=_env(database_url),
     )
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
@@ -46,7 +54,9 @@ async def test_json_has_the_contracted_keys(database_url: str, db: Database) -> 
 
 async def test_text_is_the_spanish_summary(database_url: str, db: Database) -> None:
     await build(db)
-    done = run("report", "daily", "--date", "2026-11-30", env=_env(database_url))
+    done = await asyncio.to_thread(
+        seguibot, "report", "daily", "--date", "2026-11-30", env=_env(database_url)
+    )
     assert done.returncode == 0, done.stderr
     text = done.stdout
     assert "Reporte diario: 2026-11-30 a 2026-11-30 (America/Mexico_City)" in text
@@ -58,8 +68,15 @@ async def test_text_is_the_spanish_summary(database_url: str, db: Database) -> N
 
 async def test_csv_lists_every_table(database_url: str, db: Database) -> None:
     await build(db)
-    done = run(
-        "report", "weekly", "--date", "2026-12-02", "--format", "csv", env=_env(database_url)
+    done = await asyncio.to_thread(
+        seguibot,
+        "report",
+        "weekly",
+        "--date",
+        "2026-12-02",
+        "--format",
+        "csv",
+        env=_env(database_url),
     )
     assert done.returncode == 0, done.stderr
     blocks = done.stdout.strip().split("\n\n")
@@ -72,7 +89,7 @@ async def test_csv_lists_every_table(database_url: str, db: Database) -> None:
 
 def test_a_bad_date_is_refused_plainly(tmp_path: Path) -> None:
     env = _env(f"sqlite+aiosqlite:///{tmp_path / 'r.db'}")
-    done = run("report", "daily", "--date", "30/11/2026", env=env)
+    done = seguibot("report", "daily", "--date", "30/11/2026", env=env)
     assert done.returncode == 2
     assert "is not a date like 2026-11-30" in done.stderr
     assert "Traceback" not in done.stderr

@@ -7,11 +7,8 @@ import asyncio
 import json
 import os
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -36,11 +33,10 @@ from storage.models import (
     Transfer,
 )
 from tests.builders import send_due
+from tests.command import seguibot
 from tests.fakes.telegram_api import FakeTelegramServer, post_update
 
-ROOT = Path(__file__).resolve().parents[2]
-COMMAND: tuple[str, ...] = (sys.executable, "-m", "bot", "agents", "add", "Eva")
-COMMAND += ("--email", "eva@example.com", "--password-stdin")
+COMMAND = ("agents", "add", "Eva", "--email", "eva@example.com", "--password-stdin")
 PASSWORD = "una-clave-larga-1"
 SESSION = "Zk3v9QmT2xLp7RbN4wYc8A"
 MX = ZoneInfo("America/Mexico_City")
@@ -453,15 +449,7 @@ async def _event(stream: Any) -> tuple[str, dict[str, Any]]:
 
 async def test_agents_add_password_stdin_signs_in(database_url: str) -> None:
     result = await asyncio.to_thread(
-        subprocess.run,
-        COMMAND,
-        input=PASSWORD + "\n",
-        capture_output=True,
-        text=True,
-        env={**os.environ, "DATABASE_URL": database_url},
-        cwd=ROOT,
-        timeout=60,
-        check=False,
+        seguibot, *COMMAND, env={**os.environ, "DATABASE_URL": database_url}, stdin=PASSWORD + "\n"
     )
     assert result.returncode == 0, result.stderr
     assert PASSWORD not in result.stdout + result.stderr

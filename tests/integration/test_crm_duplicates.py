@@ -30,7 +30,7 @@ from storage.models import (
     StageChange,
     Task,
 )
-from tests.integration.test_cli import run
+from tests.command import seguibot
 from tests.integration.test_console import Browser, make_agent
 
 
@@ -190,7 +190,7 @@ async def test_import_dry_run_reports_each_bad_row_then_imports_the_good_ones(
     file = tmp_path / "leads.csv"
     file.write_text(CSV, encoding="utf-8")
 
-    dry = await asyncio.to_thread(run, "leads", "import", str(file), "--dry-run", env=env)
+    dry = await asyncio.to_thread(seguibot, "leads", "import", str(file), "--dry-run", env=env)
     assert dry.returncode == 1, dry.stderr
     assert dry.stdout.splitlines() == [
         "line 3: bad phone '12'",
@@ -203,7 +203,7 @@ async def test_import_dry_run_reports_each_bad_row_then_imports_the_good_ones(
     async with db.session() as session:
         assert (await session.execute(select(func.count(Lead.id)))).scalar_one() == 1
 
-    real = await asyncio.to_thread(run, "leads", "import", str(file), env=env)
+    real = await asyncio.to_thread(seguibot, "leads", "import", str(file), env=env)
     assert real.returncode == 1
     assert real.stdout.splitlines()[-1] == "added 2 leads; 5 bad rows skipped"
     async with db.session() as session:
@@ -220,7 +220,7 @@ async def test_import_dry_run_reports_each_bad_row_then_imports_the_good_ones(
         assert changes == 2  # each imported lead entered its stage on record
 
     exported = tmp_path / "out.csv"
-    done = await asyncio.to_thread(run, "leads", "export", str(exported), env=env)
+    done = await asyncio.to_thread(seguibot, "leads", "export", str(exported), env=env)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == f"exported 3 leads to {exported}"
     table = list(csv.DictReader(io.StringIO(exported.read_text(encoding="utf-8"))))
@@ -237,10 +237,10 @@ async def test_merge_on_the_command_line(database_url: str, db: Any) -> None:
         session.add_all(leads)
         await session.commit()
         first, second = (lead.id for lead in leads)
-    merged = await asyncio.to_thread(run, "leads", "merge", str(first), str(second), env=env)
+    merged = await asyncio.to_thread(seguibot, "leads", "merge", str(first), str(second), env=env)
     assert merged.returncode == 0, merged.stderr
     assert merged.stdout.strip() == f"merged lead {second} into lead {first}"
-    again = await asyncio.to_thread(run, "leads", "merge", str(first), str(second), env=env)
+    again = await asyncio.to_thread(seguibot, "leads", "merge", str(first), str(second), env=env)
     assert again.returncode == 1 and f"no lead {second}" in again.stderr
     async with db.session() as session:
         kinds = list((await session.execute(select(Activity.kind))).scalars())

@@ -28,9 +28,9 @@ from bot.core.model import Direction, utcnow
 from bot.web.keys import DATABASE, ENGINE
 from storage.db import Database
 from storage.models import ChannelIdentity, Conversation, DeferredInbound, Message
+from tests.command import ROOT
 from tests.conftest import free_port
 from tests.fakes.twilio_api import WHATSAPP_SANDBOX, FakeTwilioServer
-from tests.integration.test_console import ROOT
 from tests.integration.test_whatsapp import ANA, whatsapp_settings
 
 

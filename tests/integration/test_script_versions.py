@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -24,9 +22,9 @@ from intents import editing
 from intents.catalogue import DEFAULT_SCRIPTS
 from storage.db import Database
 from storage.models import AuditEvent, ScriptVersion
+from tests.command import seguibot
 from tests.conftest import make_settings
 
-ROOT = Path(__file__).resolve().parents[2]
 FACTORY = DEFAULT_SCRIPTS.read_text(encoding="utf-8")
 NEW_REPLY = "Entiendo lo del precio, {nombre}: te cuento cómo se paga solo en tres meses."
 ADMIN = Who(None, "tests")
@@ -189,23 +187,11 @@ async def test_the_draft_is_kept_until_published(service: Any) -> None:
 # --- the command line ---------------------------------------------------------------------------
 
 
-def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "bot", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=120,
-        check=False,
-    )
-
-
 def test_export_import_versions_rollback(database_url: str, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SEGUIBOT_")}
     env["DATABASE_URL"] = database_url
     exported = tmp_path / "guiones.yaml"
-    done = run("scripts", "export", str(exported), env=env)
+    done = seguibot("scripts", "export", str(exported), env=env)
     assert done.returncode == 0, done.stderr
     # The packaged file as it is, and the sequences it runs (config.yaml's) after it.
     assert exported.read_text(encoding="utf-8") == WITH_SEQUENCES
@@ -213,22 +199,22 @@ def test_export_import_versions_rollback(database_url: str, tmp_path: Path) -> N
 
     broken = tmp_path / "roto.yaml"
     broken.write_text(with_price_reply(FACTORY, "Hola {nombe}"), encoding="utf-8")
-    refused = run("scripts", "import", str(broken), env=env)
+    refused = seguibot("scripts", "import", str(broken), env=env)
     assert refused.returncode == 1
     assert "unknown placeholder {nombe} in objection.price.replies" in refused.stderr
 
     changed = tmp_path / "nuevo.yaml"
     changed.write_text(with_price_reply(FACTORY), encoding="utf-8")
-    imported = run("scripts", "import", str(changed), "--comment", "precio nuevo", env=env)
+    imported = seguibot("scripts", "import", str(changed), "--comment", "precio nuevo", env=env)
     assert imported.returncode == 0, imported.stderr
     assert "version 2 is live" in imported.stdout
 
-    back = run("scripts", "rollback", "1", env=env)
+    back = seguibot("scripts", "rollback", "1", env=env)
     assert back.returncode == 0, back.stderr
-    listed = run("scripts", "versions", env=env).stdout.splitlines()
+    listed = seguibot("scripts", "versions", env=env).stdout.splitlines()
     assert [line.split()[0] for line in listed] == ["3", "2", "1"]
     assert "live" in listed[0] and "restores 1" in listed[0] and "precio nuevo" in listed[1]
-    again = run("scripts", "export", "-", env=env)
+    again = seguibot("scripts", "export", "-", env=env)
     assert again.stdout == WITH_SEQUENCES
 
     # The sequences go round the file too: a changed delay imported is the live version's.
@@ -236,16 +222,16 @@ def test_export_import_versions_rollback(database_url: str, tmp_path: Path) -> N
     data["sequences"]["warm"]["steps"][0]["after"] = "45m"
     sooner = tmp_path / "secuencias.yaml"
     sooner.write_text(editing.write(data), encoding="utf-8")
-    imported = run("scripts", "import", str(sooner), env=env)
+    imported = seguibot("scripts", "import", str(sooner), env=env)
     assert imported.returncode == 0, imported.stderr
-    live = editing.read(run("scripts", "export", "-", env=env).stdout)
+    live = editing.read(seguibot("scripts", "export", "-", env=env).stdout)
     assert live["sequences"]["warm"]["steps"][0] == {"after": "45m", "message": "sequence.warm.1"}
     data["sequences"]["warm"]["steps"][0]["after"] = "9h"  # after step 2 (6h)
     sooner.write_text(editing.write(data), encoding="utf-8")
-    refused = run("scripts", "import", str(sooner), env=env)
+    refused = seguibot("scripts", "import", str(sooner), env=env)
     assert refused.returncode == 1
     assert "sequence 'warm' step 2 (6h) comes before step 1 (9h)" in refused.stderr
-    missing = run("scripts", "rollback", "9", env=env)
+    missing = seguibot("scripts", "rollback", "9", env=env)
     assert missing.returncode == 1 and "no script version 9" in missing.stderr
 
 

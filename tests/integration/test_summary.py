@@ -19,8 +19,8 @@ from bot.followup.actions import REPORT_SUMMARY
 from bot.web.keys import DATABASE, DESK, DISPATCHER, SCHEDULER
 from storage.models import Notification, ScheduledAction
 from tests.builders import send_due
+from tests.command import seguibot
 from tests.fakes.telegram_api import FakeTelegramServer
-from tests.integration.test_cli import run
 from tests.reports_data import MX, build
 
 DORA_CHAT = 5151515151
@@ -96,7 +96,7 @@ async def test_admins_get_yesterdays_figures_at_the_configured_hour(
     env["DATABASE_URL"] = database_url
     # In a thread: the service keeps running (and finishing its transactions) meanwhile, as a
     # real one does while someone runs the command beside it.
-    printed = await asyncio.to_thread(run, "report", "daily", "--date", "2026-11-30", env=env)
+    printed = await asyncio.to_thread(seguibot, "report", "daily", "--date", "2026-11-30", env=env)
     assert printed.returncode == 0, printed.stderr
     assert printed.stdout == sent
 
