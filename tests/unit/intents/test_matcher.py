@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import os
 from datetime import datetime
 from pathlib import Path
@@ -11,6 +12,14 @@ from intents import NONE, Matcher, NluResult, load_catalogue
 from intents.matcher import PRIORITY, Thresholds, priority
 
 from .conftest import MX, NOW
+
+
+def deciding(matcher: Matcher, thresholds: Thresholds) -> Matcher:
+    """The trained `matcher` deciding with other knobs. Only the knobs read when a message is
+    matched (`none`, `ambiguity`) may differ: those read in training or calibration would need
+    `Matcher.from_catalogue`."""
+    return dataclasses.replace(matcher, thresholds=thresholds)
+
 
 BAD_INPUTS = [
     "",
@@ -138,26 +147,26 @@ def test_between_equals_the_message_leads(tmp_path: Path) -> None:
     assert tiny.match("no tengo tiempo, y es caro", NOW, MX).intent == "objection.time"
 
 
-def test_none_threshold(catalogue: intents.Catalogue) -> None:
-    strict = Matcher.from_catalogue(catalogue, thresholds=Thresholds(none=1.01))
+def test_none_threshold(matcher: Matcher) -> None:
+    strict = deciding(matcher, Thresholds(none=1.01))
     result = strict.match("quiero hablar con un asesor", NOW, MX)
     assert result.intent == NONE
     assert result.candidates[1][0] == "handoff.human"  # the rejected guess is kept
-    lenient = Matcher.from_catalogue(catalogue, thresholds=Thresholds(none=0.0))
+    lenient = deciding(matcher, Thresholds(none=0.0))
     assert lenient.match("quiero hablar con un asesor", NOW, MX).intent == "handoff.human"
 
 
-def test_ambiguity_margin(catalogue: intents.Catalogue) -> None:
-    always = Matcher.from_catalogue(catalogue, thresholds=Thresholds(ambiguity=1.0))
+def test_ambiguity_margin(matcher: Matcher) -> None:
+    always = deciding(matcher, Thresholds(ambiguity=1.0))
     result = always.match("es caro y no sé si me sirva", NOW, MX)
     assert result.ambiguous
     assert len(result.candidates) >= 2
-    never = Matcher.from_catalogue(catalogue, thresholds=Thresholds(ambiguity=0.0))
+    never = deciding(matcher, Thresholds(ambiguity=0.0))
     assert not never.match("es caro y no sé si me sirva", NOW, MX).ambiguous
 
 
-def test_ambiguity_is_between_two_readings_of_substance(catalogue: intents.Catalogue) -> None:
-    always = Matcher.from_catalogue(catalogue, thresholds=Thresholds(ambiguity=1.0))
+def test_ambiguity_is_between_two_readings_of_substance(matcher: Matcher) -> None:
+    always = deciding(matcher, Thresholds(ambiguity=1.0))
     both = always.match("¿cuánto cuesta y aceptan tarjeta?", NOW, MX)
     assert both.ambiguous
     assert {label for label, _ in both.candidates[:2]} == {"info.pricing", "info.payment_options"}
@@ -223,8 +232,8 @@ def test_booking_without_a_time_needs_clarification(matcher: Matcher) -> None:
     assert result.needs_clarification
 
 
-def test_default_region_is_used_for_phones(catalogue: intents.Catalogue) -> None:
-    colombia = Matcher.from_catalogue(catalogue, default_region="CO")
+def test_default_region_is_used_for_phones(matcher: Matcher) -> None:
+    colombia = dataclasses.replace(matcher, default_region="CO")
     assert colombia.match("mi cel 300 123 4567", NOW, MX).phones == ("+573001234567",)
 
 
