@@ -67,8 +67,13 @@ async def client(service: Any, tg: FakeTelegramServer) -> TestClient[Any, Any]:
     return started
 
 
-async def deliver(client: TestClient[Any, Any], update: dict[str, Any]) -> int:
-    reply = await post_update(client, update, secret=SECRET, path="/webhooks/telegram")
+async def deliver(
+    tg: FakeTelegramServer, client: TestClient[Any, Any], update: dict[str, Any]
+) -> int:
+    """POST `update` to our webhook as Telegram does. Through the fake, which learns the chat's
+    message ids: Telegram numbers a chat's messages in both directions, so a reply never takes
+    the id of a message it answers."""
+    reply = await tg.deliver(client, update, secret=SECRET, path="/webhooks/telegram")
     return reply.status
 
 
@@ -102,14 +107,14 @@ async def test_malformed_updates_are_400(
 async def test_text_gets_a_spanish_reply_in_the_right_chat(
     client: TestClient[Any, Any], tg: FakeTelegramServer
 ) -> None:
-    assert await deliver(client, text_update("hola, buenas tardes", 10)) == 200
+    assert await deliver(tg, client, text_update("hola, buenas tardes", 10)) == 200
     await send_due(client)
     [call] = tg.calls_to("sendMessage")
     assert call.params["chat_id"] == MARIANA
     assert call.params["text"]
     [row] = await outbox_rows(client.app[DATABASE])
     assert row.state == OutboxState.DONE
-    assert message_of(row).channel_message_id == f"{MARIANA}:1"
+    assert message_of(row).channel_message_id == f"{MARIANA}:11"  # the chat's next message
     assert message_of(row).script == "greeting"
 
 
@@ -117,8 +122,8 @@ async def test_duplicate_delivery_gets_one_reply(
     client: TestClient[Any, Any], tg: FakeTelegramServer
 ) -> None:
     update = text_update("¿cuánto cuesta?", 11)
-    assert await deliver(client, update) == 200
-    assert await deliver(client, update) == 200
+    assert await deliver(tg, client, update) == 200
+    assert await deliver(tg, client, update) == 200
     await send_due(client)
     assert len(tg.calls_to("sendMessage")) == 1
 
@@ -126,7 +131,7 @@ async def test_duplicate_delivery_gets_one_reply(
 async def test_deep_link_payload_becomes_the_source(
     client: TestClient[Any, Any], tg: FakeTelegramServer
 ) -> None:
-    assert await deliver(client, recorded("message_start_deep_link")) == 200
+    assert await deliver(tg, client, recorded("message_start_deep_link")) == 200
     await send_due(client)
     async with client.app[DATABASE].session() as session:
         lead = (await session.execute(select(Lead))).scalar_one()
@@ -137,8 +142,8 @@ async def test_deep_link_payload_becomes_the_source(
 async def test_own_contact_is_saved_and_someone_elses_is_not(
     client: TestClient[Any, Any], tg: FakeTelegramServer
 ) -> None:
-    assert await deliver(client, recorded("message_contact_other")) == 200
-    assert await deliver(client, recorded("message_contact_self")) == 200
+    assert await deliver(tg, client, recorded("message_contact_other")) == 200
+    assert await deliver(tg, client, recorded("message_contact_self")) == 200
     async with client.app[DATABASE].session() as session:
         phones = list((await session.execute(select(LeadPhone.e164))).scalars())
     assert phones == ["+525512345678"]  # Mexico's legacy "+52 1" spelling, stored as today's
@@ -153,7 +158,7 @@ async def test_button_press_is_answered_and_understood(
     update["callback_query"]["data"] = "handoff.human"
     keyboard = update["callback_query"]["message"]["reply_markup"]["inline_keyboard"]
     keyboard[0][0]["callback_data"] = "handoff.human"
-    assert await deliver(client, update) == 200
+    assert await deliver(tg, client, update) == 200
     [entry] = await client.app[DESK].queue()
     assert entry.reason == "handoff.human"
     for _ in range(50):
@@ -168,7 +173,7 @@ async def test_button_press_is_answered_and_understood(
 async def test_media_is_stored_by_reference_and_acknowledged(
     client: TestClient[Any, Any], tg: FakeTelegramServer, name: str
 ) -> None:
-    assert await deliver(client, recorded(name)) == 200
+    assert await deliver(tg, client, recorded(name)) == 200
     async with client.app[DATABASE].session() as session:
         message = (await session.execute(select(Message))).scalars().first()
     assert message is not None
@@ -186,8 +191,8 @@ async def test_edit_updates_the_text_without_a_second_reply(
     original["message"].pop("edit_date")
     original["update_id"] -= 1
     original["message"]["text"] = "hola, quiero info del curso"
-    assert await deliver(client, original) == 200
-    assert await deliver(client, edited) == 200
+    assert await deliver(tg, client, original) == 200
+    assert await deliver(tg, client, edited) == 200
     await send_due(client)
     assert len(tg.calls_to("sendMessage")) == 1
     async with client.app[DATABASE].session() as session:
@@ -200,8 +205,8 @@ async def test_edit_updates_the_text_without_a_second_reply(
 async def test_blocked_then_unblocked(client: TestClient[Any, Any], tg: FakeTelegramServer) -> None:
     kicked = json.loads((DATA / "my_chat_member_kicked.json").read_text(encoding="utf-8"))
     chat = kicked["my_chat_member"]["chat"]["id"]
-    assert await deliver(client, text_update("hola", 20, chat=chat)) == 200
-    assert await deliver(client, kicked) == 200
+    assert await deliver(tg, client, text_update("hola", 20, chat=chat)) == 200
+    assert await deliver(tg, client, kicked) == 200
     await send_due(client)
     assert tg.calls_to("sendMessage") == []  # the greeting waiting for it is not sent
     [row] = await outbox_rows(client.app[DATABASE])
@@ -209,7 +214,7 @@ async def test_blocked_then_unblocked(client: TestClient[Any, Any], tg: FakeTele
 
     member = json.loads((DATA / "my_chat_member_member.json").read_text(encoding="utf-8"))
     member["my_chat_member"]["chat"]["id"] = chat
-    assert await deliver(client, member) == 200
+    assert await deliver(tg, client, member) == 200
     async with client.app[DATABASE].session() as session:
         identity = (await session.execute(select(ChannelIdentity))).scalar_one()
     assert identity.reachable
@@ -218,8 +223,10 @@ async def test_blocked_then_unblocked(client: TestClient[Any, Any], tg: FakeTele
 async def test_group_messages_and_reactions_are_ignored(
     client: TestClient[Any, Any], tg: FakeTelegramServer
 ) -> None:
-    assert await deliver(client, recorded("message_group")) == 200
-    assert await deliver(client, json.loads((DATA / "message_reaction.json").read_text())) == 200
+    assert await deliver(tg, client, recorded("message_group")) == 200
+    assert (
+        await deliver(tg, client, json.loads((DATA / "message_reaction.json").read_text())) == 200
+    )
     async with client.app[DATABASE].session() as session:
         assert (await session.execute(select(Message))).first() is None
 
@@ -229,7 +236,7 @@ async def test_429_waits_retry_after_then_delivers(
 ) -> None:
     tg.fail_next("sendMessage", status=429, retry_after=7)
     before = datetime.now(UTC)
-    assert await deliver(client, text_update("hola", 30)) == 200
+    assert await deliver(tg, client, text_update("hola", 30)) == 200
     await send_due(client)
     [row] = await outbox_rows(client.app[DATABASE])
     assert row.state == OutboxState.PENDING
@@ -245,7 +252,7 @@ async def test_blocked_user_gets_no_retries(
     client: TestClient[Any, Any], tg: FakeTelegramServer
 ) -> None:
     tg.block(MARIANA)
-    assert await deliver(client, text_update("hola", 40)) == 200
+    assert await deliver(tg, client, text_update("hola", 40)) == 200
     await send_due(client)
     await make_outbox_due(client.app[DATABASE])
     await send_due(client)
@@ -253,7 +260,7 @@ async def test_blocked_user_gets_no_retries(
     assert row.state == OutboxState.BLOCKED
     assert "blocked" in (row.last_error or "")
     assert row.attempts == 1
-    assert await deliver(client, text_update("¿cuánto cuesta?", 41)) == 200
+    assert await deliver(tg, client, text_update("¿cuánto cuesta?", 41)) == 200
     await send_due(client)
     assert len(tg.failures) == 1  # the second reply never reached Telegram
 
@@ -262,7 +269,7 @@ async def test_bad_request_fails_with_the_reason(
     client: TestClient[Any, Any], tg: FakeTelegramServer
 ) -> None:
     tg.fail_next("sendMessage", status=400, description="Bad Request: chat not found")
-    assert await deliver(client, text_update("hola", 50)) == 200
+    assert await deliver(tg, client, text_update("hola", 50)) == 200
     await send_due(client)
     [row] = await outbox_rows(client.app[DATABASE])
     assert row.state == OutboxState.FAILED
@@ -273,7 +280,7 @@ async def test_server_error_is_retried(
     client: TestClient[Any, Any], tg: FakeTelegramServer
 ) -> None:
     tg.fail_next("sendMessage", status=502, body="<html>Bad Gateway</html>")
-    assert await deliver(client, text_update("hola", 60)) == 200
+    assert await deliver(tg, client, text_update("hola", 60)) == 200
     await send_due(client)
     await make_outbox_due(client.app[DATABASE])
     await send_due(client)
@@ -287,7 +294,7 @@ async def test_server_error_is_retried(
 async def test_long_agent_reply_is_split_at_sentences(
     client: TestClient[Any, Any], tg: FakeTelegramServer
 ) -> None:
-    assert await deliver(client, text_update("quiero hablar con un asesor", 70)) == 200
+    assert await deliver(tg, client, text_update("quiero hablar con un asesor", 70)) == 200
     desk = client.app[DESK]
     agent, _ = await desk.add_agent("Carla")
     [entry] = await desk.queue()
@@ -308,9 +315,9 @@ async def test_one_chat_is_paced_without_holding_up_others(
         telegram={"token": tg.token, "webhook_secret": SECRET, "api_base_url": tg.base_url}
     )
     await client.app[DISPATCHER].stop(timeout=1)
-    assert await deliver(client, text_update("hola", 80)) == 200
-    assert await deliver(client, text_update("¿cuánto cuesta?", 81)) == 200
-    assert await deliver(client, text_update("hola", 82, chat=777000111)) == 200
+    assert await deliver(tg, client, text_update("hola", 80)) == 200
+    assert await deliver(tg, client, text_update("¿cuánto cuesta?", 81)) == 200
+    assert await deliver(tg, client, text_update("hola", 82, chat=777000111)) == 200
     await send_due(client)
     first, second, other = await outbox_rows(client.app[DATABASE])
     assert first.state == other.state == OutboxState.DONE
@@ -331,7 +338,7 @@ async def test_an_agent_can_open_a_photo_the_lead_sent(
     update = recorded("message_photo_caption")
     file_id = update["message"]["photo"][-1]["file_id"]
     tg.add_file(file_id, b"\xff\xd8\xff photo bytes", file_path="photos/file_7.jpg")
-    assert await deliver(client, update) == 200
+    assert await deliver(tg, client, update) == 200
     async with client.app[DATABASE].session() as session:
         message = (await session.execute(select(Message))).scalars().first()
     assert message is not None
@@ -346,7 +353,7 @@ async def test_an_agent_can_open_a_photo_the_lead_sent(
 async def test_a_file_telegram_no_longer_has_is_404(
     client: TestClient[Any, Any], tg: FakeTelegramServer
 ) -> None:
-    assert await deliver(client, recorded("message_document")) == 200
+    assert await deliver(tg, client, recorded("message_document")) == 200
     async with client.app[DATABASE].session() as session:
         message = (await session.execute(select(Message))).scalars().first()
     assert message is not None
@@ -367,7 +374,7 @@ async def test_booking_with_buttons_and_the_agents_telegram_reminder(
     await client.app[SCHEDULER].pause()
     await client.app[DESK].add_agent("Carla", telegram_chat_id=agent_chat)
     with time_machine.travel(thursday, tick=True) as clock:
-        assert await deliver(client, text_update("llámame mañana a las 5", 90)) == 200
+        assert await deliver(tg, client, text_update("llámame mañana a las 5", 90)) == 200
         await send_due(client)
         proposal = tg.calls_to("sendMessage")[-1]
         keyboard = proposal.params["reply_markup"]["inline_keyboard"]
@@ -378,7 +385,7 @@ async def test_booking_with_buttons_and_the_agents_telegram_reminder(
         query["data"] = "affirm"
         query["message"]["chat"]["id"] = query["from"]["id"] = MARIANA
         query["message"]["reply_markup"] = proposal.params["reply_markup"]
-        assert await deliver(client, press) == 200
+        assert await deliver(tg, client, press) == 200
         async with client.app[DATABASE].session() as session:
             appointment = (await session.execute(select(Appointment))).scalar_one()
         assert appointment.starts_at == friday_5
@@ -411,13 +418,13 @@ async def test_a_slot_button_the_bot_offered_books_that_slot(
     thursday = datetime(2026, 11, 26, 10, 0, tzinfo=mx)
     with time_machine.travel(thursday, tick=True):
         # Sunday is closed: the bot offers the nearest free slots as buttons.
-        assert await deliver(client, text_update("llámame el domingo a las 5", 95)) == 200
+        assert await deliver(tg, client, text_update("llámame el domingo a las 5", 95)) == 200
         await send_due(client)
         offer = tg.calls_to("sendMessage")[-1]
         slots = [row[0]["callback_data"] for row in offer.params["reply_markup"]["inline_keyboard"]]
         assert slots and all(data.startswith("slot:") for data in slots)
 
-        assert await deliver(client, button_press(offer, slots[0])) == 200
+        assert await deliver(tg, client, button_press(offer, slots[0])) == 200
         async with client.app[DATABASE].session() as session:
             appointment = (await session.execute(select(Appointment))).scalar_one()
         assert appointment.starts_at == datetime.fromisoformat(slots[0].removeprefix("slot:"))
@@ -431,13 +438,13 @@ async def test_a_slot_button_the_bot_offered_books_that_slot(
 async def test_a_button_payload_the_bot_did_not_offer_is_read_as_its_words(
     client: TestClient[Any, Any], tg: FakeTelegramServer, data: str
 ) -> None:
-    assert await deliver(client, text_update("hola", 96)) == 200
+    assert await deliver(tg, client, text_update("hola", 96)) == 200
     await send_due(client)
     greeting = tg.calls_to("sendMessage")[-1]
     greeting.params["reply_markup"] = {
         "inline_keyboard": [[{"text": "¿Cuánto cuesta?", "callback_data": data}]]
     }
-    assert await deliver(client, button_press(greeting, data)) == 200
+    assert await deliver(tg, client, button_press(greeting, data)) == 200
     async with client.app[DATABASE].session() as session:
         assert (await session.execute(select(Appointment))).first() is None
         pressed = (await session.execute(select(Message).order_by(Message.id.desc()))).scalars()
@@ -460,7 +467,7 @@ async def crash_mid_send(client: TestClient[Any, Any]) -> None:
 async def test_a_reply_a_crash_left_uncertain_is_held_for_an_agent(
     client: TestClient[Any, Any], tg: FakeTelegramServer
 ) -> None:
-    assert await deliver(client, text_update("¿cuánto cuesta?", 120)) == 200
+    assert await deliver(tg, client, text_update("¿cuánto cuesta?", 120)) == 200
     await crash_mid_send(client)
     await send_due(client)
     assert tg.calls_to("sendMessage") == []  # it may already be in the chat: not sent again
@@ -496,7 +503,7 @@ async def test_resend_uncertain_sends_again_when_configured(
         }
     )
     await client.app[DISPATCHER].stop(timeout=1)
-    assert await deliver(client, text_update("¿cuánto cuesta?", 121)) == 200
+    assert await deliver(tg, client, text_update("¿cuánto cuesta?", 121)) == 200
     await crash_mid_send(client)
     await send_due(client)
     assert len(tg.calls_to("sendMessage")) == 1
@@ -516,7 +523,7 @@ async def test_a_base_url_with_a_token_placeholder_reaches_the_api(
         }
     )
     await client.app[DISPATCHER].stop(timeout=1)
-    assert await deliver(client, text_update("hola", 130)) == 200
+    assert await deliver(tg, client, text_update("hola", 130)) == 200
     await send_due(client)
     assert len(tg.calls_to("sendMessage")) == 1
 
