@@ -1,8 +1,9 @@
 """Shared fixtures: databases (SQLite always, PostgreSQL when reachable) and the app.
 
 PostgreSQL: `TEST_POSTGRES_URL` (default postgresql+asyncpg://postgres@127.0.0.1:5432/test)
-names a server where a throw-away database is created for the run and dropped after it. When the
-server cannot be reached, every PostgreSQL case is skipped with a reason that says so.
+names a server where a throw-away database is created for the run and dropped after it (in
+the background). When the server cannot be reached, every PostgreSQL case is skipped with a
+reason that says so.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import asyncio
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -91,7 +94,24 @@ def postgres_url() -> Iterator[str]:
         run_sync(_migrate(url))
         yield url
     finally:
-        run_sync(_drop_database(name))
+        _drop_in_the_background(name)
+
+
+def _drop_in_the_background(name: str) -> None:
+    """Drop the run's database without waiting: DROP DATABASE waits for a checkpoint, which
+    after a whole run's writes took up to 40 s on a busy machine, all of it after the last
+    test. A detached process finishes it (and `DROP ... IF EXISTS` again if it is cut short
+    is harmless: the name is never reused)."""
+    code = "import asyncio, sys; from tests.conftest import _drop_database as d; "
+    code += "asyncio.run(d(sys.argv[1]))"
+    subprocess.Popen(
+        [sys.executable, "-c", code, name],
+        cwd=Path(__file__).resolve().parents[1],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
 
 @pytest.fixture(scope="session")
