@@ -19,7 +19,7 @@ from bot.core.errors import SchemaOutdated
 from storage import migrate
 from storage.db import Database
 from storage.models import Base
-from tests.conftest import _create_database, _drop_database, make_settings
+from tests.conftest import _create_database, _drop_in_the_background, make_settings
 
 
 async def test_sqlite_file_is_created_and_migrated_on_start(tmp_path: Path) -> None:
@@ -52,7 +52,7 @@ async def test_postgres_with_an_old_schema_refuses_to_start(postgres_url: str) -
         await server.start_server()
         await server.close()
     finally:
-        await _drop_database(name)
+        _drop_in_the_background(name)
 
 
 async def test_migrations_go_down_and_up_again(database_url: str) -> None:
