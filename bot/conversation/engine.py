@@ -88,6 +88,7 @@ from bot.settings import Settings
 from intents.model import NONE, NluResult
 from storage.db import Database, is_conflict
 from storage.models import Conversation, Handoff, Lead, Message, Notification
+from storage.repositories import Previous
 from storage.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -291,31 +292,33 @@ class Engine:
                 dialogue = dialogue.without_question()
             text = event.text.strip()
             nlu, choice = self._understand(event, dialogue, text, now, lead.timezone)
-            message_id = await uow.messages.add_inbound(
-                {
-                    "conversation_id": conversation.id,
-                    "channel": event.channel,
-                    "direction": Direction.IN,
-                    "author": Author.LEAD,
-                    "text": event.text,
-                    "media": [
-                        {"kind": m.kind, "ref": m.ref, "content_type": m.content_type}
-                        for m in event.media
-                    ],
-                    "channel_message_id": event.message_id,
-                    "intent": nlu.intent if nlu else None,
-                    "confidence": round(nlu.confidence, 4) if nlu else None,
-                    "status": DeliveryStatus.RECEIVED,
-                    "created_at": now,
-                }
-            )
+            inbound = {
+                "conversation_id": conversation.id,
+                "channel": event.channel,
+                "direction": Direction.IN,
+                "author": Author.LEAD,
+                "text": event.text,
+                "media": [
+                    {"kind": m.kind, "ref": m.ref, "content_type": m.content_type}
+                    for m in event.media
+                ],
+                "channel_message_id": event.message_id,
+                "intent": nlu.intent if nlu else None,
+                "confidence": round(nlu.confidence, 4) if nlu else None,
+                "status": DeliveryStatus.RECEIVED,
+                "created_at": now,
+            }
+            if first:  # a new conversation has nothing before this message
+                message_id, before = await uow.messages.add_inbound(inbound), None
+            else:
+                message_id, before = await uow.messages.add_inbound_after(inbound)
             if message_id is None:
                 self.metrics.inbound.labels(event.channel, "duplicate").inc()
                 log.info("message_duplicate", extra={"channel": event.channel})
                 return Outcome(duplicate=True)
 
-            if not first:  # a new conversation has nothing before this message
-                await self._replied_fast(uow, lead, conversation.id, message_id, now)
+            if before is not None:
+                self._replied_fast(uow, lead, before, now)
             lead.last_activity_at = now
             conversation.last_inbound_at = min(event.sent_at, now)
             if lead.sequence_run_id is not None:
@@ -629,13 +632,10 @@ class Engine:
             uow, "appointment.booked", {"lead": lead_data, "appointment": appointment}, now
         )
 
-    async def _replied_fast(
-        self, uow: UnitOfWork, lead: Lead, conversation_id: int, message_id: int, now: datetime
-    ) -> None:
+    def _replied_fast(self, uow: UnitOfWork, lead: Lead, before: Previous, now: datetime) -> None:
         """A reply soon after a follow-up or an agent's message counts for the lead (one
         reply to the bot's own answers in a chat does not: that is just chatting)."""
-        before = await uow.messages.previous(conversation_id, message_id)
-        if before is None or before.direction != Direction.OUT:
+        if before.direction != Direction.OUT:
             return
         outreach = before.author == Author.AGENT or (before.script or "").startswith("sequence.")
         limit = self.rules.scoring.replied_fast_minutes * 60
