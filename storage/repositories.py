@@ -22,10 +22,13 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Result
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased, contains_eager, make_transient_to_detached
+from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.dml import ReturningInsert
+from sqlalchemy.sql.elements import BindParameter
 
 from bot.core.errors import ConflictError
 from bot.core.model import (
@@ -40,6 +43,7 @@ from bot.core.model import (
     OutboxState,
     SequenceState,
 )
+from storage import folded
 from storage.models import (
     Agent,
     Appointment,
@@ -91,6 +95,16 @@ async def insert_ignoring_conflict(
     table = cast(Table, model.__table__)
     statement = _insert_ignoring(session.get_bind().dialect.name, table, tuple(conflict))
     return (await session.execute(statement, values)).scalar_one_or_none()
+
+
+async def _unflushed(
+    session: AsyncSession, statement: Executable, parameters: dict[str, Any]
+) -> Result[Any]:
+    """Run a statement that writes rows nothing pending in the session refers to or changes,
+    without the ORM's autoflush first: the lead's and conversation's changes then go out
+    together at the end of the turn (`storage.folded`) instead of before each such insert."""
+    with session.no_autoflush:
+        return await session.execute(statement, parameters)
 
 
 _MESSAGES = cast(Table, Message.__table__)
@@ -163,24 +177,33 @@ _CONVERSATION_OF_SENDER_WATCHED = (
     .with_for_update(key_share=True, of=[Conversation, Lead])
 )
 # One statement, either way: the action is added unless one of its kind waits for the lead.
-_ADD_UNLESS_PENDING = insert(_ACTIONS).from_select(
-    ["kind", "due_at", "payload", "state", "lead_id", "attempts", "created_at"],
-    select(
-        bindparam("kind", type_=_ACTIONS.c.kind.type),
-        bindparam("due_at", type_=_ACTIONS.c.due_at.type),
-        bindparam("payload", type_=_ACTIONS.c.payload.type),
-        bindparam("state", type_=_ACTIONS.c.state.type),
-        bindparam("lead_id", type_=_ACTIONS.c.lead_id.type),
-        bindparam("attempts", type_=_ACTIONS.c.attempts.type),
-        bindparam("created_at", type_=_ACTIONS.c.created_at.type),
-    ).where(
-        ~exists().where(
-            _ACTIONS.c.lead_id == bindparam("lead_id"),
-            _ACTIONS.c.kind == bindparam("kind"),
-            _ACTIONS.c.state == bindparam("state"),
-        )
-    ),
+_UNLESS_PENDING_COLUMNS = (
+    "kind",
+    "due_at",
+    "payload",
+    "state",
+    "lead_id",
+    "attempts",
+    "created_at",
 )
+
+
+def _add_unless_pending(prefix: str) -> Executable:
+    def value(name: str) -> BindParameter[Any]:
+        return bindparam(prefix + name, type_=_ACTIONS.c[name].type)
+
+    return insert(_ACTIONS).from_select(
+        list(_UNLESS_PENDING_COLUMNS),
+        select(*(value(name) for name in _UNLESS_PENDING_COLUMNS)).where(
+            ~exists().where(
+                _ACTIONS.c.lead_id == value("lead_id"),
+                _ACTIONS.c.kind == value("kind"),
+                _ACTIONS.c.state == value("state"),
+            )
+        ),
+    )
+
+
 # A reply and its outbox row. PostgreSQL: one round trip (a data-modifying CTE); SQLite: two.
 _OUTBOX = cast(Table, OutboxItem.__table__)
 _OUTBOX_FROM_MESSAGE = [c.name for c in _OUTBOX.columns if c.name not in ("id", "message_id")]
@@ -303,9 +326,9 @@ class Leads:
         return list((await self.session.execute(statement)).scalars())
 
     async def add_phone(self, lead_id: int, e164: str) -> None:
-        await insert_ignoring_conflict(
-            self.session, LeadPhone, {"lead_id": lead_id, "e164": e164}, ["e164"]
-        )
+        table = cast(Table, LeadPhone.__table__)
+        statement = _insert_ignoring(self.session.get_bind().dialect.name, table, ("e164",))
+        await _unflushed(self.session, statement, {"lead_id": lead_id, "e164": e164})
 
 
 class Identities:
@@ -432,9 +455,10 @@ class Messages:
 
     async def add_inbound(self, values: dict[str, Any]) -> int | None:
         """The stored message's id, or None when the channel already delivered this message."""
-        return await insert_ignoring_conflict(
-            self.session, Message, values, ["channel", "channel_message_id"]
+        statement = _insert_ignoring(
+            self.session.get_bind().dialect.name, _MESSAGES, ("channel", "channel_message_id")
         )
+        return (await _unflushed(self.session, statement, values)).scalar_one_or_none()
 
     async def add_inbound_after(self, values: dict[str, Any]) -> tuple[int | None, Previous | None]:
         """`add_inbound`, and the conversation's message before this one (None when it is
@@ -450,7 +474,7 @@ class Messages:
             previous = Previous(before.direction, before.author, before.script, before.created_at)
             return message_id, previous
         parameters = {name: values.get(name) for name in _INBOUND_COLUMNS}
-        row = (await self.session.execute(_INSERT_INBOUND_AFTER, parameters)).first()
+        row = (await _unflushed(self.session, _INSERT_INBOUND_AFTER, parameters)).first()
         if row is None:
             return None, None
         if row.direction is None:
@@ -544,13 +568,13 @@ class Outbox:
         """Store an outgoing message and its outbox row (`item` without `message_id`); the
         message's id. One round trip on PostgreSQL, two on SQLite."""
         if self.session.get_bind().dialect.name != "postgresql":
-            message_id = (await self.session.execute(_INSERT_MESSAGE, message)).scalar_one()
-            await self.session.execute(_INSERT_OUTBOX, {**item, "message_id": message_id})
+            message_id = (await _unflushed(self.session, _INSERT_MESSAGE, message)).scalar_one()
+            await _unflushed(self.session, _INSERT_OUTBOX, {**item, "message_id": message_id})
             return int(message_id)
         item = {"uncertain": False, "cancel_on_reply": False, **item}  # the columns' defaults
         parameters = {f"m_{name}": message.get(name) for name in _MESSAGE_COLUMNS}
         parameters.update({f"o_{name}": item.get(name) for name in _OUTBOX_FROM_MESSAGE})
-        result = await self.session.execute(_INSERT_MESSAGE_AND_OUTBOX, parameters)
+        result = await _unflushed(self.session, _INSERT_MESSAGE_AND_OUTBOX, parameters)
         return int(result.scalar_one())
 
     async def get(self, item_id: int) -> OutboxItem | None:
@@ -1010,7 +1034,8 @@ class Actions:
     async def add_unless_pending(
         self, *, kind: str, due_at: datetime, lead_id: int, created_at: datetime
     ) -> None:
-        """Add an action of `kind` for the lead unless one already waits (one statement)."""
+        """Add an action of `kind` for the lead unless one already waits (one statement; on
+        PostgreSQL written with the unit of work's other changes, see `storage.folded`)."""
         values = {
             "kind": kind,
             "due_at": due_at,
@@ -1020,7 +1045,7 @@ class Actions:
             "attempts": 0,
             "created_at": created_at,
         }
-        await self.session.execute(_ADD_UNLESS_PENDING, values)
+        await folded.defer(self.session, _add_unless_pending, values)
 
     async def add_once(self, values: dict[str, Any]) -> bool:
         """Add an action keyed by `dedupe_key` unless another process already did."""

@@ -8,6 +8,7 @@ from types import TracebackType
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage import folded
 from storage.crm import Crm
 from storage.db import Database
 from storage.desk import Accounts, Audit, Inbox, Invites, Lists, Transfers
@@ -108,14 +109,27 @@ class UnitOfWork:
     @contextlib.asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:
         """A nested transaction: what fails inside rolls back alone, the rest stays."""
-        async with self.session.begin_nested():
-            yield
+        await folded.write_deferred(self.session)
+        try:
+            async with self.session.begin_nested():
+                yield
+        except BaseException:
+            # Writes deferred inside belong to what rolled back.
+            folded.discard_deferred(self.session)
+            raise
 
     async def refresh(self, row: object) -> None:
         """Read a row again (after a savepoint rolled back changes made to it)."""
         await self.session.refresh(row)
 
+    async def write_changes(self) -> None:
+        """Write what the session holds now; on PostgreSQL the lead's and conversations'
+        changes and new CRM rows in one statement (see `storage.folded`). New CRM rows are
+        not read back: call it when nothing reads their ids, right before `commit`."""
+        await folded.write_changes(self.session)
+
     async def commit(self) -> None:
+        await folded.write_deferred(self.session)
         await self.session.commit()
 
     async def rollback(self) -> None:

@@ -342,6 +342,7 @@ class Engine:
                 if lead.opted_out_at is None and conversation.state == ConversationState.BOT:
                     # When this conversation goes quiet, the tier's follow-up starts.
                     await self.followup.idle.watch(uow, lead, now, waiting=watched)
+            await uow.write_changes()
             await uow.commit()
 
         # The pages that show this conversation (and the queue, after a handoff) look again.

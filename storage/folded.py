@@ -1,0 +1,221 @@
+"""One statement for what a turn leaves in the session (PostgreSQL).
+
+The ORM's flush writes each changed row in a statement of its own: on the engine's hot path
+an UPDATE of the lead, an UPDATE of the conversation and an INSERT per CRM row (score event,
+activity, stage change), each a round trip. PostgreSQL runs them all in one statement as
+data-modifying CTEs, together with the writes deferred to it (`defer`: staging a webhook
+event for its subscribers, the idle check of a lead). What this module does not know (another
+kind of row, a relationship changed, a row deleted) it leaves to the ORM's flush, which then
+runs as before.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any, cast
+
+from sqlalchemy import MetaData, Table, bindparam, insert, inspect, literal, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import ColumnProperty
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.sql.expression import Executable
+
+from storage.models import Activity, Base, Conversation, Lead, ScoreEvent, StageChange
+
+# Rows whose changes are plain column values: updated in place, in the engine's lock order
+# (the conversation, then its lead), whatever order the session keeps them in.
+_UPDATED: tuple[type[Base], ...] = (Conversation, Lead)
+# Rows written once and never read back in the same unit of work: inserted without their id.
+_INSERTED: tuple[type[Base], ...] = (ScoreEvent, Activity, StageChange)
+
+# A write that nothing in the unit of work reads back, built with every bind parameter's name
+# behind a prefix (so several can share one statement): see `defer`.
+Factory = Callable[[str], Executable]
+_DEFERRED = "seguibot.deferred_writes"  # the session's `info` key
+
+# (table, "update" | "insert", columns) or ("", "deferred", factory) for each part, in order:
+# the statement's shape.
+_Shape = tuple[tuple[str, str, Hashable], ...]
+_STATEMENTS: dict[_Shape, Executable] = {}
+_NO_TABLE = Table("deferred", MetaData())  # a deferred write's place in the list of tables
+
+
+@functools.cache
+def _built(factory: Factory, prefix: str) -> Executable:
+    return factory(prefix)
+
+
+async def defer(session: AsyncSession, factory: Factory, parameters: dict[str, Any]) -> None:
+    """Run a write nothing in this unit of work reads back (an INSERT ... SELECT): on
+    PostgreSQL with the unit of work's other changes (`write_changes`, or at the commit),
+    elsewhere now."""
+    if session.get_bind().dialect.name != "postgresql":
+        await session.execute(_built(factory, ""), parameters)
+        return
+    session.info.setdefault(_DEFERRED, []).append((factory, parameters))
+
+
+async def write_deferred(session: AsyncSession) -> None:
+    """Run the deferred writes now, each on its own, after the session's pending rows."""
+    for factory, parameters in session.info.pop(_DEFERRED, []):
+        await session.execute(_built(factory, ""), parameters)
+
+
+def discard_deferred(session: AsyncSession) -> None:
+    """Forget the deferred writes (the savepoint they were made in rolled back)."""
+    session.info.pop(_DEFERRED, None)
+
+
+def _table(row: Base) -> Table:
+    return cast(Table, type(row).__table__)
+
+
+def _changes(row: Base) -> dict[str, Any] | None:
+    """The columns the session changed on `row` and their new values; None when something
+    other than a column changed (left to the ORM's flush)."""
+    state = inspect(row)
+    mapper = state.mapper
+    changed: dict[str, Any] = {}
+    for key in state.committed_state:
+        prop = mapper.attrs.get(key)
+        if not isinstance(prop, ColumnProperty) or len(prop.columns) != 1:
+            return None
+        history = state.attrs[key].history
+        if not history.added:
+            continue
+        value = history.added[0]
+        if history.deleted and history.deleted[0] == value:
+            continue  # set to the value it had: the ORM would not write it either
+        changed[prop.columns[0].key] = value
+    if changed:
+        for column in _table(row).columns:
+            onupdate = column.onupdate
+            if onupdate is not None and column.key not in changed:
+                if not onupdate.is_callable:
+                    return None
+                changed[column.key] = onupdate.arg(None)  # type: ignore[attr-defined]
+    return changed
+
+
+def column_values(row: Base) -> dict[str, Any] | None:
+    """Every column of a new row but its id, with the model's defaults; None when a column
+    has only a server default (left to the ORM's flush)."""
+    values: dict[str, Any] = {}
+    given = row.__dict__
+    for column in _table(row).columns:
+        if column.primary_key:
+            continue
+        value = given.get(column.key)
+        if value is None and column.default is not None:
+            default = column.default
+            if default.is_callable:
+                value = default.arg(None)  # type: ignore[attr-defined]
+            elif default.is_scalar:
+                value = default.arg  # type: ignore[attr-defined]
+            else:
+                return None
+        elif column.key not in given and column.server_default is not None:
+            return None
+        values[column.key] = value
+    return values
+
+
+def _statement(shape: _Shape, tables: Sequence[Table]) -> Executable:
+    statement = _STATEMENTS.get(shape)
+    if statement is not None:
+        return statement
+    parts: list[Any] = []
+    for n, ((_, kind, columns), table) in enumerate(zip(shape, tables, strict=True)):
+        if kind == "deferred":
+            parts.append(cast(Factory, columns)(f"p{n}_"))
+            continue
+        if kind == "update":
+            names = cast(tuple[str, ...], columns)
+            values = {c: bindparam(f"p{n}_{c}", type_=table.c[c].type) for c in names}
+            key = bindparam(f"p{n}_id", type_=table.c.id.type)
+            parts.append(update(table).where(table.c.id == key).values(values))
+        else:
+            # One INSERT per table, its rows in the order they were added (their ids too).
+            names, count = cast(tuple[tuple[str, ...], int], columns)
+            rows = [
+                {c: bindparam(f"p{n}_{i}_{c}", type_=table.c[c].type) for c in names}
+                for i in range(count)
+            ]
+            parts.append(insert(table).values(rows))
+    if len(parts) == 1:
+        statement = parts[0]
+    else:
+        statement = select(literal(1)).add_cte(*(p.cte(f"w{n}") for n, p in enumerate(parts)))
+    _STATEMENTS[shape] = statement
+    return statement
+
+
+async def write_changes(session: AsyncSession) -> None:
+    """Write the session's pending changes: on PostgreSQL the lead's and conversations'
+    column changes and new CRM rows in one statement, the rest (if any) by the ORM's flush.
+
+    New CRM rows are written without reading their ids back and leave the session.
+    """
+    if session.get_bind().dialect.name != "postgresql" or session.deleted:
+        await session.flush()
+        await write_deferred(session)
+        return
+    new = list(session.new)
+    deferred = session.info.get(_DEFERRED, [])
+    # A new row of another kind may be what these refer to; two deferred writes of one kind
+    # in one statement would run in no set order.
+    if any(not isinstance(row, _INSERTED) for row in new) or len(
+        {factory for factory, _ in deferred}
+    ) < len(deferred):
+        await session.flush()
+        await write_deferred(session)
+        return
+    shape: list[tuple[str, str, Hashable]] = []
+    tables: list[Table] = []
+    parameters: dict[str, Any] = {}
+    updated: list[tuple[Base, dict[str, Any]]] = []
+    inserted: list[Base] = []
+    dirty = [row for row in session.dirty if isinstance(row, _UPDATED)]
+    dirty.sort(key=lambda row: (_UPDATED.index(type(row)), inspect(row).identity))
+    for row in dirty:
+        changes = _changes(row)
+        if not changes:
+            continue
+        n = len(shape)
+        table = _table(row)
+        shape.append((table.name, "update", tuple(changes)))
+        tables.append(table)
+        parameters[f"p{n}_id"] = inspect(row).identity[0]  # type: ignore[index]
+        parameters.update({f"p{n}_{c}": v for c, v in changes.items()})
+        updated.append((row, changes))
+    by_table: dict[Table, list[dict[str, Any]]] = {}
+    for row in new:
+        values = column_values(row)
+        if values is None:
+            await session.flush()
+            await write_deferred(session)
+            return
+        by_table.setdefault(_table(row), []).append(values)
+        inserted.append(row)
+    for table, rows in by_table.items():
+        n = len(shape)
+        names = tuple(rows[0])
+        shape.append((table.name, "insert", (names, len(rows))))
+        tables.append(table)
+        for i, values in enumerate(rows):
+            parameters.update({f"p{n}_{i}_{c}": v for c, v in values.items()})
+    for factory, values in session.info.pop(_DEFERRED, []):
+        n = len(shape)
+        shape.append(("", "deferred", factory))
+        tables.append(_NO_TABLE)
+        parameters.update({f"p{n}_{key}": value for key, value in values.items()})
+    if shape:
+        with session.no_autoflush:
+            await session.execute(_statement(tuple(shape), tables), parameters)
+        for row, changes in updated:
+            for key, value in changes.items():
+                set_committed_value(row, key, value)
+        for row in inserted:
+            session.expunge(row)
+    await session.flush()  # whatever else changed (none on the hot path)
