@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from sqlalchemy import MetaData, Table, bindparam, insert, inspect, literal, select, update
+from sqlalchemy.engine import Result
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import ColumnProperty
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.expression import Executable
+from sqlalchemy.sql.selectable import HasCTE
 
 from storage.models import Activity, Base, Conversation, Lead, ScoreEvent, StageChange
 
@@ -121,10 +124,7 @@ def column_values(row: Base) -> dict[str, Any] | None:
     return values
 
 
-def _statement(shape: _Shape, tables: Sequence[Table]) -> Executable:
-    statement = _STATEMENTS.get(shape)
-    if statement is not None:
-        return statement
+def _parts(shape: _Shape, tables: Sequence[Table]) -> list[Any]:
     parts: list[Any] = []
     for n, ((_, kind, columns), table) in enumerate(zip(shape, tables, strict=True)):
         if kind == "deferred":
@@ -143,79 +143,142 @@ def _statement(shape: _Shape, tables: Sequence[Table]) -> Executable:
                 for i in range(count)
             ]
             parts.append(insert(table).values(rows))
-    if len(parts) == 1:
-        statement = parts[0]
-    else:
-        statement = select(literal(1)).add_cte(*(p.cte(f"w{n}") for n, p in enumerate(parts)))
-    _STATEMENTS[shape] = statement
+    return parts
+
+
+def _statement(shape: _Shape, tables: Sequence[Table]) -> Executable:
+    statement = _STATEMENTS.get(shape)
+    if statement is None:
+        parts = _parts(shape, tables)
+        if len(parts) == 1:
+            statement = parts[0]
+        else:
+            ctes = (part.cte(f"w{n}") for n, part in enumerate(parts))
+            statement = select(literal(1)).add_cte(*ctes)
+        _STATEMENTS[shape] = statement
     return statement
 
 
-async def write_changes(session: AsyncSession) -> None:
-    """Write the session's pending changes: on PostgreSQL the lead's and conversations'
-    column changes and new CRM rows in one statement, the rest (if any) by the ORM's flush.
+_WITH: dict[tuple[Factory, _Shape], Executable] = {}
 
-    New CRM rows are written without reading their ids back and leave the session.
-    """
+
+def _with(factory: Factory, shape: _Shape, tables: Sequence[Table]) -> Executable:
+    statement = _WITH.get((factory, shape))
+    if statement is None:
+        parts = _parts(shape, tables)
+        main = cast(HasCTE, factory(""))
+        ctes = (part.cte(f"w{n}") for n, part in enumerate(parts))
+        statement = cast(Executable, main.add_cte(*ctes))
+        _WITH[(factory, shape)] = statement
+    return statement
+
+
+@dataclass(slots=True)
+class _Collected:
+    """The session's pending changes, as one statement's parts."""
+
+    shape: list[tuple[str, str, Hashable]] = field(default_factory=list)
+    tables: list[Table] = field(default_factory=list)
+    parameters: dict[str, Any] = field(default_factory=dict)
+    updated: list[tuple[Base, dict[str, Any]]] = field(default_factory=list)
+    inserted: list[Base] = field(default_factory=list)
+
+    def written(self, session: AsyncSession) -> None:
+        """The parts ran: the session forgets them as if it had flushed them."""
+        for row, changes in self.updated:
+            for key, value in changes.items():
+                set_committed_value(row, key, value)
+        for row in self.inserted:
+            session.expunge(row)
+
+
+def _collect(session: AsyncSession) -> _Collected | None:
+    """What the session holds, as parts of one statement; None when some of it is left to
+    the ORM's flush (which must then run first). Takes the deferred writes."""
     if session.get_bind().dialect.name != "postgresql" or session.deleted:
-        await session.flush()
-        await write_deferred(session)
-        return
+        return None
     new = list(session.new)
     deferred = session.info.get(_DEFERRED, [])
     # A new row of another kind may be what these refer to; two deferred writes of one kind
     # in one statement would run in no set order.
-    if any(not isinstance(row, _INSERTED) for row in new) or len(
-        {factory for factory, _ in deferred}
-    ) < len(deferred):
-        await session.flush()
-        await write_deferred(session)
-        return
-    shape: list[tuple[str, str, Hashable]] = []
-    tables: list[Table] = []
-    parameters: dict[str, Any] = {}
-    updated: list[tuple[Base, dict[str, Any]]] = []
-    inserted: list[Base] = []
+    if any(not isinstance(row, _INSERTED) for row in new):
+        return None
+    if len({factory for factory, _ in deferred}) < len(deferred):
+        return None
+    collected = _Collected()
+    shape, parameters = collected.shape, collected.parameters
     dirty = [row for row in session.dirty if isinstance(row, _UPDATED)]
     dirty.sort(key=lambda row: (_UPDATED.index(type(row)), inspect(row).identity))
     for row in dirty:
         changes = _changes(row)
+        if changes is None:
+            return None
         if not changes:
             continue
         n = len(shape)
         table = _table(row)
         shape.append((table.name, "update", tuple(changes)))
-        tables.append(table)
+        collected.tables.append(table)
         parameters[f"p{n}_id"] = inspect(row).identity[0]  # type: ignore[index]
         parameters.update({f"p{n}_{c}": v for c, v in changes.items()})
-        updated.append((row, changes))
+        collected.updated.append((row, changes))
     by_table: dict[Table, list[dict[str, Any]]] = {}
     for row in new:
         values = column_values(row)
         if values is None:
-            await session.flush()
-            await write_deferred(session)
-            return
+            return None
         by_table.setdefault(_table(row), []).append(values)
-        inserted.append(row)
+        collected.inserted.append(row)
     for table, rows in by_table.items():
         n = len(shape)
-        names = tuple(rows[0])
-        shape.append((table.name, "insert", (names, len(rows))))
-        tables.append(table)
+        shape.append((table.name, "insert", (tuple(rows[0]), len(rows))))
+        collected.tables.append(table)
         for i, values in enumerate(rows):
             parameters.update({f"p{n}_{i}_{c}": v for c, v in values.items()})
     for factory, values in session.info.pop(_DEFERRED, []):
         n = len(shape)
         shape.append(("", "deferred", factory))
-        tables.append(_NO_TABLE)
+        collected.tables.append(_NO_TABLE)
         parameters.update({f"p{n}_{key}": value for key, value in values.items()})
-    if shape:
+    return collected
+
+
+async def write_changes(session: AsyncSession) -> None:
+    """Write the session's pending changes: on PostgreSQL the lead's and conversations'
+    column changes, new CRM rows and the deferred writes in one statement, unless something
+    there is left to the ORM's flush (then everything goes as before).
+
+    New CRM rows are written without reading their ids back and leave the session.
+    """
+    collected = _collect(session)
+    if collected is None:
+        await session.flush()
+        await write_deferred(session)
+        return
+    if collected.shape:
+        statement = _statement(tuple(collected.shape), collected.tables)
         with session.no_autoflush:
-            await session.execute(_statement(tuple(shape), tables), parameters)
-        for row, changes in updated:
-            for key, value in changes.items():
-                set_committed_value(row, key, value)
-        for row in inserted:
-            session.expunge(row)
+            await session.execute(statement, collected.parameters)
+        collected.written(session)
     await session.flush()  # whatever else changed (none on the hot path)
+
+
+async def run_with_changes(
+    session: AsyncSession, factory: Factory, parameters: dict[str, Any]
+) -> Result[Any]:
+    """Run the statement `factory("")` (one that writes, and nothing pending refers to what
+    it writes) with the session's pending changes as CTEs of it on PostgreSQL: one round
+    trip for both (see `write_changes`). Otherwise: the changes first, by the ORM's flush."""
+    collected = _collect(session)
+    if collected is None:
+        await session.flush()
+        await write_deferred(session)
+        return await session.execute(_built(factory, ""), parameters)
+    if not collected.shape:
+        with session.no_autoflush:
+            return await session.execute(_built(factory, ""), parameters)
+    statement = _with(factory, tuple(collected.shape), collected.tables)
+    with session.no_autoflush:
+        result = await session.execute(statement, {**parameters, **collected.parameters})
+    collected.written(session)
+    return result

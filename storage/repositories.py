@@ -278,6 +278,10 @@ class Previous:
     created_at: datetime
 
 
+def _message_and_outbox(prefix: str) -> Executable:
+    return _INSERT_MESSAGE_AND_OUTBOX  # (its parameters' names are fixed: m_..., o_...)
+
+
 class Leads:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -564,9 +568,13 @@ class Outbox:
     async def insert(self, values: dict[str, Any]) -> None:
         await self.session.execute(_INSERT_OUTBOX, values)
 
-    async def insert_with_message(self, message: dict[str, Any], item: dict[str, Any]) -> int:
+    async def insert_with_message(
+        self, message: dict[str, Any], item: dict[str, Any], *, with_changes: bool = False
+    ) -> int:
         """Store an outgoing message and its outbox row (`item` without `message_id`); the
-        message's id. One round trip on PostgreSQL, two on SQLite."""
+        message's id. One round trip on PostgreSQL, two on SQLite. `with_changes`: on
+        PostgreSQL the session's pending changes go in the same statement (see
+        `UnitOfWork.write_changes`)."""
         if self.session.get_bind().dialect.name != "postgresql":
             message_id = (await _unflushed(self.session, _INSERT_MESSAGE, message)).scalar_one()
             await _unflushed(self.session, _INSERT_OUTBOX, {**item, "message_id": message_id})
@@ -574,7 +582,10 @@ class Outbox:
         item = {"uncertain": False, "cancel_on_reply": False, **item}  # the columns' defaults
         parameters = {f"m_{name}": message.get(name) for name in _MESSAGE_COLUMNS}
         parameters.update({f"o_{name}": item.get(name) for name in _OUTBOX_FROM_MESSAGE})
-        result = await _unflushed(self.session, _INSERT_MESSAGE_AND_OUTBOX, parameters)
+        if with_changes:
+            result = await folded.run_with_changes(self.session, _message_and_outbox, parameters)
+        else:
+            result = await _unflushed(self.session, _INSERT_MESSAGE_AND_OUTBOX, parameters)
         return int(result.scalar_one())
 
     async def get(self, item_id: int) -> OutboxItem | None:

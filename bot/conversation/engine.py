@@ -712,6 +712,7 @@ class Engine:
             buttons=buttons,
             optout_confirmation=script == "optout.confirm",
             delivered_inline=turn.event.reply_inline,
+            with_changes=True,  # the lead's and conversation's changes so far: one round trip
         )
         return InlineReply(message_id, rendered.text)
 
