@@ -26,6 +26,7 @@ from sqlalchemy.engine import Result
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased, contains_eager, make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.dml import ReturningInsert
 from sqlalchemy.sql.elements import BindParameter
@@ -278,6 +279,78 @@ class Previous:
     created_at: datetime
 
 
+# A new lead's first conversation: the lead, its channel identity and the conversation in one
+# statement on PostgreSQL. The identity's unique key decides a race for the same sender: the
+# loser's statement inserts no identity and no conversation (the caller then rolls back).
+_LEADS = cast(Table, Lead.__table__)
+_IDENTITIES = cast(Table, ChannelIdentity.__table__)
+_CONVERSATIONS = cast(Table, Conversation.__table__)
+_LEAD_COLUMNS = [c.name for c in _LEADS.columns if c.name != "id"]
+_IDENTITY_COLUMNS = [c.name for c in _IDENTITIES.columns if c.name not in ("id", "lead_id")]
+_CONVERSATION_COLUMNS = [
+    c.name for c in _CONVERSATIONS.columns if c.name not in ("id", "lead_id", "identity_id")
+]
+
+
+def _values_of(table: Table, prefix: str, names: list[str]) -> list[BindParameter[Any]]:
+    return [bindparam(prefix + name, type_=table.c[name].type) for name in names]
+
+
+_NEW_LEAD = (
+    insert(_LEADS)
+    .values(dict(zip(_LEAD_COLUMNS, _values_of(_LEADS, "l_", _LEAD_COLUMNS), strict=True)))
+    .returning(_LEADS.c.id)
+    .cte("new_lead")
+)
+_NEW_IDENTITY = (
+    postgresql.insert(_IDENTITIES)
+    .from_select(
+        ["lead_id", *_IDENTITY_COLUMNS],
+        select(_NEW_LEAD.c.id, *_values_of(_IDENTITIES, "i_", _IDENTITY_COLUMNS)),
+    )
+    .on_conflict_do_nothing(index_elements=["channel", "external_id"])
+    .returning(_IDENTITIES.c.id, _IDENTITIES.c.lead_id)
+    .cte("new_identity")
+)
+_NEW_CONVERSATION = (
+    insert(_CONVERSATIONS)
+    .from_select(
+        ["lead_id", "identity_id", *_CONVERSATION_COLUMNS],
+        select(
+            _NEW_IDENTITY.c.lead_id,
+            _NEW_IDENTITY.c.id,
+            *_values_of(_CONVERSATIONS, "c_", _CONVERSATION_COLUMNS),
+        ),
+    )
+    .returning(_CONVERSATIONS.c.id, _CONVERSATIONS.c.identity_id)
+    .cte("new_conversation")
+)
+_NEW_LEADS_MESSAGE = (
+    postgresql.insert(_MESSAGES)
+    .from_select(
+        ["conversation_id", *_INBOUND_COLUMNS[1:]],
+        select(_NEW_CONVERSATION.c.id, *_values_of(_MESSAGES, "m_", list(_INBOUND_COLUMNS[1:]))),
+    )
+    .on_conflict_do_nothing(index_elements=["channel", "channel_message_id"])
+    .returning(_MESSAGES.c.id)
+    .cte("new_leads_message")
+)
+_OPEN_FOR_NEW_LEAD = select(
+    _NEW_LEAD.c.id,
+    _NEW_CONVERSATION.c.identity_id,
+    _NEW_CONVERSATION.c.id,
+    _NEW_LEADS_MESSAGE.c.id,
+).select_from(_NEW_LEAD.outerjoin(_NEW_CONVERSATION, true()).outerjoin(_NEW_LEADS_MESSAGE, true()))
+
+
+def _persistent(session: AsyncSession, row: Base, values: dict[str, Any]) -> None:
+    """A row just inserted with these values joins the session as if read back."""
+    for key, value in values.items():
+        setattr(row, key, value)
+    make_transient_to_detached(row)
+    session.add(row)
+
+
 def _message_and_outbox(prefix: str) -> Executable:
     return _INSERT_MESSAGE_AND_OUTBOX  # (its parameters' names are fixed: m_..., o_...)
 
@@ -379,6 +452,52 @@ class Conversations:
         self.session.add(conversation)
         await self.session.flush()
         return conversation
+
+    async def open_for_new_lead(
+        self,
+        lead: Lead,
+        identity: ChannelIdentity,
+        conversation: Conversation,
+        inbound: dict[str, Any],
+    ) -> tuple[Conversation, int | None] | None:
+        """Store a new lead with its channel identity, first conversation and first inbound
+        message (`inbound`: the message's row but its conversation). The three rows are new
+        and transient; their ids are filled in. The conversation with its lead and identity
+        loaded, and the message's id (None when the channel already delivered that message);
+        None when a concurrent transaction created that identity first: roll back either
+        way. One round trip on PostgreSQL, four on SQLite."""
+        if self.session.get_bind().dialect.name != "postgresql":
+            await Leads(self.session).add(lead)
+            values = {c: getattr(identity, c) for c in _IDENTITY_COLUMNS}
+            created = await Identities(self.session).create({"lead_id": lead.id, **values})
+            if created is None:
+                return None
+            conversation.lead, conversation.identity = lead, created
+            await self.add(conversation)
+            message = {**inbound, "conversation_id": conversation.id}
+            return conversation, await Messages(self.session).add_inbound(message)
+        lead_values = folded.column_values(lead)
+        identity_values = folded.column_values(identity)
+        conversation_values = folded.column_values(conversation)
+        assert lead_values and identity_values and conversation_values  # model defaults only
+        parameters = {f"l_{c}": lead_values[c] for c in _LEAD_COLUMNS}
+        parameters.update({f"i_{c}": identity_values[c] for c in _IDENTITY_COLUMNS})
+        parameters.update({f"c_{c}": conversation_values[c] for c in _CONVERSATION_COLUMNS})
+        parameters.update({f"m_{c}": inbound.get(c) for c in _INBOUND_COLUMNS[1:]})
+        result = await _unflushed(self.session, _OPEN_FOR_NEW_LEAD, parameters)
+        row = cast(tuple[int, int, int | None, int | None], result.one())
+        lead_id, identity_id, conversation_id, message_id = row
+        if conversation_id is None:
+            return None
+        _persistent(self.session, lead, {**lead_values, "id": lead_id})
+        _persistent(
+            self.session, identity, {**identity_values, "id": identity_id, "lead_id": lead_id}
+        )
+        conversation_values.update(id=conversation_id, lead_id=lead_id, identity_id=identity_id)
+        _persistent(self.session, conversation, conversation_values)
+        set_committed_value(conversation, "lead", lead)
+        set_committed_value(conversation, "identity", identity)
+        return conversation, message_id
 
     async def locked(self, conversation_id: int) -> Conversation | None:
         """The conversation with its lead, both locked: the engine's lock order."""
