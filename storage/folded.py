@@ -16,7 +16,17 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from sqlalchemy import MetaData, Table, bindparam, insert, inspect, literal, select, update
+from sqlalchemy import (
+    MetaData,
+    Table,
+    bindparam,
+    insert,
+    inspect,
+    literal,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.engine import Result
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import ColumnProperty
@@ -138,11 +148,16 @@ def _parts(shape: _Shape, tables: Sequence[Table]) -> list[Any]:
         else:
             # One INSERT per table, its rows in the order they were added (their ids too).
             names, count = cast(tuple[tuple[str, ...], int], columns)
+            # (A multi-row VALUES would not be cached by SQLAlchemy: compiled every time.)
             rows = [
-                {c: bindparam(f"p{n}_{i}_{c}", type_=table.c[c].type) for c in names}
+                [bindparam(f"p{n}_{i}_{c}", type_=table.c[c].type) for c in names]
                 for i in range(count)
             ]
-            parts.append(insert(table).values(rows))
+            if count == 1:
+                parts.append(insert(table).values(dict(zip(names, rows[0], strict=True))))
+            else:
+                selects = union_all(*(select(*row) for row in rows))
+                parts.append(insert(table).from_select(list(names), selects))
     return parts
 
 
