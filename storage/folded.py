@@ -203,6 +203,11 @@ class _Collected:
         for row, changes in self.updated:
             for key, value in changes.items():
                 set_committed_value(row, key, value)
+            # Every change of the row is written (`_changes` takes all or none), so the row is
+            # as if flushed: clean, or every later flush and the commit's would look at it
+            # again. (SQLAlchemy has no public call for this; the pin keeps 2.1's.)
+            state = inspect(row)
+            state._commit_all(state.dict, session.sync_session.identity_map)
         for row in self.inserted:
             session.expunge(row)
 
