@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from types import TracebackType
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -32,6 +33,34 @@ from storage.repositories import (
 )
 from storage.scripts import Scripts
 from storage.webhooks import Webhooks
+
+_REPOSITORIES: dict[str, Callable[[AsyncSession], object]] = {
+    "leads": Leads,
+    "identities": Identities,
+    "conversations": Conversations,
+    "messages": Messages,
+    "outbox": Outbox,
+    "handoffs": Handoffs,
+    "agents": Agents,
+    "appointments": Appointments,
+    "actions": Actions,
+    "sequences": Sequences,
+    "tasks": Tasks,
+    "notifications": Notifications,
+    "transcripts": Transcripts,
+    "accounts": Accounts,
+    "invites": Invites,
+    "transfers": Transfers,
+    "audit": Audit,
+    "lists": Lists,
+    "inbox": Inbox,
+    "crm": Crm,
+    "webhooks": Webhooks,
+    "reports": Reports,
+    "scripts": Scripts,
+    "deferred": Deferred,
+    "materials": Materials,
+}
 
 
 class UnitOfWork:
@@ -69,32 +98,17 @@ class UnitOfWork:
 
     async def __aenter__(self) -> UnitOfWork:
         self.session = self._db.session()
-        self.leads = Leads(self.session)
-        self.identities = Identities(self.session)
-        self.conversations = Conversations(self.session)
-        self.messages = Messages(self.session)
-        self.outbox = Outbox(self.session)
-        self.handoffs = Handoffs(self.session)
-        self.agents = Agents(self.session)
-        self.appointments = Appointments(self.session)
-        self.actions = Actions(self.session)
-        self.sequences = Sequences(self.session)
-        self.tasks = Tasks(self.session)
-        self.notifications = Notifications(self.session)
-        self.transcripts = Transcripts(self.session)
-        self.accounts = Accounts(self.session)
-        self.invites = Invites(self.session)
-        self.transfers = Transfers(self.session)
-        self.audit = Audit(self.session)
-        self.lists = Lists(self.session)
-        self.inbox = Inbox(self.session)
-        self.crm = Crm(self.session)
-        self.webhooks = Webhooks(self.session)
-        self.reports = Reports(self.session)
-        self.scripts = Scripts(self.session)
-        self.deferred = Deferred(self.session)
-        self.materials = Materials(self.session)
         return self
+
+    def __getattr__(self, name: str) -> Any:
+        # A repository is made on first use: a message's unit of work touches a handful of
+        # the two dozen, and making them all cost more than its SQL statement's building.
+        repository = _REPOSITORIES.get(name)
+        if repository is None or "session" not in self.__dict__:
+            raise AttributeError(name)
+        made = repository(self.session)
+        setattr(self, name, made)
+        return made
 
     async def __aexit__(
         self,
