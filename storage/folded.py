@@ -59,14 +59,28 @@ def _built(factory: Factory, prefix: str) -> Executable:
     return factory(prefix)
 
 
-async def defer(session: AsyncSession, factory: Factory, parameters: dict[str, Any]) -> None:
+async def defer(
+    session: AsyncSession, factory: Factory, parameters: dict[str, Any]
+) -> tuple[Factory, dict[str, Any]]:
     """Run a write nothing in this unit of work reads back (an INSERT ... SELECT): on
     PostgreSQL with the unit of work's other changes (`write_changes`, or at the commit),
-    elsewhere now."""
+    elsewhere now. The write, for `forget`."""
+    write = (factory, parameters)
     if session.get_bind().dialect.name != "postgresql":
         await session.execute(_built(factory, ""), parameters)
-        return
-    session.info.setdefault(_DEFERRED, []).append((factory, parameters))
+        return write
+    session.info.setdefault(_DEFERRED, []).append(write)
+    return write
+
+
+def forget(session: AsyncSession, write: tuple[Factory, dict[str, Any]]) -> bool:
+    """Drop a deferred write not yet run; False when it already ran (undo it otherwise)."""
+    pending = session.info.get(_DEFERRED, [])
+    for n, candidate in enumerate(pending):
+        if candidate is write:
+            del pending[n]
+            return True
+    return False
 
 
 async def write_deferred(session: AsyncSession) -> None:

@@ -1152,6 +1152,13 @@ class Appointments:
         return list((await self.session.execute(statement)).scalars())
 
 
+@dataclass(frozen=True, slots=True)
+class Added:
+    """An `Actions.add_unless_pending` of this unit of work (see `Actions.take_back`)."""
+
+    write: tuple[folded.Factory, dict[str, Any]]
+
+
 class Actions:
     """Scheduled actions: stored first, claimed when due, fired once."""
 
@@ -1163,9 +1170,10 @@ class Actions:
 
     async def add_unless_pending(
         self, *, kind: str, due_at: datetime, lead_id: int, created_at: datetime
-    ) -> None:
+    ) -> Added:
         """Add an action of `kind` for the lead unless one already waits (one statement; on
-        PostgreSQL written with the unit of work's other changes, see `storage.folded`)."""
+        PostgreSQL written with the unit of work's other changes, see `storage.folded`).
+        What was asked, for `take_back`."""
         values = {
             "kind": kind,
             "due_at": due_at,
@@ -1175,7 +1183,23 @@ class Actions:
             "attempts": 0,
             "created_at": created_at,
         }
-        await folded.defer(self.session, _add_unless_pending, values)
+        return Added(await folded.defer(self.session, _add_unless_pending, values))
+
+    async def take_back(self, added: Added) -> None:
+        """Undo `add_unless_pending` in the same unit of work: nothing is written when it was
+        still waiting to be; otherwise the row it added (if it added one) is deleted."""
+        if folded.forget(self.session, added.write):
+            return
+        values = added.write[1]
+        await self.session.execute(
+            delete(ScheduledAction).where(
+                ScheduledAction.lead_id == values["lead_id"],
+                ScheduledAction.kind == values["kind"],
+                ScheduledAction.state == values["state"],
+                ScheduledAction.created_at == values["created_at"],
+                ScheduledAction.due_at == values["due_at"],
+            )
+        )
 
     async def add_once(self, values: dict[str, Any]) -> bool:
         """Add an action keyed by `dedupe_key` unless another process already did."""

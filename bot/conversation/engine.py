@@ -328,10 +328,13 @@ class Engine:
             replies: list[InlineReply] = []
             turn = _Turn(uow, event, lead, conversation, message_id, now, choice, learned)
             if lead.opted_out_at is None and conversation.state == ConversationState.BOT:
+                # When this conversation goes quiet, the tier's follow-up starts. Asked before
+                # the bot answers, so the check goes out with the reply (one statement on
+                # PostgreSQL), and taken back when the turn ends with a person or an opt-out.
+                idle = await self.followup.idle.watch(uow, lead, now, waiting=watched)
                 replies = await self._converse(turn, dialogue, nlu)
-                if lead.opted_out_at is None and conversation.state == ConversationState.BOT:
-                    # When this conversation goes quiet, the tier's follow-up starts.
-                    await self.followup.idle.watch(uow, lead, now, waiting=watched)
+                if lead.opted_out_at is not None or conversation.state != ConversationState.BOT:
+                    await self.followup.idle.unwatch(uow, idle)
             await uow.write_changes()
             await uow.commit()
 
