@@ -67,7 +67,8 @@ async def defer(
     elsewhere now. The write, for `forget`."""
     write = (factory, parameters)
     if session.get_bind().dialect.name != "postgresql":
-        await session.execute(_built(factory, ""), parameters)
+        with session.no_autoflush:  # nothing pending refers to what it writes
+            await session.execute(_built(factory, ""), parameters)
         return write
     session.info.setdefault(_DEFERRED, []).append(write)
     return write
