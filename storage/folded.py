@@ -111,6 +111,8 @@ def _changes(row: Base) -> dict[str, Any] | None:
             return None
         history = state.attrs[key].history
         if not history.added:
+            if history.deleted:
+                return None  # the value was deleted, not set: as the ORM would do it
             continue
         value = history.added[0]
         if history.deleted and history.deleted[0] == value:
