@@ -369,12 +369,27 @@ async def run(args: argparse.Namespace) -> None:
             f"acknowledged {len(acked)} messages, {lost} without a row (lost); "
             f"{failures} answers not 200"
         )
-        for path, figures in (await profile(url, texts, args.profile)).items():
-            print(
-                f"in process, {path + ':':<20} {figures['statements']:.1f} statements, "
-                f"CPU {figures['cpu_ms']:.2f} ms, wall {figures['wall_ms']:.2f} ms per message "
-                f"({figures['replies']:.2f} replies)"
-            )
+        await print_profile(url, texts, args.profile)
+
+
+async def print_profile(url: str, texts: list[str], count: int) -> None:
+    for path, figures in (await profile(url, texts, count)).items():
+        print(
+            f"in process, {path + ':':<20} {figures['statements']:.2f} statements, "
+            f"CPU {figures['cpu_ms']:.2f} ms, wall {figures['wall_ms']:.2f} ms per message "
+            f"({figures['replies']:.2f} replies)",
+            flush=True,
+        )
+
+
+async def profile_only(count: int) -> None:
+    """Only the in-process figures, on a throw-away database: quick, and fair to run before
+    and after a change in turn on a shared machine (the servers' phases need it all)."""
+    async with postgres_database() as url:
+        db = Database(url)
+        await migrate.upgrade(db)
+        await db.dispose()
+        await print_profile(url, realistic_texts(), count)
 
 
 def main() -> None:
@@ -384,7 +399,11 @@ def main() -> None:
     parser.add_argument("--rates", default="100,300", help="open-loop rates, messages/s")
     parser.add_argument("--workers", default="1", help="serve --workers values to measure")
     parser.add_argument("--profile", type=int, default=200, help="messages per in-process path")
-    asyncio.run(run(parser.parse_args()))
+    parser.add_argument(
+        "--profile-only", action="store_true", help="only the in-process statements and CPU"
+    )
+    args = parser.parse_args()
+    asyncio.run(profile_only(args.profile) if args.profile_only else run(args))
 
 
 if __name__ == "__main__":

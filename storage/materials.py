@@ -39,8 +39,10 @@ class Materials:
         return [as_material(row) for row in rows]
 
     async def active(self) -> list[Material]:
+        # Nothing pending in the session changes materials: no autoflush (see `storage.folded`).
         rows = await self.session.scalars(
-            select(MaterialRow).where(MaterialRow.active).order_by(MaterialRow.id)
+            select(MaterialRow).where(MaterialRow.active).order_by(MaterialRow.id),
+            execution_options={"autoflush": False},
         )
         return [as_material(row) for row in rows]
 

@@ -18,18 +18,24 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    true,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Result
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased, contains_eager, make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.dml import ReturningInsert
+from sqlalchemy.sql.elements import BindParameter
 
 from bot.core.errors import ConflictError
 from bot.core.model import (
     ActionState,
     AppointmentState,
+    Author,
     Channel,
     ConversationState,
     DeliveryStatus,
@@ -38,6 +44,7 @@ from bot.core.model import (
     OutboxState,
     SequenceState,
 )
+from storage import folded
 from storage.models import (
     Agent,
     Appointment,
@@ -89,6 +96,16 @@ async def insert_ignoring_conflict(
     table = cast(Table, model.__table__)
     statement = _insert_ignoring(session.get_bind().dialect.name, table, tuple(conflict))
     return (await session.execute(statement, values)).scalar_one_or_none()
+
+
+async def _unflushed(
+    session: AsyncSession, statement: Executable, parameters: dict[str, Any]
+) -> Result[Any]:
+    """Run a statement that writes rows nothing pending in the session refers to or changes,
+    without the ORM's autoflush first: the lead's and conversation's changes then go out
+    together at the end of the turn (`storage.folded`) instead of before each such insert."""
+    with session.no_autoflush:
+        return await session.execute(statement, parameters)
 
 
 _MESSAGES = cast(Table, Message.__table__)
@@ -161,24 +178,33 @@ _CONVERSATION_OF_SENDER_WATCHED = (
     .with_for_update(key_share=True, of=[Conversation, Lead])
 )
 # One statement, either way: the action is added unless one of its kind waits for the lead.
-_ADD_UNLESS_PENDING = insert(_ACTIONS).from_select(
-    ["kind", "due_at", "payload", "state", "lead_id", "attempts", "created_at"],
-    select(
-        bindparam("kind", type_=_ACTIONS.c.kind.type),
-        bindparam("due_at", type_=_ACTIONS.c.due_at.type),
-        bindparam("payload", type_=_ACTIONS.c.payload.type),
-        bindparam("state", type_=_ACTIONS.c.state.type),
-        bindparam("lead_id", type_=_ACTIONS.c.lead_id.type),
-        bindparam("attempts", type_=_ACTIONS.c.attempts.type),
-        bindparam("created_at", type_=_ACTIONS.c.created_at.type),
-    ).where(
-        ~exists().where(
-            _ACTIONS.c.lead_id == bindparam("lead_id"),
-            _ACTIONS.c.kind == bindparam("kind"),
-            _ACTIONS.c.state == bindparam("state"),
-        )
-    ),
+_UNLESS_PENDING_COLUMNS = (
+    "kind",
+    "due_at",
+    "payload",
+    "state",
+    "lead_id",
+    "attempts",
+    "created_at",
 )
+
+
+def _add_unless_pending(prefix: str) -> Executable:
+    def value(name: str) -> BindParameter[Any]:
+        return bindparam(prefix + name, type_=_ACTIONS.c[name].type)
+
+    return insert(_ACTIONS).from_select(
+        list(_UNLESS_PENDING_COLUMNS),
+        select(*(value(name) for name in _UNLESS_PENDING_COLUMNS)).where(
+            ~exists().where(
+                _ACTIONS.c.lead_id == value("lead_id"),
+                _ACTIONS.c.kind == value("kind"),
+                _ACTIONS.c.state == value("state"),
+            )
+        ),
+    )
+
+
 # A reply and its outbox row. PostgreSQL: one round trip (a data-modifying CTE); SQLite: two.
 _OUTBOX = cast(Table, OutboxItem.__table__)
 _OUTBOX_FROM_MESSAGE = [c.name for c in _OUTBOX.columns if c.name not in ("id", "message_id")]
@@ -202,6 +228,131 @@ _INSERT_MESSAGE_AND_OUTBOX = (
     )
     .returning(_OUTBOX.c.message_id)
 )
+
+
+# The inbound message and the message before it in its conversation (the engine's "replied
+# fast" check). PostgreSQL: one round trip; the SELECT reads the snapshot the INSERT starts
+# from, so it sees the conversation as it was just before this message.
+_INBOUND_COLUMNS = (
+    "conversation_id",
+    "channel",
+    "direction",
+    "author",
+    "text",
+    "media",
+    "channel_message_id",
+    "intent",
+    "confidence",
+    "status",
+    "created_at",
+)
+_PREVIOUS = (
+    select(_MESSAGES.c.direction, _MESSAGES.c.author, _MESSAGES.c.script, _MESSAGES.c.created_at)
+    .where(_MESSAGES.c.conversation_id == bindparam("conversation_id"))
+    .order_by(_MESSAGES.c.id.desc())
+    .limit(1)
+    .cte("previous")
+)
+_NEW_INBOUND = (
+    postgresql.insert(_MESSAGES)
+    .values({name: bindparam(name, type_=_MESSAGES.c[name].type) for name in _INBOUND_COLUMNS})
+    .on_conflict_do_nothing(index_elements=["channel", "channel_message_id"])
+    .returning(_MESSAGES.c.id)
+    .cte("inbound")
+)
+_INSERT_INBOUND_AFTER = select(
+    _NEW_INBOUND.c.id,
+    _PREVIOUS.c.direction,
+    _PREVIOUS.c.author,
+    _PREVIOUS.c.script,
+    _PREVIOUS.c.created_at,
+).select_from(_NEW_INBOUND.outerjoin(_PREVIOUS, true()))
+
+
+@dataclass(frozen=True, slots=True)
+class Previous:
+    """What the engine needs of the message before an inbound one."""
+
+    direction: Direction
+    author: Author
+    script: str | None
+    created_at: datetime
+
+
+# A new lead's first conversation: the lead, its channel identity and the conversation in one
+# statement on PostgreSQL. The identity's unique key decides a race for the same sender: the
+# loser's statement inserts no identity and no conversation (the caller then rolls back).
+_LEADS = cast(Table, Lead.__table__)
+_IDENTITIES = cast(Table, ChannelIdentity.__table__)
+_CONVERSATIONS = cast(Table, Conversation.__table__)
+_LEAD_COLUMNS = [c.name for c in _LEADS.columns if c.name != "id"]
+_IDENTITY_COLUMNS = [c.name for c in _IDENTITIES.columns if c.name not in ("id", "lead_id")]
+_CONVERSATION_COLUMNS = [
+    c.name for c in _CONVERSATIONS.columns if c.name not in ("id", "lead_id", "identity_id")
+]
+
+
+def _values_of(table: Table, prefix: str, names: list[str]) -> list[BindParameter[Any]]:
+    return [bindparam(prefix + name, type_=table.c[name].type) for name in names]
+
+
+_NEW_LEAD = (
+    insert(_LEADS)
+    .values(dict(zip(_LEAD_COLUMNS, _values_of(_LEADS, "l_", _LEAD_COLUMNS), strict=True)))
+    .returning(_LEADS.c.id)
+    .cte("new_lead")
+)
+_NEW_IDENTITY = (
+    postgresql.insert(_IDENTITIES)
+    .from_select(
+        ["lead_id", *_IDENTITY_COLUMNS],
+        select(_NEW_LEAD.c.id, *_values_of(_IDENTITIES, "i_", _IDENTITY_COLUMNS)),
+    )
+    .on_conflict_do_nothing(index_elements=["channel", "external_id"])
+    .returning(_IDENTITIES.c.id, _IDENTITIES.c.lead_id)
+    .cte("new_identity")
+)
+_NEW_CONVERSATION = (
+    insert(_CONVERSATIONS)
+    .from_select(
+        ["lead_id", "identity_id", *_CONVERSATION_COLUMNS],
+        select(
+            _NEW_IDENTITY.c.lead_id,
+            _NEW_IDENTITY.c.id,
+            *_values_of(_CONVERSATIONS, "c_", _CONVERSATION_COLUMNS),
+        ),
+    )
+    .returning(_CONVERSATIONS.c.id, _CONVERSATIONS.c.identity_id)
+    .cte("new_conversation")
+)
+_NEW_LEADS_MESSAGE = (
+    postgresql.insert(_MESSAGES)
+    .from_select(
+        ["conversation_id", *_INBOUND_COLUMNS[1:]],
+        select(_NEW_CONVERSATION.c.id, *_values_of(_MESSAGES, "m_", list(_INBOUND_COLUMNS[1:]))),
+    )
+    .on_conflict_do_nothing(index_elements=["channel", "channel_message_id"])
+    .returning(_MESSAGES.c.id)
+    .cte("new_leads_message")
+)
+_OPEN_FOR_NEW_LEAD = select(
+    _NEW_LEAD.c.id,
+    _NEW_CONVERSATION.c.identity_id,
+    _NEW_CONVERSATION.c.id,
+    _NEW_LEADS_MESSAGE.c.id,
+).select_from(_NEW_LEAD.outerjoin(_NEW_CONVERSATION, true()).outerjoin(_NEW_LEADS_MESSAGE, true()))
+
+
+def _persistent(session: AsyncSession, row: Base, values: dict[str, Any]) -> None:
+    """A row just inserted with these values joins the session as if read back."""
+    for key, value in values.items():
+        setattr(row, key, value)
+    make_transient_to_detached(row)
+    session.add(row)
+
+
+def _message_and_outbox(prefix: str) -> Executable:
+    return _INSERT_MESSAGE_AND_OUTBOX  # (its parameters' names are fixed: m_..., o_...)
 
 
 class Leads:
@@ -252,9 +403,9 @@ class Leads:
         return list((await self.session.execute(statement)).scalars())
 
     async def add_phone(self, lead_id: int, e164: str) -> None:
-        await insert_ignoring_conflict(
-            self.session, LeadPhone, {"lead_id": lead_id, "e164": e164}, ["e164"]
-        )
+        table = cast(Table, LeadPhone.__table__)
+        statement = _insert_ignoring(self.session.get_bind().dialect.name, table, ("e164",))
+        await _unflushed(self.session, statement, {"lead_id": lead_id, "e164": e164})
 
 
 class Identities:
@@ -301,6 +452,52 @@ class Conversations:
         self.session.add(conversation)
         await self.session.flush()
         return conversation
+
+    async def open_for_new_lead(
+        self,
+        lead: Lead,
+        identity: ChannelIdentity,
+        conversation: Conversation,
+        inbound: dict[str, Any],
+    ) -> tuple[Conversation, int | None] | None:
+        """Store a new lead with its channel identity, first conversation and first inbound
+        message (`inbound`: the message's row but its conversation). The three rows are new
+        and transient; their ids are filled in. The conversation with its lead and identity
+        loaded, and the message's id (None when the channel already delivered that message);
+        None when a concurrent transaction created that identity first: roll back either
+        way. One round trip on PostgreSQL, four on SQLite."""
+        if self.session.get_bind().dialect.name != "postgresql":
+            await Leads(self.session).add(lead)
+            values = {c: getattr(identity, c) for c in _IDENTITY_COLUMNS}
+            created = await Identities(self.session).create({"lead_id": lead.id, **values})
+            if created is None:
+                return None
+            conversation.lead, conversation.identity = lead, created
+            await self.add(conversation)
+            message = {**inbound, "conversation_id": conversation.id}
+            return conversation, await Messages(self.session).add_inbound(message)
+        lead_values = folded.column_values(lead)
+        identity_values = folded.column_values(identity)
+        conversation_values = folded.column_values(conversation)
+        assert lead_values and identity_values and conversation_values  # model defaults only
+        parameters = {f"l_{c}": lead_values[c] for c in _LEAD_COLUMNS}
+        parameters.update({f"i_{c}": identity_values[c] for c in _IDENTITY_COLUMNS})
+        parameters.update({f"c_{c}": conversation_values[c] for c in _CONVERSATION_COLUMNS})
+        parameters.update({f"m_{c}": inbound.get(c) for c in _INBOUND_COLUMNS[1:]})
+        result = await _unflushed(self.session, _OPEN_FOR_NEW_LEAD, parameters)
+        row = cast(tuple[int, int, int | None, int | None], result.one())
+        lead_id, identity_id, conversation_id, message_id = row
+        if conversation_id is None:
+            return None
+        _persistent(self.session, lead, {**lead_values, "id": lead_id})
+        _persistent(
+            self.session, identity, {**identity_values, "id": identity_id, "lead_id": lead_id}
+        )
+        conversation_values.update(id=conversation_id, lead_id=lead_id, identity_id=identity_id)
+        _persistent(self.session, conversation, conversation_values)
+        set_committed_value(conversation, "lead", lead)
+        set_committed_value(conversation, "identity", identity)
+        return conversation, message_id
 
     async def locked(self, conversation_id: int) -> Conversation | None:
         """The conversation with its lead, both locked: the engine's lock order."""
@@ -381,9 +578,31 @@ class Messages:
 
     async def add_inbound(self, values: dict[str, Any]) -> int | None:
         """The stored message's id, or None when the channel already delivered this message."""
-        return await insert_ignoring_conflict(
-            self.session, Message, values, ["channel", "channel_message_id"]
+        statement = _insert_ignoring(
+            self.session.get_bind().dialect.name, _MESSAGES, ("channel", "channel_message_id")
         )
+        return (await _unflushed(self.session, statement, values)).scalar_one_or_none()
+
+    async def add_inbound_after(self, values: dict[str, Any]) -> tuple[int | None, Previous | None]:
+        """`add_inbound`, and the conversation's message before this one (None when it is
+        the first); (None, None) when the channel already delivered this message. One round
+        trip on PostgreSQL, two on SQLite."""
+        if self.session.get_bind().dialect.name != "postgresql":
+            message_id = await self.add_inbound(values)
+            if message_id is None:
+                return None, None
+            before = await self.previous(values["conversation_id"], message_id)
+            if before is None:
+                return message_id, None
+            previous = Previous(before.direction, before.author, before.script, before.created_at)
+            return message_id, previous
+        parameters = {name: values.get(name) for name in _INBOUND_COLUMNS}
+        row = (await _unflushed(self.session, _INSERT_INBOUND_AFTER, parameters)).first()
+        if row is None:
+            return None, None
+        if row.direction is None:
+            return row.id, None
+        return row.id, Previous(row.direction, row.author, row.script, row.created_at)
 
     async def insert(self, values: dict[str, Any]) -> int:
         """Store a message without the ORM's bookkeeping (the hot path); returns its id."""
@@ -468,17 +687,24 @@ class Outbox:
     async def insert(self, values: dict[str, Any]) -> None:
         await self.session.execute(_INSERT_OUTBOX, values)
 
-    async def insert_with_message(self, message: dict[str, Any], item: dict[str, Any]) -> int:
+    async def insert_with_message(
+        self, message: dict[str, Any], item: dict[str, Any], *, with_changes: bool = False
+    ) -> int:
         """Store an outgoing message and its outbox row (`item` without `message_id`); the
-        message's id. One round trip on PostgreSQL, two on SQLite."""
+        message's id. One round trip on PostgreSQL, two on SQLite. `with_changes`: on
+        PostgreSQL the session's pending changes go in the same statement (see
+        `UnitOfWork.write_changes`)."""
         if self.session.get_bind().dialect.name != "postgresql":
-            message_id = (await self.session.execute(_INSERT_MESSAGE, message)).scalar_one()
-            await self.session.execute(_INSERT_OUTBOX, {**item, "message_id": message_id})
+            message_id = (await _unflushed(self.session, _INSERT_MESSAGE, message)).scalar_one()
+            await _unflushed(self.session, _INSERT_OUTBOX, {**item, "message_id": message_id})
             return int(message_id)
         item = {"uncertain": False, "cancel_on_reply": False, **item}  # the columns' defaults
         parameters = {f"m_{name}": message.get(name) for name in _MESSAGE_COLUMNS}
         parameters.update({f"o_{name}": item.get(name) for name in _OUTBOX_FROM_MESSAGE})
-        result = await self.session.execute(_INSERT_MESSAGE_AND_OUTBOX, parameters)
+        if with_changes:
+            result = await folded.run_with_changes(self.session, _message_and_outbox, parameters)
+        else:
+            result = await _unflushed(self.session, _INSERT_MESSAGE_AND_OUTBOX, parameters)
         return int(result.scalar_one())
 
     async def get(self, item_id: int) -> OutboxItem | None:
@@ -926,6 +1152,13 @@ class Appointments:
         return list((await self.session.execute(statement)).scalars())
 
 
+@dataclass(frozen=True, slots=True)
+class Added:
+    """An `Actions.add_unless_pending` of this unit of work (see `Actions.take_back`)."""
+
+    write: tuple[folded.Factory, dict[str, Any]]
+
+
 class Actions:
     """Scheduled actions: stored first, claimed when due, fired once."""
 
@@ -937,8 +1170,10 @@ class Actions:
 
     async def add_unless_pending(
         self, *, kind: str, due_at: datetime, lead_id: int, created_at: datetime
-    ) -> None:
-        """Add an action of `kind` for the lead unless one already waits (one statement)."""
+    ) -> Added:
+        """Add an action of `kind` for the lead unless one already waits (one statement; on
+        PostgreSQL written with the unit of work's other changes, see `storage.folded`).
+        What was asked, for `take_back`."""
         values = {
             "kind": kind,
             "due_at": due_at,
@@ -948,7 +1183,23 @@ class Actions:
             "attempts": 0,
             "created_at": created_at,
         }
-        await self.session.execute(_ADD_UNLESS_PENDING, values)
+        return Added(await folded.defer(self.session, _add_unless_pending, values))
+
+    async def take_back(self, added: Added) -> None:
+        """Undo `add_unless_pending` in the same unit of work: nothing is written when it was
+        still waiting to be; otherwise the row it added (if it added one) is deleted."""
+        if folded.forget(self.session, added.write):
+            return
+        values = added.write[1]
+        await self.session.execute(
+            delete(ScheduledAction).where(
+                ScheduledAction.lead_id == values["lead_id"],
+                ScheduledAction.kind == values["kind"],
+                ScheduledAction.state == values["state"],
+                ScheduledAction.created_at == values["created_at"],
+                ScheduledAction.due_at == values["due_at"],
+            )
+        )
 
     async def add_once(self, values: dict[str, Any]) -> bool:
         """Add an action keyed by `dedupe_key` unless another process already did."""

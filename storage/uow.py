@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from types import TracebackType
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage import folded
 from storage.crm import Crm
 from storage.db import Database
 from storage.desk import Accounts, Audit, Inbox, Invites, Lists, Transfers
@@ -31,6 +33,34 @@ from storage.repositories import (
 )
 from storage.scripts import Scripts
 from storage.webhooks import Webhooks
+
+_REPOSITORIES: dict[str, Callable[[AsyncSession], object]] = {
+    "leads": Leads,
+    "identities": Identities,
+    "conversations": Conversations,
+    "messages": Messages,
+    "outbox": Outbox,
+    "handoffs": Handoffs,
+    "agents": Agents,
+    "appointments": Appointments,
+    "actions": Actions,
+    "sequences": Sequences,
+    "tasks": Tasks,
+    "notifications": Notifications,
+    "transcripts": Transcripts,
+    "accounts": Accounts,
+    "invites": Invites,
+    "transfers": Transfers,
+    "audit": Audit,
+    "lists": Lists,
+    "inbox": Inbox,
+    "crm": Crm,
+    "webhooks": Webhooks,
+    "reports": Reports,
+    "scripts": Scripts,
+    "deferred": Deferred,
+    "materials": Materials,
+}
 
 
 class UnitOfWork:
@@ -68,32 +98,17 @@ class UnitOfWork:
 
     async def __aenter__(self) -> UnitOfWork:
         self.session = self._db.session()
-        self.leads = Leads(self.session)
-        self.identities = Identities(self.session)
-        self.conversations = Conversations(self.session)
-        self.messages = Messages(self.session)
-        self.outbox = Outbox(self.session)
-        self.handoffs = Handoffs(self.session)
-        self.agents = Agents(self.session)
-        self.appointments = Appointments(self.session)
-        self.actions = Actions(self.session)
-        self.sequences = Sequences(self.session)
-        self.tasks = Tasks(self.session)
-        self.notifications = Notifications(self.session)
-        self.transcripts = Transcripts(self.session)
-        self.accounts = Accounts(self.session)
-        self.invites = Invites(self.session)
-        self.transfers = Transfers(self.session)
-        self.audit = Audit(self.session)
-        self.lists = Lists(self.session)
-        self.inbox = Inbox(self.session)
-        self.crm = Crm(self.session)
-        self.webhooks = Webhooks(self.session)
-        self.reports = Reports(self.session)
-        self.scripts = Scripts(self.session)
-        self.deferred = Deferred(self.session)
-        self.materials = Materials(self.session)
         return self
+
+    def __getattr__(self, name: str) -> Any:
+        # A repository is made on first use: a message's unit of work touches a handful of
+        # the two dozen, and making them all cost more than its SQL statement's building.
+        repository = _REPOSITORIES.get(name)
+        if repository is None or "session" not in self.__dict__:
+            raise AttributeError(name)
+        made = repository(self.session)
+        setattr(self, name, made)
+        return made
 
     async def __aexit__(
         self,
@@ -108,14 +123,27 @@ class UnitOfWork:
     @contextlib.asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:
         """A nested transaction: what fails inside rolls back alone, the rest stays."""
-        async with self.session.begin_nested():
-            yield
+        await folded.write_deferred(self.session)
+        try:
+            async with self.session.begin_nested():
+                yield
+        except BaseException:
+            # Writes deferred inside belong to what rolled back.
+            folded.discard_deferred(self.session)
+            raise
 
     async def refresh(self, row: object) -> None:
         """Read a row again (after a savepoint rolled back changes made to it)."""
         await self.session.refresh(row)
 
+    async def write_changes(self) -> None:
+        """Write what the session holds now; on PostgreSQL the lead's and conversations'
+        changes and new CRM rows in one statement (see `storage.folded`). New CRM rows are
+        not read back: call it when nothing reads their ids, right before `commit`."""
+        await folded.write_changes(self.session)
+
     async def commit(self) -> None:
+        await folded.write_deferred(self.session)
         await self.session.commit()
 
     async def rollback(self) -> None:

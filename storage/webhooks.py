@@ -4,13 +4,42 @@ outbox's (due rows under a lease; SKIP LOCKED lets several processes share the w
 from __future__ import annotations
 
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import or_, select
+from sqlalchemy import String, Table, bindparam, insert, literal, or_, select, type_coerce
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.base import Executable
 
+from storage import folded
 from storage.models import WebhookDelivery, WebhookEndpoint
 
 PENDING, SENDING, DONE, FAILED = "pending", "sending", "done", "failed"
+
+_ENDPOINTS = cast(Table, WebhookEndpoint.__table__)
+_DELIVERIES = cast(Table, WebhookDelivery.__table__)
+
+
+def _stage_for_subscribers(prefix: str) -> Executable:
+    """PostgreSQL: one delivery per active endpoint that wants the event, without reading
+    the endpoints first (most installations have none: then it writes nothing)."""
+    event = bindparam(prefix + "event", type_=String)
+    now = bindparam(prefix + "now", type_=_DELIVERIES.c.created_at.type)
+    return insert(_DELIVERIES).from_select(
+        ["endpoint_id", "event", "body", "state", "attempts", "next_attempt_at", "created_at"],
+        select(
+            _ENDPOINTS.c.id,
+            event,
+            bindparam(prefix + "body", type_=_DELIVERIES.c.body.type),
+            literal(PENDING),
+            literal(0),
+            now,
+            now,
+        ).where(
+            _ENDPOINTS.c.active.is_(True),
+            type_coerce(_ENDPOINTS.c.events, JSONB).has_key(event),
+        ),
+    )
 
 
 class Webhooks:
@@ -37,6 +66,27 @@ class Webhooks:
 
     def stage(self, delivery: WebhookDelivery) -> None:
         self.session.add(delivery)
+
+    async def stage_for_subscribers(self, event: str, body: str, now: datetime) -> None:
+        """Stage the event's delivery to every active endpoint that wants it. On PostgreSQL
+        one INSERT ... SELECT written with the unit of work's other changes (`storage.folded`);
+        elsewhere the endpoints are read and a delivery added for each."""
+        if self.session.get_bind().dialect.name == "postgresql":
+            parameters = {"event": event, "body": body, "now": now}
+            await folded.defer(self.session, _stage_for_subscribers, parameters)
+            return
+        for endpoint in await self.subscribed(event):
+            self.stage(
+                WebhookDelivery(
+                    endpoint_id=endpoint.id,
+                    event=event,
+                    body=body,
+                    state=PENDING,
+                    attempts=0,
+                    next_attempt_at=now,
+                    created_at=now,
+                )
+            )
 
     async def claim_due(
         self, now: datetime, limit: int, lease_until: datetime

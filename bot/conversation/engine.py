@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -87,7 +87,8 @@ from bot.metrics import Metrics
 from bot.settings import Settings
 from intents.model import NONE, NluResult
 from storage.db import Database, is_conflict
-from storage.models import Conversation, Handoff, Lead, Message, Notification
+from storage.models import ChannelIdentity, Conversation, Handoff, Lead, Message, Notification
+from storage.repositories import Previous
 from storage.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -282,40 +283,32 @@ class Engine:
             conversation, watched = await uow.conversations.for_sender_watched(
                 event.channel, event.sender_id, IDLE
             )
-            first = conversation is None
-            if conversation is None:
-                conversation, _ = await self._first_contact(uow, event, now)
-            lead = conversation.lead
-            dialogue = Dialogue.from_context(conversation.context)
-            if await self._lapsed(uow, conversation.id, dialogue, event):
-                dialogue = dialogue.without_question()
             text = event.text.strip()
-            nlu, choice = self._understand(event, dialogue, text, now, lead.timezone)
-            message_id = await uow.messages.add_inbound(
-                {
-                    "conversation_id": conversation.id,
-                    "channel": event.channel,
-                    "direction": Direction.IN,
-                    "author": Author.LEAD,
-                    "text": event.text,
-                    "media": [
-                        {"kind": m.kind, "ref": m.ref, "content_type": m.content_type}
-                        for m in event.media
-                    ],
-                    "channel_message_id": event.message_id,
-                    "intent": nlu.intent if nlu else None,
-                    "confidence": round(nlu.confidence, 4) if nlu else None,
-                    "status": DeliveryStatus.RECEIVED,
-                    "created_at": now,
-                }
-            )
+            before = None
+            if conversation is None:
+                # A new conversation has no question pending and nothing before this message.
+                dialogue = Dialogue()
+                conversation, nlu, choice, message_id = await self._first_contact(
+                    uow, event, text, dialogue, now
+                )
+                lead = conversation.lead
+            else:
+                lead = conversation.lead
+                dialogue = Dialogue.from_context(conversation.context)
+                if await self._lapsed(uow, conversation.id, dialogue, event):
+                    dialogue = dialogue.without_question()
+                nlu, choice = self._understand(event, dialogue, text, now, lead.timezone)
+                inbound = self._inbound(event, nlu, now)
+                message_id, before = await uow.messages.add_inbound_after(
+                    {**inbound, "conversation_id": conversation.id}
+                )
             if message_id is None:
                 self.metrics.inbound.labels(event.channel, "duplicate").inc()
                 log.info("message_duplicate", extra={"channel": event.channel})
                 return Outcome(duplicate=True)
 
-            if not first:  # a new conversation has nothing before this message
-                await self._replied_fast(uow, lead, conversation.id, message_id, now)
+            if before is not None:
+                self._replied_fast(uow, lead, before, now)
             lead.last_activity_at = now
             conversation.last_inbound_at = min(event.sent_at, now)
             if lead.sequence_run_id is not None:
@@ -335,10 +328,14 @@ class Engine:
             replies: list[InlineReply] = []
             turn = _Turn(uow, event, lead, conversation, message_id, now, choice, learned)
             if lead.opted_out_at is None and conversation.state == ConversationState.BOT:
+                # When this conversation goes quiet, the tier's follow-up starts. Asked before
+                # the bot answers, so the check goes out with the reply (one statement on
+                # PostgreSQL), and taken back when the turn ends with a person or an opt-out.
+                idle = await self.followup.idle.watch(uow, lead, now, waiting=watched)
                 replies = await self._converse(turn, dialogue, nlu)
-                if lead.opted_out_at is None and conversation.state == ConversationState.BOT:
-                    # When this conversation goes quiet, the tier's follow-up starts.
-                    await self.followup.idle.watch(uow, lead, now, waiting=watched)
+                if lead.opted_out_at is not None or conversation.state != ConversationState.BOT:
+                    await self.followup.idle.unwatch(uow, idle)
+            await uow.write_changes()
             await uow.commit()
 
         # The pages that show this conversation (and the queue, after a handoff) look again.
@@ -359,6 +356,24 @@ class Engine:
         if (replies and not event.reply_inline) or turn.staged:
             self.on_commit()
         return Outcome(message_id=message_id, replies=tuple(replies) if event.reply_inline else ())
+
+    @staticmethod
+    def _inbound(event: InboundMessage, nlu: NluResult | None, now: datetime) -> dict[str, Any]:
+        """The inbound message's row, but for its conversation."""
+        return {
+            "channel": event.channel,
+            "direction": Direction.IN,
+            "author": Author.LEAD,
+            "text": event.text,
+            "media": [
+                {"kind": m.kind, "ref": m.ref, "content_type": m.content_type} for m in event.media
+            ],
+            "channel_message_id": event.message_id,
+            "intent": nlu.intent if nlu else None,
+            "confidence": round(nlu.confidence, 4) if nlu else None,
+            "status": DeliveryStatus.RECEIVED,
+            "created_at": now,
+        }
 
     def _understand(
         self,
@@ -424,35 +439,56 @@ class Engine:
         return Learned(named, email, tuple(phones))
 
     async def _first_contact(
-        self, uow: UnitOfWork, event: InboundMessage, now: datetime
-    ) -> tuple[Conversation, bool]:
-        """The lead, identity and conversation of a sender new to this channel; True when the
-        lead is new too (not known by phone from another channel)."""
+        self, uow: UnitOfWork, event: InboundMessage, text: str, dialogue: Dialogue, now: datetime
+    ) -> tuple[Conversation, NluResult | None, str | None, int | None]:
+        """The lead, identity and conversation of a sender new to this channel, with the
+        message stored: the conversation, what the message means, its button choice, and the
+        message's id (None: the channel already delivered it)."""
         lead = None
         if event.sender_phone:
             # One person is one lead: a number already known from another channel or an
             # import (in any of its spellings) joins this identity to that lead.
             lead = await uow.leads.by_phone(spellings(event.sender_phone))
-        created = lead is None
+        timezone = lead.timezone if lead is not None else self.rules.timezone
+        nlu, choice = self._understand(event, dialogue, text, now, timezone)
+        inbound = self._inbound(event, nlu, now)
+        identity = ChannelIdentity(
+            channel=event.channel,
+            external_id=event.sender_id,
+            phone=event.sender_phone,
+            display_name=event.sender_name,
+            reachable=True,
+            created_at=now,
+        )
+        conversation = Conversation(
+            channel=event.channel, state=ConversationState.BOT, context={}, created_at=now
+        )
         if lead is None:
             scoring = self.rules.scoring
-            lead = await uow.leads.add(
-                Lead(
-                    name=event.sender_name,
-                    source=event.source or event.channel.value,
-                    stage=self.rules.first_stage,
-                    score=scoring.initial,
-                    tier=scoring.tier(scoring.initial),
-                    timezone=self.rules.timezone,
-                    first_contact_at=now,
-                    last_activity_at=now,
-                    pipeline=self.rules.pipeline,
-                )
+            lead = Lead(
+                name=event.sender_name,
+                source=event.source or event.channel.value,
+                stage=self.rules.first_stage,
+                score=scoring.initial,
+                tier=scoring.tier(scoring.initial),
+                timezone=self.rules.timezone,
+                first_contact_at=now,
+                last_activity_at=now,
+                pipeline=self.rules.pipeline,
             )
+            opened = await uow.conversations.open_for_new_lead(
+                lead, identity, conversation, inbound
+            )
+            if opened is None:
+                raise _RaceLost
+            conversation, message_id = opened
+            if message_id is None:
+                return conversation, nlu, choice, None  # a duplicate: rolled back, nothing kept
             if event.sender_phone:
                 await uow.leads.add_phone(lead.id, event.sender_phone)
             await record.created(uow, lead, scoring, now)
-        identity = await uow.identities.create(
+            return conversation, nlu, choice, message_id
+        created = await uow.identities.create(
             {
                 "lead_id": lead.id,
                 "channel": event.channel,
@@ -463,19 +499,12 @@ class Engine:
                 "created_at": now,
             }
         )
-        if identity is None:
+        if created is None:
             raise _RaceLost
-        conversation = await uow.conversations.add(
-            Conversation(
-                lead=lead,
-                identity=identity,
-                channel=event.channel,
-                state=ConversationState.BOT,
-                context={},
-                created_at=now,
-            )
-        )
-        return conversation, created
+        conversation.lead, conversation.identity = lead, created
+        conversation = await uow.conversations.add(conversation)
+        message_id = await uow.messages.add_inbound({**inbound, "conversation_id": conversation.id})
+        return conversation, nlu, choice, message_id
 
     async def _converse(
         self, turn: _Turn, dialogue: Dialogue, nlu: NluResult | None
@@ -629,13 +658,10 @@ class Engine:
             uow, "appointment.booked", {"lead": lead_data, "appointment": appointment}, now
         )
 
-    async def _replied_fast(
-        self, uow: UnitOfWork, lead: Lead, conversation_id: int, message_id: int, now: datetime
-    ) -> None:
+    def _replied_fast(self, uow: UnitOfWork, lead: Lead, before: Previous, now: datetime) -> None:
         """A reply soon after a follow-up or an agent's message counts for the lead (one
         reply to the bot's own answers in a chat does not: that is just chatting)."""
-        before = await uow.messages.previous(conversation_id, message_id)
-        if before is None or before.direction != Direction.OUT:
+        if before.direction != Direction.OUT:
             return
         outreach = before.author == Author.AGENT or (before.script or "").startswith("sequence.")
         limit = self.rules.scoring.replied_fast_minutes * 60
@@ -711,6 +737,7 @@ class Engine:
             buttons=buttons,
             optout_confirmation=script == "optout.confirm",
             delivered_inline=turn.event.reply_inline,
+            with_changes=True,  # the lead's and conversation's changes so far: one round trip
         )
         return InlineReply(message_id, rendered.text)
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from bot.core.crm import ActivityKind
 from bot.core.scoring import UNANSWERED, UNANSWERED_COOLED, Contribution, Scoring
-from storage.models import Activity, Lead, ScoreEvent, StageChange, WebhookDelivery
+from storage.models import Activity, Lead, ScoreEvent, StageChange
 from storage.uow import UnitOfWork
 
 
@@ -127,12 +127,9 @@ async def created(uow: UnitOfWork, lead: Lead, scoring: Scoring, now: datetime) 
     await emit(uow, "lead.created", {"lead": lead_data(lead)}, now)
 
 
-async def emit(uow: UnitOfWork, event: str, data: dict[str, Any], now: datetime) -> int:
+async def emit(uow: UnitOfWork, event: str, data: dict[str, Any], now: datetime) -> None:
     """Stage the event for every endpoint that wants it, in the caller's transaction (sent
-    after the commit by the webhook dispatcher); how many deliveries were staged."""
-    endpoints = await uow.webhooks.subscribed(event)
-    if not endpoints:
-        return 0
+    after the commit by the webhook dispatcher)."""
     body = json.dumps(
         {
             "id": f"evt_{uuid.uuid4().hex}",
@@ -144,19 +141,7 @@ async def emit(uow: UnitOfWork, event: str, data: dict[str, Any], now: datetime)
         separators=(",", ":"),
         default=str,
     )
-    for endpoint in endpoints:
-        uow.webhooks.stage(
-            WebhookDelivery(
-                endpoint_id=endpoint.id,
-                event=event,
-                body=body,
-                state="pending",
-                attempts=0,
-                next_attempt_at=now,
-                created_at=now,
-            )
-        )
-    return len(endpoints)
+    await uow.webhooks.stage_for_subscribers(event, body, now)
 
 
 def lead_data(lead: Lead) -> dict[str, Any]:

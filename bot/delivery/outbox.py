@@ -45,6 +45,7 @@ async def stage(
     cancel_on_reply: bool = False,
     delivered_inline: bool = False,
     attachment: Mapping[str, Any] | None = None,
+    with_changes: bool = False,
 ) -> int:
     """Record an outgoing message and its outbox row in the caller's transaction; its id.
 
@@ -54,6 +55,8 @@ async def stage(
     instead once the window has closed. `delivered_inline` is for channels that deliver the
     reply in the HTTP response itself (web chat): the row is recorded as already done.
     `attachment` is a material's file sent with the first part (see `stage_material`).
+    `with_changes`: the unit of work's pending changes go in the same statement (see
+    `UnitOfWork.write_changes`: new CRM rows are not read back).
     """
     status = DeliveryStatus.DELIVERED if delivered_inline else DeliveryStatus.PENDING
     parts = split_text(text, TEXT_LIMITS.get(conversation.channel))
@@ -97,6 +100,7 @@ async def stage(
                 "created_at": now,
                 "settled_at": now if delivered_inline else None,
             },
+            with_changes=with_changes,
         )
         ids.append(message_id)
     return ids[0]

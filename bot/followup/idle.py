@@ -18,6 +18,7 @@ from bot.core.model import ConversationState
 from bot.followup.actions import DONE, IDLE, Fired, later, skipped
 from bot.followup.sequences import Sequences
 from storage.models import Lead, ScheduledAction
+from storage.repositories import Added
 from storage.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -31,15 +32,21 @@ class IdleWatch:
 
     async def watch(
         self, uow: UnitOfWork, lead: Lead, now: datetime, *, waiting: bool = False
-    ) -> None:
+    ) -> Added | None:
         """Make sure a check waits for the lead (one at a time: it reschedules itself while
         the conversation stays live). The caller holds the lead's row, so two messages of one
         lead never both add one. `waiting`: the caller already saw one waiting, in this
-        transaction (nothing to do)."""
-        if not waiting:
-            await uow.actions.add_unless_pending(
-                kind=IDLE, due_at=now + self.idle, lead_id=lead.id, created_at=now
-            )
+        transaction (nothing to do). What was added, for `unwatch`."""
+        if waiting:
+            return None
+        return await uow.actions.add_unless_pending(
+            kind=IDLE, due_at=now + self.idle, lead_id=lead.id, created_at=now
+        )
+
+    async def unwatch(self, uow: UnitOfWork, added: Added | None) -> None:
+        """Take back what `watch` added in this unit of work."""
+        if added is not None:
+            await uow.actions.take_back(added)
 
     async def check(self, uow: UnitOfWork, action: ScheduledAction, now: datetime) -> Fired:
         if action.lead_id is None:

@@ -1,0 +1,321 @@
+"""One statement for what a turn leaves in the session (PostgreSQL).
+
+The ORM's flush writes each changed row in a statement of its own: on the engine's hot path
+an UPDATE of the lead, an UPDATE of the conversation and an INSERT per CRM row (score event,
+activity, stage change), each a round trip. PostgreSQL runs them all in one statement as
+data-modifying CTEs, together with the writes deferred to it (`defer`: staging a webhook
+event for its subscribers, the idle check of a lead). What this module does not know (another
+kind of row, a relationship changed, a row deleted) it leaves to the ORM's flush, which then
+runs as before.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from sqlalchemy import (
+    MetaData,
+    Table,
+    bindparam,
+    insert,
+    inspect,
+    literal,
+    select,
+    union_all,
+    update,
+)
+from sqlalchemy.engine import Result
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import ColumnProperty
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.sql.expression import Executable
+from sqlalchemy.sql.selectable import HasCTE
+
+from storage.models import Activity, Base, Conversation, Lead, ScoreEvent, StageChange
+
+# Rows whose changes are plain column values: updated in place, in the engine's lock order
+# (the conversation, then its lead), whatever order the session keeps them in.
+_UPDATED: tuple[type[Base], ...] = (Conversation, Lead)
+# Rows written once and never read back in the same unit of work: inserted without their id.
+_INSERTED: tuple[type[Base], ...] = (ScoreEvent, Activity, StageChange)
+
+# A write that nothing in the unit of work reads back, built with every bind parameter's name
+# behind a prefix (so several can share one statement): see `defer`.
+Factory = Callable[[str], Executable]
+_DEFERRED = "seguibot.deferred_writes"  # the session's `info` key
+
+# (table, "update" | "insert", columns) or ("", "deferred", factory) for each part, in order:
+# the statement's shape.
+_Shape = tuple[tuple[str, str, Hashable], ...]
+_STATEMENTS: dict[_Shape, Executable] = {}
+_NO_TABLE = Table("deferred", MetaData())  # a deferred write's place in the list of tables
+
+
+@functools.cache
+def _built(factory: Factory, prefix: str) -> Executable:
+    return factory(prefix)
+
+
+async def defer(
+    session: AsyncSession, factory: Factory, parameters: dict[str, Any]
+) -> tuple[Factory, dict[str, Any]]:
+    """Run a write nothing in this unit of work reads back (an INSERT ... SELECT): on
+    PostgreSQL with the unit of work's other changes (`write_changes`, or at the commit),
+    elsewhere now. The write, for `forget`."""
+    write = (factory, parameters)
+    if session.get_bind().dialect.name != "postgresql":
+        with session.no_autoflush:  # nothing pending refers to what it writes
+            await session.execute(_built(factory, ""), parameters)
+        return write
+    session.info.setdefault(_DEFERRED, []).append(write)
+    return write
+
+
+def forget(session: AsyncSession, write: tuple[Factory, dict[str, Any]]) -> bool:
+    """Drop a deferred write not yet run; False when it already ran (undo it otherwise)."""
+    pending = session.info.get(_DEFERRED, [])
+    for n, candidate in enumerate(pending):
+        if candidate is write:
+            del pending[n]
+            return True
+    return False
+
+
+async def write_deferred(session: AsyncSession) -> None:
+    """Run the deferred writes now, each on its own, after the session's pending rows."""
+    for factory, parameters in session.info.pop(_DEFERRED, []):
+        await session.execute(_built(factory, ""), parameters)
+
+
+def discard_deferred(session: AsyncSession) -> None:
+    """Forget the deferred writes (the savepoint they were made in rolled back)."""
+    session.info.pop(_DEFERRED, None)
+
+
+def _table(row: Base) -> Table:
+    return cast(Table, type(row).__table__)
+
+
+def _changes(row: Base) -> dict[str, Any] | None:
+    """The columns the session changed on `row` and their new values; None when something
+    other than a column changed (left to the ORM's flush)."""
+    state = inspect(row)
+    mapper = state.mapper
+    changed: dict[str, Any] = {}
+    for key in state.committed_state:
+        prop = mapper.attrs.get(key)
+        if not isinstance(prop, ColumnProperty) or len(prop.columns) != 1:
+            return None
+        history = state.attrs[key].history
+        if not history.added:
+            if history.deleted:
+                return None  # the value was deleted, not set: as the ORM would do it
+            continue
+        value = history.added[0]
+        if history.deleted and history.deleted[0] == value:
+            continue  # set to the value it had: the ORM would not write it either
+        changed[prop.columns[0].key] = value
+    if changed:
+        for column in _table(row).columns:
+            onupdate = column.onupdate
+            if onupdate is not None and column.key not in changed:
+                if not onupdate.is_callable:
+                    return None
+                changed[column.key] = onupdate.arg(None)  # type: ignore[attr-defined]
+    return changed
+
+
+def column_values(row: Base) -> dict[str, Any] | None:
+    """Every column of a new row but its id, with the model's defaults; None when a column
+    has only a server default (left to the ORM's flush)."""
+    values: dict[str, Any] = {}
+    given = row.__dict__
+    for column in _table(row).columns:
+        if column.primary_key:
+            continue
+        value = given.get(column.key)
+        if value is None and column.default is not None:
+            default = column.default
+            if default.is_callable:
+                value = default.arg(None)  # type: ignore[attr-defined]
+            elif default.is_scalar:
+                value = default.arg  # type: ignore[attr-defined]
+            else:
+                return None
+        elif column.key not in given and column.server_default is not None:
+            return None
+        values[column.key] = value
+    return values
+
+
+def _parts(shape: _Shape, tables: Sequence[Table]) -> list[Any]:
+    parts: list[Any] = []
+    for n, ((_, kind, columns), table) in enumerate(zip(shape, tables, strict=True)):
+        if kind == "deferred":
+            parts.append(cast(Factory, columns)(f"p{n}_"))
+            continue
+        if kind == "update":
+            names = cast(tuple[str, ...], columns)
+            values = {c: bindparam(f"p{n}_{c}", type_=table.c[c].type) for c in names}
+            key = bindparam(f"p{n}_id", type_=table.c.id.type)
+            parts.append(update(table).where(table.c.id == key).values(values))
+        else:
+            # One INSERT per table, its rows in the order they were added (their ids too).
+            names, count = cast(tuple[tuple[str, ...], int], columns)
+            # (A multi-row VALUES would not be cached by SQLAlchemy: compiled every time.)
+            rows = [
+                [bindparam(f"p{n}_{i}_{c}", type_=table.c[c].type) for c in names]
+                for i in range(count)
+            ]
+            if count == 1:
+                parts.append(insert(table).values(dict(zip(names, rows[0], strict=True))))
+            else:
+                selects = union_all(*(select(*row) for row in rows))
+                parts.append(insert(table).from_select(list(names), selects))
+    return parts
+
+
+def _statement(shape: _Shape, tables: Sequence[Table]) -> Executable:
+    statement = _STATEMENTS.get(shape)
+    if statement is None:
+        parts = _parts(shape, tables)
+        if len(parts) == 1:
+            statement = parts[0]
+        else:
+            ctes = (part.cte(f"w{n}") for n, part in enumerate(parts))
+            statement = select(literal(1)).add_cte(*ctes)
+        _STATEMENTS[shape] = statement
+    return statement
+
+
+_WITH: dict[tuple[Factory, _Shape], Executable] = {}
+
+
+def _with(factory: Factory, shape: _Shape, tables: Sequence[Table]) -> Executable:
+    statement = _WITH.get((factory, shape))
+    if statement is None:
+        parts = _parts(shape, tables)
+        main = cast(HasCTE, factory(""))
+        ctes = (part.cte(f"w{n}") for n, part in enumerate(parts))
+        statement = cast(Executable, main.add_cte(*ctes))
+        _WITH[(factory, shape)] = statement
+    return statement
+
+
+@dataclass(slots=True)
+class _Collected:
+    """The session's pending changes, as one statement's parts."""
+
+    shape: list[tuple[str, str, Hashable]] = field(default_factory=list)
+    tables: list[Table] = field(default_factory=list)
+    parameters: dict[str, Any] = field(default_factory=dict)
+    updated: list[tuple[Base, dict[str, Any]]] = field(default_factory=list)
+    inserted: list[Base] = field(default_factory=list)
+
+    def written(self, session: AsyncSession) -> None:
+        """The parts ran: the session forgets them as if it had flushed them."""
+        for row, changes in self.updated:
+            for key, value in changes.items():
+                set_committed_value(row, key, value)
+            # Every change of the row is written (`_changes` takes all or none), so the row is
+            # as if flushed: clean, or every later flush and the commit's would look at it
+            # again. (SQLAlchemy has no public call for this; the pin keeps 2.1's.)
+            state = inspect(row)
+            state._commit_all(state.dict, session.sync_session.identity_map)
+        for row in self.inserted:
+            session.expunge(row)
+
+
+def _collect(session: AsyncSession) -> _Collected | None:
+    """What the session holds, as parts of one statement; None when some of it is left to
+    the ORM's flush (which must then run first). Takes the deferred writes."""
+    if session.get_bind().dialect.name != "postgresql" or session.deleted:
+        return None
+    new = list(session.new)
+    deferred = session.info.get(_DEFERRED, [])
+    # A new row of another kind may be what these refer to; two deferred writes of one kind
+    # in one statement would run in no set order.
+    if any(not isinstance(row, _INSERTED) for row in new):
+        return None
+    if len({factory for factory, _ in deferred}) < len(deferred):
+        return None
+    collected = _Collected()
+    shape, parameters = collected.shape, collected.parameters
+    dirty = [row for row in session.dirty if isinstance(row, _UPDATED)]
+    dirty.sort(key=lambda row: (_UPDATED.index(type(row)), inspect(row).identity))
+    for row in dirty:
+        changes = _changes(row)
+        if changes is None:
+            return None
+        if not changes:
+            continue
+        n = len(shape)
+        table = _table(row)
+        shape.append((table.name, "update", tuple(changes)))
+        collected.tables.append(table)
+        parameters[f"p{n}_id"] = inspect(row).identity[0]  # type: ignore[index]
+        parameters.update({f"p{n}_{c}": v for c, v in changes.items()})
+        collected.updated.append((row, changes))
+    by_table: dict[Table, list[dict[str, Any]]] = {}
+    for row in new:
+        values = column_values(row)
+        if values is None:
+            return None
+        by_table.setdefault(_table(row), []).append(values)
+        collected.inserted.append(row)
+    for table, rows in by_table.items():
+        n = len(shape)
+        shape.append((table.name, "insert", (tuple(rows[0]), len(rows))))
+        collected.tables.append(table)
+        for i, values in enumerate(rows):
+            parameters.update({f"p{n}_{i}_{c}": v for c, v in values.items()})
+    for factory, values in session.info.pop(_DEFERRED, []):
+        n = len(shape)
+        shape.append(("", "deferred", factory))
+        collected.tables.append(_NO_TABLE)
+        parameters.update({f"p{n}_{key}": value for key, value in values.items()})
+    return collected
+
+
+async def write_changes(session: AsyncSession) -> None:
+    """Write the session's pending changes: on PostgreSQL the lead's and conversations'
+    column changes, new CRM rows and the deferred writes in one statement, unless something
+    there is left to the ORM's flush (then everything goes as before).
+
+    New CRM rows are written without reading their ids back and leave the session.
+    """
+    collected = _collect(session)
+    if collected is None:
+        await session.flush()
+        await write_deferred(session)
+        return
+    if collected.shape:
+        statement = _statement(tuple(collected.shape), collected.tables)
+        with session.no_autoflush:
+            await session.execute(statement, collected.parameters)
+        collected.written(session)
+    await session.flush()  # whatever else changed (none on the hot path)
+
+
+async def run_with_changes(
+    session: AsyncSession, factory: Factory, parameters: dict[str, Any]
+) -> Result[Any]:
+    """Run the statement `factory("")` (one that writes, and nothing pending refers to what
+    it writes) with the session's pending changes as CTEs of it on PostgreSQL: one round
+    trip for both (see `write_changes`). Otherwise: the changes first, by the ORM's flush."""
+    collected = _collect(session)
+    if collected is None:
+        await session.flush()
+        await write_deferred(session)
+        return await session.execute(_built(factory, ""), parameters)
+    if not collected.shape:
+        with session.no_autoflush:
+            return await session.execute(_built(factory, ""), parameters)
+    statement = _with(factory, tuple(collected.shape), collected.tables)
+    with session.no_autoflush:
+        result = await session.execute(statement, {**parameters, **collected.parameters})
+    collected.written(session)
+    return result
