@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.web_runner import BaseRunner
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -176,11 +177,21 @@ def service(
         senders: dict[Channel, Sender] | None = None, port: int | None = None, **overrides: Any
     ) -> TestClient[Any, Any]:
         app = create_app(make_settings(database_url, **overrides), senders=senders)
-        server_kwargs = {"port": port} if port else None
-        client: TestClient[Any, Any] = await aiohttp_client(app, server_kwargs=server_kwargs)
+        server = ServedAsInProduction(app, port=port)
+        client: TestClient[Any, Any] = await aiohttp_client(server)
         return client
 
     return start
+
+
+class ServedAsInProduction(TestServer):
+    """The app served as `seguibot serve` serves it (`web.run_app`): a request whose client
+    went away runs to its end. aiohttp's test server cancels it instead, which can cut a
+    database transaction short and, on SQLite, leave its write lock held by a connection
+    nobody returns (every other writer then waits out the busy timeout)."""
+
+    async def _make_runner(self, **kwargs: Any) -> BaseRunner:
+        return await super()._make_runner(**{**kwargs, "handler_cancellation": False})
 
 
 def free_port() -> int:
