@@ -250,10 +250,17 @@ def set_books(text: str, script_id: str, index: int, kind: str | None) -> str:
 def _variants(data: dict[str, Any], script_id: str, index: int) -> list[Any]:
     """The reply variants of an intent or of a text of `scripts:`, which has `index`."""
     entry = data["intents"].get(script_id)
-    if isinstance(entry, dict):
-        variants = entry.get("replies")
-    else:
-        variants = (data.get("scripts") or {}).get(script_id)
+    if not isinstance(entry, dict):
+        return _text_variants(data, script_id, index)
+    return _checked(entry.get("replies"), script_id, index)
+
+
+def _text_variants(data: dict[str, Any], script_id: str, index: int) -> list[Any]:
+    """The variants of a text of `scripts:`, which has `index`."""
+    return _checked((data.get("scripts") or {}).get(script_id), script_id, index)
+
+
+def _checked(variants: object, script_id: str, index: int) -> list[Any]:
     if not isinstance(variants, list):
         raise EditError(f"no script {script_id!r}", "no_text", script=script_id)
     if not 0 <= index < len(variants):
@@ -263,24 +270,14 @@ def _variants(data: dict[str, Any], script_id: str, index: int) -> list[Any]:
 
 def remove_text(text: str, script_id: str, index: int) -> str:
     data = read(text)
-    variants = (data.get("scripts") or {}).get(script_id)
-    if not isinstance(variants, list):
-        raise EditError(f"no script {script_id!r}", "no_text", script=script_id)
-    if not 0 <= index < len(variants):
-        raise EditError(f"{script_id} has no variant {index}", "no_item", intent=script_id)
-    del variants[index]
+    del _text_variants(data, script_id, index)[index]
     return write(data)
 
 
 def set_text(text: str, script_id: str, index: int, value: str) -> str:
     """Replace the `index`th variant of a text of `scripts:`."""
     data = read(text)
-    variants = (data.get("scripts") or {}).get(script_id)
-    if not isinstance(variants, list):
-        raise EditError(f"no script {script_id!r}", "no_text", script=script_id)
-    if not 0 <= index < len(variants):
-        raise EditError(f"{script_id} has no variant {index}", "no_item", intent=script_id)
-    variants[index] = _clean(value, "reply")
+    _text_variants(data, script_id, index)[index] = _clean(value, "reply")
     return write(data)
 
 
