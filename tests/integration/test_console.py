@@ -79,6 +79,14 @@ class Browser:
         return response
 
 
+async def signed_in_admin(client: TestClient[Any, Any]) -> Browser:
+    """Olga, an admin, signed in to the console."""
+    await make_agent(client, "Olga", admin=True)
+    browser = Browser(client)
+    assert (await browser.sign_in("olga@example.com")).status == 303
+    return browser
+
+
 @pytest.fixture
 async def client(service: Any) -> TestClient[Any, Any]:
     started: TestClient[Any, Any] = await service(console={"secret": "pruebas-de-consola"})

@@ -26,7 +26,7 @@ from tests.builders import send_due
 from tests.conftest import free_port
 from tests.fakes.telegram_api import FakeTelegramServer, post_update
 from tests.fakes.twilio_api import FakeTwilioServer
-from tests.integration.test_console import Browser, make_agent
+from tests.integration.test_console import Browser, make_agent, signed_in_admin
 from tests.integration.test_telegram import SECRET, text_update
 from tests.integration.test_whatsapp import ANA, post, whatsapp_settings
 
@@ -69,9 +69,7 @@ async def client(service: Any) -> TestClient[Any, Any]:
 
 
 async def admin(client: TestClient[Any, Any]) -> Browser:
-    await make_agent(client, "Olga", admin=True)
-    browser = Browser(client)
-    assert (await browser.sign_in("olga@example.com")).status == 303
+    browser = await signed_in_admin(client)
     await browser.get("/console/materiales")
     return browser
 

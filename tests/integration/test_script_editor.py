@@ -15,20 +15,13 @@ from bot.desk.accounts import Who
 from bot.web.keys import DATABASE, SCRIPTS, UNDERSTANDING
 from intents import editing
 from storage.models import AuditEvent
-from tests.integration.test_console import Browser, make_agent
+from tests.integration.test_console import Browser, make_agent, signed_in_admin
 
 
 @pytest.fixture
 async def client(service: Any) -> TestClient[Any, Any]:
     started: TestClient[Any, Any] = await service(console={"secret": "pruebas-de-guiones"})
     return started
-
-
-async def admin(client: TestClient[Any, Any]) -> Browser:
-    await make_agent(client, "Olga", admin=True)
-    browser = Browser(client)
-    assert (await browser.sign_in("olga@example.com")).status == 303
-    return browser
 
 
 async def say(client: TestClient[Any, Any], text: str) -> list[str]:
@@ -63,7 +56,7 @@ async def test_only_admins_reach_the_editor(client: TestClient[Any, Any]) -> Non
 async def test_the_list_shows_examples_and_last_weeks_matches(client: TestClient[Any, Any]) -> None:
     await say(client, "es muy caro")
     await say(client, "está carísimo, no lo vale")
-    browser = await admin(client)
+    browser = await signed_in_admin(client)
     page = await (await browser.get("/console/scripts")).text()
     row = re.search(r'data-intent="objection.price">(.*?)</tr>', page, re.S)
     assert row is not None
@@ -74,7 +67,7 @@ async def test_the_list_shows_examples_and_last_weeks_matches(client: TestClient
 
 
 async def test_edit_try_publish_and_roll_back(client: TestClient[Any, Any]) -> None:
-    browser = await admin(client)
+    browser = await signed_in_admin(client)
     page = await (await browser.get("/console/scripts/objection.price")).text()
     for testid in ("example-new", "reply-new", "try-input", "publish", "version", "rollback"):
         assert f'data-testid="{testid}"' in page, testid
@@ -130,7 +123,7 @@ async def test_edit_try_publish_and_roll_back(client: TestClient[Any, Any]) -> N
 
 
 async def test_an_invalid_draft_cannot_be_published(client: TestClient[Any, Any]) -> None:
-    browser = await admin(client)
+    browser = await signed_in_admin(client)
     await browser.post("/console/scripts/objection.price/replies", {"text": "Hola {nombe}"})
     page = await (await browser.get("/console/scripts/objection.price")).text()
     assert 'data-testid="placeholder-warning"' in page and "{nombe}" in page
@@ -153,7 +146,7 @@ async def test_an_invalid_draft_cannot_be_published(client: TestClient[Any, Any]
 
 
 async def test_a_draft_older_than_the_live_version_says_so(client: TestClient[Any, Any]) -> None:
-    browser = await admin(client)
+    browser = await signed_in_admin(client)
     await browser.post("/console/scripts/greeting/examples", {"text": "buenas buenas"})
     page = await (await browser.get("/console/scripts/greeting")).text()
     assert 'data-testid="draft-stale"' not in page
@@ -167,7 +160,7 @@ async def test_a_draft_older_than_the_live_version_says_so(client: TestClient[An
 
 
 async def test_new_intents_and_system_intents(client: TestClient[Any, Any]) -> None:
-    browser = await admin(client)
+    browser = await signed_in_admin(client)
     bad = await browser.post("/console/scripts/nueva", {"id": "Horario!", "label": "x"})
     assert bad.status == 400 and "no sirve como identificador" in await bad.text()
     reserved = await browser.post("/console/scripts/nueva", {"id": "versiones", "label": "x"})
@@ -188,7 +181,7 @@ async def test_new_intents_and_system_intents(client: TestClient[Any, Any]) -> N
 async def test_not_understood_messages_become_examples(client: TestClient[Any, Any]) -> None:
     odd = "el cielo es azul hoy"
     await say(client, odd)
-    browser = await admin(client)
+    browser = await signed_in_admin(client)
     page = await (await browser.get("/console/scripts/no-entendidos")).text()
     assert odd in page and 'data-testid="unknown-add"' in page
     added = await browser.post(
@@ -202,7 +195,7 @@ async def test_not_understood_messages_become_examples(client: TestClient[Any, A
 async def test_impact_and_warnings_of_the_draft(client: TestClient[Any, Any]) -> None:
     await say(client, "es muy caro")
     await say(client, "quiero agendar una llamada mañana")
-    browser = await admin(client)
+    browser = await signed_in_admin(client)
     # Without objection.price, "es muy caro" would be understood as something else; the new
     # intent has too few examples, two of them a greeting's (one alone moved the draft's
     # precision by less than the 0.1 % the page shows).
@@ -232,7 +225,7 @@ async def test_impact_and_warnings_of_the_draft(client: TestClient[Any, Any]) ->
 
 
 async def test_business_texts_are_edited_in_the_same_versions(client: TestClient[Any, Any]) -> None:
-    browser = await admin(client)
+    browser = await signed_in_admin(client)
     page = await (await browser.get("/console/scripts/textos")).text()
     assert 'data-script="handoff.waiting"' in page and 'data-testid="text-new"' in page
     waiting = client.app[UNDERSTANDING].current.catalogue.replies("handoff.waiting")
@@ -255,7 +248,7 @@ async def test_business_texts_are_edited_in_the_same_versions(client: TestClient
 async def test_what_a_yes_to_a_reply_books_is_edited_and_published(
     client: TestClient[Any, Any],
 ) -> None:
-    browser = await admin(client)
+    browser = await signed_in_admin(client)
     await browser.get("/console/scripts/objection.price")
     saved = await browser.post(
         "/console/scripts/objection.price/replies/0/agenda", {"books": "visit"}

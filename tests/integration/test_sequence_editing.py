@@ -22,7 +22,7 @@ from bot.web.keys import DATABASE, DISPATCHER, ENGINE, SCHEDULER, SCRIPTS, UNDER
 from intents import editing
 from intents.catalogue import DEFAULT_SCRIPTS
 from storage.models import Message, ScheduledAction, SequenceRun
-from tests.integration.test_console import Browser, make_agent
+from tests.integration.test_console import Browser, make_agent, signed_in_admin
 
 MX = ZoneInfo("America/Mexico_City")
 THURSDAY_10 = datetime(2026, 11, 26, 10, 0, tzinfo=MX)  # no quiet hours till night
@@ -47,9 +47,7 @@ async def client(service: Any, clock: time_machine.Traveller) -> TestClient[Any,
 
 
 async def admin(client: TestClient[Any, Any]) -> Browser:
-    await make_agent(client, "Olga", admin=True)
-    browser = Browser(client)
-    assert (await browser.sign_in("olga@example.com")).status == 303
+    browser = await signed_in_admin(client)
     await browser.get("/console/scripts/sequences")
     return browser
 
