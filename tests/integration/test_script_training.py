@@ -37,7 +37,10 @@ async def test_other_processes_reuse_the_publishers_training(
     service: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     first = await service(nlu={"reload_seconds": 0.2})
-    second = await service(nlu={"reload_seconds": 0.2})
+    # The second looks for the new version only when told (below), after the shared cache is
+    # cleared: a poll between the publication and the clearing would find the first's matcher.
+    second = await service(nlu={"reload_seconds": 60})
+    await loaded(second, 1)
     assert await stored(first, 1) is None  # the factory version: every process trains it
     await first.app[SCRIPTS].publish(with_price_reply(FACTORY), "precio", ADMIN)
     # The processes of this test share one matcher cache; separate processes would not.
@@ -47,6 +50,7 @@ async def test_other_processes_reuse_the_publishers_training(
     assert record is not None and record == published.training
 
     with caplog.at_level(logging.INFO, logger="bot.conversation.scripts"):
+        second.app[SCRIPTS].nudge()
         await loaded(second, 2)
     [trained] = [r for r in caplog.records if r.msg == "nlu_trained"]
     assert trained.__dict__["reused"] is True
