@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from bot.app import WEBCHAT
 from bot.web.console import stream as console_stream
 from bot.web.keys import DATABASE, DESK, DISPATCHER
 from storage.models import Conversation, Message
+from storage.notify import Relay
 from tests.integration.test_console import Browser, make_agent
 
 SESSION = "Vq8mZ2xW9pKq7LtR3nHs5D"
@@ -103,3 +105,33 @@ def test_several_workers_on_sqlite_are_refused_in_one_line(tmp_path: Any) -> Non
     )
     assert done.returncode == 1
     assert "--workers needs PostgreSQL" in done.stderr
+
+
+async def test_a_burst_of_changes_goes_out_in_few_notifications_each_topic_once(
+    postgres_url: str,
+) -> None:
+    # Under load every web chat message signals its session: one NOTIFY (a round trip) each
+    # would add a statement per message; what queued meanwhile goes out together instead.
+    heard: list[tuple[str, ...]] = []
+    all_heard = asyncio.Event()
+
+    def received(topics: Sequence[str]) -> None:
+        heard.append(tuple(topics))
+        if sum(map(len, heard)) >= 51:
+            all_heard.set()
+
+    listener = Relay(postgres_url, received)
+    sender = Relay(postgres_url, lambda topics: None)
+    await listener.start()
+    await sender.start()
+    try:
+        for n in range(200):
+            sender.publish([f"webchat:s{n % 50}", "queue"])
+        await asyncio.wait_for(all_heard.wait(), timeout=10)
+        await asyncio.sleep(0.2)  # anything more would have come by now
+    finally:
+        await sender.close()
+        await listener.close()
+    topics = [topic for batch in heard for topic in batch]
+    assert sorted(topics) == sorted({f"webchat:s{n}" for n in range(50)} | {"queue"})
+    assert len(heard) == 1  # all were queued before the relay's next turn
