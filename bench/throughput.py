@@ -55,6 +55,7 @@ from storage.db import Database
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADERS = {"Content-Type": "application/json"}
+ESTABLISHED = 256  # conversations opened before an "established" phase, whatever its clients
 
 
 def session_id() -> str:
@@ -71,6 +72,7 @@ class Tally:
     other: int = 0  # 4xx, connection errors
     latencies: list[float] = field(default_factory=list)
     acked: list[str] = field(default_factory=list)  # channel message ids answered 200
+    answered: int = 0  # 200s that carried a reply of the bot (the rest: a human's turn, opted out)
     seconds: float = 0.0
     cpu_ms: float = 0.0  # the server's CPU time over the phase
 
@@ -82,6 +84,8 @@ class Tally:
         if not self.latencies:
             return f"{label:<34} no answers ({self.server_errors} 5xx, {self.other} other)"
         cpu = f", server CPU {self.cpu_ms / self.ok:.2f} ms/msg" if self.cpu_ms and self.ok else ""
+        if self.answered:
+            cpu += f", bot answered {self.answered / self.ok:.0%}"
         return (
             f"{label:<34} {self.rate:7.0f} msg/s  p50 {percentile(self.latencies, 50):6.1f} ms"
             f"  p99 {percentile(self.latencies, 99):7.1f} ms  5xx {self.server_errors}"
@@ -97,7 +101,7 @@ async def post(
         async with session.post(
             base + "/webchat/messages", data=json.dumps(body).encode(), headers=HEADERS
         ) as response:
-            await response.read()
+            answer = await response.read()
             status = response.status
     except aiohttp.ClientError:
         tally.other += 1
@@ -106,6 +110,7 @@ async def post(
         tally.ok += 1
         tally.latencies.append((time.perf_counter() - started) * 1000)
         tally.acked.append(f"{body['session_id']}:{body['message_id']}")
+        tally.answered += bool(json.loads(answer)["replies"])
     elif status >= 500:
         tally.server_errors += 1
     else:
@@ -154,27 +159,28 @@ def process_tree(pid: int) -> list[int]:
 async def closed_loop(
     base: str, texts: list[str], seconds: float, clients: int, *, established: bool, pids: list[int]
 ) -> Tally:
-    """`clients` clients each sending as soon as answered, for `seconds`."""
+    """`clients` clients each sending as soon as answered, for `seconds`.
+
+    Established conversations are the same number at every concurrency (ESTABLISHED, shared
+    out among the clients), so each gets about as many messages in a phase of 8 clients as
+    in one of 128: a conversation that gets many is soon handed to a human or opted out, and
+    the bot stops answering it, which is cheaper and would flatter the smaller phase.
+    """
     tally = Tally()
     counter = itertools.count()
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=clients)) as session:
         own: list[list[str]] = []
         if established:
-            # Each client writes to its own conversations, made before the clock starts.
-            own = [[session_id() for _ in range(2)] for _ in range(clients)]
+            known = [session_id() for _ in range(ESTABLISHED)]
+            own = [known[n::clients] for n in range(clients)]
             warm = Tally()
-            for sessions in own:
-                await asyncio.gather(
-                    *(
-                        post(
-                            session,
-                            base,
-                            {"session_id": s, "text": "hola", "message_id": "w"},
-                            warm,
-                        )
-                        for s in sessions
-                    )
+            # Each conversation is opened before the clock starts.
+            await asyncio.gather(
+                *(
+                    post(session, base, {"session_id": s, "text": "hola", "message_id": "w"}, warm)
+                    for s in known
                 )
+            )
 
         async def client(n: int) -> None:
             while time.perf_counter() < deadline:
