@@ -193,6 +193,8 @@ def _services(app: web.Application, settings: Settings, channels: _Channels) -> 
     # the poll of `nlu.reload_seconds` remains for a signal lost or a database without them.
     scripts.on_published = lambda: signals.changed(live.SCRIPTS)
     signals.forward(live.SCRIPTS, lambda _: scripts.nudge())
+    db.active_materials.on_change = lambda: signals.changed(live.MATERIALS)
+    signals.forward(live.MATERIALS, lambda _: db.active_materials.forget())
     # The web chat's streams wake through the signals, so a send by any process reaches them.
     channels.hub.publish = lambda session_id: signals.changed(live.webchat(session_id))
     signals.forward(live.WEBCHAT, channels.hub.wake)

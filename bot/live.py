@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 
 QUEUE = "queue"
 SCRIPTS = "scripts"  # a script version was published: load it now, not at the next poll
+MATERIALS = "materials"  # a material changed: forget the active ones kept
 
 
 def conversation(conversation_id: int) -> str:

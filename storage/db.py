@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from bot.core.errors import Unreachable
+from storage.materials import KEPT, ActiveMaterials, WatchedSession
 
 
 class DatabaseUnavailable(Unreachable):
@@ -128,7 +129,13 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(url, **options)
         if self.is_sqlite:
             _tune_sqlite(self.engine)
-        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.active_materials = ActiveMaterials()
+        self.sessions = async_sessionmaker(
+            self.engine,
+            expire_on_commit=False,
+            sync_session_class=WatchedSession,
+            info={KEPT: self.active_materials},
+        )
 
     async def ping(self, timeout: float = 3.0) -> None:
         """Connect and run a trivial query.

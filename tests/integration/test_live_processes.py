@@ -17,10 +17,13 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import func, select
 
 from bot.app import WEBCHAT
+from bot.conversation.materials import MaterialForm
+from bot.desk.accounts import Who
 from bot.web.console import stream as console_stream
-from bot.web.keys import DATABASE, DESK, DISPATCHER
+from bot.web.keys import DATABASE, DESK, DISPATCHER, MATERIALS
 from storage.models import Conversation, Message
 from storage.notify import Relay
+from storage.uow import UnitOfWork
 from tests.integration.test_console import Browser, make_agent
 
 SESSION = "Vq8mZ2xW9pKq7LtR3nHs5D"
@@ -135,3 +138,25 @@ async def test_a_burst_of_changes_goes_out_in_few_notifications_each_topic_once(
     topics = [topic for batch in heard for topic in batch]
     assert sorted(topics) == sorted({f"webchat:s{n}" for n in range(50)} | {"queue"})
     assert len(heard) == 1  # all were queued before the relay's next turn
+
+
+async def test_a_material_deactivated_on_one_process_is_no_longer_offered_by_the_other(
+    two: tuple[TestClient[Any, Any], TestClient[Any, Any]],
+) -> None:
+    first, second = two
+    kept = second.app[DATABASE].active_materials
+    kept.max_age = 3600.0  # only the signal can make it read them again in time
+    form = MaterialForm(title="Caso A", kind="link", url="https://example.com/a")
+    material = await first.app[MATERIALS].add(form, None, Who(None))
+
+    async def offered_by_second() -> list[str]:
+        async with UnitOfWork(second.app[DATABASE]) as uow:
+            return [m.title for m in await uow.materials.active()]
+
+    assert await offered_by_second() == ["Caso A"]  # kept from now on
+    await first.app[MATERIALS].set_active(material.id, False, Who(None))
+    for _ in range(200):  # 10 s at most; the signal takes milliseconds
+        if not await offered_by_second():
+            break
+        await asyncio.sleep(0.05)
+    assert await offered_by_second() == []

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from aiohttp import FormData
 from aiohttp.test_utils import TestClient
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 
 from bot.conversation.materials import MaterialForm, Upload
 from bot.core.materials import Material
@@ -21,7 +21,8 @@ from bot.desk.accounts import Who
 from bot.web.keys import DATABASE, DISPATCHER, MATERIALS, SCRIPTS
 from intents import editing
 from intents.promises import load_promises
-from storage.models import Activity, AuditEvent, Conversation, Lead
+from storage.models import Activity, AuditEvent, Conversation, Lead, MaterialRow
+from storage.uow import UnitOfWork
 from tests.builders import send_due
 from tests.conftest import free_port
 from tests.fakes.telegram_api import FakeTelegramServer, post_update
@@ -163,6 +164,48 @@ async def test_an_admin_uploads_edits_and_deactivates_a_material(
     async with client.app[DATABASE].session() as session:
         actions = (await session.execute(select(AuditEvent.action))).scalars().all()
     assert {"material_created", "material_changed", "material_deactivated"} <= set(actions)
+
+
+async def test_the_active_materials_are_read_again_only_after_a_change(
+    client: TestClient[Any, Any],
+) -> None:
+    # The engine asks for them on every reply that may offer one: one read until a commit
+    # changes a material, however it was changed.
+    db = client.app[DATABASE]
+    reads = [0]
+
+    @event.listens_for(db.engine.sync_engine, "before_cursor_execute")
+    def counted(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        reads[0] += "FROM materials" in statement and "WHERE materials.active" in statement
+
+    async def active() -> list[str]:
+        async with UnitOfWork(db) as uow:
+            return [material.title for material in await uow.materials.active()]
+
+    first = await add(client, title="Caso A", kind="link", url="https://example.com/a")
+    assert await active() == ["Caso A"]
+    assert await active() == ["Caso A"]
+    assert reads[0] == 1
+    await add(client, title="Caso B", kind="link", url="https://example.com/b")
+    assert await active() == ["Caso A", "Caso B"]
+    async with db.session() as session:  # an attribute set on the row
+        row = await session.get(MaterialRow, first.id)
+        assert row is not None
+        row.title = "Caso A2"
+        await session.commit()
+    assert await active() == ["Caso A2", "Caso B"]
+    async with db.session() as session:  # a bulk UPDATE
+        await session.execute(update(MaterialRow).values(active=False))
+        await session.commit()
+    assert await active() == []
+    async with db.session() as session:  # rolled back: nothing to forget
+        await session.execute(update(MaterialRow).values(active=True))
+        await session.rollback()
+    assert await active() == []
+    assert reads[0] == 4
+    async with UnitOfWork(db) as uow:  # a transaction sees its own change
+        await uow.session.execute(update(MaterialRow).values(active=True))
+        assert len(await uow.materials.active()) == 2
 
 
 # --- publishing --------------------------------------------------------------------------------
