@@ -24,6 +24,7 @@ import itertools
 import json
 import os
 import platform
+import random
 import secrets
 import subprocess
 import sys
@@ -50,12 +51,25 @@ from bot.app import create_app
 from bot.core.channel import Channel, InboundMessage
 from bot.settings import load_settings
 from bot.web.keys import DATABASE, ENGINE
+from intents import load_catalogue
 from storage import migrate
 from storage.db import Database
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADERS = {"Content-Type": "application/json"}
 ESTABLISHED = 256  # conversations opened before an "established" phase, whatever its clients
+
+
+# What hands a conversation to a person or ends the bot's part (a "none" may, when repeated).
+_BOT_STOPS = frozenset({"optout", "handoff.human", "buy.intent", "none"})
+
+
+def answered_texts() -> list[str]:
+    """The scripts' examples of what the bot answers itself in a conversation in any state
+    (objections, questions, booking, yes, no, thanks): the established phases' texts."""
+    texts = [e.text for e in load_catalogue().all_examples() if e.intent not in _BOT_STOPS]
+    random.Random(7).shuffle(texts)
+    return texts
 
 
 def session_id() -> str:
@@ -162,9 +176,11 @@ async def closed_loop(
     """`clients` clients each sending as soon as answered, for `seconds`.
 
     Established conversations are the same number at every concurrency (ESTABLISHED, shared
-    out among the clients), so each gets about as many messages in a phase of 8 clients as
-    in one of 128: a conversation that gets many is soon handed to a human or opted out, and
-    the bot stops answering it, which is cheaper and would flatter the smaller phase.
+    out among the clients), and the texts sent to them (`texts`: give `answered_texts()`)
+    never end the bot's part, so every message costs the same whatever the conversation's
+    history: with the realistic mix, a conversation that gets many messages is soon handed to
+    a human or opted out and the bot stops answering it, which is cheaper and flattered
+    whichever phase sent each conversation more.
     """
     tally = Tally()
     counter = itertools.count()
@@ -310,6 +326,7 @@ async def profile(url: str, texts: list[str], count: int) -> dict[str, dict[str,
 
 async def run(args: argparse.Namespace) -> None:
     texts = realistic_texts()
+    answered = answered_texts()
     print(
         f"machine: {platform.node()} {platform.machine()} {os.cpu_count()} cores, "
         f"Python {platform.python_version()}, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
@@ -351,7 +368,12 @@ async def run(args: argparse.Namespace) -> None:
                     kind = "established" if established else "new sessions"
                     for clients in [int(c) for c in args.clients.split(",") if c]:
                         tally = await closed_loop(
-                            base, texts, args.seconds, clients, established=established, pids=pids
+                            base,
+                            answered if established else texts,
+                            args.seconds,
+                            clients,
+                            established=established,
+                            pids=pids,
                         )
                         acked += tally.acked
                         failures += tally.server_errors + tally.other
