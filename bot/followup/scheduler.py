@@ -37,6 +37,12 @@ MAX_ATTEMPTS = 5
 _RINGING: ContextVar[bool] = ContextVar("ringing", default=False)
 
 
+def _report_failure(task: asyncio.Future[object]) -> None:
+    """What a wake-up nobody waits for any more (the alarm clock stopped) raised."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("scheduler_wakeup_failed", exc_info=task.exception())
+
+
 class Scheduler:
     """One per process."""
 
@@ -103,10 +109,16 @@ class Scheduler:
             if self._aps is None:
                 return
             ringing = _RINGING.set(True)
+            # The work runs in a task of its own: APScheduler's shutdown (`pause`, `stop`)
+            # cancels the jobs it runs, and a firing cut there ends mid-transaction (logged as
+            # an error, and on SQLite the connection keeps its write lock until collected).
+            # Shielded, it goes on to its commit, and `pause` waits for it on the lock.
+            working = asyncio.ensure_future(work())
+            _RINGING.reset(ringing)
             try:
-                await work()
-            finally:
-                _RINGING.reset(ringing)
+                await asyncio.shield(working)
+            except asyncio.CancelledError:
+                working.add_done_callback(_report_failure)
 
         ring.__name__ = getattr(work, "__name__", "alarm")
         return ring

@@ -432,3 +432,31 @@ async def test_a_visit_stays_a_visit_after_its_slot_was_just_taken(
         client, Appointment, Appointment.starts_at == FRIDAY_17 + timedelta(hours=1)
     )
     assert [appointment.kind for appointment in booked] == ["visit"]
+
+
+async def test_pausing_waits_for_a_firing_in_progress_instead_of_cutting_it(service: Any) -> None:
+    # APScheduler's shutdown cancels the jobs it runs; a firing cut there would end in the
+    # middle of its transaction. Pausing (and stopping, at shutdown) lets it commit.
+    started: TestClient[Any, Any] = await service()
+    scheduler = started.app[SCHEDULER]
+    await scheduler.pause()
+    entered, release = asyncio.Event(), asyncio.Event()
+    committed: list[int] = []
+    batch = scheduler._fire_batch
+
+    async def slow_batch() -> int:
+        entered.set()
+        await release.wait()
+        fired = await batch()
+        committed.append(fired)
+        return 0
+
+    scheduler._fire_batch = slow_batch
+    scheduler.start()
+    await asyncio.wait_for(entered.wait(), timeout=30)  # the next wake-up (poll_seconds)
+    pausing = asyncio.create_task(scheduler.pause())
+    await asyncio.sleep(0.2)
+    assert not pausing.done()  # it waits for the firing...
+    release.set()
+    await asyncio.wait_for(pausing, timeout=10)
+    assert committed == [0]  # ...which ran to its end
