@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import ORMExecuteState, Session
+from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction
 
 from bot.core.materials import Material, MaterialKind
 from storage.models import MaterialFile, MaterialRow
@@ -90,9 +90,13 @@ def _committed(session: Session) -> None:
         kept.changed()
 
 
-@event.listens_for(WatchedSession, "after_soft_rollback")
-def _rolled_back(session: Session, _transaction: Any) -> None:
-    session.info.pop(_CHANGED, None)
+@event.listens_for(WatchedSession, "after_transaction_end")
+def _ended(session: Session, transaction: SessionTransaction) -> None:
+    # The whole transaction, not a savepoint: rolled back, nothing changed (after a commit,
+    # `_committed` has taken the mark already). A savepoint rolled back keeps it: forgetting
+    # once too often costs one read.
+    if transaction.parent is None:
+        session.info.pop(_CHANGED, None)
 
 
 def as_material(row: MaterialRow) -> Material:

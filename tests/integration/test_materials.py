@@ -5,6 +5,7 @@ a promise without material."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -206,6 +207,14 @@ async def test_the_active_materials_are_read_again_only_after_a_change(
     async with UnitOfWork(db) as uow:  # a transaction sees its own change
         await uow.session.execute(update(MaterialRow).values(active=True))
         assert len(await uow.materials.active()) == 2
+    assert await active() == []  # and it was rolled back
+    async with UnitOfWork(db) as uow:  # a savepoint rolled back after a change: still changed
+        await uow.session.execute(update(MaterialRow).values(active=True))
+        with contextlib.suppress(LookupError):
+            async with uow.savepoint():
+                raise LookupError
+        await uow.commit()
+    assert await active() == ["Caso A2", "Caso B"]
 
 
 # --- publishing --------------------------------------------------------------------------------
