@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 from sqlalchemy.engine import make_url
 
-from bot import logs
+from bot import heap, logs
 from bot.core.errors import ConfigError, SeguibotError, Unreachable
 from bot.settings import Settings, load_settings
 from intents import cli as intents_cli
@@ -395,6 +395,10 @@ def _serve_one(
     from bot.app import create_app
 
     app = create_app(settings, telegram_polling=telegram_polling)
+    # Once started (after the app's own start-up: the scripts loaded, the matcher trained) and
+    # after each change of scripts, the garbage collector stops walking what the service holds
+    # for good (bot/heap.py). Only here: a process that serves, not a command or a test.
+    app.on_startup.append(_settled)
 
     def started(_: str) -> None:
         log.info(
@@ -413,6 +417,13 @@ def _serve_one(
         handle_signals=True,
         reuse_port=reuse_port,
     )
+
+
+async def _settled(app: web.Application) -> None:
+    from bot.web.keys import UNDERSTANDING
+
+    heap.settle()
+    app[UNDERSTANDING].on_replaced = heap.settle
 
 
 def _worker(host: str, port: int, index: int, telegram_polling: bool) -> None:

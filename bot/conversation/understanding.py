@@ -68,6 +68,7 @@ class Understanding:
 
     def __init__(self, knowledge: Knowledge) -> None:
         self._knowledge = knowledge
+        self.on_replaced: Callable[[], None] | None = None  # told after each replacement
 
     @property
     def current(self) -> Knowledge:
@@ -77,6 +78,8 @@ class Understanding:
         """From now on, answer with `knowledge` (one assignment: no message sees half)."""
         self._knowledge = knowledge
         log.info("nlu_replaced", extra={"version": knowledge.version})
+        if self.on_replaced is not None:
+            self.on_replaced()
 
     def match(self, text: str, now: datetime, tz: str | ZoneInfo) -> NluResult:
         return self._knowledge.matcher.match(text, now, tz)

@@ -20,6 +20,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from intents import editing
+from intents.catalogue import DEFAULT_SCRIPTS
 from storage import migrate
 from tests.command import seguibot
 
@@ -247,8 +249,53 @@ def test_serve_answers_and_stops_cleanly_on_sigterm(env: dict[str, str]) -> None
     logged = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
     events = [entry["event"] for entry in logged]
     assert "serving" in events and "message_received" in events
+    # Once ready, what the service holds for good is out of the collector's way (bot/heap.py).
+    [settled] = [entry for entry in logged if entry["event"] == "heap_settled"]
+    assert settled["objects"] > 100_000
     # Message text and names never reach the logs above DEBUG.
     assert "hola" not in stderr
+
+
+def test_serve_settles_the_heap_again_when_the_scripts_change(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    # A new live version brings a new matcher: the old one goes back to the collector and the
+    # new one out of its way (bot/heap.py).
+    log = tmp_path / "serve.log"
+
+    def events() -> list[str]:
+        lines = log.read_text(encoding="utf-8").splitlines()
+        return [json.loads(line)["event"] for line in lines if line.startswith("{")]
+
+    with log.open("w") as stderr:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "bot", "serve", "--port", str(free_port())],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+        try:
+            for _ in range(600):
+                if "heap_settled" in events():
+                    break
+                time.sleep(0.1)
+            changed = tmp_path / "guiones.yaml"
+            scripts = editing.read(DEFAULT_SCRIPTS.read_text(encoding="utf-8"))
+            scripts["intents"]["objection.price"]["replies"] = ["Otro precio, {nombre}."]
+            changed.write_text(editing.write(scripts), encoding="utf-8")
+            imported = seguibot("scripts", "import", str(changed), env=env)
+            assert imported.returncode == 0, imported.stderr
+            for _ in range(600):  # it looks for a new version every nlu.reload_seconds (2)
+                if events().count("heap_settled") == 2:
+                    break
+                time.sleep(0.1)
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait(timeout=20)
+    seen = events()
+    settled = [n for n, event in enumerate(seen) if event == "heap_settled"]
+    assert len(settled) == 2 and seen.index("nlu_replaced") < settled[1]
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
