@@ -6,6 +6,7 @@ import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import chain
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -106,6 +107,14 @@ async def _unflushed(
     together at the end of the turn (`storage.folded`) instead of before each such insert."""
     with session.no_autoflush:
         return await session.execute(statement, parameters)
+
+
+def _flushing_for(session: AsyncSession, *models: type) -> dict[str, Any]:
+    """Execution options for a read of `models` rows: the ORM's autoflush only when the
+    session holds pending changes of those kinds (which the read must see). The lead's and
+    conversation's changes otherwise wait for the reply's statement (`storage.folded`)."""
+    pending = chain(session.new, session.dirty, session.deleted)
+    return {"autoflush": any(isinstance(row, models) for row in pending)}
 
 
 _MESSAGES = cast(Table, Message.__table__)
@@ -1064,7 +1073,10 @@ class Appointments:
             .order_by(Appointment.starts_at)
             .limit(1)
         )
-        return (await self.session.execute(statement)).scalar_one_or_none()
+        options = _flushing_for(self.session, Appointment)
+        return (
+            await self.session.execute(statement, execution_options=options)
+        ).scalar_one_or_none()
 
     async def book(self, values: dict[str, Any]) -> int | None:
         """The new appointment's id, or None when the slot was taken meanwhile.
@@ -1107,7 +1119,8 @@ class Appointments:
             .group_by(Agent.id)
             .order_by(func.count(Appointment.id), Agent.id)
         )
-        return list((await self.session.execute(statement)).scalars())
+        options = _flushing_for(self.session, Appointment, Agent)
+        return list((await self.session.execute(statement, execution_options=options)).scalars())
 
     async def taken(
         self, agents: Sequence[int | None], start: datetime, end: datetime
@@ -1119,7 +1132,8 @@ class Appointments:
             Appointment.starts_at < end,
         )
         wanted = set(agents)
-        rows = await self.session.execute(statement)
+        options = _flushing_for(self.session, Appointment)
+        rows = await self.session.execute(statement, execution_options=options)
         return {(agent, at) for agent, at in rows if agent in wanted}
 
     async def of_lead(self, lead_id: int) -> list[Appointment]:

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import time_machine
 from aiohttp.test_utils import TestClient
-from sqlalchemy import func, select, update
+from sqlalchemy import event, func, select, update
 
 from bot.core.model import ActionState, AppointmentState, OutboxState, SequenceState
 from bot.web.keys import DATABASE, DESK, DISPATCHER, SCHEDULER
@@ -460,3 +460,24 @@ async def test_pausing_waits_for_a_firing_in_progress_instead_of_cutting_it(serv
     release.set()
     await asyncio.wait_for(pausing, timeout=10)
     assert committed == [0]  # ...which ran to its end
+
+
+async def test_a_booking_question_writes_the_leads_changes_with_the_reply(
+    client: TestClient[Any, Any], database_url: str
+) -> None:
+    # Looking up the lead's next appointment must not flush the lead's and conversation's
+    # changes in statements of their own: on PostgreSQL they go out with the reply's.
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite writes each row in a statement of its own anyway")
+    await say(client, "hola")
+    written: list[str] = []
+
+    @event.listens_for(client.app[DATABASE].engine.sync_engine, "before_cursor_execute")
+    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        written.append(" ".join(statement.split())[:40])
+
+    proposal = await say(client, "¿me puedes llamar mañana a las 5?")
+    assert "mañana a las 17:00" in proposal
+    assert any(s.startswith("SELECT appointments") for s in written)  # the lookup ran
+    alone = [s for s in written if s.startswith(("UPDATE leads", "UPDATE conversations"))]
+    assert alone == []
