@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import os
 import re
@@ -19,6 +20,7 @@ from sqlalchemy import select
 
 from bot.core.model import ConversationState
 from bot.desk.accounts import Accounts, hash_password
+from bot.web.console import stream as console_stream
 from bot.web.keys import ACCOUNTS, DATABASE, DESK, DISPATCHER, SCHEDULER
 from storage.db import Database
 from storage.models import (
@@ -443,6 +445,27 @@ async def test_the_queue_event_stream_announces_a_new_handoff(client: TestClient
         await say(client, "quiero hablar con un asesor")
         name, data = await asyncio.wait_for(_event(stream), timeout=5)
         assert name == "queue" and data["count"] == 1 and data["new"] == [1]
+
+
+async def test_a_message_that_arrives_while_the_page_loads_is_sent_when_its_stream_connects(
+    client: TestClient[Any, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(console_stream, "LOOK_AGAIN", 60.0)  # only what the page said counts
+    await make_agent(client, "Carla")
+    await say(client, "hola")
+    [conversation] = await rows(client, Conversation)
+    browser = Browser(client)
+    await browser.sign_in("carla@example.com")
+    page = await (await browser.get(f"/console/conversations/{conversation.id}")).text()
+    found = re.search(r'data-seen="([^"]*)"', page)
+    assert found is not None
+    seen = html.unescape(found.group(1))
+    await say(client, "¿me escuchan?")  # after the page was made, before its stream connects
+    query = {"conversation": str(conversation.id), "seen": seen}
+    async with client.get("/console/events", params=query) as stream:
+        assert (await _event(stream))[0] == "queue"
+        name, data = await asyncio.wait_for(_event(stream), timeout=5)
+    assert (name, data) == ("conversation", {"id": conversation.id})
 
 
 async def _event(stream: Any) -> tuple[str, dict[str, Any]]:

@@ -84,8 +84,11 @@ async def queue_rows(request: web.Request) -> web.Response:
 
 
 async def conversation(request: web.Request) -> web.Response:
-    page = await _desk(request).page(_id(request))
     desk = _desk(request)
+    # Taken before the page is read: the live stream starts from it, so a message that
+    # arrives while the page loads (before its stream connects) still refreshes it.
+    seen = await desk.fingerprint(_id(request))
+    page = await desk.page(_id(request))
     agents = [a for a in await accounts(request).agents() if a.active]
     canned = await desk.canned_replies()
     values = {
@@ -100,6 +103,7 @@ async def conversation(request: web.Request) -> web.Response:
         request,
         "conversation.html",
         page=page,
+        seen=seen,
         mine=_mine(request, page),
         agents=agents,
         reasons=await desk.close_reasons(),

@@ -68,7 +68,9 @@ async def events(request: web.Request) -> web.StreamResponse:
     await response.prepare(request)
     await response.write(b"retry: 3000\n\n")
     queue_seen: list[int] | None = None
-    conversation_seen: str | None = None
+    # What the page showed when it was made (`seen`): a change since is sent at once. Without
+    # it (an older page), the first look is taken as what the page shows.
+    conversation_seen: str | None = request.query.get("seen") or None
     loop = asyncio.get_running_loop()
     quiet_since = loop.time()
     with signals.listen(topics) as woken, contextlib.suppress(ConnectionResetError):

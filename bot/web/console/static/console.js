@@ -61,7 +61,9 @@
 
   // --- live updates -------------------------------------------------------------------------
   if (page && page !== "login" && page !== "invite" && "EventSource" in window) {
-    const url = "/console/events" + (conversationId ? `?conversation=${conversationId}` : "");
+    // `seen`: what the page shows, so a change made while it loaded is sent at once.
+    const seen = encodeURIComponent(body.dataset.seen || "");
+    const url = "/console/events" + (conversationId ? `?conversation=${conversationId}&seen=${seen}` : "");
     const events = new EventSource(url);
     let first = true;
     events.addEventListener("queue", async (e) => {
