@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -29,7 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Result
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import ColumnProperty
+from sqlalchemy.orm import ColumnProperty, Session
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.expression import Executable
 from sqlalchemy.sql.selectable import HasCTE
@@ -93,6 +94,12 @@ async def write_deferred(session: AsyncSession) -> None:
 def discard_deferred(session: AsyncSession) -> None:
     """Forget the deferred writes (the savepoint they were made in rolled back)."""
     session.info.pop(_DEFERRED, None)
+
+
+def holds(session: Session | AsyncSession, *models: type) -> bool:
+    """Whether the session holds pending changes (new, changed or deleted rows) of `models`."""
+    pending = chain(session.new, session.dirty, session.deleted)
+    return any(isinstance(row, models) for row in pending)
 
 
 def _table(row: Base) -> Table:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from itertools import chain
 from typing import Any
 
 from sqlalchemy import event, select
@@ -19,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction
 
 from bot.core.materials import Material, MaterialKind
+from storage import folded
 from storage.models import MaterialFile, MaterialRow
 
 KEPT = "active_materials"  # session.info: the process's ActiveMaterials
@@ -69,9 +69,7 @@ class WatchedSession(Session):
 @event.listens_for(WatchedSession, "after_flush")
 def _flushed(session: Session, _context: Any) -> None:
     # Still the state before the flush here: what it wrote.
-    if any(
-        isinstance(row, MaterialRow) for row in chain(session.new, session.dirty, session.deleted)
-    ):
+    if folded.holds(session, MaterialRow):
         session.info[_CHANGED] = True
 
 

@@ -6,7 +6,6 @@ import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from itertools import chain
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -113,8 +112,7 @@ def _flushing_for(session: AsyncSession, *models: type) -> dict[str, Any]:
     """Execution options for a read of `models` rows: the ORM's autoflush only when the
     session holds pending changes of those kinds (which the read must see). The lead's and
     conversation's changes otherwise wait for the reply's statement (`storage.folded`)."""
-    pending = chain(session.new, session.dirty, session.deleted)
-    return {"autoflush": any(isinstance(row, models) for row in pending)}
+    return {"autoflush": folded.holds(session, *models)}
 
 
 _MESSAGES = cast(Table, Message.__table__)
