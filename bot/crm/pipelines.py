@@ -137,6 +137,15 @@ class Pipelines:
             raise NotFound(f"no pipeline {key}", code="no_pipeline")
         return spec(pipeline, await uow.crm.stages(pipeline.id))
 
+    async def stage_name(self, lead: Lead) -> str:
+        """The name people read for the lead's stage; its key when no pipeline has it."""
+        async with UnitOfWork(self.db) as uow:
+            try:
+                stage = (await self.of(uow, lead)).stage(lead.stage)
+            except NotFound:
+                stage = None
+        return stage.name if stage else lead.stage
+
     async def lost_reasons(self, *, active_only: bool = True) -> list[LostReason]:
         async with UnitOfWork(self.db) as uow:
             return await uow.crm.lost_reasons(active_only=active_only)

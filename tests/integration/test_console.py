@@ -260,6 +260,22 @@ async def test_taking_a_conversation_from_the_bot_makes_the_agent_its_owner(
     assert last.direction == "in"
 
 
+async def test_the_lead_card_names_the_stage_as_the_pipeline_does(
+    client: TestClient[Any, Any],
+) -> None:
+    await make_agent(client, "Carla")
+    await say(client, "hola")
+    [conversation] = await rows(client, Conversation)
+    [lead] = await rows(client, Lead)
+    browser = Browser(client)
+    await browser.sign_in("carla@example.com")
+    page = await (await browser.get(f"/console/conversations/{conversation.id}")).text()
+    card = re.search(r'data-testid="stage" data-stage="([^"]+)">([^<]+)<', page)
+    assert card is not None
+    # The key is the pipeline's; an agent reads the stage's name from config.yaml.
+    assert card.groups() == (lead.stage, "Conocimiento")
+
+
 async def test_the_second_agent_is_told_who_took_it(client: TestClient[Any, Any]) -> None:
     await make_agent(client, "Carla")
     beto = await make_agent(client, "Beto")

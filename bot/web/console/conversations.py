@@ -13,7 +13,16 @@ from bot.core.model import AppointmentKind, ConversationState
 from bot.desk.agenda import Agenda
 from bot.desk.handoff import ConversationPage, Desk
 from bot.web.console.auth import AGENT, accounts, address, flash, pages, take_flash, who
-from bot.web.keys import AGENDA, DESK, MEDIA, RECORDS, SETTINGS, TELEGRAM_BOT, UNDERSTANDING
+from bot.web.keys import (
+    AGENDA,
+    DESK,
+    MEDIA,
+    PIPELINES,
+    RECORDS,
+    SETTINGS,
+    TELEGRAM_BOT,
+    UNDERSTANDING,
+)
 
 ID = "{id:[0-9]{1,18}}"
 
@@ -103,6 +112,7 @@ async def conversation(request: web.Request) -> web.Response:
         request,
         "conversation.html",
         page=page,
+        stage=await request.config_dict[PIPELINES].stage_name(page.lead),
         seen=seen,
         mine=_mine(request, page),
         agents=agents,
