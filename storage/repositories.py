@@ -163,6 +163,26 @@ _CONVERSATION_OF_SENDER = (
     .with_for_update(key_share=True, of=[Conversation, Lead])
 )
 
+# Statements of the engine's turn that depend only on their parameters are built once: building
+# one and its cache key costs more than its round trip.
+_SENT_SINCE = select(
+    exists().where(
+        Message.conversation_id == bindparam("conversation_id"),
+        Message.direction == Direction.OUT,
+        Message.created_at > bindparam("since"),
+    )
+)
+_NEXT_APPOINTMENT = (
+    select(Appointment)
+    .where(
+        Appointment.lead_id == bindparam("lead_id"),
+        Appointment.state == AppointmentState.CONFIRMED,
+        Appointment.starts_at >= bindparam("now"),
+    )
+    .order_by(Appointment.starts_at)
+    .limit(1)
+)
+
 _ACTIONS = cast(Table, ScheduledAction.__table__)
 _PENDING_FOR_LEAD = (
     exists()
@@ -627,14 +647,8 @@ class Messages:
     async def sent_since(self, conversation_id: int, since: datetime) -> bool:
         """A message went to the lead in this conversation after `since` (a follow-up, a
         reminder, an agent's reply)."""
-        statement = select(
-            exists().where(
-                Message.conversation_id == conversation_id,
-                Message.direction == Direction.OUT,
-                Message.created_at > since,
-            )
-        )
-        return bool((await self.session.execute(statement)).scalar_one())
+        parameters = {"conversation_id": conversation_id, "since": since}
+        return bool((await self.session.execute(_SENT_SINCE, parameters)).scalar_one())
 
     async def previous(self, conversation_id: int, before_id: int) -> Message | None:
         """The conversation's message just before `before_id`, either way."""
@@ -1061,19 +1075,10 @@ class Appointments:
         return await self.session.get(Appointment, appointment_id)
 
     async def next_for(self, lead_id: int, now: datetime) -> Appointment | None:
-        statement = (
-            select(Appointment)
-            .where(
-                Appointment.lead_id == lead_id,
-                Appointment.state == AppointmentState.CONFIRMED,
-                Appointment.starts_at >= now,
-            )
-            .order_by(Appointment.starts_at)
-            .limit(1)
-        )
+        parameters = {"lead_id": lead_id, "now": now}
         options = _flushing_for(self.session, Appointment)
         return (
-            await self.session.execute(statement, execution_options=options)
+            await self.session.execute(_NEXT_APPOINTMENT, parameters, execution_options=options)
         ).scalar_one_or_none()
 
     async def book(self, values: dict[str, Any]) -> int | None:
