@@ -184,14 +184,22 @@ _NEXT_APPOINTMENT = (
 )
 
 _ACTIONS = cast(Table, ScheduledAction.__table__)
+# Whether an action of a kind waits for the conversation's lead: true or NULL. A scalar
+# subquery with LIMIT, not EXISTS: PostgreSQL may run a correlated EXISTS as a hashed subplan,
+# reading every pending action of the kind (one per lead the bot is talking to) to answer for
+# one lead, and does whenever its statistics are thin (a young database, or a prepared
+# statement's generic plan made while the table was small); this form can only look up the
+# lead's own actions, by their index.
 _PENDING_FOR_LEAD = (
-    exists()
+    select(true())
     .where(
         ScheduledAction.lead_id == Conversation.lead_id,
         ScheduledAction.kind == bindparam("kind"),
         ScheduledAction.state == ActionState.PENDING,
     )
+    .limit(1)
     .correlate(Conversation)
+    .scalar_subquery()
 )
 _CONVERSATION_OF_SENDER_WATCHED = (
     select(Conversation, _PENDING_FOR_LEAD.label("pending"))

@@ -3,19 +3,37 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import json
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from bot.app import create_app
 from bot.conversation.engine import Engine
 from bot.core.channel import DeliveryUpdate, MediaRef, MessageEdited, ReachabilityChanged
-from bot.core.model import Channel, ConversationState, DeliveryStatus, Direction, OutboxState
+from bot.core.model import (
+    ActionState,
+    Channel,
+    ConversationState,
+    DeliveryStatus,
+    Direction,
+    OutboxState,
+)
+from bot.followup.actions import IDLE
 from bot.web.keys import ENGINE
 from storage.db import Database
-from storage.models import ChannelIdentity, Conversation, Handoff, Lead, Message, OutboxItem
+from storage.models import (
+    ChannelIdentity,
+    Conversation,
+    Handoff,
+    Lead,
+    Message,
+    OutboxItem,
+    ScheduledAction,
+)
 from tests.builders import incoming
 from tests.conftest import make_settings
 from tests.fakes.understanding import StubUnderstanding
@@ -217,3 +235,43 @@ async def test_blocking_and_unblocking_changes_reachability(engine: Engine, db: 
     assert await count(db, ChannelIdentity, ChannelIdentity.reachable.is_(False)) == 1
     await engine.receive(ReachabilityChanged(Channel.TELEGRAM, "tg-9", True, now))
     assert await count(db, ChannelIdentity, ChannelIdentity.reachable.is_(False)) == 0
+
+
+async def test_a_known_senders_lookup_reads_only_their_leads_actions(
+    engine: Engine, database_url: str
+) -> None:
+    # Every lead the bot talks to has an idle check waiting. Whether one waits for this lead is
+    # read with the conversation; PostgreSQL ran it as a hashed subplan over every lead's
+    # pending checks (thousands per message on a busy day) until it could only look up one's.
+    if not database_url.startswith("postgresql"):
+        pytest.skip("a PostgreSQL query plan")
+    for n in range(40):
+        await engine.receive(incoming("hola", sender=f"lead-{n:04d}"))
+    pending = (ScheduledAction.kind == IDLE, ScheduledAction.state == ActionState.PENDING)
+    assert await count(engine.db, ScheduledAction, *pending) == 40
+    locked_reads: list[tuple[str, Any]] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if "scheduled_actions" in statement and "FOR NO KEY UPDATE" in statement:
+            locked_reads.append((statement, parameters))
+
+    sql_engine = engine.db.engine.sync_engine
+    event.listen(sql_engine, "before_cursor_execute", seen)
+    try:
+        await engine.receive(incoming("¿cuánto cuesta?", sender="lead-0007"))
+    finally:
+        event.remove(sql_engine, "before_cursor_execute", seen)
+    [(statement, parameters)] = locked_reads
+    async with engine.db.session() as session:
+        connection = await session.connection()
+        explained = "EXPLAIN (ANALYZE, FORMAT JSON) " + statement
+        plan = (await connection.exec_driver_sql(explained, parameters)).scalar_one()
+    plan = json.loads(plan) if isinstance(plan, str) else plan
+
+    def nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        yield node
+        for child in node.get("Plans", []):
+            yield from nodes(child)
+
+    scans = [n for n in nodes(plan[0]["Plan"]) if n.get("Relation Name") == "scheduled_actions"]
+    assert scans and all(scan["Actual Rows"] <= 1 for scan in scans), scans
