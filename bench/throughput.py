@@ -12,7 +12,9 @@ One run, one command (`make bench`, or `.venv/bin/python -m bench`):
 
 Each phase counts 5xx answers and other failures. `--workers N,M` measures `serve --workers`.
 Needs PostgreSQL (BENCH_POSTGRES_URL, default postgresql+asyncpg://postgres@127.0.0.1/test).
-The machine may be shared: the defaults keep the whole run to about two minutes.
+Closed-loop phases run in `--rounds` rounds (every other one in reverse order) and each
+concurrency is compared by its median. The machine may be shared: the defaults keep the
+whole run to about four minutes.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import os
 import platform
 import random
 import secrets
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -352,7 +355,7 @@ async def run(args: argparse.Namespace) -> None:
 
         acked: list[str] = []
         failures = 0
-        at_8: dict[tuple[int, bool], float] = {}
+        concurrencies = [int(c) for c in args.clients.split(",") if c]
         for workers in [int(w) for w in args.workers.split(",")]:
             port = free_port()
             command = [sys.executable, "-m", "bot", "serve", "--port", str(port)]
@@ -365,24 +368,35 @@ async def run(args: argparse.Namespace) -> None:
                 pids = process_tree(bot.pid)
                 await closed_loop(base, texts, 1, 8, established=False, pids=[])  # warm up
                 for established in (False, True):
-                    kind = "established" if established else "new sessions"
-                    for clients in [int(c) for c in args.clients.split(",") if c]:
-                        tally = await closed_loop(
-                            base,
-                            answered if established else texts,
-                            args.seconds,
-                            clients,
-                            established=established,
-                            pids=pids,
-                        )
-                        acked += tally.acked
-                        failures += tally.server_errors + tally.other
-                        at_8.setdefault((workers, established), tally.rate)
-                        ratio = tally.rate / at_8[(workers, established)]
-                        share = tally.rate / bare_tally.rate
-                        label = f"{workers}w {kind}, {clients} clients"
+                    kind = f"{workers}w {'established' if established else 'new sessions'}"
+                    rates: dict[int, list[float]] = {}
+                    for n in range(args.rounds):
+                        # Every other round runs the concurrencies the other way round: the
+                        # database grows and PostgreSQL's autovacuum comes and goes during a
+                        # run, and a fixed order would charge that drift to the last one.
+                        order = concurrencies if n % 2 == 0 else concurrencies[::-1]
+                        for clients in order:
+                            tally = await closed_loop(
+                                base,
+                                answered if established else texts,
+                                args.seconds,
+                                clients,
+                                established=established,
+                                pids=pids,
+                            )
+                            acked += tally.acked
+                            failures += tally.server_errors + tally.other
+                            rates.setdefault(clients, []).append(tally.rate)
+                            share = tally.rate / bare_tally.rate
+                            label = f"{kind}, {clients} clients"
+                            print(f"{tally.line(label)}  ({share:.1%} of bare)", flush=True)
+                    first = statistics.median(rates[concurrencies[0]])
+                    for clients, measured in rates.items():
+                        rate = statistics.median(measured)
                         print(
-                            f"{tally.line(label)}  ({share:.1%} of bare, {ratio:.0%} of first)",
+                            f"  {kind}, {clients} clients: median {rate:.0f} msg/s of "
+                            f"{len(measured)} ({rate / bare_tally.rate:.1%} of bare, "
+                            f"{rate / first:.0%} of {concurrencies[0]} clients)",
                             flush=True,
                         )
                 if workers == 1:
@@ -424,6 +438,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each phase")
     parser.add_argument("--clients", default="8,32,128", help="closed-loop concurrencies")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="closed-loop rounds (each concurrency once each)"
+    )
     parser.add_argument("--rates", default="100,300", help="open-loop rates, messages/s")
     parser.add_argument("--workers", default="1", help="serve --workers values to measure")
     parser.add_argument("--profile", type=int, default=200, help="messages per in-process path")
