@@ -445,6 +445,15 @@ class ScheduledAction(Base):
         Index("ix_scheduled_actions_lead_id", "lead_id"),
         Index("ix_scheduled_actions_appointment_id", "appointment_id"),
         Index("ix_scheduled_actions_kind_fired_at", "kind", "fired_at"),
+        # "Does an action of this kind wait for this lead?", asked with every message
+        # (migration 0016): the lead's own pending actions, whatever the statistics say.
+        Index(
+            "ix_scheduled_actions_pending_lead_id_kind",
+            "lead_id",
+            "kind",
+            postgresql_where=sql("state = 'pending'"),
+            sqlite_where=sql("state = 'pending'"),
+        ),
     )
 
 

@@ -184,6 +184,12 @@ _NEXT_APPOINTMENT = (
 )
 
 _ACTIONS = cast(Table, ScheduledAction.__table__)
+# "Pending" written into a statement's text, not sent as a parameter: the predicate of the
+# partial index ix_scheduled_actions_pending_lead_id_kind (migration 0016), which a prepared
+# statement's generic plan uses only when the statement says what the index's WHERE says.
+_PENDING_STATE: BindParameter[str] = bindparam(
+    "pending_state", ActionState.PENDING.value, literal_execute=True
+)
 # Whether an action of a kind waits for the conversation's lead: true or NULL. A scalar
 # subquery with LIMIT, not EXISTS: PostgreSQL may run a correlated EXISTS as a hashed subplan,
 # reading every pending action of the kind (one per lead the bot is talking to) to answer for
@@ -195,7 +201,7 @@ _PENDING_FOR_LEAD = (
     .where(
         ScheduledAction.lead_id == Conversation.lead_id,
         ScheduledAction.kind == bindparam("kind"),
-        ScheduledAction.state == ActionState.PENDING,
+        ScheduledAction.state == _PENDING_STATE,
     )
     .limit(1)
     .correlate(Conversation)
@@ -234,7 +240,7 @@ def _add_unless_pending(prefix: str) -> Executable:
             ~exists().where(
                 _ACTIONS.c.lead_id == value("lead_id"),
                 _ACTIONS.c.kind == value("kind"),
-                _ACTIONS.c.state == value("state"),
+                _ACTIONS.c.state == _PENDING_STATE,  # (the row added is pending too)
             )
         ),
     )
