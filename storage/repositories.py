@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from sqlalchemy import (
+    String,
     Table,
     and_,
     bindparam,
@@ -16,6 +17,7 @@ from sqlalchemy import (
     exists,
     func,
     insert,
+    literal_column,
     or_,
     select,
     true,
@@ -187,9 +189,9 @@ _ACTIONS = cast(Table, ScheduledAction.__table__)
 # "Pending" written into a statement's text, not sent as a parameter: the predicate of the
 # partial index ix_scheduled_actions_pending_lead_id_kind (migration 0016), which a prepared
 # statement's generic plan uses only when the statement says what the index's WHERE says.
-_PENDING_STATE: BindParameter[str] = bindparam(
-    "pending_state", ActionState.PENDING.value, literal_execute=True
-)
+# (A literal column is compiled once; a `literal_execute` parameter is rendered into the text
+# at every execution.)
+_PENDING_STATE = literal_column(f"'{ActionState.PENDING.value}'", String)
 # Whether an action of a kind waits for the conversation's lead: true or NULL. A scalar
 # subquery with LIMIT, not EXISTS: PostgreSQL may run a correlated EXISTS as a hashed subplan,
 # reading every pending action of the kind (one per lead the bot is talking to) to answer for
