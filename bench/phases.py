@@ -1,0 +1,170 @@
+"""Who spends the CPU, phase by phase: the server, PostgreSQL and the load generator (issue 15).
+
+`.venv/bin/python -m bench.phases new8,new8,est8,est128 [--seconds 8]`: one `seguibot serve` on a
+throw-away PostgreSQL database, the closed-loop phases of `bench.throughput` in the order given
+(`new` = every message a new lead, `est` = established conversations; the number is the
+clients), all on the same server and database so that what grows during a run shows. Per
+phase: throughput and latency, the server's user and system CPU per message, the CPU per
+message of every `postgres` process alive at both ends of the phase (the whole server: its
+background workers count), the load generator's, the machine's idle share, and what the
+client backends were doing (`pg_stat_activity` sampled every 50 ms: state and wait event,
+averaged per sample). These figures are over the whole phase, an established phase's
+opening messages included. The server is CPU-bound when its CPU per message times the rate
+is near 1 000 ms per second; when it is well below, it waits for PostgreSQL or for a core.
+
+To see which statements PostgreSQL spends its time on, `--log-statements` sets
+`log_min_duration_statement = 0` on the throw-away database: every statement's duration goes
+to PostgreSQL's own log (where that is depends on the installation; `/var/log/postgresql/` on
+Debian), with each phase's start and end printed here as Unix times to cut it by.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import asyncpg
+
+from bench.core_webchat import free_port, postgres_database, realistic_texts, wait_until_up
+from bench.throughput import (
+    ESTABLISHED,
+    all_listening,
+    answered_texts,
+    closed_loop,
+    cpu_seconds,
+    server,
+)
+from storage import migrate
+from storage.db import Database
+
+_ACTIVITY = """
+    SELECT state, coalesce(wait_event_type, '-') || ':' || coalesce(wait_event, '-') AS waiting
+    FROM pg_stat_activity
+    WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()
+"""
+
+
+def postgres_processes() -> dict[int, float]:
+    """CPU seconds of every process named postgres, by pid."""
+    found = subprocess.run(["pgrep", "-x", "postgres"], capture_output=True, text=True).stdout
+    return {int(pid): cpu_seconds([int(pid)]) for pid in found.split()}
+
+
+def user_and_system(pid: int) -> tuple[float, float]:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / ticks, int(fields[12]) / ticks
+
+
+def machine_ticks() -> tuple[int, int]:
+    """All and idle CPU ticks of the machine, from /proc/stat."""
+    fields = [int(n) for n in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return sum(fields), fields[3]
+
+
+async def sample_activity(dsn: str, seen: collections.Counter[str], samples: list[int]) -> None:
+    connection = await asyncpg.connect(dsn)
+    try:
+        while True:
+            rows = await connection.fetch(_ACTIVITY)
+            samples[0] += 1
+            for row in rows:
+                seen[f"{row['state']} {row['waiting']}"] += 1
+            await asyncio.sleep(0.05)
+    finally:
+        await connection.close()
+
+
+async def run(plan: list[tuple[str, int]], seconds: float, log_statements: bool) -> None:
+    async with postgres_database() as url:
+        db = Database(url)
+        await migrate.upgrade(db)
+        await db.dispose()
+        dsn = url.replace("postgresql+asyncpg://", "postgresql://")
+        if log_statements:
+            connection = await asyncpg.connect(dsn)
+            name = url.rsplit("/", 1)[1]
+            await connection.execute(f"ALTER DATABASE {name} SET log_min_duration_statement = 0")
+            await connection.close()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SEGUIBOT_")}
+        env.update(DATABASE_URL=url, SEGUIBOT_LOGGING_LEVEL="WARNING")
+        port = free_port()
+        with server([sys.executable, "-m", "bot", "serve", "--port", str(port)], env) as bot:
+            base = f"http://127.0.0.1:{port}"
+            await all_listening(port, 1)
+            await wait_until_up(base, "/readyz")
+            await closed_loop(base, realistic_texts(), 2, 8, established=False, pids=[])
+            for kind, clients in plan:
+                seen: collections.Counter[str] = collections.Counter()
+                samples = [0]
+                sampler = asyncio.create_task(sample_activity(dsn, seen, samples))
+                server_before, postgres_before = user_and_system(bot.pid), postgres_processes()
+                own_before, machine_before = os.times(), machine_ticks()
+                started = time.time()
+                established = kind == "est"
+                tally = await closed_loop(
+                    base,
+                    answered_texts() if established else realistic_texts(),
+                    seconds,
+                    clients,
+                    established=established,
+                    pids=[bot.pid],
+                )
+                ended = time.time()
+                sampler.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sampler
+                server_after, postgres_after = user_and_system(bot.pid), postgres_processes()
+                own_after, machine_after = os.times(), machine_ticks()
+                # The window holds an established phase's first messages too (each of its
+                # conversations opened before its clock starts).
+                messages = max(tally.ok + (ESTABLISHED if established else 0), 1)
+                postgres = sum(
+                    cpu - postgres_before[pid]
+                    for pid, cpu in postgres_after.items()
+                    if pid in postgres_before
+                )
+                own = (own_after.user + own_after.system) - (own_before.user + own_before.system)
+                total, idle = (a - b for a, b in zip(machine_after, machine_before, strict=True))
+                print(tally.line(f"{kind}, {clients} clients"), flush=True)
+                print(
+                    f"  {started:.1f}-{ended:.1f}: server user"
+                    f" {(server_after[0] - server_before[0]) * 1000 / messages:.2f} + system"
+                    f" {(server_after[1] - server_before[1]) * 1000 / messages:.2f} ms/msg,"
+                    f" PostgreSQL {postgres * 1000 / messages:.2f} ms/msg, load generator"
+                    f" {own * 1000 / messages:.2f} ms/msg, machine idle {idle / total:.0%}",
+                    flush=True,
+                )
+                activity = ", ".join(
+                    f"{state} {count / max(samples[0], 1):.1f}"
+                    for state, count in seen.most_common(5)
+                )
+                print(f"  client backends per sample: {activity}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("plan", help="phases in order, e.g. new8,new8,est8,est128")
+    parser.add_argument("--seconds", type=float, default=8.0, help="length of each phase")
+    parser.add_argument(
+        "--log-statements", action="store_true", help="log every statement's duration"
+    )
+    args = parser.parse_args()
+    plan = []
+    for step in args.plan.split(","):
+        kind, clients = step[:3], step[3:]
+        if kind not in ("new", "est") or not clients.isdigit():
+            parser.error(f"a phase is new<clients> or est<clients>, not {step!r}")
+        plan.append((kind, int(clients)))
+    asyncio.run(run(plan, args.seconds, args.log_statements))
+
+
+if __name__ == "__main__":
+    main()
