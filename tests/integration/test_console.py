@@ -106,6 +106,18 @@ async def rows(client: TestClient[Any, Any], model: Any, *where: Any) -> list[An
         return list((await session.execute(select(model).where(*where))).scalars())
 
 
+async def on_the_conversation_page(client: TestClient[Any, Any]) -> tuple[Conversation, str]:
+    """A prospect says hello; Carla, an agent, signs in and opens the conversation: it, and
+    the page."""
+    await make_agent(client, "Carla")
+    await say(client, "hola")
+    [conversation] = await rows(client, Conversation)
+    browser = Browser(client)
+    await browser.sign_in("carla@example.com")
+    page = await (await browser.get(f"/console/conversations/{conversation.id}")).text()
+    return conversation, page
+
+
 # --- signing in -------------------------------------------------------------------------------
 
 
@@ -263,13 +275,8 @@ async def test_taking_a_conversation_from_the_bot_makes_the_agent_its_owner(
 async def test_the_lead_card_names_the_stage_as_the_pipeline_does(
     client: TestClient[Any, Any],
 ) -> None:
-    await make_agent(client, "Carla")
-    await say(client, "hola")
-    [conversation] = await rows(client, Conversation)
+    _, page = await on_the_conversation_page(client)
     [lead] = await rows(client, Lead)
-    browser = Browser(client)
-    await browser.sign_in("carla@example.com")
-    page = await (await browser.get(f"/console/conversations/{conversation.id}")).text()
     card = re.search(r'data-testid="stage" data-stage="([^"]+)">([^<]+)<', page)
     assert card is not None
     # The key is the pipeline's; an agent reads the stage's name from config.yaml.
@@ -467,12 +474,7 @@ async def test_a_message_that_arrives_while_the_page_loads_is_sent_when_its_stre
     client: TestClient[Any, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(console_stream, "LOOK_AGAIN", 60.0)  # only what the page said counts
-    await make_agent(client, "Carla")
-    await say(client, "hola")
-    [conversation] = await rows(client, Conversation)
-    browser = Browser(client)
-    await browser.sign_in("carla@example.com")
-    page = await (await browser.get(f"/console/conversations/{conversation.id}")).text()
+    conversation, page = await on_the_conversation_page(client)
     found = re.search(r'data-seen="([^"]*)"', page)
     assert found is not None
     seen = html.unescape(found.group(1))
