@@ -59,6 +59,8 @@ NAMING = {
 
 # The messages the reports count as objections (ix_messages_objections, migration 0014).
 OBJECTION_MESSAGES = "direction = 'in' AND intent LIKE 'objection.%'"
+# The actions still to fire (ix_scheduled_actions_pending_lead_id_kind, migration 0016).
+PENDING_ACTIONS = f"state = '{ActionState.PENDING.value}'"
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -451,8 +453,8 @@ class ScheduledAction(Base):
             "ix_scheduled_actions_pending_lead_id_kind",
             "lead_id",
             "kind",
-            postgresql_where=sql("state = 'pending'"),
-            sqlite_where=sql("state = 'pending'"),
+            postgresql_where=sql(PENDING_ACTIONS),
+            sqlite_where=sql(PENDING_ACTIONS),
         ),
     )
 

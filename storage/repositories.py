@@ -196,8 +196,8 @@ _PENDING_STATE = literal_column(f"'{ActionState.PENDING.value}'", String)
 # subquery with LIMIT, not EXISTS: PostgreSQL may run a correlated EXISTS as a hashed subplan,
 # reading every pending action of the kind (one per lead the bot is talking to) to answer for
 # one lead, and does whenever its statistics are thin (a young database, or a prepared
-# statement's generic plan made while the table was small); this form can only look up the
-# lead's own actions, by their index.
+# statement's generic plan made while the table was small); this form is answered per lead,
+# from the index of pending actions by lead and kind.
 _PENDING_FOR_LEAD = (
     select(true())
     .where(
