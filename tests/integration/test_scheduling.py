@@ -459,7 +459,9 @@ async def test_pausing_waits_for_a_firing_in_progress_instead_of_cutting_it(serv
     assert not pausing.done()  # it waits for the firing...
     release.set()
     await asyncio.wait_for(pausing, timeout=10)
-    assert committed == [0]  # ...which ran to its end
+    # ...which ran to its end, whatever it found due (at 08:00 in the business's zone, the
+    # daily sweep).
+    assert len(committed) == 1
 
 
 async def test_a_booking_question_writes_the_leads_changes_with_the_reply(
