@@ -123,9 +123,10 @@ async def test_a_worker_that_died_holding_a_claim_is_relieved_when_its_lease_end
     sid = params["MessageSid"]
     first = await stored_while_full(service, tw, params)
     async with first.app[DATABASE].session() as session:
-        # A worker claimed it (for half a second) and died before handling it.
+        # A worker claimed it and died before handling it. (The lease outlasts the next
+        # start, which took over half a second on a loaded machine.)
         await session.execute(
-            update(DeferredInbound).values(lease_until=utcnow() + timedelta(seconds=0.5))
+            update(DeferredInbound).values(lease_until=utcnow() + timedelta(seconds=5))
         )
         await session.commit()
 
