@@ -40,6 +40,7 @@ from bench.throughput import (
     closed_loop,
     cpu_seconds,
     server,
+    user_and_system,
 )
 from storage import migrate
 from storage.db import Database
@@ -55,12 +56,6 @@ def postgres_processes() -> dict[int, float]:
     """CPU seconds of every process named postgres, by pid."""
     found = subprocess.run(["pgrep", "-x", "postgres"], capture_output=True, text=True).stdout
     return {int(pid): cpu_seconds([int(pid)]) for pid in found.split()}
-
-
-def user_and_system(pid: int) -> tuple[float, float]:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    return int(fields[11]) / ticks, int(fields[12]) / ticks
 
 
 def machine_ticks() -> tuple[int, int]:

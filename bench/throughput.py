@@ -134,14 +134,19 @@ async def post(
         tally.other += 1
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU of the processes, from /proc (0 where there is none)."""
-    total = 0.0
+def user_and_system(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds of a process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / ticks, int(fields[12]) / ticks
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU of the processes (0 for one that is gone)."""
+    total = 0.0
     for pid in pids:
         with contextlib.suppress(OSError):
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / ticks
+            total += sum(user_and_system(pid))
     return total
 
 
