@@ -28,13 +28,13 @@ from sqlalchemy import (
     union_all,
     update,
 )
-from sqlalchemy.engine import Result
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import ColumnProperty, Session
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.expression import Executable
 from sqlalchemy.sql.selectable import HasCTE
 
+from storage import driver
 from storage.models import Activity, Base, Conversation, Lead, ScoreEvent, StageChange
 
 # Rows whose changes are plain column values: updated in place, in the engine's lock order
@@ -88,7 +88,7 @@ def forget(session: AsyncSession, write: tuple[Factory, dict[str, Any]]) -> bool
 async def write_deferred(session: AsyncSession) -> None:
     """Run the deferred writes now, each on its own, after the session's pending rows."""
     for factory, parameters in session.info.pop(_DEFERRED, []):
-        await session.execute(_built(factory, ""), parameters)
+        await driver.rows(session, _built(factory, ""), parameters)
 
 
 def discard_deferred(session: AsyncSession) -> None:
@@ -301,28 +301,26 @@ async def write_changes(session: AsyncSession) -> None:
         return
     if collected.shape:
         statement = _statement(tuple(collected.shape), collected.tables)
-        with session.no_autoflush:
-            await session.execute(statement, collected.parameters)
+        await driver.rows(session, statement, collected.parameters)
         collected.written(session)
     await session.flush()  # whatever else changed (none on the hot path)
 
 
 async def run_with_changes(
     session: AsyncSession, factory: Factory, parameters: dict[str, Any]
-) -> Result[Any]:
+) -> Sequence[Sequence[Any]]:
     """Run the statement `factory("")` (one that writes, and nothing pending refers to what
     it writes) with the session's pending changes as CTEs of it on PostgreSQL: one round
-    trip for both (see `write_changes`). Otherwise: the changes first, by the ORM's flush."""
+    trip for both (see `write_changes`); its rows. Otherwise: the changes first, by the
+    ORM's flush."""
     collected = _collect(session)
     if collected is None:
         await session.flush()
         await write_deferred(session)
-        return await session.execute(_built(factory, ""), parameters)
+        return await driver.rows(session, _built(factory, ""), parameters)
     if not collected.shape:
-        with session.no_autoflush:
-            return await session.execute(_built(factory, ""), parameters)
+        return await driver.rows(session, _built(factory, ""), parameters)
     statement = _with(factory, tuple(collected.shape), collected.tables)
-    with session.no_autoflush:
-        result = await session.execute(statement, {**parameters, **collected.parameters})
+    found = await driver.rows(session, statement, {**parameters, **collected.parameters})
     collected.written(session)
-    return result
+    return found

@@ -29,6 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased, contains_eager, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.util import identity_key
 from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.dml import ReturningInsert
 from sqlalchemy.sql.elements import BindParameter
@@ -46,7 +47,7 @@ from bot.core.model import (
     OutboxState,
     SequenceState,
 )
-from storage import folded
+from storage import driver, folded
 from storage.models import (
     Agent,
     Appointment,
@@ -118,6 +119,9 @@ def _flushing_for(session: AsyncSession, *models: type) -> dict[str, Any]:
 
 
 _MESSAGES = cast(Table, Message.__table__)
+_LEADS = cast(Table, Lead.__table__)
+_IDENTITIES = cast(Table, ChannelIdentity.__table__)
+_CONVERSATIONS = cast(Table, Conversation.__table__)
 _INSERT_MESSAGE = insert(_MESSAGES).returning(_MESSAGES.c.id)
 _INSERT_OUTBOX = insert(cast(Table, OutboxItem.__table__))
 _EARLIER = aliased(OutboxItem)
@@ -209,16 +213,33 @@ _PENDING_FOR_LEAD = (
     .correlate(Conversation)
     .scalar_subquery()
 )
-_CONVERSATION_OF_SENDER_WATCHED = (
-    select(Conversation, _PENDING_FOR_LEAD.label("pending"))
-    .join(ChannelIdentity, ChannelIdentity.id == Conversation.identity_id)
-    .join(Lead, Lead.id == Conversation.lead_id)
-    .options(contains_eager(Conversation.identity), contains_eager(Conversation.lead))
-    .where(
-        ChannelIdentity.channel == bindparam("channel"),
-        ChannelIdentity.external_id == bindparam("external_id"),
+# Its columns named, not its entities: the row comes back as plain values (on PostgreSQL straight
+# from the driver, see `storage.driver`) and the three objects are made from it (`_loaded`).
+_SENDER_ROW: tuple[tuple[type[Base], tuple[str, ...]], ...] = tuple(
+    (model, tuple(model.__mapper__.get_property_by_column(c).key for c in table.columns))
+    for model, table in (
+        (Conversation, _CONVERSATIONS),
+        (ChannelIdentity, _IDENTITIES),
+        (Lead, _LEADS),
     )
-    .with_for_update(key_share=True, of=[Conversation, Lead])
+)
+_CONVERSATION_OF_SENDER_WATCHED = (
+    select(
+        *_CONVERSATIONS.columns,
+        *_IDENTITIES.columns,
+        *_LEADS.columns,
+        _PENDING_FOR_LEAD.label("pending"),
+    )
+    .select_from(
+        _CONVERSATIONS.join(_IDENTITIES, _IDENTITIES.c.id == _CONVERSATIONS.c.identity_id).join(
+            _LEADS, _LEADS.c.id == _CONVERSATIONS.c.lead_id
+        )
+    )
+    .where(
+        _IDENTITIES.c.channel == bindparam("channel"),
+        _IDENTITIES.c.external_id == bindparam("external_id"),
+    )
+    .with_for_update(key_share=True, of=[_CONVERSATIONS, _LEADS])
 )
 # One statement, either way: the action is added unless one of its kind waits for the lead.
 _UNLESS_PENDING_COLUMNS = (
@@ -325,9 +346,6 @@ class Previous:
 # A new lead's first conversation: the lead, its channel identity and the conversation in one
 # statement on PostgreSQL. The identity's unique key decides a race for the same sender: the
 # loser's statement inserts no identity and no conversation (the caller then rolls back).
-_LEADS = cast(Table, Lead.__table__)
-_IDENTITIES = cast(Table, ChannelIdentity.__table__)
-_CONVERSATIONS = cast(Table, Conversation.__table__)
 _LEAD_COLUMNS = [c.name for c in _LEADS.columns if c.name != "id"]
 _IDENTITY_COLUMNS = [c.name for c in _IDENTITIES.columns if c.name not in ("id", "lead_id")]
 _CONVERSATION_COLUMNS = [
@@ -388,10 +406,22 @@ _OPEN_FOR_NEW_LEAD = select(
 
 def _persistent(session: AsyncSession, row: Base, values: dict[str, Any]) -> None:
     """A row just inserted with these values joins the session as if read back."""
-    for key, value in values.items():
-        setattr(row, key, value)
+    # Into the instance's dict, as the ORM's loading does: the attribute events of setattr
+    # would only record a history that the next line forgets.
+    row.__dict__.update(values)
     make_transient_to_detached(row)
     session.add(row)
+
+
+def _loaded(session: AsyncSession, model: type[Base], values: dict[str, Any]) -> Base:
+    """The session's object of the row with these column values, made as a query would make
+    it (one the session already holds stays as it is, as a query would leave it)."""
+    held = session.identity_map.get(identity_key(model, (values["id"],)))
+    if held is not None:
+        return held
+    row = model.__mapper__.class_manager.new_instance()
+    _persistent(session, row, values)
+    return row
 
 
 def _message_and_outbox(prefix: str) -> Executable:
@@ -527,8 +557,7 @@ class Conversations:
         parameters.update({f"i_{c}": identity_values[c] for c in _IDENTITY_COLUMNS})
         parameters.update({f"c_{c}": conversation_values[c] for c in _CONVERSATION_COLUMNS})
         parameters.update({f"m_{c}": inbound.get(c) for c in _INBOUND_COLUMNS[1:]})
-        result = await _unflushed(self.session, _OPEN_FOR_NEW_LEAD, parameters)
-        row = cast(tuple[int, int, int | None, int | None], result.one())
+        (row,) = await driver.rows(self.session, _OPEN_FOR_NEW_LEAD, parameters)
         lead_id, identity_id, conversation_id, message_id = row
         if conversation_id is None:
             return None
@@ -576,10 +605,17 @@ class Conversations:
         """`for_sender`, and in the same statement whether an action of `kind` waits for
         the lead (the engine's idle check: one round trip instead of two)."""
         parameters = {"channel": channel, "external_id": external_id, "kind": kind}
-        row = (await self.session.execute(_CONVERSATION_OF_SENDER_WATCHED, parameters)).first()
-        if row is None:
+        found = await driver.rows(self.session, _CONVERSATION_OF_SENDER_WATCHED, parameters)
+        if not found:
             return None, False
-        return row[0], bool(row[1])
+        values = iter(found[0])
+        conversation, identity, lead = (
+            _loaded(self.session, model, dict(zip(keys, values, strict=False)))
+            for model, keys in _SENDER_ROW
+        )
+        set_committed_value(conversation, "identity", identity)
+        set_committed_value(conversation, "lead", lead)
+        return cast(Conversation, conversation), bool(next(values))
 
     async def move(
         self,
@@ -640,12 +676,13 @@ class Messages:
             previous = Previous(before.direction, before.author, before.script, before.created_at)
             return message_id, previous
         parameters = {name: values.get(name) for name in _INBOUND_COLUMNS}
-        row = (await _unflushed(self.session, _INSERT_INBOUND_AFTER, parameters)).first()
-        if row is None:
+        found = await driver.rows(self.session, _INSERT_INBOUND_AFTER, parameters)
+        if not found:
             return None, None
-        if row.direction is None:
-            return row.id, None
-        return row.id, Previous(row.direction, row.author, row.script, row.created_at)
+        message_id, direction, author, script, created_at = found[0]
+        if direction is None:
+            return message_id, None
+        return message_id, Previous(direction, author, script, created_at)
 
     async def insert(self, values: dict[str, Any]) -> int:
         """Store a message without the ORM's bookkeeping (the hot path); returns its id."""
@@ -739,10 +776,11 @@ class Outbox:
         parameters = {f"m_{name}": message.get(name) for name in _MESSAGE_COLUMNS}
         parameters.update({f"o_{name}": item.get(name) for name in _OUTBOX_FROM_MESSAGE})
         if with_changes:
-            result = await folded.run_with_changes(self.session, _message_and_outbox, parameters)
+            found = await folded.run_with_changes(self.session, _message_and_outbox, parameters)
         else:
-            result = await _unflushed(self.session, _INSERT_MESSAGE_AND_OUTBOX, parameters)
-        return int(result.scalar_one())
+            found = await driver.rows(self.session, _INSERT_MESSAGE_AND_OUTBOX, parameters)
+        (row,) = found
+        return int(row[0])
 
     async def get(self, item_id: int) -> OutboxItem | None:
         return await self.session.get(OutboxItem, item_id)

@@ -1,0 +1,180 @@
+"""The engine's hot statements run on asyncpg itself, in the session's own transaction.
+
+A statement through SQLAlchemy costs several times what the same statement costs on asyncpg:
+the session's execution, the compiled cache's look-up, the parameters' processing and two
+greenlet switches come before and after the driver's own work (`python -m bench.driver`: the
+statements of a known sender's message, 0.85 ms through SQLAlchemy Core alone, 0.35 ms on
+asyncpg). For the few statements every message runs, `rows` does what SQLAlchemy would do,
+once per statement instead of once per execution: the statement is compiled for the dialect
+and kept with its parameters' order and bind processors (the same processors SQLAlchemy
+applies, so an enum, a JSON value or a time goes out as it would), and run on the driver
+connection that holds the session's transaction, with asyncpg's prepared-statement cache.
+Errors come out as the same SQLAlchemy exceptions (`IntegrityError`, `DBAPIError` with the
+SQLSTATE), so a conflict retries and a dead connection answers 503 as before, and SQLAlchemy's
+`before_cursor_execute` listeners still see every statement.
+
+Other drivers (SQLite, or PostgreSQL through another driver) run the statement through the
+session. Only statements without ORM entities, expanding or literal-rendered parameters
+belong here; the session's pending changes are not flushed first (as with `no_autoflush`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy.sql.base import Executable
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import ClauseElement
+
+_OPEN = "seguibot.driver"  # the session's `info` key: the connection of its transaction
+
+
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    """A statement as the driver takes it: text, parameters in order, and their processing."""
+
+    sql: str
+    names: tuple[str, ...]
+    processors: tuple[Callable[[Any], Any] | None, ...]
+    defaults: Mapping[str, Any]  # values bound in the statement itself (a LIMIT's 1)
+    results: tuple[Callable[[Any], Any] | None, ...] | None  # None: rows as they come
+
+    def arguments(self, parameters: Mapping[str, Any]) -> list[Any]:
+        values = []
+        for name, process in zip(self.names, self.processors, strict=True):
+            value = parameters[name] if name in parameters else self.defaults[name]
+            values.append(value if process is None or value is None else process(value))
+        return values
+
+
+_COMPILED: dict[tuple[Executable, str], _Compiled | None] = {}
+
+
+def _compiled(statement: Executable, dialect: Dialect) -> _Compiled | None:
+    """The statement as the driver takes it; None when SQLAlchemy must fill in something at
+    each execution (a column's Python-side default, an expanding IN list, a value rendered
+    into the text): such a statement goes through the session."""
+    key = (statement, dialect.name)
+    if key in _COMPILED:
+        return _COMPILED[key]
+    compiled = cast(SQLCompiler, cast(ClauseElement, statement).compile(dialect=dialect))
+    names = tuple(compiled.positiontup or ())
+    binds = compiled.binds
+    found = None
+    if not (
+        compiled.insert_prefetch
+        or compiled.update_prefetch
+        or any(binds[name].expanding or binds[name].literal_execute for name in names)
+    ):
+        columns = getattr(statement, "exported_columns", ())
+        results = tuple(
+            column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns
+        )
+        found = _Compiled(
+            sql=compiled.string,
+            names=names,
+            processors=tuple(
+                binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
+            ),
+            defaults={name: binds[name].value for name in names if not binds[name].required},
+            results=results if any(results) else None,
+        )
+    _COMPILED[key] = found
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class _Open:
+    """The session's transaction as the driver sees it."""
+
+    connection: AsyncConnection
+    adapted: Any  # SQLAlchemy's asyncpg adapter (its transaction and error translation)
+    driver: Any  # the asyncpg connection
+
+
+async def _open(session: AsyncSession) -> _Open:
+    """The driver connection of the session's transaction, begun (`BEGIN` sent)."""
+    found = cast(_Open | None, session.info.get(_OPEN))
+    if found is None:
+        connection = await session.connection()
+        raw = await connection.get_raw_connection()
+        found = _Open(connection, raw.dbapi_connection, raw.driver_connection)
+        session.info[_OPEN] = found
+    if found.adapted._transaction is None:
+        # SQLAlchemy's adapter sends BEGIN before its first statement and COMMIT or ROLLBACK
+        # when the session ends the transaction: begun through it, this statement is part
+        # of the same transaction. (The adapter has no public call for this; the pin of
+        # SQLAlchemy to 2.1 keeps it, and tests/integration/test_driver.py fails without it.)
+        await found.adapted._start_transaction()
+    return found
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _ended(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:  # the connection goes back to the pool
+        session.info.pop(_OPEN, None)
+
+
+async def rows(
+    session: AsyncSession, statement: Executable, parameters: Mapping[str, Any]
+) -> Sequence[Sequence[Any]]:
+    """Run `statement` with `parameters` in the session's transaction; its rows (indexable
+    by position; values processed as SQLAlchemy would).
+
+    Raises:
+        sqlalchemy.exc.DBAPIError and its subclasses, as `session.execute` would.
+    """
+    dialect = session.get_bind().dialect
+    compiled = _compiled(statement, dialect) if dialect.driver == "asyncpg" else None
+    if compiled is None:
+        with session.no_autoflush:
+            return (await session.execute(statement, dict(parameters))).all()
+    opened = await _open(session)
+    arguments = compiled.arguments(parameters)
+    sync = cast(Connection, opened.connection.sync_connection)
+    if sync.dispatch.before_cursor_execute:  # (listeners: tests and benches count statements)
+        sync.dispatch.before_cursor_execute(sync, None, compiled.sql, arguments, None, False)
+    try:
+        records = await opened.driver.fetch(compiled.sql, *arguments)
+    except Exception as error:
+        raise await _translated(opened, dialect, compiled.sql, error) from error
+    if compiled.results is None:
+        return cast(Sequence[Sequence[Any]], records)
+    processors = compiled.results
+    return [
+        tuple(
+            value if process is None or value is None else process(value)
+            for process, value in zip(processors, record, strict=True)
+        )
+        for record in records
+    ]
+
+
+async def _translated(opened: _Open, dialect: Dialect, sql: str, error: Exception) -> Exception:
+    """The SQLAlchemy exception `session.execute` would have raised for `error`."""
+    try:
+        opened.adapted._handle_exception(error)  # raises the DB-API form of the error
+    except Exception as dbapi_error:
+        invalidated = dialect.is_disconnect(cast(Any, dbapi_error), opened.adapted, None)
+        if invalidated:  # the pool replaces it, as after any statement that found it dead
+            await opened.connection.invalidate(dbapi_error)
+        return cast(
+            Exception,
+            DBAPIError.instance(
+                sql,
+                None,
+                dbapi_error,
+                cast(type[Exception], dialect.loaded_dbapi.Error),
+                hide_parameters=True,
+                connection_invalidated=invalidated,
+                dialect=dialect,
+            ),
+        )
+    return error  # (not reached: the adapter always raises)

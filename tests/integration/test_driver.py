@@ -1,0 +1,211 @@
+"""Statements run on asyncpg itself (`storage.driver`) behave as through the session.
+
+On PostgreSQL they share the session's transaction (begun by them when they come first), come
+back with the values the ORM would give, fail with SQLAlchemy's exceptions and are seen by
+SQLAlchemy's listeners; on SQLite the same call goes through the session.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import Table, bindparam, event, func, insert, select, text
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from bot.core.model import Author, Channel, ConversationState, DeliveryStatus, Direction
+from storage import driver
+from storage.db import Database, is_conflict
+from storage.models import ChannelIdentity, Conversation, Lead, Message
+from storage.uow import UnitOfWork
+
+_LEADS: Table = Lead.__table__  # type: ignore[assignment]
+_ADD_LEAD = (
+    insert(_LEADS)
+    .values(
+        name=bindparam("name"),
+        stage="nuevo",
+        score=0,
+        tier="frio",
+        timezone="America/Mexico_City",
+        source="webchat",
+        first_contact_at=bindparam("at"),
+        last_activity_at=bindparam("at"),
+    )
+    .returning(_LEADS.c.id, _LEADS.c.first_contact_at)
+)
+_NOW = datetime(2026, 11, 30, 16, 0, tzinfo=UTC)
+
+
+async def lead_count(db: Database, name: str) -> int:
+    async with db.session() as session:
+        statement = select(func.count()).select_from(Lead).where(Lead.name == name)
+        return int((await session.execute(statement)).scalar_one())
+
+
+async def test_a_statement_belongs_to_the_sessions_transaction(db: Database) -> None:
+    # First in its unit of work: it begins the transaction, so a rollback takes it back.
+    async with UnitOfWork(db) as uow:
+        ((lead_id, at),) = await driver.rows(uow.session, _ADD_LEAD, {"name": "Ana", "at": _NOW})
+        assert at == _NOW and at.tzinfo is not None
+        # The session's own statements run in the same transaction and see the row.
+        assert (await uow.session.get(Lead, lead_id)) is not None
+        await uow.rollback()
+    assert await lead_count(db, "Ana") == 0
+    # After a statement of the session, and committed with it.
+    async with UnitOfWork(db) as uow:
+        await uow.session.execute(select(func.count()).select_from(Lead))
+        await driver.rows(uow.session, _ADD_LEAD, {"name": "Ana", "at": _NOW})
+        await uow.commit()
+    assert await lead_count(db, "Ana") == 1
+    # The next unit of work gets a connection of its own again (the last one went back).
+    async with UnitOfWork(db) as uow:
+        await driver.rows(uow.session, _ADD_LEAD, {"name": "Ana", "at": _NOW})
+        await uow.commit()
+    assert await lead_count(db, "Ana") == 2
+
+
+async def test_errors_are_sqlalchemys_and_the_unit_of_work_ends_cleanly(db: Database) -> None:
+    async with UnitOfWork(db) as uow:
+        ((lead_id, _),) = await driver.rows(uow.session, _ADD_LEAD, {"name": "Bea", "at": _NOW})
+        await uow.commit()
+    duplicate = insert(_LEADS).values(
+        id=bindparam("id"),
+        stage="nuevo",
+        score=0,
+        tier="frio",
+        timezone="America/Mexico_City",
+        first_contact_at=bindparam("at"),
+        last_activity_at=bindparam("at"),
+        tags=[],
+        custom={},
+    )
+    with pytest.raises(IntegrityError):
+        async with UnitOfWork(db) as uow:
+            await driver.rows(uow.session, duplicate, {"id": lead_id, "at": _NOW})
+    async with UnitOfWork(db) as uow:  # the pool's connection is usable again
+        await driver.rows(uow.session, _ADD_LEAD, {"name": "Bea", "at": _NOW})
+        await uow.commit()
+    assert await lead_count(db, "Bea") == 2
+
+
+async def test_a_deadlock_is_a_conflict_the_engine_retries(db: Database) -> None:
+    if db.is_sqlite:
+        pytest.skip("SQLSTATEs are PostgreSQL's (SQLite serialises writers)")
+    deadlock = text("DO $$ BEGIN RAISE EXCEPTION 'test' USING ERRCODE = '40P01'; END $$")
+    with pytest.raises(DBAPIError) as raised:
+        async with UnitOfWork(db) as uow:
+            await driver.rows(uow.session, deadlock, {})
+    assert is_conflict(raised.value)
+
+
+async def test_values_come_back_as_the_orm_reads_them(db: Database) -> None:
+    # The engine's locked read makes its three objects from the driver's row: each column's
+    # value must be what the ORM itself reads (enums, JSON, times with their zone).
+    async with UnitOfWork(db) as uow:
+        lead = Lead(
+            name="Caro",
+            stage="nuevo",
+            score=7,
+            tier="tibio",
+            timezone="America/Bogota",
+            source="webchat",
+            first_contact_at=_NOW,
+            last_activity_at=_NOW,
+            tags=["vip"],
+            custom={"presupuesto": "alto"},
+        )
+        uow.session.add(lead)
+        await uow.session.flush()
+        identity = ChannelIdentity(
+            lead_id=lead.id,
+            channel=Channel.WEBCHAT,
+            external_id="caro-0001-abcdef",
+            reachable=True,
+            created_at=_NOW,
+        )
+        uow.session.add(identity)
+        await uow.session.flush()
+        conversation = Conversation(
+            lead_id=lead.id,
+            identity_id=identity.id,
+            channel=Channel.WEBCHAT,
+            state=ConversationState.BOT,
+            context={"pending": "schedule.book"},
+            created_at=_NOW,
+        )
+        uow.session.add(conversation)
+        await uow.session.flush()
+        uow.session.add(
+            Message(
+                conversation_id=conversation.id,
+                channel=Channel.WEBCHAT,
+                direction=Direction.OUT,
+                author=Author.BOT,
+                text="hola",
+                status=DeliveryStatus.SENT,
+                created_at=_NOW,
+            )
+        )
+        await uow.commit()
+    async with UnitOfWork(db) as uow:
+        found, watched = await uow.conversations.for_sender_watched(
+            Channel.WEBCHAT, "caro-0001-abcdef", "idle"
+        )
+        assert found is not None and watched is False
+        assert found.lead.id == found.lead_id and found.identity.id == found.identity_id
+        by_driver = [values(found), values(found.identity), values(found.lead)]
+        ids = found.id, found.identity_id, found.lead_id
+    async with db.session() as session:
+        expected = [
+            values(await session.get(Conversation, ids[0])),
+            values(await session.get(ChannelIdentity, ids[1])),
+            values(await session.get(Lead, ids[2])),
+        ]
+    assert by_driver == expected
+    # (value, type) per column: JSON decoded, times aware, as the ORM's.
+    assert by_driver[0]["context"] == ({"pending": "schedule.book"}, dict)
+    assert by_driver[2]["tags"] == (["vip"], list)
+    assert by_driver[2]["first_contact_at"] == (_NOW, datetime)
+
+
+def values(row: Any) -> dict[str, Any]:
+    columns = row.__mapper__.column_attrs
+    return {
+        column.key: (getattr(row, column.key), type(getattr(row, column.key))) for column in columns
+    }
+
+
+async def test_listeners_see_every_statement(db: Database) -> None:
+    seen: list[str] = []
+
+    def listener(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        seen.append(statement)
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", listener)
+    try:
+        async with UnitOfWork(db) as uow:
+            await driver.rows(uow.session, _ADD_LEAD, {"name": "Dani", "at": _NOW})
+            await uow.commit()
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", listener)
+    assert [s for s in seen if s.startswith("INSERT INTO leads")]
+
+
+def test_the_engines_statements_run_on_the_driver() -> None:
+    # What the module is for: none of the hot path's statements may fall back to the
+    # session for something SQLAlchemy fills in at each execution.
+    from sqlalchemy.dialects.postgresql.asyncpg import dialect
+
+    from storage import repositories
+
+    asyncpg = dialect()
+    for statement in (
+        repositories._CONVERSATION_OF_SENDER_WATCHED,
+        repositories._INSERT_INBOUND_AFTER,
+        repositories._OPEN_FOR_NEW_LEAD,
+        repositories._INSERT_MESSAGE_AND_OUTBOX,
+    ):
+        assert driver._compiled(statement, asyncpg) is not None, statement
+    assert driver._compiled(insert(_LEADS).values(name="x"), asyncpg) is None  # tags' default
