@@ -179,13 +179,13 @@ _SENT_SINCE = select(
     )
 )
 _NEXT_APPOINTMENT = (
-    select(Appointment)
+    select(*_APPOINTMENTS.columns)  # (its row comes back as values: see `_loaded`)
     .where(
-        Appointment.lead_id == bindparam("lead_id"),
-        Appointment.state == AppointmentState.CONFIRMED,
-        Appointment.starts_at >= bindparam("now"),
+        _APPOINTMENTS.c.lead_id == bindparam("lead_id"),
+        _APPOINTMENTS.c.state == AppointmentState.CONFIRMED,
+        _APPOINTMENTS.c.starts_at >= bindparam("now"),
     )
-    .order_by(Appointment.starts_at)
+    .order_by(_APPOINTMENTS.c.starts_at)
     .limit(1)
 )
 
@@ -215,14 +215,7 @@ _PENDING_FOR_LEAD = (
 )
 # Its columns named, not its entities: the row comes back as plain values (on PostgreSQL straight
 # from the driver, see `storage.driver`) and the three objects are made from it (`_loaded`).
-_SENDER_ROW: tuple[tuple[type[Base], tuple[str, ...]], ...] = tuple(
-    (model, tuple(model.__mapper__.get_property_by_column(c).key for c in table.columns))
-    for model, table in (
-        (Conversation, _CONVERSATIONS),
-        (ChannelIdentity, _IDENTITIES),
-        (Lead, _LEADS),
-    )
-)
+_SENDER_ROW = (Conversation, ChannelIdentity, Lead)
 _CONVERSATION_OF_SENDER_WATCHED = (
     select(
         *_CONVERSATIONS.columns,
@@ -411,6 +404,19 @@ def _persistent(session: AsyncSession, row: Base, values: dict[str, Any]) -> Non
     row.__dict__.update(values)
     make_transient_to_detached(row)
     session.add(row)
+
+
+@functools.cache
+def _attributes(model: type[Base]) -> tuple[str, ...]:
+    """The model's attribute names, in its table's column order (a row's `select(*columns)`)."""
+    mapper = model.__mapper__
+    return tuple(mapper.get_property_by_column(c).key for c in mapper.local_table.columns)
+
+
+def _values(model: type[Base], row: Iterable[Any]) -> dict[str, Any]:
+    """The model's values from a row of its table's columns (the first ones of `row`, which
+    may go on with other columns: the row is an iterator then, left at the next one)."""
+    return dict(zip(_attributes(model), row, strict=False))
 
 
 def _loaded(session: AsyncSession, model: type[Base], values: dict[str, Any]) -> Base:
@@ -610,8 +616,7 @@ class Conversations:
             return None, False
         values = iter(found[0])
         conversation, identity, lead = (
-            _loaded(self.session, model, dict(zip(keys, values, strict=False)))
-            for model, keys in _SENDER_ROW
+            _loaded(self.session, model, _values(model, values)) for model in _SENDER_ROW
         )
         set_committed_value(conversation, "identity", identity)
         set_committed_value(conversation, "lead", lead)
@@ -701,7 +706,8 @@ class Messages:
         """A message went to the lead in this conversation after `since` (a follow-up, a
         reminder, an agent's reply)."""
         parameters = {"conversation_id": conversation_id, "since": since}
-        return bool((await self.session.execute(_SENT_SINCE, parameters)).scalar_one())
+        ((sent,),) = await driver.rows(self.session, _SENT_SINCE, parameters)
+        return bool(sent)
 
     async def previous(self, conversation_id: int, before_id: int) -> Message | None:
         """The conversation's message just before `before_id`, either way."""
@@ -1129,11 +1135,13 @@ class Appointments:
         return await self.session.get(Appointment, appointment_id)
 
     async def next_for(self, lead_id: int, now: datetime) -> Appointment | None:
+        if folded.holds(self.session, Appointment):
+            await self.session.flush()  # the read must see this unit of work's bookings
         parameters = {"lead_id": lead_id, "now": now}
-        options = _flushing_for(self.session, Appointment)
-        return (
-            await self.session.execute(_NEXT_APPOINTMENT, parameters, execution_options=options)
-        ).scalar_one_or_none()
+        found = await driver.rows(self.session, _NEXT_APPOINTMENT, parameters)
+        if not found:
+            return None
+        return cast(Appointment, _loaded(self.session, Appointment, _values(Appointment, found[0])))
 
     async def book(self, values: dict[str, Any]) -> int | None:
         """The new appointment's id, or None when the slot was taken meanwhile.
