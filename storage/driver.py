@@ -42,15 +42,16 @@ class _Compiled:
 
     sql: str
     names: tuple[str, ...]
-    processors: tuple[Callable[[Any], Any] | None, ...]
+    processed: tuple[tuple[int, Callable[[Any], Any]], ...]  # (position, bind processor)
     defaults: Mapping[str, Any]  # values bound in the statement itself (a LIMIT's 1)
     results: tuple[Callable[[Any], Any] | None, ...] | None  # None: rows as they come
 
     def arguments(self, parameters: Mapping[str, Any]) -> list[Any]:
-        values = []
-        for name, process in zip(self.names, self.processors, strict=True):
-            value = parameters[name] if name in parameters else self.defaults[name]
-            values.append(value if process is None or value is None else process(value))
+        given = {**self.defaults, **parameters} if self.defaults else parameters
+        values = [given[name] for name in self.names]
+        for at, process in self.processed:  # most columns need none (text, numbers, times)
+            if values[at] is not None:
+                values[at] = process(values[at])
         return values
 
 
@@ -77,12 +78,13 @@ def _compiled(statement: Executable, dialect: Dialect) -> _Compiled | None:
         results = tuple(
             column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns
         )
+        processors = (
+            binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
+        )
         found = _Compiled(
             sql=compiled.string,
             names=names,
-            processors=tuple(
-                binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
-            ),
+            processed=tuple((at, p) for at, p in enumerate(processors) if p is not None),
             defaults={name: binds[name].value for name in names if not binds[name].required},
             results=results if any(results) else None,
         )
