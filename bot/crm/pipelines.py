@@ -4,8 +4,11 @@ stopped and started as before)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
+
+from sqlalchemy.exc import IntegrityError
 
 from bot.core.crm import Outcome, PipelineSpec, StageSpec, check_move, preset
 from bot.core.errors import InvalidInput, NotFound
@@ -86,7 +89,15 @@ class Pipelines:
 
     async def seed(self) -> None:
         """Presets not in the database yet, and the reasons for losing when there are none.
-        What admins changed since is left alone."""
+        What admins changed since is left alone.
+
+        Two processes starting together on an empty database (`serve --workers`, replicas)
+        both find nothing and both seed; the second one's insert then breaks a unique index,
+        and the first one's rows stand."""
+        with contextlib.suppress(IntegrityError):
+            await self._seed()
+
+    async def _seed(self) -> None:
         async with UnitOfWork(self.db) as uow:
             known = {p.key for p in await uow.crm.pipelines()}
             for position, found in enumerate(presets(self.settings)):

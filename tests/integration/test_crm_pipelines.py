@@ -4,12 +4,13 @@ rule, each scoring rule a `score_events` row."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from bot.core.errors import InvalidInput
 from bot.core.model import SequenceState, utcnow
@@ -206,3 +207,19 @@ async def test_three_unanswered_attempts_in_two_weeks_make_a_lead_cold(
     assert rules.count(UNANSWERED) == 4 and rules[-1] == UNANSWERED_COOLED
     total = sum(e.points for e in await rows(client, ScoreEvent))
     assert lead.score == client.app[SETTINGS].scoring.initial + total
+
+
+async def test_processes_starting_together_on_a_new_database_seed_once(
+    client: TestClient[Any, Any],
+) -> None:
+    # `serve --workers 2` (or two replicas) on an empty database: both find no pipelines and
+    # both seed; the one that loses the race must start all the same, not die at start-up.
+    async with UnitOfWork(client.app[DATABASE]) as uow:
+        for model in (Stage, LostReason, Pipeline):
+            await uow.session.execute(delete(model))
+        await uow.commit()
+    pipelines_service = client.app[PIPELINES]
+    await asyncio.gather(pipelines_service.seed(), pipelines_service.seed())
+    assert {p.key for p in await rows(client, Pipeline)} == {"funnel", "real_estate"}
+    assert len(await rows(client, Stage)) == 10
+    assert len(await rows(client, LostReason)) == len(client.app[SETTINGS].pipeline.lost_reasons)
