@@ -72,7 +72,8 @@ def _compiled(statement: Executable, dialect: Dialect) -> _Compiled | None:
     if not (
         compiled.insert_prefetch
         or compiled.update_prefetch
-        or any(binds[name].expanding or binds[name].literal_execute for name in names)
+        or compiled.post_compile_params
+        or compiled.literal_execute_params
     ):
         columns = getattr(statement, "exported_columns", ())
         results = tuple(
@@ -129,6 +130,9 @@ async def rows(
 ) -> Sequence[Sequence[Any]]:
     """Run `statement` with `parameters` in the session's transaction; its rows (indexable
     by position; values processed as SQLAlchemy would).
+
+    `statement` is built once (a module's constant, or kept in a cache): each statement object
+    is compiled on first use and kept for the life of the process.
 
     Raises:
         sqlalchemy.exc.DBAPIError and its subclasses, as `session.execute` would.

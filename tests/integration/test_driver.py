@@ -209,3 +209,5 @@ def test_the_engines_statements_run_on_the_driver() -> None:
     ):
         assert driver._compiled(statement, asyncpg) is not None, statement
     assert driver._compiled(insert(_LEADS).values(name="x"), asyncpg) is None  # tags' default
+    expanding = select(_LEADS.c.id).where(_LEADS.c.id.in_(bindparam("ids", expanding=True)))
+    assert driver._compiled(expanding, asyncpg) is None
