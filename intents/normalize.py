@@ -62,8 +62,12 @@ def fold(text: str) -> str:
     Used for keys and vocabularies too, so that data and messages are compared alike.
     """
     decomposed = unicodedata.normalize("NFD", text.casefold())
-    plain = "".join(ch for ch in decomposed if unicodedata.category(ch) != "Mn")
+    plain = _NON_ASCII.sub(_unmarked, decomposed)  # an ASCII character is never a mark
     return _DOUBLE.sub(r"\1", _STRETCH.sub(r"\1", plain))
+
+
+def _unmarked(match: re.Match[str]) -> str:
+    return "" if unicodedata.category(match[0]) == "Mn" else match[0]
 
 
 @dataclass(frozen=True, slots=True)
