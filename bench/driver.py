@@ -28,25 +28,21 @@ import functools
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 from sqlalchemy import event
 
 from bench.core_webchat import postgres_database, realistic_texts
-from bench.throughput import session_id
+from bench.throughput import ANSWERED, session_id, web_chat_message
 from bot.app import create_app
 from bot.conversation.engine import Engine
 from bot.conversation.understanding import Understanding
-from bot.core.channel import Channel, InboundMessage
+from bot.core.channel import InboundMessage
 from bot.settings import load_settings
 from bot.web.keys import DATABASE, ENGINE
 from storage import migrate
 from storage.db import Database
-
-# The known conversation's texts: ones the bot answers (as in `bench.throughput.profile`).
-ANSWERED = ["¿cuánto cuesta?", "¿qué incluye?", "me interesa, ¿cómo funciona?", "hola"]
 
 
 @dataclass(slots=True)
@@ -66,17 +62,6 @@ class Recorded:
             (sql, tuple(renamed.get(p, p) if isinstance(p, str) else p for p in parameters))
             for sql, parameters in self.statements
         ]
-
-
-def message(sender: str, message_id: str, text: str) -> InboundMessage:
-    return InboundMessage(
-        channel=Channel.WEBCHAT,
-        sender_id=sender,
-        message_id=message_id,
-        text=text,
-        sent_at=datetime.now(UTC),
-        reply_inline=True,
-    )
 
 
 async def cpu_per(count: int, step: Callable[[int], Awaitable[None]]) -> float:
@@ -107,9 +92,9 @@ class Paths:
     def inbound(self, new: bool, n: int) -> InboundMessage:
         if new:
             sender = session_id()
-            return message(sender, f"{sender}:{n}", self.texts[n % len(self.texts)])
+            return web_chat_message(sender, n, self.texts[n % len(self.texts)])
         sender = self.known[n % len(self.known)]
-        return message(sender, f"{sender}:{n}", ANSWERED[n % len(ANSWERED)])
+        return web_chat_message(sender, n, ANSWERED[n % len(ANSWERED)])
 
     async def measure(self, path: str, count: int) -> str:
         new = path == "new lead"
@@ -180,7 +165,7 @@ async def main(count: int) -> None:
         Understanding.match = timed_match  # type: ignore[method-assign]
         try:
             for sender in paths.known:
-                await paths.engine.receive(message(sender, f"{sender}:open", "hola"))
+                await paths.engine.receive(web_chat_message(sender, "open", "hola"))
             for path in ("new lead", "known conversation"):
                 print(await paths.measure(path, count), flush=True)
         finally:

@@ -284,6 +284,22 @@ def server(command: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen
                 )
 
 
+# The known conversation's texts in process: ones the bot answers (questions about the offer).
+ANSWERED = ["¿cuánto cuesta?", "¿qué incluye?", "me interesa, ¿cómo funciona?", "hola"]
+
+
+def web_chat_message(sender: str, n: int | str, text: str) -> InboundMessage:
+    """A web chat message from `sender` (its id made of the sender's and `n`), answered inline."""
+    return InboundMessage(
+        channel=Channel.WEBCHAT,
+        sender_id=sender,
+        message_id=f"{sender}:p{n}",
+        text=text,
+        sent_at=datetime.now(UTC),
+        reply_inline=True,
+    )
+
+
 async def profile(url: str, texts: list[str], count: int) -> dict[str, dict[str, float]]:
     """Statements and CPU ms per message, in process, on a new lead and a known conversation."""
     settings = load_settings(environ={"DATABASE_URL": url, "SEGUIBOT_LOGGING_LEVEL": "WARNING"})
@@ -295,32 +311,22 @@ async def profile(url: str, texts: list[str], count: int) -> dict[str, dict[str,
     def counted(*args: Any) -> None:
         statements[0] += 1
 
-    def message(sender: str, n: int, text_: str) -> InboundMessage:
-        return InboundMessage(
-            channel=Channel.WEBCHAT,
-            sender_id=sender,
-            message_id=f"{sender}:p{n}",
-            text=text_,
-            sent_at=datetime.now(UTC),
-            reply_inline=True,
-        )
-
-    # The known conversation's texts: ones the bot answers (questions about the offer).
-    answered = ["¿cuánto cuesta?", "¿qué incluye?", "me interesa, ¿cómo funciona?", "hola"]
     results: dict[str, dict[str, float]] = {}
     for path in ("new lead", "known conversation"):
         known = [session_id() for _ in range(20)]
         for sid in known:
-            await engine.receive(message(sid, -1, "hola"))
+            await engine.receive(web_chat_message(sid, -1, "hola"))
         statements[0] = 0
         replies = 0
         cpu, wall = time.process_time(), time.perf_counter()
         for n in range(count):
             if path == "new lead":
-                outcome = await engine.receive(message(session_id(), n, texts[n % len(texts)]))
+                sender, text_ = session_id(), texts[n % len(texts)]
+                outcome = await engine.receive(web_chat_message(sender, n, text_))
             else:
                 sid = known[n % len(known)]
-                outcome = await engine.receive(message(sid, n, answered[n % len(answered)]))
+                text_ = ANSWERED[n % len(ANSWERED)]
+                outcome = await engine.receive(web_chat_message(sid, n, text_))
             replies += len(outcome.replies)
         results[path] = {
             "statements": statements[0] / count,
