@@ -14,8 +14,10 @@ SQLSTATE), so a conflict retries and a dead connection answers 503 as before, an
 `before_cursor_execute` listeners still see every statement.
 
 Other drivers (SQLite, or PostgreSQL through another driver) run the statement through the
-session. Only statements without ORM entities, expanding or literal-rendered parameters
-belong here; the session's pending changes are not flushed first (as with `no_autoflush`).
+session. Either way the session's pending changes are not flushed first: `rows` is for
+statements that write or read rows nothing pending refers to or changes, so that the lead's
+and conversation's changes go out together at the end of the turn (`storage.folded`) instead
+of before each such statement.
 """
 
 from __future__ import annotations
@@ -75,9 +77,9 @@ def _compiled(statement: Executable, dialect: Dialect) -> _Compiled | None:
         or compiled.post_compile_params
         or compiled.literal_execute_params
     ):
-        columns = getattr(statement, "exported_columns", ())
         results = tuple(
-            column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns
+            column.type.dialect_impl(dialect).result_processor(dialect, None)
+            for column in _columns(statement)
         )
         processors = (
             binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
@@ -91,6 +93,11 @@ def _compiled(statement: Executable, dialect: Dialect) -> _Compiled | None:
         )
     _COMPILED[key] = found
     return found
+
+
+def _columns(statement: Executable) -> Sequence[Any]:
+    """The columns a statement's rows have (none: it returns no rows)."""
+    return cast(Sequence[Any], getattr(statement, "exported_columns", ()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +139,9 @@ async def rows(
     by position; values processed as SQLAlchemy would).
 
     `statement` is built once (a module's constant, or kept in a cache): each statement object
-    is compiled on first use and kept for the life of the process.
+    is compiled on first use and kept for the life of the process. It names its parameters
+    itself: a bare `insert(table)`, whose columns SQLAlchemy takes from each execution's
+    parameters, goes through the session (`_unflushed` in `storage.repositories`).
 
     Raises:
         sqlalchemy.exc.DBAPIError and its subclasses, as `session.execute` would.
@@ -141,7 +150,8 @@ async def rows(
     compiled = _compiled(statement, dialect) if dialect.driver == "asyncpg" else None
     if compiled is None:
         with session.no_autoflush:
-            return (await session.execute(statement, dict(parameters))).all()
+            result = await session.execute(statement, dict(parameters))
+        return result.all() if _columns(statement) else []
     opened = await _open(session)
     arguments = compiled.arguments(parameters)
     sync = cast(Connection, opened.connection.sync_connection)

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import Table, bindparam, event, func, insert, select, text
+from sqlalchemy import Table, bindparam, event, func, insert, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from bot.core.model import Author, Channel, ConversationState, DeliveryStatus, Direction
@@ -211,3 +211,13 @@ def test_the_engines_statements_run_on_the_driver() -> None:
     assert driver._compiled(insert(_LEADS).values(name="x"), asyncpg) is None  # tags' default
     expanding = select(_LEADS.c.id).where(_LEADS.c.id.in_(bindparam("ids", expanding=True)))
     assert driver._compiled(expanding, asyncpg) is None
+
+
+async def test_a_statement_without_rows_gives_none_through_either_path(db: Database) -> None:
+    # (SQLite runs it through the session, whose result then has no rows to ask for.)
+    rename = update(_LEADS).where(_LEADS.c.name == bindparam("old")).values(name=bindparam("new"))
+    async with UnitOfWork(db) as uow:
+        await driver.rows(uow.session, _ADD_LEAD, {"name": "Eva", "at": _NOW})
+        assert await driver.rows(uow.session, rename, {"old": "Eva", "new": "Eva María"}) == []
+        await uow.commit()
+    assert await lead_count(db, "Eva María") == 1
