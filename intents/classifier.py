@@ -4,7 +4,7 @@ Trained from the scripts' examples at start-up. Training is counting, so it stay
 large catalogues, and scoring touches only the classes a feature was seen in: with
 `score_c = Σ_f log(N_fc + α) − m·log(N_c + αV)`, the `log α` part of every unseen pair is the
 same for all classes and drops out, leaving a sparse sum plus one length term per class.
-Runtime needs nothing beyond the standard library.
+A catalogue of ordinary size is also scored from a dense `Table` of the same weights.
 """
 
 from __future__ import annotations
@@ -19,9 +19,15 @@ from dataclasses import dataclass
 from itertools import chain, pairwise
 from operator import itemgetter
 
+import numpy as np
+import numpy.typing as npt
+
 _DIGITS = re.compile(r"\d+")
 _CLASS = itemgetter(0)
 CHAR_NGRAMS = (3, 5)
+# A dense table up to 4 M weights (32 MB): the packaged scripts need 0.6 M, a catalogue of
+# 100 intents about 4 M; bigger ones are scored from the postings.
+MAX_TABLE_CELLS = 1 << 22
 
 
 def features(text: str) -> set[str]:
@@ -115,6 +121,22 @@ class NaiveBayes:
         norms = tuple(math.log(totals[c] + alpha * vocabulary) for c in range(len(index)))
         return cls(labels=tuple(index), postings=postings, norms=norms, alpha=alpha)
 
+    def table(self, order: Iterable[str] = ()) -> Table | None:
+        """The weights as a dense `Table`, the features of `order` in its first rows (in that
+        order), then the rest; None when it would exceed `MAX_TABLE_CELLS`."""
+        classes = len(self.labels)
+        if len(self.postings) * classes > MAX_TABLE_CELLS:
+            return None
+        index = {feature: row for row, feature in enumerate(order)}
+        for feature in self.postings:
+            index.setdefault(feature, len(index))
+        weights = np.zeros((len(index), classes), dtype=np.float64)
+        for feature, posting in self.postings.items():
+            row = index[feature]
+            for c, weight in posting:
+                weights[row, c] = weight
+        return Table(index, weights, np.asarray(self.norms, dtype=np.float64))
+
     def without(self, found: Iterable[str], label: int) -> list[float]:
         """How much one example with features `found` adds to its class's score of itself.
 
@@ -144,6 +166,40 @@ class NaiveBayes:
                 sums[c] += weight
         known = len(postings)
         return [s - known * norm for s, norm in zip(sums, self.norms, strict=True)], known
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    """Naive Bayes's weights as a (features x classes) matrix: one row per feature, zeros for
+    the classes that never saw it.
+
+    Scoring gathers one contiguous row per known feature instead of walking each feature's
+    postings of (class, weight) pairs, and adds the rows in the order of the features, as
+    `NaiveBayes.scores` does: the same floats. In a serving process, whose caches each
+    message's database work has just cooled, that is a third of the time (65 -> 25 µs hot,
+    120 -> 75 µs cold per scoring, with the logistic regression reading the same rows).
+
+    Attributes:
+        index: feature -> row.
+        weights: one row per feature, one column per class.
+        norms: `NaiveBayes.norms`.
+    """
+
+    index: Mapping[str, int]
+    weights: npt.NDArray[np.float64]
+    norms: npt.NDArray[np.float64]
+
+    def rows(self, found: Iterable[str]) -> list[int]:
+        """The rows of the known features of `found`, in its order."""
+        return [row for row in map(self.index.get, found) if row is not None]
+
+    def scores(self, rows: list[int]) -> list[float]:
+        """`NaiveBayes.scores` of the features in `rows` (their number is the known count)."""
+        if not rows:
+            return [0.0] * len(self.norms)
+        sums = self.weights[rows].sum(axis=0)
+        result: list[float] = (sums - len(rows) * self.norms).tolist()
+        return result
 
 
 def softmax(logits: Sequence[float]) -> list[float]:

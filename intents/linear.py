@@ -136,7 +136,11 @@ class LinearModel:
 
     def logits(self, found: Collection[str]) -> FloatArray:
         """Class scores of one text's features; the bias alone if none is known."""
-        rows = [i for i in map(self.vocabulary.get, found) if i is not None]
+        return self.logits_at([i for i in map(self.vocabulary.get, found) if i is not None])
+
+    def logits_at(self, rows: list[int]) -> FloatArray:
+        """`logits` of the known features whose rows (`vocabulary`'s values) are `rows`, in
+        the order of the text's features."""
         if not rows:
             return self.bias.copy()
         values = self.idf[rows]
@@ -146,7 +150,13 @@ class LinearModel:
 
     def log_probabilities(self, found: Collection[str]) -> FloatArray:
         """Log-softmax of `logits`."""
-        z = self.logits(found)
+        return self.log_probabilities_at(
+            [i for i in map(self.vocabulary.get, found) if i is not None]
+        )
+
+    def log_probabilities_at(self, rows: list[int]) -> FloatArray:
+        """Log-softmax of `logits_at`."""
+        z = self.logits_at(rows)
         z -= z.max()
         result: FloatArray = z - np.float32(math.log(float(np.exp(z).sum())))
         return result

@@ -42,7 +42,7 @@ from zoneinfo import ZoneInfo
 from rapidfuzz import fuzz, process
 
 from intents.catalogue import Catalogue
-from intents.classifier import NaiveBayes, features, softmax
+from intents.classifier import NaiveBayes, Table, features, softmax
 from intents.entities import find_emails, find_phones, find_position, says_bought
 from intents.linear import LinearModel
 from intents.model import NONE, NluResult
@@ -236,6 +236,9 @@ class Matcher:
     default_region: str = "MX"
     thresholds: Thresholds = field(default_factory=Thresholds)
     training: Training | None = None  # what another process may reuse (`from_catalogue`)
+    # Naive Bayes's weights by feature row, the logistic regression's features in its own rows
+    # first: one look-up per feature serves both (None for a catalogue too big to hold it).
+    table: Table | None = None
 
     @classmethod
     def from_catalogue(
@@ -282,6 +285,8 @@ class Matcher:
             max_iterations=thresholds.linear_iterations,
             budget=thresholds.linear_budget,
         )
+        vocabulary = linear.vocabulary if linear is not None else {}
+        table = model.table(sorted(vocabulary, key=vocabulary.__getitem__))
         index = {label: i for i, label in enumerate(model.labels)}
         labels = [index[intent] for intent, _ in pairs]
         grouped: list[tuple[list[str], list[int]]] = [([], []) for _ in model.labels]
@@ -302,6 +307,7 @@ class Matcher:
             temperature=1.0,
             default_region=default_region,
             thresholds=thresholds,
+            table=table,
         )
         temperature = reuse.temperature if reuse else uncalibrated._fit_temperature()
         return replace(
@@ -339,11 +345,16 @@ class Matcher:
     def score(self, normalised: str) -> Scored:
         """Intent probabilities for one normalised clause or message."""
         found = frozenset(features(normalised))
-        experts = self._expert_logits(normalised, found)
+        rows = self.table.rows(found) if self.table is not None else None
+        experts = self._expert_logits(normalised, found, rows)
         if self.linear is None:
             logits = [x / self.temperature for x in experts]
         else:
-            linear = self.linear.log_probabilities(found)
+            linear = (
+                self.linear.log_probabilities(found)
+                if rows is None
+                else self.linear.log_probabilities_at(self._linear_rows(rows))
+            )
             a = self.thresholds.expert_weight / self.temperature
             b = self.thresholds.linear_weight
             logits = [a * x + b * float(y) for x, y in zip(experts, linear, strict=True)]
@@ -380,14 +391,30 @@ class Matcher:
         counted = max(len(words), self.thresholds.foreign_min_words)
         return (len(words) - len(known)) / len(words), [n / counted for n in missing]
 
+    def _linear_rows(self, rows: list[int]) -> list[int]:
+        """Of the table's `rows`, the logistic regression's (the same numbers in its own)."""
+        assert self.linear is not None and self.table is not None
+        own = len(self.linear.vocabulary)
+        return rows if len(self.table.index) == own else [row for row in rows if row < own]
+
     def _expert_logits(
-        self, normalised: str, found: frozenset[str], *, leave_out: int | None = None
+        self,
+        normalised: str,
+        found: frozenset[str],
+        rows: list[int] | None = None,
+        *,
+        leave_out: int | None = None,
     ) -> list[float]:
         """Naive Bayes log-likelihoods plus weighted nearest-example similarity per intent.
 
+        `rows` are the table's rows of `found`, when the caller has them already.
         `leave_out` scores example number `leave_out` as if it were not in the catalogue.
         """
-        logits, known = self.model.scores(found)
+        if self.table is None:
+            logits, known = self.model.scores(found)
+        else:
+            rows = self.table.rows(found) if rows is None else rows
+            logits, known = self.table.scores(rows), len(rows)
         if leave_out is not None:
             own = self.model.without(found, self.example_labels[leave_out])
             logits = [x - o for x, o in zip(logits, own, strict=True)]
