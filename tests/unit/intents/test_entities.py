@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from intents.entities import find_emails, find_phones, find_position, says_bought
-from intents.names import find_name
+from intents.names import DEFAULT_NAMES, find_name, load_names
 from intents.normalize import normalize
 
 
@@ -141,3 +143,10 @@ def test_a_name_given(text: str, name: str) -> None:
 )
 def test_no_name(text: str) -> None:
     assert find_name(text) is None
+
+
+def test_a_cue_without_words_names_the_file(tmp_path: Path) -> None:
+    names = tmp_path / "names.yaml"
+    names.write_text(DEFAULT_NAMES.read_text(encoding="utf-8").replace("- me dicen", "- ' '"))
+    with pytest.raises(ValueError, match=r"names\.yaml: cues"):
+        load_names(names)
