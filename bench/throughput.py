@@ -422,7 +422,8 @@ async def run(args: argparse.Namespace) -> None:
             f"acknowledged {len(acked)} messages, {lost} without a row (lost); "
             f"{failures} answers not 200"
         )
-        await print_profile(url, texts, args.profile)
+        if args.profile:
+            await print_profile(url, texts, args.profile)
 
 
 async def print_profile(url: str, texts: list[str], count: int) -> None:
@@ -454,7 +455,9 @@ def main() -> None:
     )
     parser.add_argument("--rates", default="100,300", help="open-loop rates, messages/s")
     parser.add_argument("--workers", default="1", help="serve --workers values to measure")
-    parser.add_argument("--profile", type=int, default=200, help="messages per in-process path")
+    parser.add_argument(
+        "--profile", type=int, default=200, help="messages per in-process path (0: none)"
+    )
     parser.add_argument(
         "--profile-only", action="store_true", help="only the in-process statements and CPU"
     )
