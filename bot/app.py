@@ -369,7 +369,9 @@ def _routes(
             settings.twilio.auth_token, phone_region=settings.business.phone_region
         )
         # Twilio never delivers again: what cannot be handled now is stored, then handled.
-        deferring = app[DEFERRING] = Deferring(engine, app[DATABASE])
+        deferring = app[DEFERRING] = Deferring(
+            engine, app[DATABASE], lease=settings.database.deferred_lease
+        )
         WhatsappWebhook(deferring, whatsapp, settings.public_url).register(app)
         app.cleanup_ctx.append(_background(deferring.run, "deferred-messages"))
     app.add_subapp("/api/", create_api())

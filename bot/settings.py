@@ -84,6 +84,7 @@ class DatabaseSettings(_Section):
     pool_size: PositiveInt
     in_flight: Annotated[int, Field(ge=0)]
     queue_timeout: PositiveFloat
+    deferred_lease: PositiveFloat
     echo: bool
 
     @property

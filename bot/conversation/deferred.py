@@ -75,8 +75,9 @@ class Deferring:
         engine: Engine,
         db: Database,
         *,
-        # A claim outlives a crash by at most this; a row whose lease ran out while it was
-        # still being handled is handled again as a no-op (the engine dedupes on the message id).
+        # A claim outlives a crash by at most this (`database.deferred_lease`); a row whose
+        # lease ran out while it was still being handled is handled again as a no-op (the
+        # engine dedupes on the message id).
         lease: float = 15.0,
         poll: float = 2.0,
         max_attempts: int = 5,

@@ -40,11 +40,11 @@ async def tw() -> AsyncIterator[FakeTwilioServer]:
         yield server
 
 
-async def start(service: Any, tw: FakeTwilioServer) -> TestClient[Any, Any]:
+async def start(service: Any, tw: FakeTwilioServer, *, lease: float = 15.0) -> TestClient[Any, Any]:
     port = free_port()
     client: TestClient[Any, Any] = await service(
         port=port,
-        database={"in_flight": 1, "queue_timeout": 0.05},
+        database={"in_flight": 1, "queue_timeout": 0.05, "deferred_lease": lease},
         **whatsapp_settings(tw, port),
     )
     return client
@@ -85,9 +85,9 @@ async def stored_while_full(
 ) -> TestClient[Any, Any]:
     """A service with its one place taken answers the webhook 200 and stores the message;
     then it stops before any worker could handle it (the place is never freed)."""
-    first = await start(service, tw)
     # Whatever its worker claims before the end is held for a short lease only.
-    first.app[DEFERRING].lease = timedelta(seconds=0.5)
+    first = await start(service, tw, lease=0.5)
+    assert first.app[DEFERRING].lease == timedelta(seconds=0.5)
     await first.app[ENGINE].admission._acquire()  # the one place, never released: it dies full
     response = await post(first, tw, params)
     assert response.status == 200
@@ -165,6 +165,7 @@ async def _serve(database_url: str, tw: FakeTwilioServer, port: int) -> asyncio.
         DATABASE_URL=database_url,
         SEGUIBOT_DATABASE_IN_FLIGHT="1",
         SEGUIBOT_DATABASE_QUEUE_TIMEOUT="0.2",
+        SEGUIBOT_DATABASE_DEFERRED_LEASE="3",
         TWILIO_ACCOUNT_SID=tw.account_sid,
         TWILIO_AUTH_TOKEN=tw.auth_token,
         SEGUIBOT_TWILIO_API_BASE_URL=tw.base_url,
