@@ -16,6 +16,12 @@ To see which statements PostgreSQL spends its time on, `--log-statements` sets
 `log_min_duration_statement = 0` on the throw-away database: every statement's duration goes
 to PostgreSQL's own log (where that is depends on the installation; `/var/log/postgresql/` on
 Debian), with each phase's start and end printed here as Unix times to cut it by.
+
+To measure a change against the code before it on this shared machine, `--against REF` runs
+the same plan on a server of REF (a temporary git worktree) and on one of this checkout, in
+turn for `--rounds` rounds (the order flips each round), each on a database of its own, and
+sums each phase up by its medians: a ratio measured in one sitting, which a single run of
+either cannot give when the machine's speed drifts by 10 % in minutes.
 """
 
 from __future__ import annotations
@@ -25,9 +31,12 @@ import asyncio
 import collections
 import contextlib
 import os
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
@@ -35,6 +44,7 @@ import asyncpg
 from bench.core_webchat import free_port, postgres_database, realistic_texts, wait_until_up
 from bench.throughput import (
     ESTABLISHED,
+    ROOT,
     all_listening,
     answered_texts,
     closed_loop,
@@ -77,7 +87,12 @@ async def sample_activity(dsn: str, seen: collections.Counter[str], samples: lis
         await connection.close()
 
 
-async def run(plan: list[tuple[str, int]], seconds: float, log_statements: bool) -> None:
+async def run(
+    plan: list[tuple[str, int]], seconds: float, log_statements: bool, *, root: Path = ROOT
+) -> list[tuple[float, float]]:
+    """The plan on a server of the checkout at `root`: per phase, messages per second and the
+    server's CPU ms per message (both printed as they come, with the rest)."""
+    results: list[tuple[float, float]] = []
     async with postgres_database() as url:
         db = Database(url)
         await migrate.upgrade(db)
@@ -91,7 +106,8 @@ async def run(plan: list[tuple[str, int]], seconds: float, log_statements: bool)
         env = {k: v for k, v in os.environ.items() if not k.startswith("SEGUIBOT_")}
         env.update(DATABASE_URL=url, SEGUIBOT_LOGGING_LEVEL="WARNING")
         port = free_port()
-        with server([sys.executable, "-m", "bot", "serve", "--port", str(port)], env) as bot:
+        command = [sys.executable, "-m", "bot", "serve", "--port", str(port)]
+        with server(command, env, cwd=root) as bot:
             base = f"http://127.0.0.1:{port}"
             await all_listening(port, 1)
             await wait_until_up(base, "/readyz")
@@ -129,6 +145,7 @@ async def run(plan: list[tuple[str, int]], seconds: float, log_statements: bool)
                 own = (own_after.user + own_after.system) - (own_before.user + own_before.system)
                 total, idle = (a - b for a, b in zip(machine_after, machine_before, strict=True))
                 print(tally.line(f"{kind}, {clients} clients"), flush=True)
+                results.append((tally.rate, tally.cpu_ms / max(tally.ok, 1)))
                 print(
                     f"  {started:.1f}-{ended:.1f}: server user"
                     f" {(server_after[0] - server_before[0]) * 1000 / messages:.2f} + system"
@@ -142,6 +159,48 @@ async def run(plan: list[tuple[str, int]], seconds: float, log_statements: bool)
                     for state, count in seen.most_common(5)
                 )
                 print(f"  client backends per sample: {activity}", flush=True)
+    return results
+
+
+@contextlib.contextmanager
+def checkout(ref: str) -> Iterator[Path]:
+    """`ref` of this repository in a temporary worktree (its own code; this venv)."""
+    with tempfile.TemporaryDirectory(prefix="seguibot-bench-") as parent:
+        path = Path(parent) / "checkout"
+        git = ["git", "-C", str(ROOT)]
+        subprocess.run([*git, "worktree", "add", "--detach", str(path), ref], check=True)
+        try:
+            yield path
+        finally:
+            subprocess.run([*git, "worktree", "remove", "--force", str(path)], check=False)
+
+
+async def compare(plan: list[tuple[str, int]], seconds: float, against: str, rounds: int) -> None:
+    """The plan on servers of `against` and of this checkout, in turn; medians per phase."""
+    found: dict[str, list[list[tuple[float, float]]]] = {against: [], "this checkout": []}
+    with checkout(against) as other:
+        order = [(against, other), ("this checkout", ROOT)]
+        for round_ in range(rounds):
+            for name, root in order if round_ % 2 == 0 else order[::-1]:
+                print(f"== {name}, round {round_ + 1} of {rounds}", flush=True)
+                found[name].append(await run(plan, seconds, False, root=root))
+    print(f"== medians of {rounds} rounds: {against} -> this checkout")
+    for at, (kind, clients) in enumerate(plan):
+        before, after = ([phases[at] for phases in found[name]] for name in found)
+        rate_before = statistics.median(rate for rate, _ in before)
+        rate_after = statistics.median(rate for rate, _ in after)
+        cpu_before = statistics.median(cpu for _, cpu in before)
+        cpu_after = statistics.median(cpu for _, cpu in after)
+        print(
+            f"{kind}, {clients} clients: {rate_before:.0f} -> {rate_after:.0f} msg/s"
+            f" ({rate_after / rate_before - 1:+.0%}), server CPU {cpu_before:.2f} ->"
+            f" {cpu_after:.2f} ms/msg  (each round: "
+            + " / ".join(f"{rate:.0f}" for rate, _ in before)
+            + " -> "
+            + " / ".join(f"{rate:.0f}" for rate, _ in after)
+            + ")",
+            flush=True,
+        )
 
 
 def main() -> None:
@@ -151,6 +210,8 @@ def main() -> None:
     parser.add_argument(
         "--log-statements", action="store_true", help="log every statement's duration"
     )
+    parser.add_argument("--against", help="a git ref to compare with, servers in turn")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds of --against (default 2)")
     args = parser.parse_args()
     plan = []
     for step in args.plan.split(","):
@@ -158,7 +219,10 @@ def main() -> None:
         if kind not in ("new", "est") or not clients.isdigit():
             parser.error(f"a phase is new<clients> or est<clients>, not {step!r}")
         plan.append((kind, int(clients)))
-    asyncio.run(run(plan, args.seconds, args.log_statements))
+    if args.against:
+        asyncio.run(compare(plan, args.seconds, args.against, args.rounds))
+    else:
+        asyncio.run(run(plan, args.seconds, args.log_statements))
 
 
 if __name__ == "__main__":

@@ -256,11 +256,12 @@ async def missing(url: str, acked: list[str]) -> int:
 
 
 @contextlib.contextmanager
-def server(command: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+def server(
+    command: list[str], env: dict[str, str], *, cwd: Path = ROOT
+) -> Iterator[subprocess.Popen[bytes]]:
+    """The command (a `python -m bot serve`) running from `cwd`: that checkout's code."""
     with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen(
-            command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log
-        )
+        process = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=log)
         try:
             yield process
         finally:
