@@ -213,6 +213,8 @@ def main() -> None:
     parser.add_argument("--against", help="a git ref to compare with, servers in turn")
     parser.add_argument("--rounds", type=int, default=2, help="rounds of --against (default 2)")
     args = parser.parse_args()
+    if args.against and args.log_statements:
+        parser.error("--log-statements is for one server, not with --against")
     plan = []
     for step in args.plan.split(","):
         kind, clients = step[:3], step[3:]
