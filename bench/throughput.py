@@ -51,7 +51,8 @@ from bench.core_webchat import (
     wait_until_up,
 )
 from bot.app import create_app
-from bot.core.channel import Channel, InboundMessage
+from bot.core import channel
+from bot.core.channel import InboundMessage
 from bot.settings import load_settings
 from bot.web.keys import DATABASE, ENGINE
 from intents import load_catalogue
@@ -290,15 +291,8 @@ ANSWERED = ["¿cuánto cuesta?", "¿qué incluye?", "me interesa, ¿cómo funcio
 
 
 def web_chat_message(sender: str, n: int | str, text: str) -> InboundMessage:
-    """A web chat message from `sender` (its id made of the sender's and `n`), answered inline."""
-    return InboundMessage(
-        channel=Channel.WEBCHAT,
-        sender_id=sender,
-        message_id=f"{sender}:p{n}",
-        text=text,
-        sent_at=datetime.now(UTC),
-        reply_inline=True,
-    )
+    """Message number `n` of web chat session `sender`, sent now."""
+    return channel.web_chat_message(sender, f"p{n}", text, datetime.now(UTC))
 
 
 async def profile(url: str, texts: list[str], count: int) -> dict[str, dict[str, float]]:

@@ -854,7 +854,7 @@ def _agents_token(args: argparse.Namespace) -> int:
 def _chat(args: argparse.Namespace) -> int:
     """The web chat's conversation, in the terminal, against the same database."""
     from bot.app import create_app
-    from bot.core.channel import Channel, InboundMessage
+    from bot.core.channel import Channel, web_chat_message
     from bot.desk.transcripts import Transcripts
     from bot.web.keys import DATABASE, ENGINE
 
@@ -889,14 +889,7 @@ def _chat(args: argparse.Namespace) -> int:
                 if text is None:
                     break
                 outcome = await engine.receive(
-                    InboundMessage(
-                        channel=Channel.WEBCHAT,
-                        sender_id=session,
-                        message_id=f"{session}:{uuid.uuid4().hex}",
-                        text=text,
-                        sent_at=datetime.now(UTC),
-                        reply_inline=True,
-                    )
+                    web_chat_message(session, uuid.uuid4().hex, text, datetime.now(UTC))
                 )
                 for reply in outcome.replies:
                     print(f"bot> {reply.text}")

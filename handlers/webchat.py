@@ -30,6 +30,7 @@ from bot.core.channel import (
     RawRequest,
     SendReceipt,
     Transcript,
+    web_chat_message,
 )
 from bot.core.errors import WebhookRejected
 from bot.core.ratelimit import RateLimiter
@@ -104,15 +105,7 @@ class WebchatInbound:
             message_id = uuid.uuid4().hex
         elif not isinstance(message_id, str) or not CLIENT_MESSAGE_ID.fullmatch(message_id):
             raise WebhookRejected(400, "message_id must be 1-64 characters of A-Z a-z 0-9 _ . : -")
-        return InboundMessage(
-            channel=Channel.WEBCHAT,
-            sender_id=session_id,
-            # Client-made ids are only unique within their session.
-            message_id=f"{session_id}:{message_id}",
-            text=text,
-            sent_at=datetime.now(UTC),
-            reply_inline=True,
-        )
+        return web_chat_message(session_id, message_id, text, datetime.now(UTC))
 
 
 class WebchatHub:

@@ -95,6 +95,21 @@ class InboundMessage:
     reply_inline: bool = False
 
 
+def web_chat_message(
+    session_id: str, client_id: str, text: str, sent_at: datetime
+) -> InboundMessage:
+    """A message typed in the web chat, answered inline. The page makes its ids, unique only
+    within its session: the channel's id is the two together."""
+    return InboundMessage(
+        channel=Channel.WEBCHAT,
+        sender_id=session_id,
+        message_id=f"{session_id}:{client_id}",
+        text=text,
+        sent_at=sent_at,
+        reply_inline=True,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class MessageEdited:
     """The lead edited a message already received: update the record, never reply again."""
