@@ -110,10 +110,11 @@ async def test_a_message_stored_over_capacity_is_handled_after_a_restart_exactly
     inbound, replies, deferred = await handled(second, sid)
     assert (inbound, deferred) == (1, 0)
     assert replies >= 1
-    # Delivered again after it was handled: a duplicate, nothing more.
+    # Delivered again after it was handled: a duplicate, nothing more. (On a loaded machine the
+    # one place may not come within 0.05 s: then the duplicate is stored, and the worker finds
+    # it a duplicate.)
     assert (await post(second, tw, params)).status == 200
-    await asyncio.sleep(0.2)
-    assert await counts(second, sid) == (1, replies, 0)
+    assert await handled(second, sid) == (1, replies, 0)
 
 
 async def test_a_worker_that_died_holding_a_claim_is_relieved_when_its_lease_ends(
