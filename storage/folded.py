@@ -31,6 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import ColumnProperty, Session
 from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.base import NO_VALUE
 from sqlalchemy.sql.expression import Executable
 from sqlalchemy.sql.selectable import HasCTE
 
@@ -106,32 +107,50 @@ def _table(row: Base) -> Table:
     return cast(Table, type(row).__table__)
 
 
+@functools.cache
+def _columns(model: type[Base]) -> dict[str, str | None]:
+    """Per attribute of `model`, the key of its one column; None for any other attribute (a
+    relationship, a composite): what `_changes` may write."""
+    found: dict[str, str | None] = {}
+    for prop in inspect(model).attrs:
+        single = isinstance(prop, ColumnProperty) and len(prop.columns) == 1
+        found[prop.key] = prop.columns[0].key if single else None
+    return found
+
+
+@functools.cache
+def _on_update(table: Table) -> tuple[tuple[str, Any], ...]:
+    """The table's columns with a Python-side `onupdate`, and it."""
+    return tuple((c.key, c.onupdate) for c in table.columns if c.onupdate is not None)
+
+
 def _changes(row: Base) -> dict[str, Any] | None:
     """The columns the session changed on `row` and their new values; None when something
-    other than a column changed (left to the ORM's flush)."""
+    other than a column changed (left to the ORM's flush).
+
+    Read from the row's state as the ORM's own history of a scalar attribute reads it: the
+    value before (`committed_state`) against the value now.
+    """
     state = inspect(row)
-    mapper = state.mapper
+    columns = _columns(type(row))
+    now = state.dict
     changed: dict[str, Any] = {}
-    for key in state.committed_state:
-        prop = mapper.attrs.get(key)
-        if not isinstance(prop, ColumnProperty) or len(prop.columns) != 1:
+    for key, before in state.committed_state.items():
+        column = columns.get(key)
+        if column is None:
             return None
-        history = state.attrs[key].history
-        if not history.added:
-            if history.deleted:
-                return None  # the value was deleted, not set: as the ORM would do it
-            continue
-        value = history.added[0]
-        if history.deleted and history.deleted[0] == value:
+        value = now.get(key, NO_VALUE)
+        if value is NO_VALUE:
+            return None  # the value was deleted, not set: as the ORM would do it
+        if before is not NO_VALUE and before == value:
             continue  # set to the value it had: the ORM would not write it either
-        changed[prop.columns[0].key] = value
+        changed[column] = value
     if changed:
-        for column in _table(row).columns:
-            onupdate = column.onupdate
-            if onupdate is not None and column.key not in changed:
+        for key, onupdate in _on_update(_table(row)):
+            if key not in changed:
                 if not onupdate.is_callable:
                     return None
-                changed[column.key] = onupdate.arg(None)  # type: ignore[attr-defined]
+                changed[key] = onupdate.arg(None)
     return changed
 
 
