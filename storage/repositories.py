@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -326,6 +327,21 @@ _INSERT_INBOUND_AFTER = select(
 ).select_from(_NEW_INBOUND.outerjoin(_PREVIOUS, true()))
 
 
+@functools.cache
+def _inbound_reading(sent_since: bool, upcoming: bool) -> Executable:
+    """`_INSERT_INBOUND_AFTER` with the turn's reads that depend only on the lock the engine
+    already holds: whether a message went to the lead since (`_SENT_SINCE`'s, parameter
+    `since`), the lead's next appointment (`_NEXT_APPOINTMENT`'s columns, parameters
+    `lead_id` and `now`). One statement per combination, built once."""
+    statement = _INSERT_INBOUND_AFTER
+    if sent_since:
+        statement = statement.add_columns(_SENT_SINCE.scalar_subquery())
+    if upcoming:
+        next_one = _NEXT_APPOINTMENT.cte("upcoming")
+        statement = statement.add_columns(*next_one.c).outerjoin(next_one, true())
+    return statement
+
+
 @dataclass(frozen=True, slots=True)
 class Previous:
     """What the engine needs of the message before an inbound one."""
@@ -334,6 +350,25 @@ class Previous:
     author: Author
     script: str | None
     created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Reads:
+    """What the engine reads with an inbound message, in its statement: what is committed
+    (the turn reads it before it books, moves or cancels anything itself)."""
+
+    since: datetime | None = None  # whether a message went to the lead after this
+    upcoming_for: tuple[int, datetime] | None = None  # a lead's next appointment after a time
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """An inbound message stored, and what was read with it."""
+
+    message_id: int
+    before: Previous | None  # the conversation's message before it; None: the first
+    sent_since: bool = False  # `Reads.since`: a message went to the lead after it
+    upcoming: Appointment | None = None  # `Reads.upcoming_for`: the next appointment
 
 
 # A new lead's first conversation: the lead, its channel identity and the conversation in one
@@ -667,27 +702,46 @@ class Messages:
         )
         return (await _unflushed(self.session, statement, values)).scalar_one_or_none()
 
-    async def add_inbound_after(self, values: dict[str, Any]) -> tuple[int | None, Previous | None]:
-        """`add_inbound`, and the conversation's message before this one (None when it is
-        the first); (None, None) when the channel already delivered this message. One round
-        trip on PostgreSQL, two on SQLite."""
+    async def add_inbound_after(
+        self, values: dict[str, Any], reads: Reads = Reads()
+    ) -> Received | None:
+        """`add_inbound`, with the conversation's message before this one and what `reads`
+        asks for; None when the channel already delivered this message. One round trip on
+        PostgreSQL (each read is what `sent_since` and `Appointments.next_for` would say
+        after the insert), a statement each on SQLite."""
+        conversation_id = values["conversation_id"]
         if self.session.get_bind().dialect.name != "postgresql":
             message_id = await self.add_inbound(values)
             if message_id is None:
-                return None, None
-            before = await self.previous(values["conversation_id"], message_id)
-            if before is None:
-                return message_id, None
-            previous = Previous(before.direction, before.author, before.script, before.created_at)
-            return message_id, previous
+                return None
+            last = await self.previous(conversation_id, message_id)
+            before = None
+            if last is not None:
+                before = Previous(last.direction, last.author, last.script, last.created_at)
+            sent = reads.since is not None and await self.sent_since(conversation_id, reads.since)
+            upcoming = None
+            if reads.upcoming_for is not None:
+                upcoming = await Appointments(self.session).next_for(*reads.upcoming_for)
+            return Received(message_id, before, sent, upcoming)
         parameters = {name: values.get(name) for name in _INBOUND_COLUMNS}
-        found = await driver.rows(self.session, _INSERT_INBOUND_AFTER, parameters)
+        if reads.since is not None:
+            parameters["since"] = reads.since
+        if reads.upcoming_for is not None:
+            parameters["lead_id"], parameters["now"] = reads.upcoming_for
+        statement = _inbound_reading(reads.since is not None, reads.upcoming_for is not None)
+        found = await driver.rows(self.session, statement, parameters)
         if not found:
-            return None, None
-        message_id, direction, author, script, created_at = found[0]
-        if direction is None:
-            return message_id, None
-        return message_id, Previous(direction, author, script, created_at)
+            return None
+        row = iter(found[0])
+        message_id, direction, author, script, created_at = itertools.islice(row, 5)
+        before = None if direction is None else Previous(direction, author, script, created_at)
+        sent = bool(next(row)) if reads.since is not None else False
+        upcoming = None
+        if reads.upcoming_for is not None:
+            appointment = _values(Appointment, row)
+            if appointment["id"] is not None:
+                upcoming = cast(Appointment, _loaded(self.session, Appointment, appointment))
+        return Received(message_id, before, sent, upcoming)
 
     async def insert(self, values: dict[str, Any]) -> int:
         """Store a message without the ORM's bookkeeping (the hot path); returns its id."""

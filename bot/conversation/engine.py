@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import enum
 import logging
 import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -87,8 +88,16 @@ from bot.metrics import Metrics
 from bot.settings import Settings
 from intents.model import NONE, NluResult
 from storage.db import Database, is_conflict
-from storage.models import ChannelIdentity, Conversation, Handoff, Lead, Message, Notification
-from storage.repositories import Previous
+from storage.models import (
+    Appointment,
+    ChannelIdentity,
+    Conversation,
+    Handoff,
+    Lead,
+    Message,
+    Notification,
+)
+from storage.repositories import Previous, Reads
 from storage.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -151,6 +160,15 @@ def people_hours(settings: Settings) -> Hours | None:
 _TAKEN = Reply("schedule.taken")
 
 
+class _Unread(enum.Enum):
+    """What a turn has not read (where None is an answer: no appointment)."""
+
+    UNREAD = enum.auto()
+
+
+UNREAD = _Unread.UNREAD
+
+
 @dataclass(frozen=True, slots=True)
 class _Turn:
     """What carrying out the effects of one inbound message shares."""
@@ -163,6 +181,9 @@ class _Turn:
     now: datetime
     choice: str | None  # the button pressed, when it is a valid choice
     learned: Learned  # what the message put on the lead's record
+    # The lead's next appointment, when read with the inbound message (nothing in the turn
+    # books, moves or cancels one before `_schedule` looks at it).
+    upcoming: Appointment | Literal[_Unread.UNREAD] | None
     changed: set[str] = field(default_factory=set)  # live topics to signal after the commit
     staged: list[bool] = field(default_factory=list)  # messages to agents were staged
 
@@ -285,6 +306,7 @@ class Engine:
             )
             text = event.text.strip()
             before = None
+            upcoming: Appointment | Literal[_Unread.UNREAD] | None = UNREAD
             if conversation is None:
                 # A new conversation has no question pending and nothing before this message.
                 dialogue = Dialogue()
@@ -295,13 +317,22 @@ class Engine:
             else:
                 lead = conversation.lead
                 dialogue = Dialogue.from_context(conversation.context)
-                if await self._lapsed(uow, conversation.id, dialogue, event):
-                    dialogue = dialogue.without_question()
+                # (What a typed message means does not depend on the question pending; a
+                # button's does, and a button's question never lapses: see `_reads`.)
                 nlu, choice = self._understand(event, dialogue, text, now, lead.timezone)
                 inbound = self._inbound(event, nlu, now)
-                message_id, before = await uow.messages.add_inbound_after(
-                    {**inbound, "conversation_id": conversation.id}
+                reads = self._reads(event, dialogue, nlu, lead.id, now)
+                received = await uow.messages.add_inbound_after(
+                    {**inbound, "conversation_id": conversation.id}, reads
                 )
+                if received is None:
+                    message_id = None
+                else:
+                    message_id, before = received.message_id, received.before
+                    if reads.upcoming_for is not None:
+                        upcoming = received.upcoming
+                    if received.sent_since:
+                        dialogue = dialogue.without_question()
             if message_id is None:
                 self.metrics.inbound.labels(event.channel, "duplicate").inc()
                 log.info("message_duplicate", extra={"channel": event.channel})
@@ -326,7 +357,7 @@ class Engine:
                 conversation.agent_id = None
 
             replies: list[InlineReply] = []
-            turn = _Turn(uow, event, lead, conversation, message_id, now, choice, learned)
+            turn = _Turn(uow, event, lead, conversation, message_id, now, choice, learned, upcoming)
             if lead.opted_out_at is None and conversation.state == ConversationState.BOT:
                 # When this conversation goes quiet, the tier's follow-up starts. Asked before
                 # the bot answers, so the check goes out with the reply (one statement on
@@ -397,14 +428,23 @@ class Engine:
         return (self.understanding.match(text, now, tz) if text else None), None
 
     @staticmethod
-    async def _lapsed(
-        uow: UnitOfWork, conversation_id: int, dialogue: Dialogue, event: InboundMessage
-    ) -> bool:
-        """The question pending is no longer the one a typed "sí" answers: a follow-up or an
-        agent wrote since the bot asked it. (A button of that question still answers it.)"""
-        if not dialogue.pending or dialogue.asked_at is None or event.choice is not None:
-            return False
-        return await uow.messages.sent_since(conversation_id, dialogue.asked_at)
+    def _reads(
+        event: InboundMessage,
+        dialogue: Dialogue,
+        nlu: NluResult | None,
+        lead_id: int,
+        now: datetime,
+    ) -> Reads:
+        """What the turn reads with its inbound message (the lock held, so it is current):
+
+        - whether the question pending has lapsed, no longer the one a typed "sí" answers: a
+          follow-up or an agent wrote since the bot asked it (a button of that question still
+          answers it);
+        - the lead's next appointment, when the booking dialogue may be in play (`_schedule`).
+        """
+        asked = dialogue.asked_at if dialogue.pending and event.choice is None else None
+        schedules = dialogue.pending or (nlu is not None and nlu.intent.startswith("schedule."))
+        return Reads(since=asked, upcoming_for=(lead_id, now) if schedules else None)
 
     async def _learn(self, uow: UnitOfWork, lead: Lead, nlu: NluResult | None) -> Learned:
         """Put on the lead's record what the message tells and the record lacks: a name, an
@@ -545,7 +585,9 @@ class Engine:
         if not (nlu.intent.startswith("schedule.") or dialogue.pending):
             return None
         tz = ZoneInfo(lead.timezone)
-        upcoming = await turn.uow.appointments.next_for(lead.id, now)
+        upcoming = turn.upcoming
+        if upcoming is UNREAD:
+            upcoming = await turn.uow.appointments.next_for(lead.id, now)
         request = time_request(dialogue, nlu, turn.choice, now, tz)
         availability = None
         if request is not None and request.mention is not None and request.mention.when:

@@ -7,17 +7,26 @@ SQLAlchemy's listeners; on SQLite the same call goes through the session.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import Table, bindparam, event, func, insert, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from bot.core.model import Author, Channel, ConversationState, DeliveryStatus, Direction
+from bot.core.model import (
+    AppointmentKind,
+    AppointmentState,
+    Author,
+    Channel,
+    ConversationState,
+    DeliveryStatus,
+    Direction,
+)
 from storage import driver
 from storage.db import Database, is_conflict
-from storage.models import ChannelIdentity, Conversation, Lead, Message
+from storage.models import Appointment, ChannelIdentity, Conversation, Lead, Message
+from storage.repositories import Reads
 from storage.uow import UnitOfWork
 
 _LEADS: Table = Lead.__table__  # type: ignore[assignment]
@@ -100,9 +109,8 @@ async def test_a_deadlock_is_a_conflict_the_engine_retries(db: Database) -> None
     assert is_conflict(raised.value)
 
 
-async def test_values_come_back_as_the_orm_reads_them(db: Database) -> None:
-    # The engine's locked read makes its three objects from the driver's row: each column's
-    # value must be what the ORM itself reads (enums, JSON, times with their zone).
+async def a_conversation(db: Database) -> tuple[int, int]:
+    """A lead with a web chat conversation (the bot's "hola" in it, at _NOW): their ids."""
     async with UnitOfWork(db) as uow:
         lead = Lead(
             name="Caro",
@@ -149,6 +157,13 @@ async def test_values_come_back_as_the_orm_reads_them(db: Database) -> None:
             )
         )
         await uow.commit()
+        return lead.id, conversation.id
+
+
+async def test_values_come_back_as_the_orm_reads_them(db: Database) -> None:
+    # The engine's locked read makes its three objects from the driver's row: each column's
+    # value must be what the ORM itself reads (enums, JSON, times with their zone).
+    await a_conversation(db)
     async with UnitOfWork(db) as uow:
         found, watched = await uow.conversations.for_sender_watched(
             Channel.WEBCHAT, "caro-0001-abcdef", "idle"
@@ -204,6 +219,7 @@ def test_the_engines_statements_run_on_the_driver() -> None:
     for statement in (
         repositories._CONVERSATION_OF_SENDER_WATCHED,
         repositories._INSERT_INBOUND_AFTER,
+        repositories._inbound_reading(sent_since=True, upcoming=True),
         repositories._OPEN_FOR_NEW_LEAD,
         repositories._INSERT_MESSAGE_AND_OUTBOX,
     ):
@@ -221,3 +237,82 @@ async def test_a_statement_without_rows_gives_none_through_either_path(db: Datab
         assert await driver.rows(uow.session, rename, {"old": "Eva", "new": "Eva María"}) == []
         await uow.commit()
     assert await lead_count(db, "Eva María") == 1
+
+
+def inbound(conversation_id: int, message_id: str) -> dict[str, Any]:
+    return {
+        "conversation_id": conversation_id,
+        "channel": Channel.WEBCHAT,
+        "direction": Direction.IN,
+        "author": Author.LEAD,
+        "text": "¿y mañana?",
+        "media": [],
+        "channel_message_id": message_id,
+        "intent": "schedule.book",
+        "confidence": 0.9,
+        "status": DeliveryStatus.RECEIVED,
+        "created_at": _NOW + timedelta(minutes=5),
+    }
+
+
+async def test_what_is_read_with_an_inbound_message_is_what_reading_it_apart_says(
+    db: Database,
+) -> None:
+    # One statement on PostgreSQL, a statement each on SQLite: the same answers as
+    # `sent_since` and `next_for` asked after the message is stored.
+    lead_id, conversation_id = await a_conversation(db)
+    later = _NOW + timedelta(minutes=5)
+    async with UnitOfWork(db) as uow:
+        for days, state in ((-1, AppointmentState.CONFIRMED), (1, AppointmentState.CANCELLED)):
+            starts = _NOW + timedelta(days=days)
+            uow.session.add(
+                Appointment(
+                    lead_id=lead_id,
+                    kind=AppointmentKind.CALL,
+                    starts_at=starts,
+                    ends_at=starts + timedelta(minutes=30),
+                    state=state,
+                )
+            )
+        starts = _NOW + timedelta(days=2)
+        upcoming = Appointment(
+            lead_id=lead_id,
+            conversation_id=conversation_id,
+            kind=AppointmentKind.VISIT,
+            starts_at=starts,
+            ends_at=starts + timedelta(hours=1),
+        )
+        uow.session.add(upcoming)
+        await uow.commit()
+    async with db.session() as session:
+        expected = values(await session.get(Appointment, upcoming.id))
+
+    for n, (since, sent) in enumerate(((_NOW - timedelta(minutes=1), True), (_NOW, False))):
+        async with UnitOfWork(db) as uow:
+            reads = Reads(since=since, upcoming_for=(lead_id, later))
+            received = await uow.messages.add_inbound_after(
+                inbound(conversation_id, f"m{n}"), reads
+            )
+            assert received is not None
+            assert received.sent_since is sent
+            assert received.sent_since is await uow.messages.sent_since(conversation_id, since)
+            assert received.upcoming is not None
+            assert values(received.upcoming) == expected
+            assert await uow.appointments.next_for(lead_id, later) is received.upcoming
+            assert received.before is not None
+            assert (received.before.direction, received.before.author) == (
+                Direction.OUT if n == 0 else Direction.IN,
+                Author.BOT if n == 0 else Author.LEAD,
+            )
+            await uow.commit()
+
+    async with UnitOfWork(db) as uow:
+        # Nothing asked, nothing read; no appointment after the last one: None, read.
+        received = await uow.messages.add_inbound_after(inbound(conversation_id, "m2"))
+        assert received is not None and (received.sent_since, received.upcoming) == (False, None)
+        nothing = Reads(upcoming_for=(lead_id, _NOW + timedelta(days=3)))
+        received = await uow.messages.add_inbound_after(inbound(conversation_id, "m3"), nothing)
+        assert received is not None and received.upcoming is None
+        # The channel delivered it before: None, whatever was asked.
+        again = Reads(since=_NOW, upcoming_for=(lead_id, later))
+        assert await uow.messages.add_inbound_after(inbound(conversation_id, "m0"), again) is None
