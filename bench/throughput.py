@@ -358,6 +358,7 @@ async def run(args: argparse.Namespace) -> None:
                 base, texts, args.seconds, 32, established=False, pids=[bare.pid]
             )
         print(bare_tally.line("bare aiohttp, 32 clients"), flush=True)
+        bare_cpu = bare_tally.cpu_ms / max(bare_tally.ok, 1)
 
         acked: list[str] = []
         failures = 0
@@ -376,6 +377,7 @@ async def run(args: argparse.Namespace) -> None:
                 for established in (False, True):
                     kind = f"{workers}w {'established' if established else 'new sessions'}"
                     rates: dict[int, list[float]] = {}
+                    cpus: dict[int, list[float]] = {}
                     for n in range(args.rounds):
                         # Every other round runs the concurrencies the other way round: the
                         # database grows and PostgreSQL's autovacuum comes and goes during a
@@ -393,16 +395,23 @@ async def run(args: argparse.Namespace) -> None:
                             acked += tally.acked
                             failures += tally.server_errors + tally.other
                             rates.setdefault(clients, []).append(tally.rate)
+                            cpus.setdefault(clients, []).append(tally.cpu_ms / max(tally.ok, 1))
                             share = tally.rate / bare_tally.rate
                             label = f"{kind}, {clients} clients"
                             print(f"{tally.line(label)}  ({share:.1%} of bare)", flush=True)
                     first = statistics.median(rates[concurrencies[0]])
                     for clients, measured in rates.items():
                         rate = statistics.median(measured)
+                        # The same share by CPU: bare's server CPU per request against this
+                        # server's per message. Both move with the host's speed; the share of
+                        # throughput also moves with how much of the two cores the load
+                        # generator and PostgreSQL leave each server.
+                        cpu = statistics.median(cpus[clients])
                         print(
                             f"  {kind}, {clients} clients: median {rate:.0f} msg/s of "
                             f"{len(measured)} ({rate / bare_tally.rate:.1%} of bare, "
-                            f"{rate / first:.0%} of {concurrencies[0]} clients)",
+                            f"{rate / first:.0%} of {concurrencies[0]} clients); "
+                            f"server CPU {cpu:.2f} ms/msg, {bare_cpu / cpu:.1%} of bare's",
                             flush=True,
                         )
                 if workers == 1:
