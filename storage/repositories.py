@@ -1285,11 +1285,12 @@ class Appointments:
         return list((await self.session.execute(statement)).scalars())
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Added:
     """An `Actions.add_unless_pending` of this unit of work (see `Actions.take_back`)."""
 
     write: tuple[folded.Factory, dict[str, Any]]
+    taken_back: bool = False
 
 
 class Actions:
@@ -1320,7 +1321,11 @@ class Actions:
 
     async def take_back(self, added: Added) -> None:
         """Undo `add_unless_pending` in the same unit of work: nothing is written when it was
-        still waiting to be; otherwise the row it added (if it added one) is deleted."""
+        still waiting to be; otherwise the row it added (if it added one) is deleted. Once: a
+        second call does nothing."""
+        if added.taken_back:
+            return
+        added.taken_back = True
         if folded.forget(self.session, added.write):
             return
         values = added.write[1]

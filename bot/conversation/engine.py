@@ -97,7 +97,7 @@ from storage.models import (
     Message,
     Notification,
 )
-from storage.repositories import Previous, Reads
+from storage.repositories import Added, Previous, Reads
 from storage.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -184,6 +184,7 @@ class _Turn:
     # The lead's next appointment, when read with the inbound message (nothing in the turn
     # books, moves or cancels one before `_schedule` looks at it).
     upcoming: Appointment | Literal[_Unread.UNREAD] | None
+    idle: Added | None  # the idle check this turn adds (see `_message`)
     changed: set[str] = field(default_factory=set)  # live topics to signal after the commit
     staged: list[bool] = field(default_factory=list)  # messages to agents were staged
 
@@ -357,12 +358,18 @@ class Engine:
                 conversation.agent_id = None
 
             replies: list[InlineReply] = []
-            turn = _Turn(uow, event, lead, conversation, message_id, now, choice, learned, upcoming)
-            if lead.opted_out_at is None and conversation.state == ConversationState.BOT:
-                # When this conversation goes quiet, the tier's follow-up starts. Asked before
-                # the bot answers, so the check goes out with the reply (one statement on
-                # PostgreSQL), and taken back when the turn ends with a person or an opt-out.
-                idle = await self.followup.idle.watch(uow, lead, now, waiting=watched)
+            talks = lead.opted_out_at is None and conversation.state == ConversationState.BOT
+            # When this conversation goes quiet, the tier's follow-up starts. Asked before the
+            # bot answers, so the check goes out with the reply (one statement on PostgreSQL),
+            # and taken back when the turn ends with a person or an opt-out: by the hand-off or
+            # the opt-out itself, before the reply has written it, or at the end.
+            idle = (
+                await self.followup.idle.watch(uow, lead, now, waiting=watched) if talks else None
+            )
+            turn = _Turn(
+                uow, event, lead, conversation, message_id, now, choice, learned, upcoming, idle
+            )
+            if talks:
                 replies = await self._converse(turn, dialogue, nlu)
                 if lead.opted_out_at is not None or conversation.state != ConversationState.BOT:
                     await self.followup.idle.unwatch(uow, idle)
@@ -626,6 +633,7 @@ class Engine:
                 record.rescore(uow, lead, self.rules.scoring, INTENT + intent, now, delta)
             case OptOut():
                 lead.opted_out_at = now
+                await self.followup.idle.unwatch(uow, turn.idle)
                 record.rescore(uow, lead, self.rules.scoring, OPTED_OUT, now)
                 await self.followup.sequences.leave(uow, lead, "opted out", now)
                 blocked = await uow.outbox.block_unsent_for_lead(lead.id, outbox.OPTED_OUT, now)
@@ -849,6 +857,7 @@ class Engine:
             return
         priority = self.rules.handoff.of(reason, lead.tier)
         conversation.state = ConversationState.WAITING
+        await self.followup.idle.unwatch(uow, turn.idle)
         chosen = await assign(uow, lead, now) if self.assign_agents else None
         handoff = await uow.handoffs.add(
             Handoff(

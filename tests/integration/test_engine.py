@@ -124,6 +124,30 @@ async def test_handoff_then_silence(engine: Engine, db: Database) -> None:
     assert await count(db, Handoff) == 1  # asking again does not queue twice
 
 
+@pytest.mark.parametrize("text", ["quiero hablar con un asesor", "ya no me escriban"])
+async def test_a_turn_ending_with_a_person_or_an_opt_out_leaves_no_idle_check(
+    engine: Engine, db: Database, database_url: str, text: str
+) -> None:
+    # The idle check a turn adds is taken back when the turn ends with a person or an
+    # opt-out. On PostgreSQL it is still waiting to go out with the reply when the hand-off
+    # or the opt-out takes it back: never written, so nothing to delete either.
+    deletes: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.startswith("DELETE FROM scheduled_actions"):
+            deletes.append(statement)
+
+    event.listen(engine.db.engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        outcome = await engine.receive(incoming(text, sender="lead-9"))
+    finally:
+        event.remove(engine.db.engine.sync_engine, "before_cursor_execute", seen)
+    assert len(outcome.replies) == 1
+    assert await count(db, ScheduledAction, ScheduledAction.kind == IDLE) == 0
+    if database_url.startswith("postgresql"):
+        assert deletes == []
+
+
 async def test_optout_confirms_once_then_silence_on_every_channel(
     engine: Engine, db: Database
 ) -> None:
