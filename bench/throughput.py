@@ -37,10 +37,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import aiohttp
-from sqlalchemy import event, text
+from sqlalchemy import text
 
 from bench.core_webchat import (
     BARE_SERVER,
@@ -50,11 +49,9 @@ from bench.core_webchat import (
     realistic_texts,
     wait_until_up,
 )
-from bot.app import create_app
+from bench.paths import in_process
 from bot.core import channel
 from bot.core.channel import InboundMessage
-from bot.settings import load_settings
-from bot.web.keys import DATABASE, ENGINE
 from intents import load_catalogue
 from storage import migrate
 from storage.db import Database
@@ -297,15 +294,7 @@ def web_chat_message(sender: str, n: int | str, text: str) -> InboundMessage:
 
 async def profile(url: str, texts: list[str], count: int) -> dict[str, dict[str, float]]:
     """Statements and CPU ms per message, in process, on a new lead and a known conversation."""
-    settings = load_settings(environ={"DATABASE_URL": url, "SEGUIBOT_LOGGING_LEVEL": "WARNING"})
-    app = create_app(settings)
-    engine, db = app[ENGINE], app[DATABASE]
-    statements = [0]
-
-    @event.listens_for(db.engine.sync_engine, "before_cursor_execute")
-    def counted(*args: Any) -> None:
-        statements[0] += 1
-
+    engine, db, statements = in_process(url)
     results: dict[str, dict[str, float]] = {}
     for path in ("new lead", "known conversation"):
         known = [session_id() for _ in range(20)]
