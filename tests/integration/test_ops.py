@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -32,8 +33,16 @@ async def test_healthz(service: Any) -> None:
 
 async def test_readyz_checks_database_and_schema(service: Any) -> None:
     client = await service()
-    response = await client.get("/readyz")
-    assert response.status == 200 and (await response.json())["status"] == "ready"
+    # Asked again as an orchestrator asks: on a loaded machine the database's 3 s ping can
+    # miss its time while the service starts (the full suite did, once); a 503 says why.
+    for _ in range(20):
+        response = await client.get("/readyz")
+        body = await response.json()
+        if response.status == 200:
+            break
+        assert (response.status, body["status"]) == (503, "unavailable"), body
+        await asyncio.sleep(0.5)
+    assert (response.status, body) == (200, {"status": "ready"}), body
 
 
 async def test_metrics_count_messages_and_replies(service: Any) -> None:
