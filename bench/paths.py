@@ -25,7 +25,6 @@ import statistics
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +33,6 @@ from sqlalchemy import event
 from bench.core_webchat import postgres_database, realistic_texts
 from bot.app import create_app
 from bot.conversation.engine import Engine
-from bot.core.channel import web_chat_message
 from bot.settings import load_settings
 from bot.web.keys import DATABASE, ENGINE
 from storage import migrate
@@ -61,7 +59,7 @@ def in_process(url: str) -> tuple[Engine, Database, list[int]]:
 
 async def run(kind: str, count: int) -> None:
     # (Here, not above: bench.throughput imports this module.)
-    from bench.throughput import answered_texts, session_id
+    from bench.throughput import answered_texts, session_id, web_chat_message
 
     async with postgres_database() as url:
         db = Database(url)
@@ -69,20 +67,18 @@ async def run(kind: str, count: int) -> None:
         await db.dispose()
         engine, db, statements = in_process(url)
 
-        def message(sender: str, n: int, text: str) -> Any:
-            return web_chat_message(sender, f"p{n}", text, datetime.now(UTC))
-
         known = [session_id() for _ in range(40)]
         texts = answered_texts() if kind == "est" else realistic_texts()
         warm = known if kind == "est" else [session_id() for _ in range(200)]
         for n, sender in enumerate(warm):
-            await engine.receive(message(sender, -n - 1, "hola" if kind == "est" else texts[n]))
+            opening = "hola" if kind == "est" else texts[n]
+            await engine.receive(web_chat_message(sender, -n - 1, opening))
         by_statements: dict[int, list[float]] = collections.defaultdict(list)
         for n in range(count):
             sender = known[n % len(known)] if kind == "est" else session_id()
             statements[0] = 0
             started = time.process_time()
-            await engine.receive(message(sender, n, texts[n * 7 % len(texts)]))
+            await engine.receive(web_chat_message(sender, n, texts[n * 7 % len(texts)]))
             by_statements[statements[0]].append((time.process_time() - started) * 1000)
         await db.dispose()
     total = sum(sum(cpu) for cpu in by_statements.values())
