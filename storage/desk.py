@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, or_, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.core.model import ConversationState, HandoffState
@@ -64,10 +64,9 @@ class Accounts:
             .group_by(Handoff.assigned_agent_id)
         )
         counts: dict[int, int] = dict.fromkeys(agent_ids, 0)
-        for statement in (held, assigned):
-            for agent_id, n in await self.session.execute(statement):
-                if agent_id is not None:
-                    counts[agent_id] += int(n)
+        for agent_id, n in await self.session.execute(union_all(held, assigned)):
+            if agent_id is not None:
+                counts[agent_id] += int(n)
         return counts
 
     async def assignable(self) -> list[Agent]:

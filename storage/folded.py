@@ -36,24 +36,44 @@ from sqlalchemy.sql.expression import Executable
 from sqlalchemy.sql.selectable import HasCTE
 
 from storage import driver
-from storage.models import Activity, Base, Conversation, Lead, ScoreEvent, StageChange
+from storage.models import (
+    Activity,
+    Agent,
+    Base,
+    Conversation,
+    Lead,
+    ScheduledAction,
+    ScoreEvent,
+    StageChange,
+)
 
 # Rows whose changes are plain column values: updated in place, in the engine's lock order
-# (the conversation, then its lead), whatever order the session keeps them in.
-_UPDATED: tuple[type[Base], ...] = (Conversation, Lead)
+# (the conversation, then its lead; an agent assigned a hand-off last), whatever order the
+# session keeps them in.
+_UPDATED: tuple[type[Base], ...] = (Conversation, Lead, Agent)
 # Rows written once and never read back in the same unit of work: inserted without their id.
-_INSERTED: tuple[type[Base], ...] = (ScoreEvent, Activity, StageChange)
+# (A scheduled action is added through `Actions.add`, which hands no row back.)
+_INSERTED: tuple[type[Base], ...] = (ScoreEvent, Activity, StageChange, ScheduledAction)
 
 # A write that nothing in the unit of work reads back, built with every bind parameter's name
 # behind a prefix (so several can share one statement): see `defer`.
 Factory = Callable[[str], Executable]
 _DEFERRED = "seguibot.deferred_writes"  # the session's `info` key
+_IN_ANY_ORDER: set[Factory] = set()
 
 # (table, "update" | "insert", columns) or ("", "deferred", factory) for each part, in order:
 # the statement's shape.
 _Shape = tuple[tuple[str, str, Hashable], ...]
 _STATEMENTS: dict[_Shape, Executable] = {}
 _NO_TABLE = Table("deferred", MetaData())  # a deferred write's place in the list of tables
+
+
+def in_any_order(factory: Factory) -> Factory:
+    """Mark a deferred write whose executions do not depend on each other: two of them may
+    share a statement, where they run in no set order and see the same snapshot. (Not so an
+    INSERT ... WHERE NOT EXISTS: two in one statement would both insert.)"""
+    _IN_ANY_ORDER.add(factory)
+    return factory
 
 
 @functools.cache
@@ -263,10 +283,11 @@ def _collect(session: AsyncSession) -> _Collected | None:
     new = list(session.new)
     deferred = session.info.get(_DEFERRED, [])
     # A new row of another kind may be what these refer to; two deferred writes of one kind
-    # in one statement would run in no set order.
+    # in one statement would run in no set order, on one snapshot (unless `in_any_order`).
     if any(not isinstance(row, _INSERTED) for row in new):
         return None
-    if len({factory for factory, _ in deferred}) < len(deferred):
+    ordered = [factory for factory, _ in deferred if factory not in _IN_ANY_ORDER]
+    if len(set(ordered)) < len(ordered):
         return None
     collected = _Collected()
     shape, parameters = collected.shape, collected.parameters

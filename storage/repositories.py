@@ -442,6 +442,28 @@ def _persistent(session: AsyncSession, row: Base, values: dict[str, Any]) -> Non
 
 
 @functools.cache
+def _insert_returning_id(table: Table) -> Executable:
+    columns = [c for c in table.columns if not c.primary_key]
+    values = {c.key: bindparam(c.key, type_=c.type) for c in columns}
+    return insert(table).values(values).returning(table.c.id)
+
+
+async def _inserted(session: AsyncSession, row: Base) -> None:
+    """Insert a new row now and fill in its id, without the flush of everything pending that
+    `session.flush()` would be: for a row whose id is needed at once and which refers only to
+    rows that exist already. The session's other changes go out together at the end of the
+    turn (`storage.folded`); the row joins the session as if read back."""
+    values = folded.column_values(row)
+    if values is None:  # a column with only a server default: the ORM's flush reads it back
+        session.add(row)
+        await session.flush()
+        return
+    table = cast(Table, type(row).__table__)
+    ((row_id,),) = await driver.rows(session, _insert_returning_id(table), values)
+    _persistent(session, row, {**values, "id": row_id})
+
+
+@functools.cache
 def _attributes(model: type[Base]) -> tuple[str, ...]:
     """The model's attribute names, in its table's column order (a row's `select(*columns)`)."""
     mapper = model.__mapper__
@@ -964,7 +986,9 @@ class Outbox:
             )
             .with_for_update(of=OutboxItem)
         )
-        items = list((await self.session.execute(statement)).scalars().unique())
+        options = _flushing_for(self.session, OutboxItem)
+        result = await self.session.execute(statement, execution_options=options)
+        items = list(result.scalars().unique())
         for item in items:
             self.blocked(item, reason, now)
         return len(items)
@@ -1012,8 +1036,9 @@ class Handoffs:
         self.session = session
 
     async def add(self, handoff: Handoff) -> Handoff:
-        self.session.add(handoff)
-        await self.session.flush()
+        """The hand-off inserted, its id filled in (what is planned and announced for it
+        names it); the unit of work's other changes still wait (`_inserted`)."""
+        await _inserted(self.session, handoff)
         return handoff
 
     async def queue(self) -> list[Handoff]:
@@ -1030,7 +1055,9 @@ class Handoffs:
             Handoff.conversation_id == conversation_id,
             Handoff.state.in_([HandoffState.WAITING, HandoffState.CLAIMED]),
         )
-        return (await self.session.execute(statement)).scalars().unique().one_or_none()
+        options = _flushing_for(self.session, Handoff)
+        result = await self.session.execute(statement, execution_options=options)
+        return result.scalars().unique().one_or_none()
 
     async def claim(self, handoff_id: int, agent_id: int, now: datetime) -> bool:
         """Atomic: of two agents claiming at once exactly one gets True."""
@@ -1488,8 +1515,9 @@ class Notifications:
         return await self.session.get(Notification, notification_id)
 
     async def add(self, notification: Notification) -> Notification:
-        self.session.add(notification)
-        await self.session.flush()
+        """The notification inserted, its id filled in (its outbox row names it); the unit of
+        work's other changes still wait (`_inserted`)."""
+        await _inserted(self.session, notification)
         return notification
 
     async def for_agent(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from types import TracebackType
 from typing import Any
 
@@ -131,6 +131,14 @@ class UnitOfWork:
             # Writes deferred inside belong to what rolled back.
             folded.discard_deferred(self.session)
             raise
+
+    @contextlib.contextmanager
+    def unflushed(self) -> Iterator[None]:
+        """Reads inside see the database as this unit of work last wrote to it: its pending
+        changes are not flushed first, and go out together at the end (`write_changes`). For
+        reads that nothing pending can change."""
+        with self.session.no_autoflush:
+            yield
 
     async def refresh(self, row: object) -> None:
         """Read a row again (after a savepoint rolled back changes made to it)."""

@@ -20,9 +20,12 @@ _ENDPOINTS = cast(Table, WebhookEndpoint.__table__)
 _DELIVERIES = cast(Table, WebhookDelivery.__table__)
 
 
+@folded.in_any_order
 def _stage_for_subscribers(prefix: str) -> Executable:
     """PostgreSQL: one delivery per active endpoint that wants the event, without reading
-    the endpoints first (most installations have none: then it writes nothing)."""
+    the endpoints first (most installations have none: then it writes nothing). Two events
+    of one turn may be staged in one statement: their deliveries are sent concurrently and
+    retried apart, so a subscriber never had their order to rely on."""
     event = bindparam(prefix + "event", type_=String)
     now = bindparam(prefix + "now", type_=_DELIVERIES.c.created_at.type)
     return insert(_DELIVERIES).from_select(

@@ -853,12 +853,15 @@ class Engine:
 
     async def _hand_off(self, turn: _Turn, reason: str) -> None:
         uow, lead, conversation, now = turn.uow, turn.lead, turn.conversation, turn.now
-        if await uow.handoffs.open_for(conversation.id) is not None:
-            return
+        # What this turn changed so far (the lead's record, the conversation, which is in the
+        # bot's hands) is no hand-off and no agent's load: read without writing it first.
+        with uow.unflushed():
+            if await uow.handoffs.open_for(conversation.id) is not None:
+                return
+            chosen = await assign(uow, lead, now) if self.assign_agents else None
         priority = self.rules.handoff.of(reason, lead.tier)
         conversation.state = ConversationState.WAITING
         await self.followup.idle.unwatch(uow, turn.idle)
-        chosen = await assign(uow, lead, now) if self.assign_agents else None
         handoff = await uow.handoffs.add(
             Handoff(
                 conversation_id=conversation.id,

@@ -14,6 +14,7 @@ from sqlalchemy import event, func, select, text
 from bot.app import create_app
 from bot.conversation.engine import Engine
 from bot.core.channel import DeliveryUpdate, MediaRef, MessageEdited, ReachabilityChanged
+from bot.core.crm import ActivityKind
 from bot.core.model import (
     ActionState,
     Channel,
@@ -22,10 +23,12 @@ from bot.core.model import (
     Direction,
     OutboxState,
 )
-from bot.followup.actions import IDLE
+from bot.followup.actions import HANDOFF_SLA, IDLE
 from bot.web.keys import ENGINE
 from storage.db import Database
 from storage.models import (
+    Activity,
+    Agent,
     ChannelIdentity,
     Conversation,
     Handoff,
@@ -33,6 +36,8 @@ from storage.models import (
     Message,
     OutboxItem,
     ScheduledAction,
+    WebhookDelivery,
+    WebhookEndpoint,
 )
 from tests.builders import incoming
 from tests.conftest import make_settings
@@ -146,6 +151,52 @@ async def test_a_turn_ending_with_a_person_or_an_opt_out_leaves_no_idle_check(
     assert await count(db, ScheduledAction, ScheduledAction.kind == IDLE) == 0
     if database_url.startswith("postgresql"):
         assert deletes == []
+
+
+async def test_a_new_leads_hand_off_writes_everything_in_a_few_statements(
+    engine: Engine, db: Database, database_url: str
+) -> None:
+    # A new lead asking for a person: the hand-off, its SLA check, the CRM's rows, an agent's
+    # assignment and alert, two webhook events. On PostgreSQL all that waits for no id goes
+    # out with the reply: the locked read, the new lead, the open hand-off, the agents and
+    # their load, the hand-off and the alert (their ids are named), the reply with the rest.
+    # (15 statements when the hand-off's reads and inserts flushed everything before them.)
+    async with db.session() as session:
+        session.add(Agent(name="Ana", email="ana@x.mx", token_hash="t-ana", role="agent"))
+        events = ["lead.created", "handoff.requested"]
+        session.add(WebhookEndpoint(url="http://127.0.0.1:9/h", secret="s", events=events))
+        await session.commit()
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    event.listen(engine.db.engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        outcome = await engine.receive(incoming("quiero hablar con un asesor", sender="lead-h"))
+    finally:
+        event.remove(engine.db.engine.sync_engine, "before_cursor_execute", seen)
+
+    assert len(outcome.replies) == 1
+    async with db.session() as session:
+        handoff = (await session.execute(select(Handoff))).scalar_one()
+        agent = (await session.execute(select(Agent))).scalar_one()
+        assert handoff.assigned_agent_id == agent.id
+        assert agent.last_assigned_at is not None
+        sla = (
+            await session.execute(
+                select(ScheduledAction).where(ScheduledAction.kind == HANDOFF_SLA)
+            )
+        ).scalar_one()
+        assert sla.payload == {"handoff": handoff.id}
+        kinds = (await session.execute(select(Activity.kind))).scalars().all()
+        assert ActivityKind.HANDOFF in kinds
+        staged = (await session.execute(select(WebhookDelivery.event))).scalars().all()
+        assert sorted(staged) == sorted(events)
+        conversation = (await session.execute(select(Conversation))).scalar_one()
+        assert conversation.state == ConversationState.WAITING
+    if database_url.startswith("postgresql"):
+        assert len(statements) == 8, "\n".join(s[:150] for s in statements)
 
 
 async def test_optout_confirms_once_then_silence_on_every_channel(
