@@ -25,8 +25,15 @@ from bot.core.model import (
 )
 from storage import driver
 from storage.db import Database, is_conflict
-from storage.models import Appointment, ChannelIdentity, Conversation, Lead, Message
-from storage.repositories import Reads
+from storage.models import (
+    Appointment,
+    ChannelIdentity,
+    Conversation,
+    Lead,
+    Message,
+    Notification,
+)
+from storage.repositories import Reads, _inserted
 from storage.uow import UnitOfWork
 
 _LEADS: Table = Lead.__table__  # type: ignore[assignment]
@@ -316,3 +323,44 @@ async def test_what_is_read_with_an_inbound_message_is_what_reading_it_apart_say
         # The channel delivered it before: None, whatever was asked.
         again = Reads(since=_NOW, upcoming_for=(lead_id, later))
         assert await uow.messages.add_inbound_after(inbound(conversation_id, "m0"), again) is None
+
+
+async def test_a_row_inserted_alone_is_in_the_session_as_if_read_back(db: Database) -> None:
+    # `_inserted` writes the row without flushing the rest and puts it in the session as a
+    # query would: the session's own, clean (its constructor's history cleared), and a later
+    # change of it written as an UPDATE of that column alone.
+    seen: list[str] = []
+
+    def listener(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        seen.append(statement)
+
+    async with UnitOfWork(db) as uow:
+        pending = Lead(
+            name="Fer",
+            stage="nuevo",
+            score=0,
+            tier="frio",
+            timezone="America/Lima",
+            first_contact_at=_NOW,
+            last_activity_at=_NOW,
+        )
+        uow.session.add(pending)
+        note = Notification(kind="handoff", text="Fer espera", created_at=_NOW)
+        await _inserted(uow.session, note)
+        assert note.id is not None
+        assert pending in uow.session.new  # not flushed by the insert
+        assert note not in uow.session.new and note not in uow.session.dirty
+        event.listen(db.engine.sync_engine, "before_cursor_execute", listener)
+        try:
+            assert await uow.session.get(Notification, note.id) is note
+            note.read_at = _NOW
+            await uow.session.flush()
+        finally:
+            event.remove(db.engine.sync_engine, "before_cursor_execute", listener)
+        await uow.commit()
+    assert not [s for s in seen if s.startswith("SELECT")]  # `get` found it in the session
+    updates = [s for s in seen if s.startswith("UPDATE notifications")]
+    assert len(updates) == 1 and "read_at" in updates[0] and "text" not in updates[0]
+    async with db.session() as session:
+        stored = await session.get(Notification, note.id)
+        assert stored is not None and stored.read_at == _NOW and stored.text == "Fer espera"
