@@ -8,6 +8,7 @@ unique index refuses that.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -122,13 +123,21 @@ class Hours:
     def bookable(self, at: datetime, now: datetime) -> bool:
         return now + self.notice <= at <= now + self.horizon and self.is_slot(at)
 
-    def slots_between(self, start: datetime, end: datetime) -> Iterator[datetime]:
+    def slots_between(self, start: datetime, end: datetime) -> list[tuple[float, datetime]]:
+        """The slots in [start, end), in time order, each with its timestamp.
+
+        Compared by timestamps: two datetimes of different time zones compare through both
+        offsets, a microsecond or so each on a two-week window's 250 slots."""
+        first, last = start.timestamp(), end.timestamp()
+        found: list[tuple[float, datetime]] = []
         day = start.astimezone(self.tz).date()
-        while datetime.combine(day, time(0), self.tz) < end:
+        while datetime.combine(day, time(0), self.tz).timestamp() < last:
             for slot in self.day_slots(day):
-                if start <= slot < end:
-                    yield slot
+                if first <= (at := slot.timestamp()) < last:
+                    found.append((at, slot))
             day += timedelta(days=1)
+        found.sort()  # (across a DST change, wall-clock order need not be time order)
+        return found
 
     # --- business time: when people are there (the opening hours, not the slot grid) ------
 
@@ -191,18 +200,35 @@ def availability(
     offer: int,
 ) -> Availability:
     """Is `requested` a bookable slot one of `agents` has free? If not, the `offer` free slots
-    in `window` nearest to it, in time order. `taken` holds the (agent, start) booked."""
+    in `window` nearest to it (the earlier of two as near), in time order. `taken` holds the
+    (agent, start) booked."""
 
     def free(at: datetime) -> list[int | None]:
         return [agent for agent in agents if (agent, at) not in taken]
 
     if hours.bookable(requested, now) and (ready := free(requested)):
         return Availability(requested, Slot(requested, ready[0]))
-    nearby = [Slot(at, ready[0]) for at in hours.slots_between(*window) if (ready := free(at))]
     # Timestamps, not datetime subtraction: within one time zone Python subtracts wall
     # clocks, which is an hour off across a DST change.
-    nearby.sort(key=lambda slot: (abs(slot.at.timestamp() - requested.timestamp()), slot.at))
-    return Availability(requested, None, tuple(sorted(nearby[:offer], key=lambda slot: slot.at)))
+    grid = hours.slots_between(*window)
+    target = requested.timestamp()
+    # Out from `requested` both ways, nearest first: only the slots it takes to find `offer`
+    # free ones are looked up (a two-week window holds some 250).
+    after = bisect.bisect_left(grid, (target,))
+    before = after - 1
+    nearest: list[Slot] = []
+    while len(nearest) < offer and (before >= 0 or after < len(grid)):
+        if after == len(grid) or (
+            before >= 0 and target - grid[before][0] <= grid[after][0] - target
+        ):
+            at = grid[before][1]
+            before -= 1
+        else:
+            at = grid[after][1]
+            after += 1
+        if ready := free(at):
+            nearest.append(Slot(at, ready[0]))
+    return Availability(requested, None, tuple(sorted(nearest, key=lambda slot: slot.at)))
 
 
 class KindWords:

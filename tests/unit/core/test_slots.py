@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot.core.slots import Hours, KindWords, quiet_until, spanish_day, spanish_moment
+from bot.core.slots import (
+    Hours,
+    KindWords,
+    Slot,
+    availability,
+    quiet_until,
+    spanish_day,
+    spanish_moment,
+)
 from bot.settings import load_settings
 
 MX = ZoneInfo("America/Mexico_City")
@@ -140,3 +149,46 @@ def test_business_time_skips_closed_days() -> None:
     assert HOURS.after_business(saturday_1330, timedelta(hours=1)) == datetime(
         2026, 11, 30, 9, 30, tzinfo=MX
     )
+
+
+def nearest_by_sorting(
+    hours: Hours,
+    agents: list[int | None],
+    taken: set[tuple[int | None, datetime]],
+    requested: datetime,
+    window: tuple[datetime, datetime],
+    offer: int,
+) -> tuple[Slot, ...]:
+    """The definition `availability` walks out from `requested` to meet: every free slot of
+    the window, sorted by distance (then time), the first `offer`, in time order."""
+    free = [
+        Slot(at, ready[0])
+        for _, at in hours.slots_between(*window)
+        if (ready := [agent for agent in agents if (agent, at) not in taken])
+    ]
+    free.sort(key=lambda slot: (abs(slot.at.timestamp() - requested.timestamp()), slot.at))
+    return tuple(sorted(free[:offer], key=lambda slot: slot.at))
+
+
+@pytest.mark.parametrize("zone", ["America/Mexico_City", "America/Santiago", "Europe/Madrid"])
+def test_the_nearest_free_slots_are_those_sorting_every_slot_gives(zone: str) -> None:
+    # Random requests (on the grid, off it, between slots, closed days) and bookings, in
+    # zones with and without DST changes, against the plain definition.
+    tz = ZoneInfo(zone)
+    hours = Hours(SETTINGS.model_copy(update={"buffer_minutes": 10}).grid(), tz)
+    rng = random.Random(zone)
+    now = datetime(2026, 3, 20, 8, 0, tzinfo=UTC)
+    for _ in range(300):
+        requested = now + timedelta(minutes=rng.randrange(0, 60 * 24 * 50, rng.choice((5, 30))))
+        window = (now + timedelta(minutes=30), requested + timedelta(days=rng.choice((1, 3, 14))))
+        agents: list[int | None] = rng.choice(([None], [1, 2], [3]))
+        grid = [at for _, at in hours.slots_between(*window)]
+        taken = {(rng.choice(agents), at) for at in rng.sample(grid, k=len(grid) * 4 // 5)}
+        taken |= {(agent, at) for agent in agents for at in grid if rng.random() < 0.3}
+        offer = rng.choice((1, 3, 5))
+        found = availability(hours, agents, taken, requested, now, window=window, offer=offer)
+        if found.free is None:
+            expected = nearest_by_sorting(hours, agents, taken, requested, window, offer)
+            assert found.alternatives == expected, (requested, window)
+        else:
+            assert found.free.at == requested and hours.bookable(requested, now)
