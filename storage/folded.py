@@ -30,7 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import ColumnProperty, Session
-from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.attributes import instance_state
 from sqlalchemy.orm.base import NO_VALUE
 from sqlalchemy.sql.expression import Executable
 from sqlalchemy.sql.selectable import HasCTE
@@ -130,11 +130,11 @@ def _table(row: Base) -> Table:
 @functools.cache
 def _columns(model: type[Base]) -> dict[str, str | None]:
     """Per attribute of `model`, the key of its one column; None for any other attribute (a
-    relationship, a composite): what `_changes` may write."""
+    relationship, a composite, a column under another name): what `_changes` may write."""
     found: dict[str, str | None] = {}
     for prop in inspect(model).attrs:
         single = isinstance(prop, ColumnProperty) and len(prop.columns) == 1
-        found[prop.key] = prop.columns[0].key if single else None
+        found[prop.key] = prop.key if single and prop.columns[0].key == prop.key else None
     return found
 
 
@@ -151,7 +151,7 @@ def _changes(row: Base) -> dict[str, Any] | None:
     Read from the row's state as the ORM's own history of a scalar attribute reads it: the
     value before (`committed_state`) against the value now.
     """
-    state = inspect(row)
+    state = instance_state(row)
     columns = _columns(type(row))
     now = state.dict
     changed: dict[str, Any] = {}
@@ -263,14 +263,15 @@ class _Collected:
 
     def written(self, session: AsyncSession) -> None:
         """The parts ran: the session forgets them as if it had flushed them."""
+        identity_map = session.sync_session.identity_map
         for row, changes in self.updated:
-            for key, value in changes.items():
-                set_committed_value(row, key, value)
             # Every change of the row is written (`_changes` takes all or none), so the row is
-            # as if flushed: clean, or every later flush and the commit's would look at it
-            # again. (SQLAlchemy has no public call for this; the pin keeps 2.1's.)
-            state = inspect(row)
-            state._commit_all(state.dict, session.sync_session.identity_map)
+            # as if flushed: its values now (the `onupdate` ones `_changes` made added), clean,
+            # or every later flush and the commit's would look at it again. (SQLAlchemy has no
+            # public call for this; the pin keeps 2.1's.)
+            state = instance_state(row)
+            state.dict.update(changes)
+            state._commit_all(state.dict, identity_map)
         for row in self.inserted:
             session.expunge(row)
 
@@ -292,7 +293,7 @@ def _collect(session: AsyncSession) -> _Collected | None:
     collected = _Collected()
     shape, parameters = collected.shape, collected.parameters
     dirty = [row for row in session.dirty if isinstance(row, _UPDATED)]
-    dirty.sort(key=lambda row: (_UPDATED.index(type(row)), inspect(row).identity))
+    dirty.sort(key=lambda row: (_UPDATED.index(type(row)), instance_state(row).identity))
     for row in dirty:
         changes = _changes(row)
         if changes is None:
@@ -303,7 +304,7 @@ def _collect(session: AsyncSession) -> _Collected | None:
         table = _table(row)
         shape.append((table.name, "update", tuple(changes)))
         collected.tables.append(table)
-        parameters[f"p{n}_id"] = inspect(row).identity[0]  # type: ignore[index]
+        parameters[f"p{n}_id"] = instance_state(row).identity[0]  # type: ignore[index]
         parameters.update({f"p{n}_{c}": v for c, v in changes.items()})
         collected.updated.append((row, changes))
     by_table: dict[Table, list[dict[str, Any]]] = {}
