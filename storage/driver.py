@@ -46,7 +46,7 @@ class _Compiled:
     names: tuple[str, ...]
     processed: tuple[tuple[int, Callable[[Any], Any]], ...]  # (position, bind processor)
     defaults: Mapping[str, Any]  # values bound in the statement itself (a LIMIT's 1)
-    results: tuple[Callable[[Any], Any] | None, ...] | None  # None: rows as they come
+    results: tuple[tuple[int, Callable[[Any], Any]], ...]  # (position, result processor)
 
     def arguments(self, parameters: Mapping[str, Any]) -> list[Any]:
         given = {**self.defaults, **parameters} if self.defaults else parameters
@@ -77,7 +77,7 @@ def _compiled(statement: Executable, dialect: Dialect) -> _Compiled | None:
         or compiled.post_compile_params
         or compiled.literal_execute_params
     ):
-        results = tuple(
+        results = (
             column.type.dialect_impl(dialect).result_processor(dialect, None)
             for column in _columns(statement)
         )
@@ -89,7 +89,7 @@ def _compiled(statement: Executable, dialect: Dialect) -> _Compiled | None:
             names=names,
             processed=tuple((at, p) for at, p in enumerate(processors) if p is not None),
             defaults={name: binds[name].value for name in names if not binds[name].required},
-            results=results if any(results) else None,
+            results=tuple((at, p) for at, p in enumerate(results) if p is not None),
         )
     _COMPILED[key] = found
     return found
@@ -161,16 +161,16 @@ async def rows(
         records = await opened.driver.fetch(compiled.sql, *arguments)
     except Exception as error:
         raise await _translated(opened, dialect, compiled.sql, error) from error
-    if compiled.results is None:
+    if not compiled.results:
         return cast(Sequence[Sequence[Any]], records)
-    processors = compiled.results
-    return [
-        tuple(
-            value if process is None or value is None else process(value)
-            for process, value in zip(processors, record, strict=True)
-        )
-        for record in records
-    ]
+    found = []
+    for record in records:
+        values = list(record)
+        for at, process in compiled.results:  # most columns need none (text, numbers, times)
+            if values[at] is not None:
+                values[at] = process(values[at])
+        found.append(values)
+    return found
 
 
 async def _translated(opened: _Open, dialect: Dialect, sql: str, error: Exception) -> Exception:
