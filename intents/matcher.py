@@ -340,6 +340,7 @@ class Matcher:
             position=find_position(normalised),
             name=find_name(text),
             bought=says_bought(normalised),
+            normalised=normalised,
         )
 
     def score(self, normalised: str) -> Scored:

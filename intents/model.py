@@ -37,7 +37,9 @@ class NluResult:
     Besides the time and contact details, rules (not the trained matcher) read: `position`, an
     item of a list the bot offered ("la segunda" 2, "la última" -1); `name`, the name the
     prospect introduces themselves with ("hola, soy Pedro"); `bought`, the prospect says they
-    already bought ("ya lo compré", "ya hice el pago").
+    already bought ("ya lo compré", "ya hice el pago"). `normalised` is the message as the
+    matcher read it (`intents.normalize`), for rules of the rest of Seguibot that compare
+    words with it; empty for a result not read from text (a button).
     """
 
     intent: str
@@ -50,6 +52,7 @@ class NluResult:
     position: int | None = None
     name: str | None = None
     bought: bool = False
+    normalised: str = ""
 
     @property
     def when(self) -> datetime | None:

@@ -607,7 +607,11 @@ class Engine:
                 if upcoming
                 else None
             ),
-            kind=self.kinds.detect(event.text),
+            kind=(
+                self.kinds.detect_normalised(nlu.normalised)
+                if nlu.normalised
+                else self.kinds.detect(event.text)
+            ),
         )
 
     async def _apply(self, turn: _Turn, effect: Effect) -> list[InlineReply]:

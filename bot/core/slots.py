@@ -243,7 +243,11 @@ class KindWords:
         }
 
     def detect(self, text: str) -> str | None:
-        padded = f" {normalize(text)} "
+        return self.detect_normalised(normalize(text))
+
+    def detect_normalised(self, normalised: str) -> str | None:
+        """`detect` of a text normalised already (`NluResult.normalised`)."""
+        padded = f" {normalised} "
         for kind, words in self.words.items():
             if any(word in padded for word in words):
                 return kind

@@ -10,6 +10,7 @@ import pytest
 import intents
 from intents import NONE, Matcher, NluResult, load_catalogue
 from intents.matcher import PRIORITY, Thresholds, priority
+from intents.normalize import normalize
 
 from .conftest import MX, NOW
 
@@ -304,3 +305,13 @@ def test_small_talk_that_borrows_an_intents_words(
     matcher: Matcher, text: str, expected: str
 ) -> None:
     assert matcher.match(text, NOW, MX).intent == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["¿Puedo pasar a su OFICINA el viernes?", "xq no me marcas 👍", "Hola. Pero, ¿cuánto?", ""],
+)
+def test_the_result_carries_the_text_as_the_matcher_read_it(matcher: Matcher, text: str) -> None:
+    # What rules outside the matcher compare words with (the kind of an appointment): the
+    # same text `intents.normalize` gives, without normalising the message twice.
+    assert matcher.match(text, NOW, MX).normalised == normalize(text)
