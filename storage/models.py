@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -26,6 +27,7 @@ from sqlalchemy import (
     UniqueConstraint,
     false,
     func,
+    inspect,
     true,
 )
 from sqlalchemy import text as sql
@@ -99,6 +101,27 @@ class Base(DeclarativeBase):
         dict[str, Any]: Json,
         list[Any]: Json,
     }
+
+    def __init__(self, **values: Any) -> None:
+        """A new row from keyword arguments, as SQLAlchemy's default constructor makes it,
+        but with a column's value put straight into the instance's dict, as loading a row
+        does: setattr's attribute events record a history that a new row never uses (its
+        INSERT takes the values as they are), 15 µs of a six-column row's 17. Relationships
+        are still set through their attributes (backrefs, cascades)."""
+        cls = type(self)
+        columns = _column_keys(cls)
+        for key, value in values.items():
+            if key in columns:
+                self.__dict__[key] = value
+            elif hasattr(cls, key):
+                setattr(self, key, value)
+            else:
+                raise TypeError(f"{key!r} is an invalid keyword argument for {cls.__name__}")
+
+
+@functools.cache
+def _column_keys(model: type[Base]) -> frozenset[str]:
+    return frozenset(prop.key for prop in inspect(model).column_attrs)
 
 
 class Agent(Base):

@@ -181,7 +181,8 @@ def test_the_nearest_free_slots_are_those_sorting_every_slot_gives(zone: str) ->
     for _ in range(300):
         requested = now + timedelta(minutes=rng.randrange(0, 60 * 24 * 50, rng.choice((5, 30))))
         window = (now + timedelta(minutes=30), requested + timedelta(days=rng.choice((1, 3, 14))))
-        agents: list[int | None] = rng.choice(([None], [1, 2], [3]))
+        teams: list[list[int | None]] = [[None], [1, 2], [3]]
+        agents = rng.choice(teams)
         grid = [at for _, at in hours.slots_between(*window)]
         taken = {(rng.choice(agents), at) for at in rng.sample(grid, k=len(grid) * 4 // 5)}
         taken |= {(agent, at) for agent in agents for at in grid if rng.random() < 0.3}
