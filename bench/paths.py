@@ -5,8 +5,9 @@ and the service's engine in this process (no HTTP, no load generator), then `--m
 messages one after another: `est` sends the established phase's texts (`answered_texts`) to 40
 conversations opened before, `new` sends the realistic mix (`realistic_texts`), each from a
 new sender. Per message: the statements SQLAlchemy's `before_cursor_execute` saw and the CPU
-(`time.process_time`). Prints the mean, then the messages grouped by their statements: which
-paths are common and what each costs, which the servers' phases cannot show.
+(`time.process_time`), after warm-up messages and `bot.heap.settle`, as in a server. Prints
+the mean, then the messages grouped by their statements: which paths are common and what each
+costs, which the servers' phases cannot show.
 
 `--against REF --rounds N` runs the same on the code of REF (a temporary git worktree, this
 file run against it) and of this checkout, in turn, the order flipped each round, and sums up
@@ -31,6 +32,7 @@ from typing import Any
 from sqlalchemy import event
 
 from bench.core_webchat import postgres_database, realistic_texts
+from bot import heap
 from bot.app import create_app
 from bot.conversation.engine import Engine
 from bot.settings import load_settings
@@ -73,6 +75,7 @@ async def run(kind: str, count: int) -> None:
         for n, sender in enumerate(warm):
             opening = "hola" if kind == "est" else texts[n]
             await engine.receive(web_chat_message(sender, -n - 1, opening))
+        heap.settle()  # as `seguibot serve` does once ready (the matcher is trained by now)
         by_statements: dict[int, list[float]] = collections.defaultdict(list)
         for n in range(count):
             sender = known[n % len(known)] if kind == "est" else session_id()
