@@ -521,7 +521,11 @@ class Leads:
         if not numbers:
             return None
         statement = select(Lead).join(LeadPhone).where(LeadPhone.e164.in_(numbers)).limit(1)
-        return (await self.session.execute(statement)).scalar_one_or_none()
+        # Only a number not yet written could change the answer (a lead's other changes do
+        # not): those wait for the turn's one write otherwise (`_flushing_for`).
+        options = _flushing_for(self.session, LeadPhone)
+        result = await self.session.execute(statement, execution_options=options)
+        return result.scalar_one_or_none()
 
     async def idle(self, before: datetime, tiers: Sequence[str], limit: int) -> list[Lead]:
         """Leads of `tiers` with no activity since `before`, not opted out, locked (others

@@ -199,6 +199,31 @@ async def test_a_new_leads_hand_off_writes_everything_in_a_few_statements(
         assert len(statements) == 8, "\n".join(s[:150] for s in statements)
 
 
+async def test_a_number_given_is_looked_up_without_writing_the_turns_changes_first(
+    engine: Engine, db: Database, database_url: str
+) -> None:
+    # Whose number it is depends on the numbers stored, not on the lead's e-mail or stage
+    # changed this turn: on PostgreSQL those go out with the reply, not before the look-up.
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    await engine.receive(incoming("hola", sender="lead-p"))
+    event.listen(engine.db.engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        await engine.receive(incoming("soy Ana, ana@x.mx, mi cel 55 1234 5678", sender="lead-p"))
+    finally:
+        event.remove(engine.db.engine.sync_engine, "before_cursor_execute", seen)
+    async with db.session() as session:
+        lead = (await session.execute(select(Lead))).scalar_one()
+        assert lead.email == "ana@x.mx"
+        phones = (await session.execute(text("SELECT e164 FROM lead_phones"))).scalars().all()
+        assert phones == ["+525512345678"]
+    if database_url.startswith("postgresql"):
+        assert not [s for s in statements if s.startswith(("UPDATE", "INSERT INTO activities"))]
+
+
 async def test_optout_confirms_once_then_silence_on_every_channel(
     engine: Engine, db: Database
 ) -> None:
