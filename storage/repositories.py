@@ -1372,15 +1372,16 @@ class Actions:
         if folded.forget(self.session, added.write):
             return
         values = added.write[1]
-        await self.session.execute(
-            delete(ScheduledAction).where(
-                ScheduledAction.lead_id == values["lead_id"],
-                ScheduledAction.kind == values["kind"],
-                ScheduledAction.state == values["state"],
-                ScheduledAction.created_at == values["created_at"],
-                ScheduledAction.due_at == values["due_at"],
-            )
+        statement = delete(ScheduledAction).where(
+            ScheduledAction.lead_id == values["lead_id"],
+            ScheduledAction.kind == values["kind"],
+            ScheduledAction.state == values["state"],
+            ScheduledAction.created_at == values["created_at"],
+            ScheduledAction.due_at == values["due_at"],
         )
+        # (The row it deletes was written already: only an action not yet written is pending.)
+        options = _flushing_for(self.session, ScheduledAction)
+        await self.session.execute(statement, execution_options=options)
 
     async def add_once(self, values: dict[str, Any]) -> bool:
         """Add an action keyed by `dedupe_key` unless another process already did."""
