@@ -106,8 +106,8 @@ class Base(DeclarativeBase):
         """A new row from keyword arguments, as SQLAlchemy's default constructor makes it,
         but with a column's value put straight into the instance's dict, as loading a row
         does: setattr's attribute events record a history that a new row never uses (its
-        INSERT takes the values as they are): 17 -> 7.3 µs for a ten-column activity. Relationships
-        are still set through their attributes (backrefs, cascades)."""
+        INSERT takes the values as they are): 17 -> 7.3 µs for a ten-column activity.
+        Relationships are still set through their attributes (backrefs, cascades)."""
         cls = type(self)
         columns = _column_keys(cls)
         for key, value in values.items():
