@@ -128,14 +128,16 @@ def _table(row: Base) -> Table:
 
 
 @functools.cache
-def _columns(model: type[Base]) -> dict[str, str | None]:
-    """Per attribute of `model`, the key of its one column; None for any other attribute (a
-    relationship, a composite, a column under another name): what `_changes` may write."""
-    found: dict[str, str | None] = {}
-    for prop in inspect(model).attrs:
-        single = isinstance(prop, ColumnProperty) and len(prop.columns) == 1
-        found[prop.key] = prop.key if single and prop.columns[0].key == prop.key else None
-    return found
+def _columns(model: type[Base]) -> frozenset[str]:
+    """The attributes of `model` that are one column of the same name: what `_changes` may
+    write (not a relationship, a composite, a column under another name)."""
+    return frozenset(
+        prop.key
+        for prop in inspect(model).attrs
+        if isinstance(prop, ColumnProperty)
+        and len(prop.columns) == 1
+        and prop.columns[0].key == prop.key
+    )
 
 
 @functools.cache
@@ -156,15 +158,14 @@ def _changes(row: Base) -> dict[str, Any] | None:
     now = state.dict
     changed: dict[str, Any] = {}
     for key, before in state.committed_state.items():
-        column = columns.get(key)
-        if column is None:
+        if key not in columns:
             return None
         value = now.get(key, NO_VALUE)
         if value is NO_VALUE:
             return None  # the value was deleted, not set: as the ORM would do it
         if before is not NO_VALUE and before == value:
             continue  # set to the value it had: the ORM would not write it either
-        changed[column] = value
+        changed[key] = value
     if changed:
         for key, onupdate in _on_update(_table(row)):
             if key not in changed:

@@ -28,7 +28,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Result
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased, contains_eager, make_transient_to_detached
+from sqlalchemy.orm import aliased, contains_eager
 from sqlalchemy.orm.attributes import instance_state, set_committed_value
 from sqlalchemy.orm.util import identity_key
 from sqlalchemy.sql.base import Executable
@@ -455,8 +455,8 @@ def _persistent(session: AsyncSession, row: Base, values: dict[str, Any]) -> Non
 
 @functools.cache
 def _insert_returning_id(table: Table) -> Executable:
-    columns = [c for c in table.columns if not c.primary_key]
-    values = {c.key: bindparam(c.key, type_=c.type) for c in columns}
+    names = [c.name for c in table.columns if not c.primary_key]
+    values = dict(zip(names, _values_of(table, "", names), strict=True))
     return insert(table).values(values).returning(table.c.id)
 
 
@@ -578,9 +578,8 @@ class Identities:
         if created is None:
             return None
         # Every column is in `values`: the row is known without reading it back.
-        identity = ChannelIdentity(id=created, **values)
-        make_transient_to_detached(identity)
-        self.session.add(identity)
+        identity = ChannelIdentity.__mapper__.class_manager.new_instance()
+        _persistent(self.session, identity, {**values, "id": created})
         return identity
 
     async def set_reachable(self, channel: Channel, external_id: str, reachable: bool) -> bool:
