@@ -273,8 +273,14 @@ class _Collected:
             state = instance_state(row)
             state.dict.update(changes)
             state._commit_all(state.dict, identity_map)
-        for row in self.inserted:
-            session.expunge(row)
+        if self.inserted:
+            # Inserted without their ids, they leave the session: what `expunge` does row by
+            # row, less its walk of each row's relationships for an expunge cascade (these
+            # kinds have none: tests/unit/test_folded.py) and its checks, for all of them at
+            # once (this method, on a new lead's message: 48-54 -> 24-28 µs). SQLAlchemy's own,
+            # not public: the pin keeps 2.1's.
+            states = [instance_state(row) for row in self.inserted]
+            session.sync_session._expunge_states(states)
 
 
 def _collect(session: AsyncSession) -> _Collected | None:

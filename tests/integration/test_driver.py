@@ -26,12 +26,14 @@ from bot.core.model import (
 from storage import driver
 from storage.db import Database, is_conflict
 from storage.models import (
+    Activity,
     Appointment,
     ChannelIdentity,
     Conversation,
     Lead,
     Message,
     Notification,
+    StageChange,
 )
 from storage.repositories import Reads, _inserted
 from storage.uow import UnitOfWork
@@ -364,3 +366,48 @@ async def test_a_row_inserted_alone_is_in_the_session_as_if_read_back(db: Databa
     async with db.session() as session:
         stored = await session.get(Notification, note.id)
         assert stored is not None and stored.read_at == _NOW and stored.text == "Fer espera"
+
+
+async def test_rows_written_with_the_turns_changes_leave_the_session_written_once(
+    db: Database,
+) -> None:
+    # On PostgreSQL the CRM rows go out in the turn's one statement without their ids and
+    # leave the session (on SQLite the ORM's flush writes them): either way the session holds
+    # nothing new afterwards, another flush writes nothing, and each row is stored once.
+    async with db.session() as session:
+        (lead_id, _), *_ = (await session.execute(_ADD_LEAD, {"name": "Gil", "at": _NOW})).all()
+        await session.commit()
+    seen: list[str] = []
+
+    def listener(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        seen.append(statement)
+
+    async with UnitOfWork(db) as uow:
+        lead = await uow.session.get(Lead, lead_id)
+        assert lead is not None
+        lead.score = 20
+        rows = [
+            Activity(lead_id=lead_id, kind="note", occurred_at=_NOW, created_at=_NOW, body="a"),
+            Activity(lead_id=lead_id, kind="note", occurred_at=_NOW, created_at=_NOW, body="b"),
+            StageChange(lead_id=lead_id, pipeline="ventas", to_stage="nuevo", at=_NOW),
+        ]
+        for row in rows:
+            uow.session.add(row)
+        await uow.write_changes()
+        assert not uow.session.new and not uow.session.dirty
+        if db.engine.dialect.name == "postgresql":
+            assert all(row not in uow.session for row in rows)
+        event.listen(db.engine.sync_engine, "before_cursor_execute", listener)
+        try:
+            await uow.session.flush()
+        finally:
+            event.remove(db.engine.sync_engine, "before_cursor_execute", listener)
+        await uow.commit()
+    assert seen == []
+    async with db.session() as session:
+        bodies = select(Activity.body).where(Activity.lead_id == lead_id).order_by(Activity.body)
+        assert list((await session.execute(bodies)).scalars()) == ["a", "b"]
+        changes = select(func.count()).select_from(StageChange)
+        assert (await session.execute(changes.where(StageChange.lead_id == lead_id))).scalar() == 1
+        stored = await session.get(Lead, lead_id)
+        assert stored is not None and stored.score == 20

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import create_engine, inspect
 from sqlalchemy.orm import ColumnProperty, Session
 
-from storage.folded import _changes
+from storage.folded import _INSERTED, _changes
 from storage.models import Base, Conversation, Lead
 
 WHEN = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -116,3 +116,10 @@ def test_the_folded_columns_are_the_flushs(
         extra = {"updated_at"} if isinstance(row, Conversation) and expected else set()
         assert set(found) == set(expected) | extra
         assert {k: v for k, v in found.items() if k not in extra} == expected
+
+
+def test_the_rows_written_without_their_ids_leave_the_session_alone() -> None:
+    # `_Collected.written` takes them out of the session without the expunge cascade, which
+    # would take related rows with them: none of these kinds may have one.
+    for kind in _INSERTED:
+        assert not [r.key for r in inspect(kind).relationships if r.cascade.expunge], kind
