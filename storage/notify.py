@@ -30,11 +30,17 @@ class Relay:
     """Publish topics to the other processes; hand theirs to `received`."""
 
     def __init__(
-        self, url: str, received: Callable[[Sequence[str]], None], *, retry: float = 1.0
+        self,
+        url: str,
+        received: Callable[[Sequence[str]], None],
+        *,
+        retry: float = 1.0,
+        linger: float = 0.05,
     ) -> None:
         self.dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
         self.received = received
         self.retry = retry
+        self.linger = linger  # seconds the first topics wait for more to go out with them
         self.origin = uuid.uuid4().hex  # our own notifications come back too: skip them
         self._outgoing: asyncio.Queue[tuple[str, ...]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
@@ -79,9 +85,14 @@ class Relay:
                         await connection.close(timeout=2)
 
     async def _waiting_topics(self) -> tuple[str, ...]:
-        """Every topic queued by now, each once, in order: under load one NOTIFY carries the
-        changes of many messages instead of one round trip each."""
+        """Every topic queued by now and within `linger` of the first, each once, in order:
+        under load one NOTIFY carries the changes of many messages instead of a round trip
+        each. (Sent as soon as the last had gone, they went out 1.4 a message at 300 a
+        second: a message signals its session and the queue, and one in 3 ms leaves nothing
+        to gather in a round trip.) A page hears of a change `linger` later: 50 ms, which
+        nobody sees."""
         topics = dict.fromkeys(await self._outgoing.get())
+        await asyncio.sleep(self.linger)
         while not self._outgoing.empty():
             topics.update(dict.fromkeys(self._outgoing.get_nowait()))
         return tuple(topics)

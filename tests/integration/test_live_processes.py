@@ -140,6 +140,31 @@ async def test_a_burst_of_changes_goes_out_in_few_notifications_each_topic_once(
     assert len(heard) == 1  # all were queued before the relay's next turn
 
 
+async def test_changes_a_moment_apart_go_out_in_one_notification(postgres_url: str) -> None:
+    # A message every few milliseconds signals its session and the queue each time: sent as
+    # each came, that was more than one NOTIFY (a round trip and a statement) per message.
+    heard: list[tuple[str, ...]] = []
+    listener = Relay(postgres_url, lambda topics: heard.append(tuple(topics)))
+    sender = Relay(postgres_url, lambda topics: None, linger=0.5)
+    await listener.start()
+    await sender.start()
+    try:
+        for n in range(5):
+            sender.publish([f"webchat:s{n}", "queue"])
+            await asyncio.sleep(0.02)
+        for _ in range(100):  # 5 s at most
+            if heard:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.6)  # a second notification would have come by now
+    finally:
+        await sender.close()
+        await listener.close()
+    assert heard == [
+        ("webchat:s0", "queue", "webchat:s1", "webchat:s2", "webchat:s3", "webchat:s4")
+    ]
+
+
 async def test_a_material_deactivated_on_one_process_is_no_longer_offered_by_the_other(
     two: tuple[TestClient[Any, Any], TestClient[Any, Any]],
 ) -> None:
