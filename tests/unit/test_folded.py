@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import pytest
-from sqlalchemy import create_engine, inspect
-from sqlalchemy.orm import ColumnProperty, Session
+from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.orm import ColumnProperty, DeclarativeBase, Mapped, Session, mapped_column
 
-from storage.folded import _INSERTED, _changes
-from storage.models import Base, Conversation, Lead
+from storage.folded import _INSERTED, _changes, column_values
+from storage.models import Activity, Base, Conversation, Lead, StageChange
 
 WHEN = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 
@@ -123,3 +123,58 @@ def test_the_rows_written_without_their_ids_leave_the_session_alone() -> None:
     # would take related rows with them: none of these kinds may have one.
     for kind in _INSERTED:
         assert not [r.key for r in inspect(kind).relationships if r.cascade.expunge], kind
+
+
+def test_a_new_rows_values_are_the_ones_the_flush_inserts(
+    rows: tuple[Session, Lead, Conversation],
+) -> None:
+    # `column_values` is what the folded INSERT writes for a new row: the values given, the
+    # model's defaults for the rest (a value, or a function called once per row).
+    session, lead, _ = rows
+    new_rows: list[Base] = [
+        Lead(name="Bea", stage="nuevo", score=3, tier="frio", timezone="America/Lima"),
+        Conversation(lead_id=lead.id, identity_id=2, channel="webchat"),
+        Activity(lead_id=lead.id, kind="note", occurred_at=WHEN, body="hola"),
+        StageChange(lead_id=lead.id, pipeline="ventas", to_stage="nuevo", at=WHEN),
+    ]
+    for row in new_rows:
+        found = column_values(row)
+        assert found is not None
+        session.add(row)
+        session.flush()
+        table = row.__table__
+        stored = {c.key: getattr(row, c.key) for c in table.columns if not c.primary_key}
+        assert found.keys() == stored.keys()
+        for key, value in found.items():
+            if isinstance(value, datetime):  # a default's now, taken a moment apart
+                assert abs(value - stored[key]).total_seconds() < 5, key
+            else:
+                assert value == stored[key], key
+
+
+class _Other(DeclarativeBase):
+    pass
+
+
+class _Stamped(_Other):
+    __tablename__ = "stamped"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(default="sin nombre")
+    stamp: Mapped[str] = mapped_column(server_default="ahora")
+
+
+class _Counted(_Other):
+    __tablename__ = "counted"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[int] = mapped_column(default=text("1 + 1"))
+
+
+def test_a_column_only_the_database_fills_in_is_left_to_the_flush() -> None:
+    # A server default, or a default computed in SQL: the folded INSERT cannot write it, so
+    # the row goes to the ORM's flush (None); given a value, the row folds as any other.
+    # (Models of a metadata of their own, not the service's: typed as its Base here.)
+    assert column_values(cast(Base, _Stamped(name="Ceci"))) is None
+    stamped = column_values(cast(Base, _Stamped(stamp="ayer")))
+    assert stamped == {"name": "sin nombre", "stamp": "ayer"}
+    assert column_values(cast(Base, _Counted())) is None
+    assert column_values(cast(Base, _Counted(number=3))) == {"number": 3}
