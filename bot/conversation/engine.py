@@ -185,6 +185,7 @@ class _Turn:
     # books, moves or cancels one before `_schedule` looks at it).
     upcoming: Appointment | Literal[_Unread.UNREAD] | None
     idle: Added | None  # the idle check this turn adds (see `_message`)
+    opened: bool  # the conversation began with this message: nothing of it was stored before
     changed: set[str] = field(default_factory=set)  # live topics to signal after the commit
     staged: list[bool] = field(default_factory=list)  # messages to agents were staged
 
@@ -308,6 +309,7 @@ class Engine:
             text = event.text.strip()
             before = None
             upcoming: Appointment | Literal[_Unread.UNREAD] | None = UNREAD
+            opened = conversation is None
             if conversation is None:
                 # A new conversation has no question pending and nothing before this message.
                 dialogue = Dialogue()
@@ -367,7 +369,17 @@ class Engine:
                 await self.followup.idle.watch(uow, lead, now, waiting=watched) if talks else None
             )
             turn = _Turn(
-                uow, event, lead, conversation, message_id, now, choice, learned, upcoming, idle
+                uow,
+                event,
+                lead,
+                conversation,
+                message_id,
+                now,
+                choice,
+                learned,
+                upcoming,
+                idle,
+                opened=opened,
             )
             if talks:
                 replies = await self._converse(turn, dialogue, nlu)
@@ -860,7 +872,13 @@ class Engine:
         # What this turn changed so far (the lead's record, the conversation, which is in the
         # bot's hands) is no hand-off and no agent's load: read without writing it first.
         with uow.unflushed():
-            if await uow.handoffs.open_for(conversation.id) is not None:
+            if turn.opened:
+                # Opened by this message, the conversation has no hand-off from before; one
+                # made this turn has taken it out of the bot's hands. (No look-up: a round
+                # trip less on a new lead's first message.)
+                if conversation.state != ConversationState.BOT:
+                    return
+            elif await uow.handoffs.open_for(conversation.id) is not None:
                 return
             chosen = await assign(uow, lead, now) if self.assign_agents else None
         priority = self.rules.handoff.of(reason, lead.tier)

@@ -158,9 +158,10 @@ async def test_a_new_leads_hand_off_writes_everything_in_a_few_statements(
 ) -> None:
     # A new lead asking for a person: the hand-off, its SLA check, the CRM's rows, an agent's
     # assignment and alert, two webhook events. On PostgreSQL all that waits for no id goes
-    # out with the reply: the locked read, the new lead, the open hand-off, the agents and
-    # their load, the hand-off and the alert (their ids are named), the reply with the rest.
-    # (15 statements when the hand-off's reads and inserts flushed everything before them.)
+    # out with the reply: the locked read, the new lead, the agents and their load, the
+    # hand-off and the alert (their ids are named), the reply with the rest. A conversation
+    # opened by this message has no hand-off to look for. (15 statements when the hand-off's
+    # reads and inserts flushed everything before them; 8 with the look-up.)
     async with db.session() as session:
         session.add(Agent(name="Ana", email="ana@x.mx", token_hash="t-ana", role="agent"))
         events = ["lead.created", "handoff.requested"]
@@ -196,7 +197,31 @@ async def test_a_new_leads_hand_off_writes_everything_in_a_few_statements(
         conversation = (await session.execute(select(Conversation))).scalar_one()
         assert conversation.state == ConversationState.WAITING
     if database_url.startswith("postgresql"):
-        assert len(statements) == 8, "\n".join(s[:150] for s in statements)
+        assert len(statements) == 7, "\n".join(s[:150] for s in statements)
+    assert not [s for s in statements if s.startswith("SELECT handoffs")]
+
+
+async def test_a_conversation_with_an_open_hand_off_gets_no_second_one(
+    engine: Engine, db: Database
+) -> None:
+    # Back with the bot while its hand-off is still open (waiting for an agent): asking for a
+    # person again adds nothing; the one open hand-off stays the lead's place in the queue.
+    await engine.receive(incoming("hola", sender="lead-o"))
+    async with db.session() as session:
+        conversation = (await session.execute(select(Conversation))).scalar_one()
+        first = Handoff(
+            conversation_id=conversation.id,
+            lead_id=conversation.lead_id,
+            reason="requested",
+            priority=1,
+            requested_at=datetime(2026, 11, 30, 9, 0, tzinfo=UTC),
+        )
+        session.add(first)
+        await session.commit()
+    await engine.receive(incoming("quiero hablar con un asesor", sender="lead-o"))
+    async with db.session() as session:
+        handoffs = (await session.execute(select(Handoff))).scalars().all()
+        assert [h.id for h in handoffs] == [first.id]
 
 
 async def test_a_number_given_is_looked_up_without_writing_the_turns_changes_first(
