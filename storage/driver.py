@@ -114,7 +114,10 @@ async def _open(session: AsyncSession) -> _Open:
     found = cast(_Open | None, session.info.get(_OPEN))
     if found is None:
         connection = await session.connection()
-        raw = await connection.get_raw_connection()
+        # The pool's connection, just checked out for this transaction: read without the
+        # greenlet `get_raw_connection` runs in case it had to be revalidated (an invalidated
+        # one would raise here, not go wrong quietly).
+        raw = cast(Connection, connection.sync_connection).connection
         found = _Open(connection, raw.dbapi_connection, raw.driver_connection)
         session.info[_OPEN] = found
     if found.adapted._transaction is None:

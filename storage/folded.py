@@ -373,7 +373,8 @@ async def write_changes(session: AsyncSession) -> None:
         statement = _statement(tuple(collected.shape), collected.tables)
         await driver.rows(session, statement, collected.parameters)
         collected.written(session)
-    await session.flush()  # whatever else changed (none on the hot path)
+    if session.new or session.dirty or session.deleted:
+        await session.flush()  # whatever else changed (none on the hot path)
 
 
 async def run_with_changes(
