@@ -117,8 +117,14 @@ class UnitOfWork:
         tb: TracebackType | None,
     ) -> None:
         # close() rolls back whatever was not committed and detaches the objects without
-        # expiring them, so values read in the unit of work stay readable after it.
-        await self.session.close()
+        # expiring them, so values read in the unit of work stay readable after it. With no
+        # transaction left (committed: the common end) it holds no connection and does no
+        # I/O, so it runs here rather than in a greenlet of its own (SQLAlchemy would raise
+        # MissingGreenlet, not go wrong quietly, if it ever had I/O to do).
+        if self.session.in_transaction():
+            await self.session.close()
+        else:
+            self.session.sync_session.close()
 
     @contextlib.asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Table, bindparam, event, func, insert, select, text, update
+from sqlalchemy import Table, bindparam, event, func, insert, inspect, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from bot.core.model import (
@@ -411,3 +411,51 @@ async def test_rows_written_with_the_turns_changes_leave_the_session_written_onc
         assert (await session.execute(changes.where(StageChange.lead_id == lead_id))).scalar() == 1
         stored = await session.get(Lead, lead_id)
         assert stored is not None and stored.score == 20
+
+
+async def test_a_unit_of_work_ends_with_its_connection_back_and_its_rows_readable(
+    db: Database,
+) -> None:
+    # Committed, a unit of work closes without a round trip; left uncommitted (an error, or
+    # a read after the commit began another transaction) it rolls back. Either way the rows
+    # it read stay readable, detached, and its connection is back in the pool.
+    async with db.session() as session:
+        (lead_id, _), *_ = (await session.execute(_ADD_LEAD, {"name": "Hugo", "at": _NOW})).all()
+        await session.commit()
+    pool = db.engine.pool
+
+    async with UnitOfWork(db) as uow:
+        lead = await uow.session.get(Lead, lead_id)
+        assert lead is not None
+        lead.name = "Hugo R."
+        await uow.commit()
+    assert inspect(lead).detached and lead.name == "Hugo R."
+
+    read: list[Lead] = []
+
+    async def failing_turn() -> None:
+        async with UnitOfWork(db) as uow:
+            lead = await uow.session.get(Lead, lead_id)
+            assert lead is not None
+            read.append(lead)
+            lead.name = "nadie"
+            await uow.session.flush()
+            raise RuntimeError("the turn failed")
+
+    with pytest.raises(RuntimeError):
+        await failing_turn()
+    assert inspect(read[0]).detached
+
+    async with UnitOfWork(db) as uow:
+        await uow.commit()
+        again = await uow.session.get(Lead, lead_id)  # a new transaction, never committed
+        assert again is not None and again.name == "Hugo R."
+        again.name = "tampoco"
+        await uow.session.flush()
+    assert inspect(again).detached and again.name == "tampoco"  # as it was read, not stored
+
+    if hasattr(pool, "checkedout"):  # (SQLite's pool keeps no count)
+        assert pool.checkedout() == 0
+    async with db.session() as session:
+        stored = await session.get(Lead, lead_id)
+        assert stored is not None and stored.name == "Hugo R."
