@@ -56,6 +56,14 @@ _ADD_LEAD = (
 _NOW = datetime(2026, 11, 30, 16, 0, tzinfo=UTC)
 
 
+async def stored_lead(db: Database, name: str) -> int:
+    """A lead committed before the test's unit of work; its id."""
+    async with db.session() as session:
+        ((lead_id, _),) = (await session.execute(_ADD_LEAD, {"name": name, "at": _NOW})).all()
+        await session.commit()
+    return int(lead_id)
+
+
 async def lead_count(db: Database, name: str) -> int:
     async with db.session() as session:
         statement = select(func.count()).select_from(Lead).where(Lead.name == name)
@@ -374,9 +382,7 @@ async def test_rows_written_with_the_turns_changes_leave_the_session_written_onc
     # On PostgreSQL the CRM rows go out in the turn's one statement without their ids and
     # leave the session (on SQLite the ORM's flush writes them): either way the session holds
     # nothing new afterwards, another flush writes nothing, and each row is stored once.
-    async with db.session() as session:
-        (lead_id, _), *_ = (await session.execute(_ADD_LEAD, {"name": "Gil", "at": _NOW})).all()
-        await session.commit()
+    lead_id = await stored_lead(db, "Gil")
     seen: list[str] = []
 
     def listener(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
@@ -419,9 +425,7 @@ async def test_a_unit_of_work_ends_with_its_connection_back_and_its_rows_readabl
     # Committed, a unit of work closes without a round trip; left uncommitted (an error, or
     # a read after the commit began another transaction) it rolls back. Either way the rows
     # it read stay readable, detached, and its connection is back in the pool.
-    async with db.session() as session:
-        (lead_id, _), *_ = (await session.execute(_ADD_LEAD, {"name": "Hugo", "at": _NOW})).all()
-        await session.commit()
+    lead_id = await stored_lead(db, "Hugo")
     pool = db.engine.pool
 
     async with UnitOfWork(db) as uow:
