@@ -176,6 +176,39 @@ async def rows(
     return found
 
 
+async def commit(session: AsyncSession) -> None:
+    """Commit the session's transaction, as `session.commit()` does.
+
+    When the driver began the transaction and nothing is left to flush, the `COMMIT` goes
+    out on the driver and the session then ends its transaction with no I/O of its own
+    (SQLAlchemy's adapter finds no transaction to commit, nor to roll back when its
+    connection goes back to the pool), so without the greenlet `session.commit()` spawns
+    for the round trip. Otherwise, or inside a savepoint, `session.commit()` itself.
+
+    Raises:
+        sqlalchemy.exc.DBAPIError and its subclasses, as `session.commit()` would.
+    """
+    opened = cast(_Open | None, session.info.get(_OPEN))
+    sync = session.sync_session
+    if (
+        opened is None
+        or opened.adapted._transaction is None
+        or sync.in_nested_transaction()
+        or sync.new
+        or sync.dirty
+        or sync.deleted
+    ):
+        await session.commit()
+        return
+    adapted = opened.adapted
+    try:
+        # As the adapter's own commit does: the transaction is done whatever COMMIT says.
+        await adapted._call_and_discard(adapted._transaction.commit)
+    except Exception as error:
+        raise await _translated(opened, session.get_bind().dialect, "COMMIT", error) from error
+    sync.commit()
+
+
 async def _translated(opened: _Open, dialect: Dialect, sql: str, error: Exception) -> Exception:
     """The SQLAlchemy exception `session.execute` would have raised for `error`."""
     try:

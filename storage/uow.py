@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage import folded
+from storage import driver, folded
 from storage.crm import Crm
 from storage.db import Database
 from storage.desk import Accounts, Audit, Inbox, Invites, Lists, Transfers
@@ -158,7 +158,7 @@ class UnitOfWork:
 
     async def commit(self) -> None:
         await folded.write_deferred(self.session)
-        await self.session.commit()
+        await driver.commit(self.session)
 
     async def rollback(self) -> None:
         await self.session.rollback()

@@ -463,3 +463,66 @@ async def test_a_unit_of_work_ends_with_its_connection_back_and_its_rows_readabl
     async with db.session() as session:
         stored = await session.get(Lead, lead_id)
         assert stored is not None and stored.name == "Hugo R."
+
+
+_BACKEND = text("SELECT pg_backend_pid()")  # run on the driver: it begins the transaction
+
+
+@pytest.mark.parametrize("how", ["unit of work", "session"])
+async def test_a_commit_fails_on_the_driver_as_the_sessions_would(db: Database, how: str) -> None:
+    # The unit of work's commit goes out on the driver when the driver began the transaction;
+    # a COMMIT that PostgreSQL refuses (a deferred constraint) must fail the same way as
+    # through the session, leave nothing behind and leave the pool's connection usable.
+    if db.is_sqlite:
+        pytest.skip("deferred constraints and the driver's commit are PostgreSQL's")
+    table = (
+        "CREATE TEMP TABLE pairs (n int, UNIQUE (n) DEFERRABLE INITIALLY DEFERRED) ON COMMIT DROP"
+    )
+
+    async def turn() -> None:
+        async with UnitOfWork(db) as uow:
+            await driver.rows(uow.session, _BACKEND, {})
+            assert driver._OPEN in uow.session.info  # (the driver's transaction)
+            await uow.session.execute(_ADD_LEAD, {"name": "Iris", "at": _NOW})
+            await uow.session.execute(text(table))
+            await uow.session.execute(text("INSERT INTO pairs VALUES (1), (1)"))  # not yet
+            await (uow.commit() if how == "unit of work" else uow.session.commit())
+
+    with pytest.raises(IntegrityError):
+        await turn()
+    assert await lead_count(db, "Iris") == 0
+    async with UnitOfWork(db) as uow:
+        await driver.rows(uow.session, _BACKEND, {})
+        await uow.session.execute(_ADD_LEAD, {"name": "Iris", "at": _NOW})
+        await uow.commit()
+    assert await lead_count(db, "Iris") == 1
+    pool = db.engine.pool
+    assert pool.checkedout() == 0  # type: ignore[attr-defined]
+
+
+async def test_a_unit_of_work_whose_connection_dies_before_its_commit_fails_and_recovers(
+    db: Database,
+) -> None:
+    # The server ends the connection between the last statement and the COMMIT: the commit
+    # fails as a disconnect (the engine answers 503 and the channel redelivers), nothing is
+    # stored, and the pool replaces the connection for the next unit of work.
+    if db.is_sqlite:
+        pytest.skip("a server to end the connection is PostgreSQL's")
+
+    async def turn() -> None:
+        async with UnitOfWork(db) as uow:
+            ((pid,),) = await driver.rows(uow.session, _BACKEND, {})
+            await uow.session.execute(_ADD_LEAD, {"name": "Juan", "at": _NOW})
+            async with db.engine.connect() as other:
+                await other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            await uow.commit()
+
+    with pytest.raises(DBAPIError) as failed:
+        await turn()
+    assert failed.value.connection_invalidated
+    assert await lead_count(db, "Juan") == 0
+    async with UnitOfWork(db) as uow:
+        await driver.rows(uow.session, _BACKEND, {})
+        await uow.session.execute(_ADD_LEAD, {"name": "Juan", "at": _NOW})
+        await uow.commit()
+    assert await lead_count(db, "Juan") == 1
