@@ -468,6 +468,14 @@ async def test_a_unit_of_work_ends_with_its_connection_back_and_its_rows_readabl
 _BACKEND = text("SELECT pg_backend_pid()")  # run on the driver: it begins the transaction
 
 
+async def commit_on_the_driver(db: Database, name: str) -> None:
+    """A lead added in a unit of work whose transaction the driver began and commits."""
+    async with UnitOfWork(db) as uow:
+        await driver.rows(uow.session, _BACKEND, {})
+        await uow.session.execute(_ADD_LEAD, {"name": name, "at": _NOW})
+        await uow.commit()
+
+
 @pytest.mark.parametrize("how", ["unit of work", "session"])
 async def test_a_commit_fails_on_the_driver_as_the_sessions_would(db: Database, how: str) -> None:
     # The unit of work's commit goes out on the driver when the driver began the transaction;
@@ -491,10 +499,7 @@ async def test_a_commit_fails_on_the_driver_as_the_sessions_would(db: Database, 
     with pytest.raises(IntegrityError):
         await turn()
     assert await lead_count(db, "Iris") == 0
-    async with UnitOfWork(db) as uow:
-        await driver.rows(uow.session, _BACKEND, {})
-        await uow.session.execute(_ADD_LEAD, {"name": "Iris", "at": _NOW})
-        await uow.commit()
+    await commit_on_the_driver(db, "Iris")  # the next unit of work goes through
     assert await lead_count(db, "Iris") == 1
     pool = db.engine.pool
     assert pool.checkedout() == 0  # type: ignore[attr-defined]
@@ -521,8 +526,5 @@ async def test_a_unit_of_work_whose_connection_dies_before_its_commit_fails_and_
         await turn()
     assert failed.value.connection_invalidated
     assert await lead_count(db, "Juan") == 0
-    async with UnitOfWork(db) as uow:
-        await driver.rows(uow.session, _BACKEND, {})
-        await uow.session.execute(_ADD_LEAD, {"name": "Juan", "at": _NOW})
-        await uow.commit()
+    await commit_on_the_driver(db, "Juan")  # the next unit of work goes through
     assert await lead_count(db, "Juan") == 1
