@@ -11,7 +11,6 @@ runs as before.
 
 from __future__ import annotations
 
-import enum
 import functools
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
@@ -181,43 +180,31 @@ def column_values(row: Base) -> dict[str, Any] | None:
     has only a server default (left to the ORM's flush)."""
     values: dict[str, Any] = {}
     given = row.__dict__
-    for key, default, made_by, server_default in _insertable(type(row)):
+    for key, default, server_default in _insertable(type(row)):
         value = given.get(key)
-        if value is None and made_by is not None:
-            if made_by is _Default.ELSEWHERE:
-                return None
-            value = default(None) if made_by is _Default.CALLED else default
+        if value is None and default is not None:
+            if default.is_callable:
+                value = default.arg(None)
+            elif default.is_scalar:
+                value = default.arg
+            else:
+                return None  # computed in SQL or by the flush (a sequence, a clause)
         elif server_default and key not in given:
             return None
         values[key] = value
     return values
 
 
-class _Default(enum.Enum):
-    CALLED = "called"  # a function of SQLAlchemy's context (a Python callable given)
-    VALUE = "value"
-    ELSEWHERE = "elsewhere"  # computed in SQL or by the flush (a sequence, a clause)
-
-
 @functools.cache
-def _insertable(model: type[Base]) -> tuple[tuple[str, Any, _Default | None, bool], ...]:
-    """Per column but the id: its key, its default and how it is made (None: it has none),
-    and whether it has a server default. Read off the table once, not per row: a new lead's
-    three rows walk 45 columns."""
-    found = []
-    for column in cast(Table, model.__table__).columns:
-        if column.primary_key:
-            continue
-        default, made_by = None, None
-        if column.default is not None:
-            if column.default.is_callable:
-                default, made_by = column.default.arg, _Default.CALLED  # type: ignore[attr-defined]
-            elif column.default.is_scalar:
-                default, made_by = column.default.arg, _Default.VALUE  # type: ignore[attr-defined]
-            else:
-                made_by = _Default.ELSEWHERE
-        found.append((column.key, default, made_by, column.server_default is not None))
-    return tuple(found)
+def _insertable(model: type[Base]) -> tuple[tuple[str, Any, bool], ...]:
+    """Per column but the id: its key, its default (None: it has none) and whether it has a
+    server default. Read off the table once, not per row: a new lead's three rows walk 45
+    columns."""
+    return tuple(
+        (column.key, column.default, column.server_default is not None)
+        for column in cast(Table, model.__table__).columns
+        if not column.primary_key
+    )
 
 
 def _parts(shape: _Shape, tables: Sequence[Table]) -> list[Any]:
