@@ -27,10 +27,11 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import event
-from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy.pool import QueuePool
 from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
@@ -183,7 +184,8 @@ async def commit(session: AsyncSession) -> None:
     out on the driver and the session then ends its transaction with no I/O of its own
     (SQLAlchemy's adapter finds no transaction to commit, nor to roll back when its
     connection goes back to the pool), so without the greenlet `session.commit()` spawns
-    for the round trip. Otherwise, or inside a savepoint, `session.commit()` itself.
+    for the round trip. Otherwise (a savepoint, changes left to flush, or a pool that will
+    close the connection rather than keep it), `session.commit()` itself.
 
     Raises:
         sqlalchemy.exc.DBAPIError and its subclasses, as `session.commit()` would.
@@ -197,6 +199,7 @@ async def commit(session: AsyncSession) -> None:
         or sync.new
         or sync.dirty
         or sync.deleted
+        or not _kept(session)
     ):
         await session.commit()
         return
@@ -207,6 +210,15 @@ async def commit(session: AsyncSession) -> None:
     except Exception as error:
         raise await _translated(opened, session.get_bind().dialect, "COMMIT", error) from error
     sync.commit()
+
+
+def _kept(session: AsyncSession) -> bool:
+    """Whether the pool keeps the connection it gets back now, with no I/O. A pool whose
+    places are all taken closes it instead (an overflow connection), which is a round trip
+    and must run where the session can await it."""
+    bind = session.get_bind()
+    pool = (bind if isinstance(bind, Engine) else bind.engine).pool
+    return isinstance(pool, QueuePool) and pool.checkedin() < pool.size()
 
 
 async def _translated(opened: _Open, dialect: Dialect, sql: str, error: Exception) -> Exception:

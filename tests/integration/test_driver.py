@@ -7,6 +7,7 @@ SQLAlchemy's listeners; on SQLite the same call goes through the session.
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -528,3 +529,30 @@ async def test_a_unit_of_work_whose_connection_dies_before_its_commit_fails_and_
     assert await lead_count(db, "Juan") == 0
     await commit_on_the_driver(db, "Juan")  # the next unit of work goes through
     assert await lead_count(db, "Juan") == 1
+
+
+async def test_a_connection_the_pool_does_not_keep_is_closed_after_the_drivers_commit(
+    database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # With every pool place taken, a connection that comes back is closed, which is a round
+    # trip: the driver's commit must hand it back where that can happen, or the pool logs
+    # "Exception closing connection" (MissingGreenlet) and the connection is left open.
+    db = Database(database_url, pool_size=1)  # and one overflow connection
+    if db.is_sqlite:
+        await db.dispose()
+        pytest.skip("the driver's commit and the pool's overflow are PostgreSQL's")
+    try:
+        with caplog.at_level(logging.ERROR, logger="sqlalchemy.pool"):
+            async with UnitOfWork(db) as uow:
+                await driver.rows(uow.session, _BACKEND, {})
+                overflow = uow.session.info[driver._OPEN].driver
+                async with db.engine.connect() as other:  # the pool's one place, taken
+                    await other.execute(text("SELECT 1"))
+                await uow.session.execute(_ADD_LEAD, {"name": "Kim", "at": _NOW})
+                await uow.commit()
+        assert [r.getMessage() for r in caplog.records] == []
+        assert overflow.is_closed()
+        assert db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+        assert await lead_count(db, "Kim") == 1
+    finally:
+        await db.dispose()
