@@ -97,7 +97,7 @@ from storage.models import (
     Message,
     Notification,
 )
-from storage.repositories import Added, Previous, Reads
+from storage.repositories import Added, Previous, ReadTooEarly, Received
 from storage.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -203,6 +203,10 @@ class _RaceLost(Exception):
     """Another transaction created the same lead or identity first; run again."""
 
 
+# What a unit of work that lost a race raises: running it again from the start settles it.
+_RUN_AGAIN = (_RaceLost, ReadTooEarly, IntegrityError)
+
+
 class Engine:
     """Handles inbound events; the only writer of conversations on the lead's side."""
 
@@ -245,8 +249,9 @@ class Engine:
         """Handle one event in one transaction.
 
         The transaction runs again, from the start, when it lost a race for a new lead or
-        identity, or when PostgreSQL aborted it to break a deadlock or a serialization
-        conflict: nothing is answered until it committed or truly failed.
+        identity, read the sender's conversation a moment before another transaction's
+        change to it (`ReadTooEarly`), or when PostgreSQL aborted it to break a deadlock or a
+        serialization conflict: nothing is answered until it committed or truly failed.
 
         At most `admission.limit` events are handled at once; the others wait their turn.
 
@@ -271,8 +276,8 @@ class Engine:
         for attempt in range(1, self.MAX_ATTEMPTS + 1):
             try:
                 return await self._dispatch(event)
-            except (_RaceLost, IntegrityError, DBAPIError) as exc:
-                retry = isinstance(exc, (_RaceLost, IntegrityError)) or is_conflict(exc)
+            except (*_RUN_AGAIN, DBAPIError) as exc:
+                retry = isinstance(exc, _RUN_AGAIN) or is_conflict(exc)
                 if not retry or attempt == self.MAX_ATTEMPTS:
                     raise
                 log.info(
@@ -303,10 +308,24 @@ class Engine:
     async def _message(self, event: InboundMessage) -> Outcome:
         now = self.clock()
         async with UnitOfWork(self.db) as uow:
-            conversation, watched = await uow.conversations.for_sender_watched(
-                event.channel, event.sender_id, IDLE
-            )
             text = event.text.strip()
+            typed = None
+            received = None
+            if event.choice is None:
+                # What typed words mean does not depend on the conversation (a button's
+                # depends on the question pending): understood first, in the service's time
+                # zone, the message goes out with the statement that reads and locks the
+                # sender's conversation (one round trip on PostgreSQL).
+                typed = self._read(text, now, self.rules.timezone)
+                arrival = await uow.conversations.receive(
+                    event.channel, event.sender_id, IDLE, self._inbound(event, typed, now)
+                )
+                conversation, watched = arrival.conversation, arrival.watched
+                received = arrival.received
+            else:
+                conversation, watched = await uow.conversations.for_sender_watched(
+                    event.channel, event.sender_id, IDLE
+                )
             before = None
             upcoming: Appointment | Literal[_Unread.UNREAD] | None = UNREAD
             opened = conversation is None
@@ -314,27 +333,25 @@ class Engine:
                 # A new conversation has no question pending and nothing before this message.
                 dialogue = Dialogue()
                 conversation, nlu, choice, message_id = await self._first_contact(
-                    uow, event, text, dialogue, now
+                    uow, event, text, dialogue, now, typed
                 )
                 lead = conversation.lead
             else:
                 lead = conversation.lead
                 dialogue = Dialogue.from_context(conversation.context)
-                # (What a typed message means does not depend on the question pending; a
-                # button's does, and a button's question never lapses: see `_reads`.)
-                nlu, choice = self._understand(event, dialogue, text, now, lead.timezone)
-                inbound = self._inbound(event, nlu, now)
-                reads = self._reads(event, dialogue, nlu, lead.id, now)
-                received = await uow.messages.add_inbound_after(
-                    {**inbound, "conversation_id": conversation.id}, reads
-                )
+                nlu, choice = self._in_zone(event, dialogue, text, now, lead.timezone, typed)
+                if event.choice is not None:
+                    received = await uow.messages.add_inbound_after(
+                        {**self._inbound(event, nlu, now), "conversation_id": conversation.id},
+                        lead.id,
+                        now,
+                    )
                 if received is None:
                     message_id = None
                 else:
                     message_id, before = received.message_id, received.before
-                    if reads.upcoming_for is not None:
-                        upcoming = received.upcoming
-                    if received.sent_since:
+                    upcoming = received.upcoming
+                    if self._lapsed(event, dialogue, received):
                         dialogue = dialogue.without_question()
             if message_id is None:
                 self.metrics.inbound.labels(event.channel, "duplicate").inc()
@@ -425,6 +442,29 @@ class Engine:
             "created_at": now,
         }
 
+    def _read(self, text: str, now: datetime, tz: str) -> NluResult | None:
+        """What typed words mean, for a lead in time zone `tz` (None: no words)."""
+        return self.understanding.match(text, now, tz) if text else None
+
+    def _in_zone(
+        self,
+        event: InboundMessage,
+        dialogue: Dialogue,
+        text: str,
+        now: datetime,
+        tz: str,
+        typed: NluResult | None,
+    ) -> tuple[NluResult | None, str | None]:
+        """What the message means for its lead, in the lead's time zone `tz`, and the button
+        choice it carries: typed words as `_message` read them in the service's time zone
+        (`typed`; read again for a lead elsewhere, whose "mañana a las 5" is another
+        moment), a button as `_understand` reads it."""
+        if event.choice is not None:
+            return self._understand(event, dialogue, text, now, tz)
+        if tz != self.rules.timezone:
+            return self._read(text, now, tz), None
+        return typed, None
+
     def _understand(
         self,
         event: InboundMessage,
@@ -444,26 +484,20 @@ class Engine:
             return NluResult(choice, 1.0), choice
         if offered_slot(dialogue, choice) is not None:
             return NluResult("affirm", 1.0), choice
-        return (self.understanding.match(text, now, tz) if text else None), None
+        return self._read(text, now, tz), None
 
     @staticmethod
-    def _reads(
-        event: InboundMessage,
-        dialogue: Dialogue,
-        nlu: NluResult | None,
-        lead_id: int,
-        now: datetime,
-    ) -> Reads:
-        """What the turn reads with its inbound message (the lock held, so it is current):
-
-        - whether the question pending has lapsed, no longer the one a typed "sí" answers: a
-          follow-up or an agent wrote since the bot asked it (a button of that question still
-          answers it);
-        - the lead's next appointment, when the booking dialogue may be in play (`_schedule`).
-        """
-        asked = dialogue.asked_at if dialogue.pending and event.choice is None else None
-        schedules = dialogue.pending or (nlu is not None and nlu.intent.startswith("schedule."))
-        return Reads(since=asked, upcoming_for=(lead_id, now) if schedules else None)
+    def _lapsed(event: InboundMessage, dialogue: Dialogue, received: Received) -> bool:
+        """The question pending is no longer the one a typed "sí" answers: a follow-up or an
+        agent wrote since the bot asked it (read with the message, the lock held, so it is
+        current). A button of that question still answers it."""
+        return (
+            event.choice is None
+            and dialogue.pending
+            and dialogue.asked_at is not None
+            and received.last_sent_at is not None
+            and received.last_sent_at > dialogue.asked_at
+        )
 
     async def _learn(self, uow: UnitOfWork, lead: Lead, nlu: NluResult | None) -> Learned:
         """Put on the lead's record what the message tells and the record lacks: a name, an
@@ -498,18 +532,25 @@ class Engine:
         return Learned(named, email, tuple(phones))
 
     async def _first_contact(
-        self, uow: UnitOfWork, event: InboundMessage, text: str, dialogue: Dialogue, now: datetime
+        self,
+        uow: UnitOfWork,
+        event: InboundMessage,
+        text: str,
+        dialogue: Dialogue,
+        now: datetime,
+        typed: NluResult | None,
     ) -> tuple[Conversation, NluResult | None, str | None, int | None]:
         """The lead, identity and conversation of a sender new to this channel, with the
-        message stored: the conversation, what the message means, its button choice, and the
-        message's id (None: the channel already delivered it)."""
+        message stored: the conversation, what the message means (`typed`: its words as
+        `_message` read them), its button choice, and the message's id (None: the channel
+        already delivered it)."""
         lead = None
         if event.sender_phone:
             # One person is one lead: a number already known from another channel or an
             # import (in any of its spellings) joins this identity to that lead.
             lead = await uow.leads.by_phone(spellings(event.sender_phone))
         timezone = lead.timezone if lead is not None else self.rules.timezone
-        nlu, choice = self._understand(event, dialogue, text, now, timezone)
+        nlu, choice = self._in_zone(event, dialogue, text, now, timezone, typed)
         inbound = self._inbound(event, nlu, now)
         identity = ChannelIdentity(
             channel=event.channel,

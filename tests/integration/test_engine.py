@@ -39,6 +39,7 @@ from storage.models import (
     WebhookDelivery,
     WebhookEndpoint,
 )
+from storage.repositories import Conversations, ReadTooEarly
 from tests.builders import incoming
 from tests.conftest import make_settings
 from tests.fakes.understanding import StubUnderstanding
@@ -442,3 +443,93 @@ async def test_a_message_reads_only_its_own_leads_scheduled_actions(
             for scan in scans
         ]
         assert scans and max(read) <= 1, (statement, scans)
+
+
+async def test_a_known_senders_typed_message_is_read_and_stored_with_one_statement(
+    engine: Engine, db: Database, database_url: str
+) -> None:
+    # Typed words mean what they mean whatever the conversation: read before it, the message
+    # is stored by the statement that reads and locks the conversation, and the reply goes
+    # out with the turn's changes. A button's meaning depends on the question pending: read
+    # after the conversation, it is stored by a statement of its own.
+    await engine.receive(incoming("hola", sender="lead-s"))
+    await engine.receive(incoming("¿cuánto cuesta?", sender="lead-s"))  # (materials, read once)
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    event.listen(engine.db.engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        typed = await engine.receive(incoming("¿cuánto cuesta?", sender="lead-s"))
+        typed_statements = len(statements)
+        pressed = await engine.receive(
+            incoming("¿Cuánto cuesta?", sender="lead-s", choice="info.pricing")
+        )
+    finally:
+        event.remove(engine.db.engine.sync_engine, "before_cursor_execute", seen)
+    assert len(typed.replies) == 1 and len(pressed.replies) == 1
+    async with db.session() as session:
+        intents = (
+            await session.execute(
+                select(Message.intent).where(Message.direction == Direction.IN).order_by(Message.id)
+            )
+        ).scalars()
+        assert list(intents) == ["greeting", *["info.pricing"] * 3]
+    if database_url.startswith("postgresql"):
+        assert typed_statements == 2, "\n".join(s[:150] for s in statements)
+        assert len(statements) - typed_statements == 3
+
+
+async def test_a_lead_in_another_time_zone_has_their_words_read_in_it(
+    engine: Engine, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Read before their conversation, a message is read in the service's time zone; a lead
+    # elsewhere has it read again in theirs ("mañana a las 5" is another moment there).
+    read: list[tuple[str, str]] = []
+    understanding = engine.understanding
+    match = understanding.match
+
+    def recorded(text_: str, now: datetime, tz: Any) -> Any:
+        read.append((text_, str(tz)))
+        return match(text_, now, tz)
+
+    monkeypatch.setattr(understanding, "match", recorded)
+    await engine.receive(incoming("hola", sender="lead-z"))
+    async with db.session() as session:
+        lead = (await session.execute(select(Lead))).scalar_one()
+        lead.timezone = "America/Bogota"
+        await session.commit()
+    read.clear()
+    await engine.receive(incoming("mañana a las 5 de la tarde", sender="lead-z"))
+    assert read == [
+        ("mañana a las 5 de la tarde", "America/Mexico_City"),
+        ("mañana a las 5 de la tarde", "America/Bogota"),
+    ]
+    read.clear()
+    await engine.receive(incoming("hola", sender="lead-y"))  # a lead in the service's zone
+    await engine.receive(incoming("¿cuánto cuesta?", sender="lead-y"))
+    assert [tz for _, tz in read] == ["America/Mexico_City", "America/Mexico_City"]
+
+
+async def test_a_conversation_read_too_early_runs_the_turn_again(
+    engine: Engine, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The sender's rows changed between the statement's snapshot and its lock: the turn runs
+    # again from the start, and the message is stored and answered once.
+    await engine.receive(incoming("hola", sender="lead-r"))
+    receive = Conversations.receive
+    calls: list[int] = []
+
+    async def once_too_early(self: Conversations, *args: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            await receive(self, *args)  # (its message is rolled back with the attempt)
+            raise ReadTooEarly
+        return await receive(self, *args)
+
+    monkeypatch.setattr(Conversations, "receive", once_too_early)
+    outcome = await engine.receive(incoming("¿cuánto cuesta?", sender="lead-r"))
+    assert len(calls) == 2 and len(outcome.replies) == 1
+    assert await count(db, Message, Message.direction == Direction.IN) == 2
+    assert await count(db, OutboxItem) == 2
