@@ -821,20 +821,31 @@ class Conversations:
         return cast(Conversation, conversation)
 
     async def receive(
-        self, channel: Channel, external_id: str, kind: str, inbound: dict[str, Any]
+        self,
+        channel: Channel,
+        external_id: str,
+        kind: str,
+        inbound: dict[str, Any],
+        *,
+        known: bool,
     ) -> Arrival:
         """A message from a sender: `for_sender_watched`, then, when the sender is known,
         `Messages.add_inbound_after` of `inbound` (the message's row but for its
-        conversation; its `created_at` is the turn's now). PostgreSQL: one round trip when
-        the sender's rows are free, the two statements when another transaction holds them
-        (the second then reads after that one committed).
+        conversation; its `created_at` is the turn's now).
+
+        On PostgreSQL a sender the caller expects to be `known` takes one round trip when
+        their rows are free (the two statements when another transaction holds them: the
+        second then reads after that one committed). The one statement costs the database
+        more than the first of the two when the sender is new (it is an INSERT even when it
+        inserts nothing), so a sender the caller has not seen takes the two (or the first
+        alone, when new). Either way the answer is the same: `known` is a hint.
 
         Raises:
             ReadTooEarly: the sender's rows changed between the statement's snapshot and its
                 lock; nothing is wrong, but the unit of work must run again.
         """
         now = inbound["created_at"]
-        if self.session.get_bind().dialect.name == "postgresql":
+        if known and self.session.get_bind().dialect.name == "postgresql":
             parameters = {f"m_{name}": value for name, value in inbound.items()}
             parameters.update(channel=channel, external_id=external_id, kind=kind, now=now)
             row = iter((await driver.rows(self.session, _ARRIVAL, parameters))[0])
@@ -847,7 +858,7 @@ class Conversations:
                 return Arrival(self._sender(values), bool(watched), received)
             if not known:
                 return Arrival(None)
-        # SQLite, or a sender whose rows another transaction holds: wait for them.
+        # SQLite, a sender not known to be, or one whose rows another transaction holds.
         held, watched = await self.for_sender_watched(channel, external_id, kind)
         if held is None:
             return Arrival(None)

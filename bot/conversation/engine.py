@@ -66,6 +66,7 @@ from bot.core.materials import Material
 from bot.core.model import (
     AppointmentState,
     Author,
+    Channel,
     ConversationState,
     DeliveryStatus,
     Direction,
@@ -203,6 +204,26 @@ class _RaceLost(Exception):
     """Another transaction created the same lead or identity first; run again."""
 
 
+class Senders:
+    """The senders whose conversation this process read lately: who is likely known (the
+    engine reads their message in one statement, see `Conversations.receive`). At most
+    `size` of them, the one added first forgotten first; a hint, never an answer."""
+
+    def __init__(self, size: int = 20_000) -> None:
+        self.size = size
+        self._held: dict[tuple[Channel, str], None] = {}
+
+    def __contains__(self, sender: tuple[Channel, str]) -> bool:
+        return sender in self._held
+
+    def add(self, sender: tuple[Channel, str]) -> None:
+        if sender in self._held:
+            return
+        if len(self._held) >= self.size:
+            del self._held[next(iter(self._held))]
+        self._held[sender] = None
+
+
 # What a unit of work that lost a race raises: running it again from the start settles it.
 _RUN_AGAIN = (_RaceLost, ReadTooEarly, IntegrityError)
 
@@ -243,6 +264,7 @@ class Engine:
         self.admission = admission or Admission(db.pool_size, wait=5.0)
         self.assign_agents = assign_agents
         self.on_commit = on_commit
+        self.senders = Senders()
         self.clock = clock
 
     async def receive(self, event: InboundEvent) -> Outcome:
@@ -318,7 +340,11 @@ class Engine:
                 # sender's conversation (one round trip on PostgreSQL).
                 typed = self._read(text, now, self.rules.timezone)
                 arrival = await uow.conversations.receive(
-                    event.channel, event.sender_id, IDLE, self._inbound(event, typed, now)
+                    event.channel,
+                    event.sender_id,
+                    IDLE,
+                    self._inbound(event, typed, now),
+                    known=(event.channel, event.sender_id) in self.senders,
                 )
                 conversation, watched = arrival.conversation, arrival.watched
                 received = arrival.received
@@ -404,6 +430,7 @@ class Engine:
                     await self.followup.idle.unwatch(uow, idle)
             await uow.write_changes()
             await uow.commit()
+        self.senders.add((event.channel, event.sender_id))
 
         # The pages that show this conversation (and the queue, after a handoff) look again.
         self.signals.changed(live.conversation(conversation.id), *turn.changed)

@@ -348,11 +348,13 @@ def arrived(message_id: str) -> dict[str, Any]:
     return values
 
 
+@pytest.mark.parametrize("known", [True, False])
 async def test_a_senders_message_arrives_as_reading_and_storing_it_apart_says(
-    db: Database,
+    db: Database, known: bool
 ) -> None:
-    # `receive`: one statement on PostgreSQL when the sender's rows are free; the same
-    # conversation, lead and reads as `for_sender_watched` and `add_inbound_after`.
+    # `receive`: on PostgreSQL one statement for a sender expected to be known (whose rows
+    # are free), two for one not; the same conversation, lead and reads either way, and
+    # as `for_sender_watched` and `add_inbound_after` give them.
     lead_id, conversation_id = await a_conversation(db)
     expected = await appointments_of(db, lead_id, conversation_id)
     statements: list[str] = []
@@ -364,11 +366,11 @@ async def test_a_senders_message_arrives_as_reading_and_storing_it_apart_says(
     try:
         async with UnitOfWork(db) as uow:
             arrival = await uow.conversations.receive(
-                Channel.WEBCHAT, "caro-0001-abcdef", "idle", arrived("r1")
+                Channel.WEBCHAT, "caro-0001-abcdef", "idle", arrived("r1"), known=known
             )
             assert arrival.conversation is not None and arrival.received is not None
             if not db.is_sqlite:
-                assert len(statements) == 1
+                assert len(statements) == (1 if known else 2)
             conversation, received = arrival.conversation, arrival.received
             assert (conversation.id, conversation.lead.id, arrival.watched) == (
                 conversation_id,
@@ -387,11 +389,11 @@ async def test_a_senders_message_arrives_as_reading_and_storing_it_apart_says(
 
     async with UnitOfWork(db) as uow:
         again = await uow.conversations.receive(
-            Channel.WEBCHAT, "caro-0001-abcdef", "idle", arrived("r1")
+            Channel.WEBCHAT, "caro-0001-abcdef", "idle", arrived("r1"), known=known
         )
         assert again.conversation is not None and again.received is None  # a duplicate
         stranger = await uow.conversations.receive(
-            Channel.WEBCHAT, "nadie-0001-abcdef", "idle", arrived("r2")
+            Channel.WEBCHAT, "nadie-0001-abcdef", "idle", arrived("r2"), known=not known
         )
         assert stranger == Arrival(None)  # new to the channel: nothing stored
         assert await uow.messages.by_channel_id(Channel.WEBCHAT, "r2") is None
@@ -416,7 +418,7 @@ async def test_a_sender_whose_rows_another_transaction_holds_is_read_after_it(
         async def arrives() -> Arrival:
             async with UnitOfWork(db) as uow:
                 arrival = await uow.conversations.receive(
-                    Channel.WEBCHAT, "caro-0001-abcdef", "idle", arrived("h1")
+                    Channel.WEBCHAT, "caro-0001-abcdef", "idle", arrived("h1"), known=True
                 )
                 await uow.commit()
                 return arrival

@@ -449,36 +449,49 @@ async def test_a_known_senders_typed_message_is_read_and_stored_with_one_stateme
     engine: Engine, db: Database, database_url: str
 ) -> None:
     # Typed words mean what they mean whatever the conversation: read before it, the message
-    # is stored by the statement that reads and locks the conversation, and the reply goes
-    # out with the turn's changes. A button's meaning depends on the question pending: read
-    # after the conversation, it is stored by a statement of its own.
+    # of a sender this process has read before is stored by the statement that reads and
+    # locks the conversation, and the reply goes out with the turn's changes. One this
+    # process has not read (another process had them, or it restarted) is read first, then
+    # stored. A button's meaning depends on the question pending: read after the
+    # conversation, it is stored by a statement of its own.
     await engine.receive(incoming("hola", sender="lead-s"))
     await engine.receive(incoming("¿cuánto cuesta?", sender="lead-s"))  # (materials, read once)
+    other = create_app(make_settings(database_url))[ENGINE]  # another process
+    other.understanding = engine.understanding
+    await other.receive(incoming("hola", sender="lead-t"))
+    await other.receive(incoming("¿cuánto cuesta?", sender="lead-t"))
     statements: list[str] = []
 
     def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
         statements.append(statement)
 
+    counted = []
     event.listen(engine.db.engine.sync_engine, "before_cursor_execute", seen)
     try:
         typed = await engine.receive(incoming("¿cuánto cuesta?", sender="lead-s"))
-        typed_statements = len(statements)
+        counted.append(len(statements))
         pressed = await engine.receive(
             incoming("¿Cuánto cuesta?", sender="lead-s", choice="info.pricing")
         )
+        counted.append(len(statements))
+        unseen = await engine.receive(incoming("¿cuánto cuesta?", sender="lead-t"))
+        counted.append(len(statements))
+        then = await engine.receive(incoming("¿cuánto cuesta?", sender="lead-t"))
+        counted.append(len(statements))
     finally:
         event.remove(engine.db.engine.sync_engine, "before_cursor_execute", seen)
-    assert len(typed.replies) == 1 and len(pressed.replies) == 1
+        await other.db.dispose()
+    assert [len(o.replies) for o in (typed, pressed, unseen, then)] == [1, 1, 1, 1]
     async with db.session() as session:
         intents = (
             await session.execute(
                 select(Message.intent).where(Message.direction == Direction.IN).order_by(Message.id)
             )
         ).scalars()
-        assert list(intents) == ["greeting", *["info.pricing"] * 3]
+        assert list(intents) == ["greeting", "info.pricing"] * 2 + ["info.pricing"] * 4
     if database_url.startswith("postgresql"):
-        assert typed_statements == 2, "\n".join(s[:150] for s in statements)
-        assert len(statements) - typed_statements == 3
+        each = [b - a for a, b in zip([0, *counted], counted, strict=False)]
+        assert each == [2, 3, 3, 2], "\n".join(s[:150] for s in statements)
 
 
 async def test_a_lead_in_another_time_zone_has_their_words_read_in_it(
@@ -521,12 +534,12 @@ async def test_a_conversation_read_too_early_runs_the_turn_again(
     receive = Conversations.receive
     calls: list[int] = []
 
-    async def once_too_early(self: Conversations, *args: Any) -> Any:
+    async def once_too_early(self: Conversations, *args: Any, **kwargs: Any) -> Any:
         calls.append(1)
         if len(calls) == 1:
-            await receive(self, *args)  # (its message is rolled back with the attempt)
+            await receive(self, *args, **kwargs)  # (its message is rolled back with it)
             raise ReadTooEarly
-        return await receive(self, *args)
+        return await receive(self, *args, **kwargs)
 
     monkeypatch.setattr(Conversations, "receive", once_too_early)
     outcome = await engine.receive(incoming("¿cuánto cuesta?", sender="lead-r"))
