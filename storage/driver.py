@@ -184,8 +184,8 @@ async def commit(session: AsyncSession) -> None:
     out on the driver and the session then ends its transaction with no I/O of its own
     (SQLAlchemy's adapter finds no transaction to commit, nor to roll back when its
     connection goes back to the pool), so without the greenlet `session.commit()` spawns
-    for the round trip. Otherwise (a savepoint, changes left to flush, or a pool that will
-    close the connection rather than keep it), `session.commit()` itself.
+    for the round trip, unless the pool will close the connection rather than keep it (a
+    round trip too). Otherwise (a savepoint, changes left to flush), `session.commit()`.
 
     Raises:
         sqlalchemy.exc.DBAPIError and its subclasses, as `session.commit()` would.
@@ -199,7 +199,6 @@ async def commit(session: AsyncSession) -> None:
         or sync.new
         or sync.dirty
         or sync.deleted
-        or not _kept(session)
     ):
         await session.commit()
         return
@@ -209,7 +208,12 @@ async def commit(session: AsyncSession) -> None:
         await adapted._call_and_discard(adapted._transaction.commit)
     except Exception as error:
         raise await _translated(opened, session.get_bind().dialect, "COMMIT", error) from error
-    sync.commit()
+    # Asked now, not before the round trip: other units of work hand their connections back
+    # meanwhile.
+    if _kept(session):
+        sync.commit()
+    else:
+        await session.commit()  # (nothing left to commit: only the pool's close is I/O)
 
 
 def _kept(session: AsyncSession) -> bool:

@@ -682,23 +682,31 @@ async def test_a_connection_the_pool_does_not_keep_is_closed_after_the_drivers_c
 ) -> None:
     # With every pool place taken, a connection that comes back is closed, which is a round
     # trip: the driver's commit must hand it back where that can happen, or the pool logs
-    # "Exception closing connection" (MissingGreenlet) and the connection is left open.
+    # "Exception closing connection" (MissingGreenlet) and the connection is left open. The
+    # place may be taken before the commit, or by another unit of work while its COMMIT is
+    # out.
     db = Database(database_url, pool_size=1)  # and one overflow connection
     if db.is_sqlite:
         await db.dispose()
         pytest.skip("the driver's commit and the pool's overflow are PostgreSQL's")
     try:
         with caplog.at_level(logging.ERROR, logger="sqlalchemy.pool"):
-            async with UnitOfWork(db) as uow:
-                await driver.rows(uow.session, _BACKEND, {})
-                overflow = uow.session.info[driver._OPEN].driver
-                async with db.engine.connect() as other:  # the pool's one place, taken
+            for name, meanwhile in (("Kim", False), ("Lía", True)):
+                async with UnitOfWork(db) as uow:
+                    await driver.rows(uow.session, _BACKEND, {})
+                    overflow = uow.session.info[driver._OPEN].driver
+                    other = await db.engine.connect()
                     await other.execute(text("SELECT 1"))
-                await uow.session.execute(_ADD_LEAD, {"name": "Kim", "at": _NOW})
-                await uow.commit()
-        assert [r.getMessage() for r in caplog.records] == []
-        assert overflow.is_closed()
-        assert db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
-        assert await lead_count(db, "Kim") == 1
+                    await other.commit()  # (handed back, it has nothing to roll back)
+                    await uow.session.execute(_ADD_LEAD, {"name": name, "at": _NOW})
+                    if meanwhile:  # (the COMMIT goes out first; the other comes back then)
+                        await asyncio.gather(uow.commit(), other.close())
+                    else:
+                        await other.close()  # the pool's one place, taken
+                        await uow.commit()
+                assert [r.getMessage() for r in caplog.records] == []
+                assert overflow.is_closed()
+                assert db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+                assert await lead_count(db, name) == 1
     finally:
         await db.dispose()
