@@ -9,6 +9,7 @@ outbox rows) - all committed together or not at all.
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import enum
 import logging
@@ -211,7 +212,9 @@ class Senders:
 
     def __init__(self, size: int = 20_000) -> None:
         self.size = size
-        self._held: dict[tuple[Channel, str], None] = {}
+        # (An OrderedDict forgets its first in O(1); a dict's first key is found by walking
+        # past every one deleted before it.)
+        self._held: collections.OrderedDict[tuple[Channel, str], None] = collections.OrderedDict()
 
     def __contains__(self, sender: tuple[Channel, str]) -> bool:
         return sender in self._held
@@ -220,7 +223,7 @@ class Senders:
         if sender in self._held:
             return
         if len(self._held) >= self.size:
-            del self._held[next(iter(self._held))]
+            self._held.popitem(last=False)
         self._held[sender] = None
 
 
