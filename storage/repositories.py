@@ -52,6 +52,7 @@ from bot.core.model import (
 )
 from storage import driver, folded
 from storage.models import (
+    SENT_MESSAGES,
     Agent,
     Appointment,
     AuditEvent,
@@ -175,14 +176,22 @@ _CONVERSATION_OF_SENDER = (
 
 # Statements of the engine's turn that depend only on their parameters are built once: building
 # one and its cache key costs more than its round trip.
+# ix_messages_sent's predicate, written into the statement as the index has it.
+_SENT: ColumnElement[bool] = literal_column(SENT_MESSAGES)
+
+
 def _last_sent(conversation_id: ColumnElement[Any]) -> ScalarSelect[Any]:
     """When a message last went to the lead in the conversation (a reply, a follow-up, an
-    agent's): the engine compares it with when the bot asked the question pending."""
+    agent's): the engine compares it with when the bot asked the question pending.
+
+    The newest entry of the conversation's in ix_messages_sent (migration 0017), whose
+    predicate the statement says in its text, so that a prepared statement's generic plan uses
+    it: with the direction a parameter, that plan read every message of the conversation."""
     return (
-        select(func.max(_MESSAGES.c.created_at))
-        .where(
-            _MESSAGES.c.conversation_id == conversation_id, _MESSAGES.c.direction == Direction.OUT
-        )
+        select(_MESSAGES.c.created_at)
+        .where(_MESSAGES.c.conversation_id == conversation_id, _SENT)
+        .order_by(_MESSAGES.c.created_at.desc())
+        .limit(1)
         .scalar_subquery()
     )
 

@@ -482,6 +482,52 @@ async def test_rows_changed_while_the_statement_waited_are_not_current(db: Datab
         assert row[current_at] is True
 
 
+async def test_the_reads_of_a_long_conversation_read_a_few_rows_not_all_of_it(
+    db: Database,
+) -> None:
+    # When a message last went out is read from the newest message back: a conversation of
+    # hundreds of messages costs each of its messages a few rows, on the plan a prepared
+    # statement keeps (the generic one, which read them all with the direction a parameter).
+    if db.is_sqlite:
+        pytest.skip("prepared statements' generic plans are PostgreSQL's")
+    _, conversation_id = await a_conversation(db)
+    async with db.session() as session:
+        for n in range(300):
+            session.add(
+                Message(
+                    conversation_id=conversation_id,
+                    channel=Channel.WEBCHAT,
+                    direction=Direction.IN if n % 3 else Direction.OUT,
+                    author=Author.LEAD if n % 3 else Author.BOT,
+                    text=f"m{n}",
+                    status=DeliveryStatus.RECEIVED,
+                    created_at=_NOW + timedelta(seconds=n),
+                )
+            )
+        await session.commit()
+        await session.execute(text("ANALYZE messages"))
+    from sqlalchemy.dialects.postgresql.asyncpg import dialect
+
+    compiled = driver._compiled(repositories._LAST_SENT, dialect())
+    assert compiled is not None
+    async with db.engine.connect() as connection:
+        raw = (await connection.get_raw_connection()).driver_connection
+        assert raw is not None
+        await raw.execute("SET plan_cache_mode = force_generic_plan")
+        await raw.execute(f"PREPARE last_sent AS {compiled.sql}")
+        arguments = ", ".join(
+            f"'{value}'" for value in compiled.arguments({"conversation_id": conversation_id})
+        )
+        plan = await raw.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE last_sent({arguments})")
+        await raw.execute("DEALLOCATE last_sent")
+
+    def rows_read(node: dict[str, Any]) -> int:
+        own = node["Actual Rows"] * node["Actual Loops"] if "Scan" in node["Node Type"] else 0
+        return own + sum(rows_read(child) for child in node.get("Plans", []))
+
+    assert rows_read(plan[0]["Plan"]) <= 3
+
+
 async def test_a_row_inserted_alone_is_in_the_session_as_if_read_back(db: Database) -> None:
     # `_inserted` writes the row without flushing the rest and puts it in the session as a
     # query would: the session's own, clean (its constructor's history cleared), and a later
