@@ -27,7 +27,6 @@ from storage.materials import Materials
 
 STEPS: list[tuple[type, str]] = [
     (Engine, "receive"),
-    (repositories.Conversations, "receive"),
     (repositories.Conversations, "for_sender_watched"),
     (repositories.Conversations, "open_for_new_lead"),
     (repositories.Messages, "add_inbound_after"),

@@ -63,8 +63,6 @@ NAMING = {
 OBJECTION_MESSAGES = "direction = 'in' AND intent LIKE 'objection.%'"
 # The actions still to fire (ix_scheduled_actions_pending_lead_id_kind, migration 0016).
 PENDING_ACTIONS = f"state = '{ActionState.PENDING.value}'"
-# The messages that went to the lead (ix_messages_sent, migration 0017).
-SENT_MESSAGES = f"direction = '{Direction.OUT.value}'"
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -314,15 +312,6 @@ class Message(Base):
         Index("ix_messages_conversation_id_id", "conversation_id", "id"),
         Index("ix_messages_created_at", "created_at"),
         Index("ix_messages_conversation_id_created_at", "conversation_id", "created_at"),
-        # When a message last went to the lead (the engine's every message: the lapse of the
-        # question pending), from the conversation's newest outgoing message back.
-        Index(
-            "ix_messages_sent",
-            "conversation_id",
-            "created_at",
-            postgresql_where=sql(SENT_MESSAGES),
-            sqlite_where=sql(SENT_MESSAGES),
-        ),
         # The reports' objections (storage/reports.py OBJECTIONS): a few percent of the messages.
         Index(
             "ix_messages_objections",

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import functools
 import itertools
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
 from sqlalchemy import (
-    LABEL_STYLE_TABLENAME_PLUS_COL,
     String,
     Table,
     and_,
@@ -34,8 +33,7 @@ from sqlalchemy.orm.attributes import instance_state, set_committed_value
 from sqlalchemy.orm.util import identity_key
 from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.dml import ReturningInsert
-from sqlalchemy.sql.elements import BindParameter, ColumnElement
-from sqlalchemy.sql.selectable import CTE, FromClause, ScalarSelect, Select
+from sqlalchemy.sql.elements import BindParameter
 
 from bot.core.errors import ConflictError
 from bot.core.model import (
@@ -52,7 +50,6 @@ from bot.core.model import (
 )
 from storage import driver, folded
 from storage.models import (
-    SENT_MESSAGES,
     Agent,
     Appointment,
     AuditEvent,
@@ -173,47 +170,25 @@ _CONVERSATION_OF_SENDER = (
     .with_for_update(key_share=True, of=[Conversation, Lead])
 )
 
-
 # Statements of the engine's turn that depend only on their parameters are built once: building
 # one and its cache key costs more than its round trip.
-# ix_messages_sent's predicate, written into the statement as the index has it.
-_SENT: ColumnElement[bool] = literal_column(SENT_MESSAGES)
-
-
-def _last_sent(conversation_id: ColumnElement[Any]) -> ScalarSelect[Any]:
-    """When a message last went to the lead in the conversation (a reply, a follow-up, an
-    agent's): the engine compares it with when the bot asked the question pending.
-
-    The newest entry of the conversation's in ix_messages_sent (migration 0017), whose
-    predicate the statement says in its text, so that a prepared statement's generic plan uses
-    it: with the direction a parameter, that plan read every message of the conversation."""
-    return (
-        select(_MESSAGES.c.created_at)
-        .where(_MESSAGES.c.conversation_id == conversation_id, _SENT)
-        .order_by(_MESSAGES.c.created_at.desc())
-        .limit(1)
-        .scalar_subquery()
+_SENT_SINCE = select(
+    exists().where(
+        Message.conversation_id == bindparam("conversation_id"),
+        Message.direction == Direction.OUT,
+        Message.created_at > bindparam("since"),
     )
-
-
-def _next_appointment(lead_id: ColumnElement[Any]) -> Select[Any]:
-    """The lead's next confirmed appointment from parameter `now` on."""
-    return (
-        select(*_APPOINTMENTS.columns)  # (its row comes back as values: see `_loaded`)
-        .where(
-            _APPOINTMENTS.c.lead_id == lead_id,
-            _APPOINTMENTS.c.state == AppointmentState.CONFIRMED,
-            _APPOINTMENTS.c.starts_at >= bindparam("now", type_=_APPOINTMENTS.c.starts_at.type),
-        )
-        .order_by(_APPOINTMENTS.c.starts_at)
-        .limit(1)
-    )
-
-
-_LAST_SENT = select(
-    _last_sent(bindparam("conversation_id", type_=_MESSAGES.c.conversation_id.type))
 )
-_NEXT_APPOINTMENT = _next_appointment(bindparam("lead_id", type_=_APPOINTMENTS.c.lead_id.type))
+_NEXT_APPOINTMENT = (
+    select(*_APPOINTMENTS.columns)  # (its row comes back as values: see `_loaded`)
+    .where(
+        _APPOINTMENTS.c.lead_id == bindparam("lead_id"),
+        _APPOINTMENTS.c.state == AppointmentState.CONFIRMED,
+        _APPOINTMENTS.c.starts_at >= bindparam("now"),
+    )
+    .order_by(_APPOINTMENTS.c.starts_at)
+    .limit(1)
+)
 
 _ACTIONS = cast(Table, ScheduledAction.__table__)
 # "Pending" written into a statement's text, not sent as a parameter: the predicate of the
@@ -313,11 +288,9 @@ _INSERT_MESSAGE_AND_OUTBOX = (
 )
 
 
-# The inbound message, stored, and what the engine's turn reads with it: the conversation's
-# message before it (the "replied fast" check), when a message last went to the lead (whether
-# the question pending has lapsed) and the lead's next appointment (the booking dialogue).
-# PostgreSQL: one statement; its reads see the snapshot the INSERT starts from, so they see
-# the conversation as it was just before this message.
+# The inbound message and the message before it in its conversation (the engine's "replied
+# fast" check). PostgreSQL: one round trip; the SELECT reads the snapshot the INSERT starts
+# from, so it sees the conversation as it was just before this message.
 _INBOUND_COLUMNS = (
     "conversation_id",
     "channel",
@@ -331,127 +304,42 @@ _INBOUND_COLUMNS = (
     "status",
     "created_at",
 )
-
-
-def _with_reads(
-    inbound: ReturningInsert[Any], conversation_id: ColumnElement[Any], lead_id: ColumnElement[Any]
-) -> tuple[CTE, list[Any], FromClause]:
-    """The inbound message's INSERT as a CTE, and the reads of its conversation and lead:
-    the CTE, the columns `Received` is made of (`_received`), and the reads' CTEs joined (to
-    be joined to the CTE's row, which is missing when the message is a duplicate)."""
-    stored = inbound.cte("inbound")
-    previous = (
-        select(
-            _MESSAGES.c.direction, _MESSAGES.c.author, _MESSAGES.c.script, _MESSAGES.c.created_at
-        )
-        .where(_MESSAGES.c.conversation_id == conversation_id)
-        .order_by(_MESSAGES.c.id.desc())
-        .limit(1)
-        .cte("previous")
-    )
-    upcoming = _next_appointment(lead_id).cte("upcoming")
-    columns = [
-        stored.c.id,
-        *previous.c,
-        _last_sent(conversation_id).label("last_sent_at"),
-        *upcoming.c,
-    ]
-    return stored, columns, previous.outerjoin(upcoming, true())
-
-
-def _values_of(table: Table, prefix: str, names: list[str]) -> list[BindParameter[Any]]:
-    return [bindparam(prefix + name, type_=table.c[name].type) for name in names]
-
-
-# The inbound message of a conversation the caller holds (its id and lead's are parameters).
-_INBOUND_STORED = postgresql.insert(_MESSAGES).values(
-    dict(zip(_INBOUND_COLUMNS, _values_of(_MESSAGES, "", list(_INBOUND_COLUMNS)), strict=True))
+_PREVIOUS = (
+    select(_MESSAGES.c.direction, _MESSAGES.c.author, _MESSAGES.c.script, _MESSAGES.c.created_at)
+    .where(_MESSAGES.c.conversation_id == bindparam("conversation_id"))
+    .order_by(_MESSAGES.c.id.desc())
+    .limit(1)
+    .cte("previous")
 )
-_STORED, _RECEIVED_COLUMNS, _READS = _with_reads(
-    _INBOUND_STORED.on_conflict_do_nothing(
-        index_elements=["channel", "channel_message_id"]
-    ).returning(_MESSAGES.c.id),
-    bindparam("conversation_id", type_=_MESSAGES.c.conversation_id.type),
-    bindparam("lead_id", type_=_APPOINTMENTS.c.lead_id.type),
+_NEW_INBOUND = (
+    postgresql.insert(_MESSAGES)
+    .values({name: bindparam(name, type_=_MESSAGES.c[name].type) for name in _INBOUND_COLUMNS})
+    .on_conflict_do_nothing(index_elements=["channel", "channel_message_id"])
+    .returning(_MESSAGES.c.id)
+    .cte("inbound")
 )
-_INBOUND_AFTER = select(*_RECEIVED_COLUMNS).select_from(_STORED.outerjoin(_READS, true()))
+_INSERT_INBOUND_AFTER = select(
+    _NEW_INBOUND.c.id,
+    _PREVIOUS.c.direction,
+    _PREVIOUS.c.author,
+    _PREVIOUS.c.script,
+    _PREVIOUS.c.created_at,
+).select_from(_NEW_INBOUND.outerjoin(_PREVIOUS, true()))
 
 
-def _version_now(table: Table, row_id: ColumnElement[Any]) -> ColumnElement[Any]:
-    """The row's version (`xmin`) in the statement's snapshot."""
-    return (
-        select(literal_column(f"{table.name}.xmin"))
-        .select_from(table)
-        .where(table.c.id == row_id)
-        .scalar_subquery()
-    )
-
-
-def _arrival(*, skip_locked: bool) -> Select[Any]:
-    """A known sender's message in one statement: their conversation and lead locked, as
-    `_CONVERSATION_OF_SENDER_WATCHED` locks them, and the message stored into it with its
-    reads (`_with_reads`; parameters `m_` and the inbound columns but the conversation).
-
-    A statement's reads see its snapshot, taken before its lock: waiting for the lock, they
-    would miss what the transaction that held it wrote. So the lock skips rows another
-    transaction holds (`skip_locked`: then `known` says the sender is known, and the caller
-    reads and stores the message the waiting way); and `current` says whether the rows it
-    locked are still the ones of the snapshot: a transaction that changed them may have
-    committed between the snapshot and the lock, and then the reads are not to be trusted.
-    """
-    sender = (
-        select(
-            *_CONVERSATIONS.columns,
-            *_IDENTITIES.columns,
-            *_LEADS.columns,
-            _PENDING_FOR_LEAD.label("pending"),
-            literal_column("conversations.xmin").label("conversation_version"),
-            literal_column("leads.xmin").label("lead_version"),
-        )
-        .select_from(
-            _CONVERSATIONS.join(_IDENTITIES, _IDENTITIES.c.id == _CONVERSATIONS.c.identity_id).join(
-                _LEADS, _LEADS.c.id == _CONVERSATIONS.c.lead_id
-            )
-        )
-        .where(
-            _IDENTITIES.c.channel == bindparam("channel"),
-            _IDENTITIES.c.external_id == bindparam("external_id"),
-        )
-        .with_for_update(key_share=True, skip_locked=skip_locked, of=[_CONVERSATIONS, _LEADS])
-        .set_label_style(LABEL_STYLE_TABLENAME_PLUS_COL)
-        .cte("sender")
-    )
-    row_columns = len(_CONVERSATIONS.c) + len(_IDENTITIES.c) + len(_LEADS.c) + 1  # + pending
-    conversation_id, lead_id = sender.c.conversations_id, sender.c.leads_id
-    stored, reads, joined = _with_reads(
-        postgresql.insert(_MESSAGES)
-        .from_select(
-            list(_INBOUND_COLUMNS),
-            select(conversation_id, *_values_of(_MESSAGES, "m_", list(_INBOUND_COLUMNS[1:]))),
-        )
-        .on_conflict_do_nothing(index_elements=["channel", "channel_message_id"])
-        .returning(_MESSAGES.c.id),
-        select(conversation_id).scalar_subquery(),
-        select(lead_id).scalar_subquery(),
-    )
-    current = and_(
-        sender.c.conversation_version == _version_now(_CONVERSATIONS, conversation_id),
-        sender.c.lead_version == _version_now(_LEADS, lead_id),
-    )
-    known = exists().where(
-        _IDENTITIES.c.channel == bindparam("channel"),
-        _IDENTITIES.c.external_id == bindparam("external_id"),
-        _CONVERSATIONS.c.identity_id == _IDENTITIES.c.id,
-    )
-    one_row = select(literal_column("1").label("one")).cte("one_row")  # (a sender or not)
-    return select(
-        *list(sender.c)[:row_columns], current.label("current"), known.label("known"), *reads
-    ).select_from(
-        one_row.outerjoin(sender, true()).outerjoin(stored, true()).outerjoin(joined, true())
-    )
-
-
-_ARRIVAL = _arrival(skip_locked=True)
+@functools.cache
+def _inbound_reading(sent_since: bool, upcoming: bool) -> Executable:
+    """`_INSERT_INBOUND_AFTER` with the turn's reads that depend only on the lock the engine
+    already holds: whether a message went to the lead since (`_SENT_SINCE`'s, parameter
+    `since`), the lead's next appointment (`_NEXT_APPOINTMENT`'s columns, parameters
+    `lead_id` and `now`). One statement per combination, built once."""
+    statement = _INSERT_INBOUND_AFTER
+    if sent_since:
+        statement = statement.add_columns(_SENT_SINCE.scalar_subquery())
+    if upcoming:
+        next_one = _NEXT_APPOINTMENT.cte("upcoming")
+        statement = statement.add_columns(*next_one.c).outerjoin(next_one, true())
+    return statement
 
 
 @dataclass(frozen=True, slots=True)
@@ -465,43 +353,22 @@ class Previous:
 
 
 @dataclass(frozen=True, slots=True)
-class Received:
-    """An inbound message stored, and what was read with it (after the lock on its
-    conversation and lead: what the turn reads before it books, moves or cancels anything)."""
+class Reads:
+    """What the engine reads with an inbound message, in its statement: what is committed
+    (the turn reads it before it books, moves or cancels anything itself)."""
 
-    message_id: int
-    before: Previous | None  # the conversation's message before it; None: the first
-    last_sent_at: datetime | None  # when a message last went to the lead in the conversation
-    upcoming: Appointment | None  # the lead's next appointment
+    since: datetime | None = None  # whether a message went to the lead after this
+    upcoming_for: tuple[int, datetime] | None = None  # a lead's next appointment after a time
 
 
 @dataclass(frozen=True, slots=True)
-class Arrival:
-    """A message from a sender: their conversation (None: a sender new to the channel, and
-    nothing stored), whether an action of the kind asked for waits for the lead, and the
-    message stored with its reads (None: the channel delivered it before)."""
+class Received:
+    """An inbound message stored, and what was read with it."""
 
-    conversation: Conversation | None
-    watched: bool = False
-    received: Received | None = None
-
-
-def _received(session: AsyncSession, row: Iterator[Any]) -> Received | None:
-    """`Received` from a row of `_RECEIVED_COLUMNS` (None: the message was a duplicate)."""
-    message_id, direction, author, script, created_at, last_sent_at = itertools.islice(row, 6)
-    if message_id is None:
-        return None
-    before = None if direction is None else Previous(direction, author, script, created_at)
-    appointment = _values(Appointment, row)
-    upcoming = None
-    if appointment["id"] is not None:
-        upcoming = cast(Appointment, _loaded(session, Appointment, appointment))
-    return Received(message_id, before, last_sent_at, upcoming)
-
-
-class ReadTooEarly(Exception):
-    """The conversation changed between the snapshot the statement read and its lock (a
-    transaction committed in that moment): the unit of work must run again."""
+    message_id: int
+    before: Previous | None  # the conversation's message before it; None: the first
+    sent_since: bool = False  # `Reads.since`: a message went to the lead after it
+    upcoming: Appointment | None = None  # `Reads.upcoming_for`: the next appointment
 
 
 # A new lead's first conversation: the lead, its channel identity and the conversation in one
@@ -512,6 +379,10 @@ _IDENTITY_COLUMNS = [c.name for c in _IDENTITIES.columns if c.name not in ("id",
 _CONVERSATION_COLUMNS = [
     c.name for c in _CONVERSATIONS.columns if c.name not in ("id", "lead_id", "identity_id")
 ]
+
+
+def _values_of(table: Table, prefix: str, names: list[str]) -> list[BindParameter[Any]]:
+    return [bindparam(prefix + name, type_=table.c[name].type) for name in names]
 
 
 _NEW_LEAD = (
@@ -815,66 +686,13 @@ class Conversations:
         found = await driver.rows(self.session, _CONVERSATION_OF_SENDER_WATCHED, parameters)
         if not found:
             return None, False
-        row = iter(found[0])
-        conversation = self._sender([_values(model, row) for model in _SENDER_ROW])
-        return conversation, bool(next(row))
-
-    def _sender(self, values: list[dict[str, Any]]) -> Conversation:
-        """The conversation, identity and lead of a sender's row (`_SENDER_ROW`'s values)."""
+        values = iter(found[0])
         conversation, identity, lead = (
-            _loaded(self.session, model, row)
-            for model, row in zip(_SENDER_ROW, values, strict=True)
+            _loaded(self.session, model, _values(model, values)) for model in _SENDER_ROW
         )
         set_committed_value(conversation, "identity", identity)
         set_committed_value(conversation, "lead", lead)
-        return cast(Conversation, conversation)
-
-    async def receive(
-        self,
-        channel: Channel,
-        external_id: str,
-        kind: str,
-        inbound: dict[str, Any],
-        *,
-        known: bool,
-    ) -> Arrival:
-        """A message from a sender: `for_sender_watched`, then, when the sender is known,
-        `Messages.add_inbound_after` of `inbound` (the message's row but for its
-        conversation; its `created_at` is the turn's now).
-
-        On PostgreSQL a sender the caller expects to be `known` takes one round trip when
-        their rows are free (the two statements when another transaction holds them: the
-        second then reads after that one committed). The one statement costs the database
-        more than the first of the two when the sender is new (it is an INSERT even when it
-        inserts nothing), so a sender the caller has not seen takes the two (or the first
-        alone, when new). Either way the answer is the same: `known` is a hint.
-
-        Raises:
-            ReadTooEarly: the sender's rows changed between the statement's snapshot and its
-                lock; nothing is wrong, but the unit of work must run again.
-        """
-        now = inbound["created_at"]
-        if known and self.session.get_bind().dialect.name == "postgresql":
-            parameters = {f"m_{name}": value for name, value in inbound.items()}
-            parameters.update(channel=channel, external_id=external_id, kind=kind, now=now)
-            row = iter((await driver.rows(self.session, _ARRIVAL, parameters))[0])
-            values = [_values(model, row) for model in _SENDER_ROW]
-            watched, current, known = itertools.islice(row, 3)
-            if values[0]["id"] is not None:
-                if not current:
-                    raise ReadTooEarly
-                received = _received(self.session, row)
-                return Arrival(self._sender(values), bool(watched), received)
-            if not known:
-                return Arrival(None)
-        # SQLite, a sender not known to be, or one whose rows another transaction holds.
-        held, watched = await self.for_sender_watched(channel, external_id, kind)
-        if held is None:
-            return Arrival(None)
-        received = await Messages(self.session).add_inbound_after(
-            {**inbound, "conversation_id": held.id}, held.lead_id, now
-        )
-        return Arrival(held, watched, received)
+        return cast(Conversation, conversation), bool(next(values))
 
     async def move(
         self,
@@ -922,12 +740,12 @@ class Messages:
         return (await _unflushed(self.session, statement, values)).scalar_one_or_none()
 
     async def add_inbound_after(
-        self, values: dict[str, Any], lead_id: int, now: datetime
+        self, values: dict[str, Any], reads: Reads = Reads()
     ) -> Received | None:
-        """`add_inbound` into a conversation the caller holds locked (the lead's is `lead_id`),
-        and what the turn reads with it: the message before it, when a message last went to
-        the lead, the lead's next appointment from `now` on. None when the channel already
-        delivered this message. One round trip on PostgreSQL, a statement each on SQLite."""
+        """`add_inbound`, with the conversation's message before this one and what `reads`
+        asks for; None when the channel already delivered this message. One round trip on
+        PostgreSQL (each read is what `sent_since` and `Appointments.next_for` would say
+        after the insert), a statement each on SQLite."""
         conversation_id = values["conversation_id"]
         if self.session.get_bind().dialect.name != "postgresql":
             message_id = await self.add_inbound(values)
@@ -937,16 +755,30 @@ class Messages:
             before = None
             if last is not None:
                 before = Previous(last.direction, last.author, last.script, last.created_at)
-            return Received(
-                message_id,
-                before,
-                await self.last_sent_at(conversation_id),
-                await Appointments(self.session).next_for(lead_id, now),
-            )
+            sent = reads.since is not None and await self.sent_since(conversation_id, reads.since)
+            upcoming = None
+            if reads.upcoming_for is not None:
+                upcoming = await Appointments(self.session).next_for(*reads.upcoming_for)
+            return Received(message_id, before, sent, upcoming)
         parameters = {name: values.get(name) for name in _INBOUND_COLUMNS}
-        parameters.update(lead_id=lead_id, now=now)
-        found = await driver.rows(self.session, _INBOUND_AFTER, parameters)
-        return _received(self.session, iter(found[0])) if found else None
+        if reads.since is not None:
+            parameters["since"] = reads.since
+        if reads.upcoming_for is not None:
+            parameters["lead_id"], parameters["now"] = reads.upcoming_for
+        statement = _inbound_reading(reads.since is not None, reads.upcoming_for is not None)
+        found = await driver.rows(self.session, statement, parameters)
+        if not found:
+            return None
+        row = iter(found[0])
+        message_id, direction, author, script, created_at = itertools.islice(row, 5)
+        before = None if direction is None else Previous(direction, author, script, created_at)
+        sent = bool(next(row)) if reads.since is not None else False
+        upcoming = None
+        if reads.upcoming_for is not None:
+            appointment = _values(Appointment, row)
+            if appointment["id"] is not None:
+                upcoming = cast(Appointment, _loaded(self.session, Appointment, appointment))
+        return Received(message_id, before, sent, upcoming)
 
     async def insert(self, values: dict[str, Any]) -> int:
         """Store a message without the ORM's bookkeeping (the hot path); returns its id."""
@@ -961,13 +793,12 @@ class Messages:
         )
         return (await self.session.execute(statement)).scalar_one_or_none()
 
-    async def last_sent_at(self, conversation_id: int) -> datetime | None:
-        """When a message last went to the lead in this conversation (a reply, a follow-up, a
-        reminder, an agent's message); None: none has."""
-        ((sent,),) = await driver.rows(
-            self.session, _LAST_SENT, {"conversation_id": conversation_id}
-        )
-        return cast(datetime | None, sent)
+    async def sent_since(self, conversation_id: int, since: datetime) -> bool:
+        """A message went to the lead in this conversation after `since` (a follow-up, a
+        reminder, an agent's reply)."""
+        parameters = {"conversation_id": conversation_id, "since": since}
+        ((sent,),) = await driver.rows(self.session, _SENT_SINCE, parameters)
+        return bool(sent)
 
     async def previous(self, conversation_id: int, before_id: int) -> Message | None:
         """The conversation's message just before `before_id`, either way."""

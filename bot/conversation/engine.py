@@ -9,7 +9,6 @@ outbox rows) - all committed together or not at all.
 from __future__ import annotations
 
 import asyncio
-import collections
 import dataclasses
 import enum
 import logging
@@ -67,7 +66,6 @@ from bot.core.materials import Material
 from bot.core.model import (
     AppointmentState,
     Author,
-    Channel,
     ConversationState,
     DeliveryStatus,
     Direction,
@@ -99,7 +97,7 @@ from storage.models import (
     Message,
     Notification,
 )
-from storage.repositories import Added, Previous, ReadTooEarly, Received
+from storage.repositories import Added, Previous, Reads
 from storage.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -205,32 +203,6 @@ class _RaceLost(Exception):
     """Another transaction created the same lead or identity first; run again."""
 
 
-class Senders:
-    """The senders whose conversation this process read lately: who is likely known (the
-    engine reads their message in one statement, see `Conversations.receive`). At most
-    `size` of them, the one added first forgotten first; a hint, never an answer."""
-
-    def __init__(self, size: int = 20_000) -> None:
-        self.size = size
-        # (An OrderedDict forgets its first in O(1); a dict's first key is found by walking
-        # past every one deleted before it.)
-        self._held: collections.OrderedDict[tuple[Channel, str], None] = collections.OrderedDict()
-
-    def __contains__(self, sender: tuple[Channel, str]) -> bool:
-        return sender in self._held
-
-    def add(self, sender: tuple[Channel, str]) -> None:
-        if sender in self._held:
-            return
-        if len(self._held) >= self.size:
-            self._held.popitem(last=False)
-        self._held[sender] = None
-
-
-# What a unit of work that lost a race raises: running it again from the start settles it.
-_RUN_AGAIN = (_RaceLost, ReadTooEarly, IntegrityError)
-
-
 class Engine:
     """Handles inbound events; the only writer of conversations on the lead's side."""
 
@@ -267,16 +239,14 @@ class Engine:
         self.admission = admission or Admission(db.pool_size, wait=5.0)
         self.assign_agents = assign_agents
         self.on_commit = on_commit
-        self.senders = Senders()
         self.clock = clock
 
     async def receive(self, event: InboundEvent) -> Outcome:
         """Handle one event in one transaction.
 
         The transaction runs again, from the start, when it lost a race for a new lead or
-        identity, read the sender's conversation a moment before another transaction's
-        change to it (`ReadTooEarly`), or when PostgreSQL aborted it to break a deadlock or a
-        serialization conflict: nothing is answered until it committed or truly failed.
+        identity, or when PostgreSQL aborted it to break a deadlock or a serialization
+        conflict: nothing is answered until it committed or truly failed.
 
         At most `admission.limit` events are handled at once; the others wait their turn.
 
@@ -301,8 +271,8 @@ class Engine:
         for attempt in range(1, self.MAX_ATTEMPTS + 1):
             try:
                 return await self._dispatch(event)
-            except (*_RUN_AGAIN, DBAPIError) as exc:
-                retry = isinstance(exc, _RUN_AGAIN) or is_conflict(exc)
+            except (_RaceLost, IntegrityError, DBAPIError) as exc:
+                retry = isinstance(exc, (_RaceLost, IntegrityError)) or is_conflict(exc)
                 if not retry or attempt == self.MAX_ATTEMPTS:
                     raise
                 log.info(
@@ -333,28 +303,10 @@ class Engine:
     async def _message(self, event: InboundMessage) -> Outcome:
         now = self.clock()
         async with UnitOfWork(self.db) as uow:
+            conversation, watched = await uow.conversations.for_sender_watched(
+                event.channel, event.sender_id, IDLE
+            )
             text = event.text.strip()
-            typed = None
-            received = None
-            if event.choice is None:
-                # What typed words mean does not depend on the conversation (a button's
-                # depends on the question pending): understood first, in the service's time
-                # zone, the message goes out with the statement that reads and locks the
-                # sender's conversation (one round trip on PostgreSQL).
-                typed = self._read(text, now, self.rules.timezone)
-                arrival = await uow.conversations.receive(
-                    event.channel,
-                    event.sender_id,
-                    IDLE,
-                    self._inbound(event, typed, now),
-                    known=(event.channel, event.sender_id) in self.senders,
-                )
-                conversation, watched = arrival.conversation, arrival.watched
-                received = arrival.received
-            else:
-                conversation, watched = await uow.conversations.for_sender_watched(
-                    event.channel, event.sender_id, IDLE
-                )
             before = None
             upcoming: Appointment | Literal[_Unread.UNREAD] | None = UNREAD
             opened = conversation is None
@@ -362,25 +314,27 @@ class Engine:
                 # A new conversation has no question pending and nothing before this message.
                 dialogue = Dialogue()
                 conversation, nlu, choice, message_id = await self._first_contact(
-                    uow, event, text, dialogue, now, typed
+                    uow, event, text, dialogue, now
                 )
                 lead = conversation.lead
             else:
                 lead = conversation.lead
                 dialogue = Dialogue.from_context(conversation.context)
-                nlu, choice = self._in_zone(event, dialogue, text, now, lead.timezone, typed)
-                if event.choice is not None:
-                    received = await uow.messages.add_inbound_after(
-                        {**self._inbound(event, nlu, now), "conversation_id": conversation.id},
-                        lead.id,
-                        now,
-                    )
+                # (What a typed message means does not depend on the question pending; a
+                # button's does, and a button's question never lapses: see `_reads`.)
+                nlu, choice = self._understand(event, dialogue, text, now, lead.timezone)
+                inbound = self._inbound(event, nlu, now)
+                reads = self._reads(event, dialogue, nlu, lead.id, now)
+                received = await uow.messages.add_inbound_after(
+                    {**inbound, "conversation_id": conversation.id}, reads
+                )
                 if received is None:
                     message_id = None
                 else:
                     message_id, before = received.message_id, received.before
-                    upcoming = received.upcoming
-                    if self._lapsed(event, dialogue, received):
+                    if reads.upcoming_for is not None:
+                        upcoming = received.upcoming
+                    if received.sent_since:
                         dialogue = dialogue.without_question()
             if message_id is None:
                 self.metrics.inbound.labels(event.channel, "duplicate").inc()
@@ -433,7 +387,6 @@ class Engine:
                     await self.followup.idle.unwatch(uow, idle)
             await uow.write_changes()
             await uow.commit()
-        self.senders.add((event.channel, event.sender_id))
 
         # The pages that show this conversation (and the queue, after a handoff) look again.
         self.signals.changed(live.conversation(conversation.id), *turn.changed)
@@ -472,29 +425,6 @@ class Engine:
             "created_at": now,
         }
 
-    def _read(self, text: str, now: datetime, tz: str) -> NluResult | None:
-        """What typed words mean, for a lead in time zone `tz` (None: no words)."""
-        return self.understanding.match(text, now, tz) if text else None
-
-    def _in_zone(
-        self,
-        event: InboundMessage,
-        dialogue: Dialogue,
-        text: str,
-        now: datetime,
-        tz: str,
-        typed: NluResult | None,
-    ) -> tuple[NluResult | None, str | None]:
-        """What the message means for its lead, in the lead's time zone `tz`, and the button
-        choice it carries: typed words as `_message` read them in the service's time zone
-        (`typed`; read again for a lead elsewhere, whose "mañana a las 5" is another
-        moment), a button as `_understand` reads it."""
-        if event.choice is not None:
-            return self._understand(event, dialogue, text, now, tz)
-        if tz != self.rules.timezone:
-            return self._read(text, now, tz), None
-        return typed, None
-
     def _understand(
         self,
         event: InboundMessage,
@@ -514,20 +444,26 @@ class Engine:
             return NluResult(choice, 1.0), choice
         if offered_slot(dialogue, choice) is not None:
             return NluResult("affirm", 1.0), choice
-        return self._read(text, now, tz), None
+        return (self.understanding.match(text, now, tz) if text else None), None
 
     @staticmethod
-    def _lapsed(event: InboundMessage, dialogue: Dialogue, received: Received) -> bool:
-        """The question pending is no longer the one a typed "sí" answers: a follow-up or an
-        agent wrote since the bot asked it (read with the message, the lock held, so it is
-        current). A button of that question still answers it."""
-        return (
-            event.choice is None
-            and dialogue.pending
-            and dialogue.asked_at is not None
-            and received.last_sent_at is not None
-            and received.last_sent_at > dialogue.asked_at
-        )
+    def _reads(
+        event: InboundMessage,
+        dialogue: Dialogue,
+        nlu: NluResult | None,
+        lead_id: int,
+        now: datetime,
+    ) -> Reads:
+        """What the turn reads with its inbound message (the lock held, so it is current):
+
+        - whether the question pending has lapsed, no longer the one a typed "sí" answers: a
+          follow-up or an agent wrote since the bot asked it (a button of that question still
+          answers it);
+        - the lead's next appointment, when the booking dialogue may be in play (`_schedule`).
+        """
+        asked = dialogue.asked_at if dialogue.pending and event.choice is None else None
+        schedules = dialogue.pending or (nlu is not None and nlu.intent.startswith("schedule."))
+        return Reads(since=asked, upcoming_for=(lead_id, now) if schedules else None)
 
     async def _learn(self, uow: UnitOfWork, lead: Lead, nlu: NluResult | None) -> Learned:
         """Put on the lead's record what the message tells and the record lacks: a name, an
@@ -562,25 +498,18 @@ class Engine:
         return Learned(named, email, tuple(phones))
 
     async def _first_contact(
-        self,
-        uow: UnitOfWork,
-        event: InboundMessage,
-        text: str,
-        dialogue: Dialogue,
-        now: datetime,
-        typed: NluResult | None,
+        self, uow: UnitOfWork, event: InboundMessage, text: str, dialogue: Dialogue, now: datetime
     ) -> tuple[Conversation, NluResult | None, str | None, int | None]:
         """The lead, identity and conversation of a sender new to this channel, with the
-        message stored: the conversation, what the message means (`typed`: its words as
-        `_message` read them), its button choice, and the message's id (None: the channel
-        already delivered it)."""
+        message stored: the conversation, what the message means, its button choice, and the
+        message's id (None: the channel already delivered it)."""
         lead = None
         if event.sender_phone:
             # One person is one lead: a number already known from another channel or an
             # import (in any of its spellings) joins this identity to that lead.
             lead = await uow.leads.by_phone(spellings(event.sender_phone))
         timezone = lead.timezone if lead is not None else self.rules.timezone
-        nlu, choice = self._in_zone(event, dialogue, text, now, timezone, typed)
+        nlu, choice = self._understand(event, dialogue, text, now, timezone)
         inbound = self._inbound(event, nlu, now)
         identity = ChannelIdentity(
             channel=event.channel,

@@ -25,7 +25,7 @@ from bot.core.model import (
     DeliveryStatus,
     Direction,
 )
-from storage import driver, repositories
+from storage import driver
 from storage.db import Database, is_conflict
 from storage.models import (
     Activity,
@@ -37,7 +37,7 @@ from storage.models import (
     Notification,
     StageChange,
 )
-from storage.repositories import Arrival, _inserted
+from storage.repositories import Reads, _inserted
 from storage.uow import UnitOfWork
 
 _LEADS: Table = Lead.__table__  # type: ignore[assignment]
@@ -232,11 +232,13 @@ def test_the_engines_statements_run_on_the_driver() -> None:
     # session for something SQLAlchemy fills in at each execution.
     from sqlalchemy.dialects.postgresql.asyncpg import dialect
 
+    from storage import repositories
+
     asyncpg = dialect()
     for statement in (
         repositories._CONVERSATION_OF_SENDER_WATCHED,
-        repositories._INBOUND_AFTER,
-        repositories._ARRIVAL,
+        repositories._INSERT_INBOUND_AFTER,
+        repositories._inbound_reading(sent_since=True, upcoming=True),
         repositories._OPEN_FOR_NEW_LEAD,
         repositories._INSERT_MESSAGE_AND_OUTBOX,
     ):
@@ -272,9 +274,13 @@ def inbound(conversation_id: int, message_id: str) -> dict[str, Any]:
     }
 
 
-async def appointments_of(db: Database, lead_id: int, conversation_id: int) -> dict[str, Any]:
-    """A confirmed call yesterday, a cancelled one tomorrow and a confirmed visit in two days
-    for the lead: the visit's values, as the ORM reads them."""
+async def test_what_is_read_with_an_inbound_message_is_what_reading_it_apart_says(
+    db: Database,
+) -> None:
+    # One statement on PostgreSQL, a statement each on SQLite: the same answers as
+    # `sent_since` and `next_for` asked after the message is stored.
+    lead_id, conversation_id = await a_conversation(db)
+    later = _NOW + timedelta(minutes=5)
     async with UnitOfWork(db) as uow:
         for days, state in ((-1, AppointmentState.CONFIRMED), (1, AppointmentState.CANCELLED)):
             starts = _NOW + timedelta(days=days)
@@ -298,25 +304,17 @@ async def appointments_of(db: Database, lead_id: int, conversation_id: int) -> d
         uow.session.add(upcoming)
         await uow.commit()
     async with db.session() as session:
-        return values(await session.get(Appointment, upcoming.id))
+        expected = values(await session.get(Appointment, upcoming.id))
 
-
-async def test_what_is_read_with_an_inbound_message_is_what_reading_it_apart_says(
-    db: Database,
-) -> None:
-    # One statement on PostgreSQL, a statement each on SQLite: the same answers as
-    # `previous`, `last_sent_at` and `next_for` asked after the message is stored.
-    lead_id, conversation_id = await a_conversation(db)
-    expected = await appointments_of(db, lead_id, conversation_id)
-    later = _NOW + timedelta(minutes=5)
-    for n in range(2):
+    for n, (since, sent) in enumerate(((_NOW - timedelta(minutes=1), True), (_NOW, False))):
         async with UnitOfWork(db) as uow:
+            reads = Reads(since=since, upcoming_for=(lead_id, later))
             received = await uow.messages.add_inbound_after(
-                inbound(conversation_id, f"m{n}"), lead_id, later
+                inbound(conversation_id, f"m{n}"), reads
             )
             assert received is not None
-            assert received.last_sent_at == _NOW  # the bot's "hola", not the lead's message
-            assert received.last_sent_at == await uow.messages.last_sent_at(conversation_id)
+            assert received.sent_since is sent
+            assert received.sent_since is await uow.messages.sent_since(conversation_id, since)
             assert received.upcoming is not None
             assert values(received.upcoming) == expected
             assert await uow.appointments.next_for(lead_id, later) is received.upcoming
@@ -328,204 +326,15 @@ async def test_what_is_read_with_an_inbound_message_is_what_reading_it_apart_say
             await uow.commit()
 
     async with UnitOfWork(db) as uow:
-        # No appointment after the last one: None, read.
-        after = _NOW + timedelta(days=3)
-        received = await uow.messages.add_inbound_after(
-            inbound(conversation_id, "m2"), lead_id, after
-        )
+        # Nothing asked, nothing read; no appointment after the last one: None, read.
+        received = await uow.messages.add_inbound_after(inbound(conversation_id, "m2"))
+        assert received is not None and (received.sent_since, received.upcoming) == (False, None)
+        nothing = Reads(upcoming_for=(lead_id, _NOW + timedelta(days=3)))
+        received = await uow.messages.add_inbound_after(inbound(conversation_id, "m3"), nothing)
         assert received is not None and received.upcoming is None
-        # The channel delivered it before: None.
-        assert (
-            await uow.messages.add_inbound_after(inbound(conversation_id, "m0"), lead_id, later)
-            is None
-        )
-
-
-def arrived(message_id: str) -> dict[str, Any]:
-    """`inbound`'s row as `Conversations.receive` takes it: without its conversation."""
-    values = inbound(0, message_id)
-    del values["conversation_id"]
-    return values
-
-
-@pytest.mark.parametrize("known", [True, False])
-async def test_a_senders_message_arrives_as_reading_and_storing_it_apart_says(
-    db: Database, known: bool
-) -> None:
-    # `receive`: on PostgreSQL one statement for a sender expected to be known (whose rows
-    # are free), two for one not; the same conversation, lead and reads either way, and
-    # as `for_sender_watched` and `add_inbound_after` give them.
-    lead_id, conversation_id = await a_conversation(db)
-    expected = await appointments_of(db, lead_id, conversation_id)
-    statements: list[str] = []
-
-    def listener(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        statements.append(statement)
-
-    event.listen(db.engine.sync_engine, "before_cursor_execute", listener)
-    try:
-        async with UnitOfWork(db) as uow:
-            arrival = await uow.conversations.receive(
-                Channel.WEBCHAT, "caro-0001-abcdef", "idle", arrived("r1"), known=known
-            )
-            assert arrival.conversation is not None and arrival.received is not None
-            if not db.is_sqlite:
-                assert len(statements) == (1 if known else 2)
-            conversation, received = arrival.conversation, arrival.received
-            assert (conversation.id, conversation.lead.id, arrival.watched) == (
-                conversation_id,
-                lead_id,
-                False,
-            )
-            assert conversation.context == {"pending": "schedule.book"}
-            assert received.before is not None and received.before.author == Author.BOT
-            assert received.last_sent_at == _NOW
-            assert received.upcoming is not None and values(received.upcoming) == expected
-            stored = await uow.messages.get(received.message_id)
-            assert stored is not None and stored.conversation_id == conversation_id
-            await uow.commit()
-    finally:
-        event.remove(db.engine.sync_engine, "before_cursor_execute", listener)
-
-    async with UnitOfWork(db) as uow:
-        again = await uow.conversations.receive(
-            Channel.WEBCHAT, "caro-0001-abcdef", "idle", arrived("r1"), known=known
-        )
-        assert again.conversation is not None and again.received is None  # a duplicate
-        stranger = await uow.conversations.receive(
-            Channel.WEBCHAT, "nadie-0001-abcdef", "idle", arrived("r2"), known=not known
-        )
-        assert stranger == Arrival(None)  # new to the channel: nothing stored
-        assert await uow.messages.by_channel_id(Channel.WEBCHAT, "r2") is None
-
-
-async def test_a_sender_whose_rows_another_transaction_holds_is_read_after_it(
-    db: Database,
-) -> None:
-    # Another transaction (an agent's reply, the scheduler's follow-up) holds the sender's
-    # conversation and lead: the message waits for it and reads what it wrote, as a read
-    # after the lock does, never the snapshot from before it.
-    if db.is_sqlite:
-        pytest.skip("row locks are PostgreSQL's; SQLite runs one writer at a time")
-    lead_id, conversation_id = await a_conversation(db)
-    replied = _NOW + timedelta(minutes=2)
-    async with db.engine.connect() as holder:
-        await holder.execute(
-            text("SELECT 1 FROM conversations WHERE id = :id FOR NO KEY UPDATE"),
-            {"id": conversation_id},
-        )
-
-        async def arrives() -> Arrival:
-            async with UnitOfWork(db) as uow:
-                arrival = await uow.conversations.receive(
-                    Channel.WEBCHAT, "caro-0001-abcdef", "idle", arrived("h1"), known=True
-                )
-                await uow.commit()
-                return arrival
-
-        waiting = asyncio.create_task(arrives())
-        await asyncio.sleep(0.3)
-        assert not waiting.done()  # it waits for the lock...
-        await holder.execute(
-            insert(Message).values(
-                conversation_id=conversation_id,
-                channel=Channel.WEBCHAT,
-                direction=Direction.OUT,
-                author=Author.AGENT,
-                text="te escribo yo",
-                status=DeliveryStatus.SENT,
-                created_at=replied,
-            )
-        )
-        await holder.commit()
-    arrival = await asyncio.wait_for(waiting, 10)
-    # ...and reads what the holder committed: the agent's message is the one before it.
-    assert arrival.received is not None
-    assert arrival.received.last_sent_at == replied
-    assert arrival.received.before is not None
-    assert arrival.received.before.author == Author.AGENT
-    assert arrival.conversation is not None and arrival.conversation.lead.id == lead_id
-
-
-async def test_rows_changed_while_the_statement_waited_are_not_current(db: Database) -> None:
-    # What `current` is for: a transaction that changed the sender's rows committed after the
-    # statement's snapshot (here: while a statement that waits for the lock waited), so its
-    # reads are older than its rows. (`receive` skips held rows instead of waiting: then only
-    # a commit in the moment between its snapshot and its lock can do this.)
-    if db.is_sqlite:
-        pytest.skip("row locks and row versions are PostgreSQL's")
-    _, conversation_id = await a_conversation(db)
-    waits = repositories._arrival(skip_locked=False)
-    current_at = sum(len(m.__table__.columns) for m in repositories._SENDER_ROW) + 1
-    parameters = {f"m_{name}": value for name, value in arrived("w1").items()}
-    parameters.update(
-        channel=Channel.WEBCHAT, external_id="caro-0001-abcdef", kind="idle", now=_NOW
-    )
-    async with db.engine.connect() as holder:
-        await holder.execute(
-            text("UPDATE conversations SET context = '{}' WHERE id = :id"), {"id": conversation_id}
-        )
-
-        async def statement() -> Any:
-            async with UnitOfWork(db) as uow:
-                ((*row,),) = await driver.rows(uow.session, waits, parameters)
-                return row
-
-        waiting = asyncio.create_task(statement())
-        await asyncio.sleep(0.3)
-        await holder.commit()
-    row = await asyncio.wait_for(waiting, 10)
-    assert row[0] == conversation_id and row[current_at] is False
-    async with UnitOfWork(db) as uow:  # nothing changed since: current
-        parameters.update(m_channel_message_id="w2")
-        ((*row,),) = await driver.rows(uow.session, repositories._ARRIVAL, parameters)
-        assert row[current_at] is True
-
-
-async def test_the_reads_of_a_long_conversation_read_a_few_rows_not_all_of_it(
-    db: Database,
-) -> None:
-    # When a message last went out is read from the newest message back: a conversation of
-    # hundreds of messages costs each of its messages a few rows, on the plan a prepared
-    # statement keeps (the generic one, which read them all with the direction a parameter).
-    if db.is_sqlite:
-        pytest.skip("prepared statements' generic plans are PostgreSQL's")
-    _, conversation_id = await a_conversation(db)
-    async with db.session() as session:
-        for n in range(300):
-            session.add(
-                Message(
-                    conversation_id=conversation_id,
-                    channel=Channel.WEBCHAT,
-                    direction=Direction.IN if n % 3 else Direction.OUT,
-                    author=Author.LEAD if n % 3 else Author.BOT,
-                    text=f"m{n}",
-                    status=DeliveryStatus.RECEIVED,
-                    created_at=_NOW + timedelta(seconds=n),
-                )
-            )
-        await session.commit()
-        await session.execute(text("ANALYZE messages"))
-    from sqlalchemy.dialects.postgresql.asyncpg import dialect
-
-    compiled = driver._compiled(repositories._LAST_SENT, dialect())
-    assert compiled is not None
-    async with db.engine.connect() as connection:
-        raw = (await connection.get_raw_connection()).driver_connection
-        assert raw is not None
-        await raw.execute("SET plan_cache_mode = force_generic_plan")
-        await raw.execute(f"PREPARE last_sent AS {compiled.sql}")
-        arguments = ", ".join(
-            f"'{value}'" for value in compiled.arguments({"conversation_id": conversation_id})
-        )
-        plan = await raw.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE last_sent({arguments})")
-        await raw.execute("DEALLOCATE last_sent")
-
-    def rows_read(node: dict[str, Any]) -> int:
-        own = node["Actual Rows"] * node["Actual Loops"] if "Scan" in node["Node Type"] else 0
-        return own + sum(rows_read(child) for child in node.get("Plans", []))
-
-    assert rows_read(plan[0]["Plan"]) <= 3
+        # The channel delivered it before: None, whatever was asked.
+        again = Reads(since=_NOW, upcoming_for=(lead_id, later))
+        assert await uow.messages.add_inbound_after(inbound(conversation_id, "m0"), again) is None
 
 
 async def test_a_row_inserted_alone_is_in_the_session_as_if_read_back(db: Database) -> None:
