@@ -119,8 +119,9 @@ class UnitOfWork:
         # close() rolls back whatever was not committed and detaches the objects without
         # expiring them, so values read in the unit of work stay readable after it. With no
         # transaction left (committed: the common end) it holds no connection and does no
-        # I/O, so it runs here rather than in a greenlet of its own (SQLAlchemy would raise
-        # MissingGreenlet, not go wrong quietly, if it ever had I/O to do).
+        # I/O, so it runs here rather than in a greenlet of its own. (I/O here would fail
+        # with MissingGreenlet, and where the pool does it, closing a connection, the pool
+        # only logs that: see `driver.commit`, which hands such a connection back itself.)
         if self.session.in_transaction():
             await self.session.close()
         else:
