@@ -121,8 +121,16 @@ class DatabaseSettings(_Section):
         if self.is_sqlite:
             return "SQLite in memory"
         url = make_url(self.url)
+        # asyncpg takes a Unix socket's folder as the query's `host` (PostgreSQL on the same
+        # machine, see the README's "Databases").
+        socket = url.query.get("host")
+        at = (
+            f"the socket in {socket}"
+            if isinstance(socket, str) and socket.startswith("/")
+            else f"{url.host or 'localhost'}:{url.port or 5432}"
+        )
         return (
-            f"PostgreSQL at {url.host or 'localhost'}:{url.port or 5432}, "
+            f"PostgreSQL at {at}, "
             f"database {url.database or '(default)'}, user {url.username or '(default)'}"
         )
 

@@ -167,6 +167,28 @@ def test_a_refused_login_says_what_to_check(env: dict[str, str], postgres_url: s
     assert "hunter2" not in result.stderr
 
 
+@pytest.mark.postgres
+def test_postgresql_on_the_same_machine_through_its_socket(
+    env: dict[str, str], postgres_url: str
+) -> None:
+    """The README's URL for PostgreSQL on the same machine: the database's Unix socket."""
+    from sqlalchemy.engine import make_url
+
+    server = make_url(postgres_url)
+    folder = Path("/var/run/postgresql")
+    if not (folder / f".s.PGSQL.{server.port or 5432}").exists():
+        pytest.skip(f"PostgreSQL has no socket in {folder} on this machine")
+    url = server.set(host=None, port=None, query={"host": str(folder)})
+    socket_env = {**env, "DATABASE_URL": url.render_as_string(hide_password=False)}
+    current = seguibot("db", "current", env=socket_env)
+    assert current.returncode == 0, current.stderr
+    assert f"PostgreSQL at the socket in {folder}" in current.stdout
+    assert f"schema at {migrate.head_revision()}" in current.stdout
+    chat = seguibot("chat", env=socket_env, stdin="hola\n")
+    assert chat.returncode == 0, chat.stderr
+    assert chat.stdout.count("bot> ") == 1
+
+
 def test_agents_are_managed_from_the_command_line(env: dict[str, str]) -> None:
     assert seguibot("db", "upgrade", env=env).returncode == 0
     first = seguibot("agents", "add", "Ana", "--email", "ana@example.com", env=env)

@@ -107,6 +107,11 @@ def test_relative_paths_follow_the_file_or_the_working_directory(
 def test_the_database_is_described_without_its_password() -> None:
     settings = load_settings(environ={"DATABASE_URL": "postgresql://ventas:s3cr3t@db:5433/crm"})
     assert settings.database.where() == "PostgreSQL at db:5433, database crm, user ventas"
+    local = "postgresql+asyncpg://ventas:s3cr3t@/crm?host=/var/run/postgresql"
+    settings = load_settings(environ={"DATABASE_URL": local})
+    assert settings.database.where() == (
+        "PostgreSQL at the socket in /var/run/postgresql, database crm, user ventas"
+    )
 
 
 def test_plans_fill_the_planes_placeholder() -> None:
