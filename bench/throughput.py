@@ -1,7 +1,7 @@
 """Many prospects at once (issue 15): throughput, errors, lost messages, latency, cost.
 
 One run, one command (`make bench`, or `.venv/bin/python -m bench`):
-1. a bare aiohttp handler that parses the same JSON (the ceiling);
+1. a bare aiohttp handler that parses the same JSON (the ceiling), before every round;
 2. `seguibot serve` on a throw-away PostgreSQL database, closed loop with 8, 32 and 128
    concurrent clients, on new sessions (every message a new lead) and on established
    conversations (each client writes to its own sessions, made before the phase);
@@ -12,9 +12,10 @@ One run, one command (`make bench`, or `.venv/bin/python -m bench`):
 
 Each phase counts 5xx answers and other failures. `--workers N,M` measures `serve --workers`.
 Needs PostgreSQL (BENCH_POSTGRES_URL, default postgresql+asyncpg://postgres@127.0.0.1/test).
-Closed-loop phases run in `--rounds` rounds (every other one in reverse order) and each
-concurrency is compared by its median. The machine may be shared: the defaults keep the
-whole run to about four minutes.
+Closed-loop phases run in `--rounds` rounds (every other one in reverse order), each round
+after a bare phase of its own, and each concurrency is summed up by its medians: of its
+rates, of its shares of its rounds' bare and of its CPU per message. The machine may be
+shared: the defaults keep the whole run to about five minutes.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -338,78 +339,21 @@ async def run(args: argparse.Namespace) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SEGUIBOT_")}
         env.update(DATABASE_URL=url, SEGUIBOT_LOGGING_LEVEL="WARNING")
 
-        port = free_port()
-        with server([sys.executable, "-c", BARE_SERVER, str(port)], env) as bare:
-            base = f"http://127.0.0.1:{port}"
-            await wait_until_up(base, "/")
-            await closed_loop(base, texts, 1, 32, established=False, pids=[])
-            bare_tally = await closed_loop(
-                base, texts, args.seconds, 32, established=False, pids=[bare.pid]
-            )
-        print(bare_tally.line("bare aiohttp, 32 clients"), flush=True)
-        bare_cpu = bare_tally.cpu_ms / max(bare_tally.ok, 1)
+        bare_port = free_port()
+        with server([sys.executable, "-c", BARE_SERVER, str(bare_port)], env) as bare:
+            bare_base = f"http://127.0.0.1:{bare_port}"
+            await wait_until_up(bare_base, "/")
+            await closed_loop(bare_base, texts, 1, 32, established=False, pids=[])
 
-        acked: list[str] = []
-        failures = 0
-        concurrencies = [int(c) for c in args.clients.split(",") if c]
-        for workers in [int(w) for w in args.workers.split(",")]:
-            port = free_port()
-            command = [sys.executable, "-m", "bot", "serve", "--port", str(port)]
-            if workers > 1:
-                command += ["--workers", str(workers)]
-            with server(command, env) as bot:
-                base = f"http://127.0.0.1:{port}"
-                await all_listening(port, workers)  # (a loaded machine starts them slowly)
-                await wait_until_up(base, "/readyz")
-                pids = process_tree(bot.pid)
-                await closed_loop(base, texts, 1, 8, established=False, pids=[])  # warm up
-                for established in (False, True):
-                    kind = f"{workers}w {'established' if established else 'new sessions'}"
-                    rates: dict[int, list[float]] = {}
-                    cpus: dict[int, list[float]] = {}
-                    for n in range(args.rounds):
-                        # Every other round runs the concurrencies the other way round: the
-                        # database grows and PostgreSQL's autovacuum comes and goes during a
-                        # run, and a fixed order would charge that drift to the last one.
-                        order = concurrencies if n % 2 == 0 else concurrencies[::-1]
-                        for clients in order:
-                            tally = await closed_loop(
-                                base,
-                                answered if established else texts,
-                                args.seconds,
-                                clients,
-                                established=established,
-                                pids=pids,
-                            )
-                            acked += tally.acked
-                            failures += tally.server_errors + tally.other
-                            rates.setdefault(clients, []).append(tally.rate)
-                            cpus.setdefault(clients, []).append(tally.cpu_ms / max(tally.ok, 1))
-                            share = tally.rate / bare_tally.rate
-                            label = f"{kind}, {clients} clients"
-                            print(f"{tally.line(label)}  ({share:.1%} of bare)", flush=True)
-                    first = statistics.median(rates[concurrencies[0]])
-                    for clients, measured in rates.items():
-                        rate = statistics.median(measured)
-                        # The same share by CPU: bare's server CPU per request against this
-                        # server's per message. Both move with the host's speed; the share of
-                        # throughput also moves with how much of the two cores the load
-                        # generator and PostgreSQL leave each server.
-                        cpu = statistics.median(cpus[clients])
-                        print(
-                            f"  {kind}, {clients} clients: median {rate:.0f} msg/s of "
-                            f"{len(measured)} ({rate / bare_tally.rate:.1%} of bare, "
-                            f"{rate / first:.0%} of {concurrencies[0]} clients); "
-                            f"server CPU {cpu:.2f} ms/msg, {bare_cpu / cpu:.1%} of bare's",
-                            flush=True,
-                        )
-                if workers == 1:
-                    for rate in [float(r) for r in args.rates.split(",") if r]:
-                        await asyncio.sleep(2)
-                        tally = await open_loop(base, texts, rate, args.seconds)
-                        acked += tally.acked
-                        failures += tally.server_errors + tally.other
-                        print(tally.line(f"1w open loop {rate:.0f} msg/s"), flush=True)
+            async def measure_bare(label: str) -> Tally:
+                """Bare aiohttp now: the ceiling the phases that follow are shared against."""
+                tally = await closed_loop(
+                    bare_base, texts, args.seconds, 32, established=False, pids=[bare.pid]
+                )
+                print(tally.line(label), flush=True)
+                return tally
+
+            acked, failures = await serve_phases(args, env, texts, answered, measure_bare)
         lost = await missing(url, acked)
         print(
             f"acknowledged {len(acked)} messages, {lost} without a row (lost); "
@@ -417,6 +361,90 @@ async def run(args: argparse.Namespace) -> None:
         )
         if args.profile:
             await print_profile(url, texts, args.profile)
+
+
+async def serve_phases(
+    args: argparse.Namespace,
+    env: dict[str, str],
+    texts: list[str],
+    answered: list[str],
+    measure_bare: Callable[[str], Awaitable[Tally]],
+) -> tuple[list[str], int]:
+    """`seguibot serve` with each number of workers: the closed-loop rounds, each after a
+    bare phase of its own, then (one worker) the open loop. The ids acknowledged, and how many
+    answers were not 200."""
+    acked: list[str] = []
+    failures = 0
+    concurrencies = [int(c) for c in args.clients.split(",") if c]
+    for workers in [int(w) for w in args.workers.split(",")]:
+        port = free_port()
+        command = [sys.executable, "-m", "bot", "serve", "--port", str(port)]
+        if workers > 1:
+            command += ["--workers", str(workers)]
+        with server(command, env) as bot:
+            base = f"http://127.0.0.1:{port}"
+            await all_listening(port, workers)  # (a loaded machine starts them slowly)
+            await wait_until_up(base, "/readyz")
+            pids = process_tree(bot.pid)
+            await closed_loop(base, texts, 1, 8, established=False, pids=[])  # warm up
+            for established in (False, True):
+                kind = f"{workers}w {'established' if established else 'new sessions'}"
+                rates: dict[int, list[float]] = {}
+                shares: dict[int, list[float]] = {}
+                cpus: dict[int, list[float]] = {}
+                cpu_shares: dict[int, list[float]] = {}
+                for n in range(args.rounds):
+                    # Each round is shared against bare aiohttp measured just before it: the
+                    # host's speed drifts by 10-30 % within a run, and one bare phase at the
+                    # start charged that drift to whichever phases came late.
+                    bare = await measure_bare(f"bare aiohttp, 32 clients (round {n + 1})")
+                    bare_cpu = bare.cpu_ms / max(bare.ok, 1)
+                    # Every other round runs the concurrencies the other way round: the
+                    # database grows and PostgreSQL's autovacuum comes and goes during a
+                    # run, and a fixed order would charge that drift to the last one.
+                    order = concurrencies if n % 2 == 0 else concurrencies[::-1]
+                    for clients in order:
+                        tally = await closed_loop(
+                            base,
+                            answered if established else texts,
+                            args.seconds,
+                            clients,
+                            established=established,
+                            pids=pids,
+                        )
+                        acked += tally.acked
+                        failures += tally.server_errors + tally.other
+                        cpu = tally.cpu_ms / max(tally.ok, 1)
+                        share = tally.rate / bare.rate
+                        rates.setdefault(clients, []).append(tally.rate)
+                        shares.setdefault(clients, []).append(share)
+                        cpus.setdefault(clients, []).append(cpu)
+                        cpu_shares.setdefault(clients, []).append(bare_cpu / cpu)
+                        label = f"{kind}, {clients} clients"
+                        print(f"{tally.line(label)}  ({share:.1%} of bare)", flush=True)
+                first = statistics.median(rates[concurrencies[0]])
+                for clients, measured in rates.items():
+                    rate = statistics.median(measured)
+                    # The same share by CPU: bare's server CPU per request against this
+                    # server's per message. Both move with the host's speed; the share of
+                    # throughput also moves with how much of the two cores the load
+                    # generator and PostgreSQL leave each server.
+                    print(
+                        f"  {kind}, {clients} clients: median {rate:.0f} msg/s of "
+                        f"{len(measured)} ({statistics.median(shares[clients]):.1%} of bare, "
+                        f"{rate / first:.0%} of {concurrencies[0]} clients); server CPU "
+                        f"{statistics.median(cpus[clients]):.2f} ms/msg, "
+                        f"{statistics.median(cpu_shares[clients]):.1%} of bare's",
+                        flush=True,
+                    )
+            if workers == 1:
+                for rate in [float(r) for r in args.rates.split(",") if r]:
+                    await asyncio.sleep(2)
+                    tally = await open_loop(base, texts, rate, args.seconds)
+                    acked += tally.acked
+                    failures += tally.server_errors + tally.other
+                    print(tally.line(f"1w open loop {rate:.0f} msg/s"), flush=True)
+    return acked, failures
 
 
 async def print_profile(url: str, texts: list[str], count: int) -> None:
