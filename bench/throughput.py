@@ -14,7 +14,8 @@ Each phase counts 5xx answers and other failures. `--workers N,M` measures `serv
 Needs PostgreSQL (BENCH_POSTGRES_URL, default postgresql+asyncpg://postgres@127.0.0.1/test).
 Closed-loop phases run in `--rounds` rounds (every other one in reverse order), each round
 after a bare phase of its own, and each concurrency is summed up by its medians: of its
-rates, of its shares of its rounds' bare and of its CPU per message. The machine may be
+rates, of its shares of its rounds' bare, of its rates against the first concurrency's in
+the same round (128 clients against 8), and of its CPU per message. The machine may be
 shared: the defaults keep the whole run to about five minutes.
 """
 
@@ -422,9 +423,15 @@ async def serve_phases(
                         cpu_shares.setdefault(clients, []).append(bare_cpu / cpu)
                         label = f"{kind}, {clients} clients"
                         print(f"{tally.line(label)}  ({share:.1%} of bare)", flush=True)
-                first = statistics.median(rates[concurrencies[0]])
+                firsts = rates[concurrencies[0]]
                 for clients, measured in rates.items():
                     rate = statistics.median(measured)
+                    # Against the first concurrency of the same round, a few seconds apart,
+                    # as each share is against its own round's bare: a median of the rounds'
+                    # medians set against each other charged the drift between rounds to it.
+                    against_first = statistics.median(
+                        r / f for r, f in zip(measured, firsts, strict=True)
+                    )
                     # The same share by CPU: bare's server CPU per request against this
                     # server's per message. Both move with the host's speed; the share of
                     # throughput also moves with how much of the two cores the load
@@ -432,7 +439,8 @@ async def serve_phases(
                     print(
                         f"  {kind}, {clients} clients: median {rate:.0f} msg/s of "
                         f"{len(measured)} ({statistics.median(shares[clients]):.1%} of bare, "
-                        f"{rate / first:.0%} of {concurrencies[0]} clients); server CPU "
+                        f"{against_first:.0%} of {concurrencies[0]} clients in its round); "
+                        "server CPU "
                         f"{statistics.median(cpus[clients]):.2f} ms/msg, "
                         f"{statistics.median(cpu_shares[clients]):.1%} of bare's",
                         flush=True,
