@@ -228,7 +228,7 @@ class Matcher:
     model: NaiveBayes
     linear: LinearModel | None
     examples: tuple[str, ...]
-    example_features: tuple[frozenset[str], ...]
+    example_features: tuple[tuple[str, ...], ...]
     example_labels: tuple[int, ...]
     by_label: tuple[tuple[tuple[str, ...], tuple[int, ...]], ...]  # (texts, example ids) per intent
     none_index: int | None
@@ -275,7 +275,7 @@ class Matcher:
         )
         normalised = reuse.normalised if reuse else tuple(normalizer(e.text) for e in examples)
         pairs = [(e.intent, text) for e, text in zip(examples, normalised, strict=True) if text]
-        found = [frozenset(features(text)) for _, text in pairs]
+        found = [features(text) for _, text in pairs]
         samples = [(intent, f) for (intent, _), f in zip(pairs, found, strict=True)]
         model = NaiveBayes.train(samples, alpha=thresholds.smoothing)
         linear = LinearModel.train(
@@ -345,7 +345,7 @@ class Matcher:
 
     def score(self, normalised: str) -> Scored:
         """Intent probabilities for one normalised clause or message."""
-        found = frozenset(features(normalised))
+        found = features(normalised)
         rows = self.table.rows(found) if self.table is not None else None
         experts = self._expert_logits(normalised, found, rows)
         if self.linear is None:
@@ -401,7 +401,7 @@ class Matcher:
     def _expert_logits(
         self,
         normalised: str,
-        found: frozenset[str],
+        found: tuple[str, ...],
         rows: list[int] | None = None,
         *,
         leave_out: int | None = None,

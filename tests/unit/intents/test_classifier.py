@@ -26,7 +26,7 @@ def test_the_table_scores_as_the_postings_do(matcher: Matcher, catalogue: Catalo
     assert table is not None
     texts = [example.text for example in catalogue.all_examples()][::7] + MESSAGES
     for text in texts:
-        found = frozenset(features(matcher.normalizer(text)))
+        found = features(matcher.normalizer(text))
         rows = table.rows(found)
         assert table.scores(rows) == matcher.model.scores(found)[0], text  # the same floats
         assert len(rows) == matcher.model.scores(found)[1]
@@ -37,7 +37,7 @@ def test_the_logistic_regression_reads_its_own_rows_from_the_table(
 ) -> None:
     assert matcher.linear is not None
     for text in [example.text for example in catalogue.all_examples()][::11] + MESSAGES:
-        found = frozenset(features(matcher.normalizer(text)))
+        found = features(matcher.normalizer(text))
         rows = matcher._linear_rows(matcher.table.rows(found))  # type: ignore[union-attr]
         assert np.array_equal(
             matcher.linear.log_probabilities_at(rows), matcher.linear.log_probabilities(found)
